@@ -1,7 +1,9 @@
 //! sipwatch: the binary's parts, wired together by `main.rs`.
 //!
+//! - [`probe_cmd`]: the `sipwatch probe` command (flags, human and JSON output, exit codes).
 //! - [`leak`]: the online leak detector (pure: samples in, verdicts out).
-//! - [`agent`]: the node agent: finds services, samples their gauges, runs the detector.
-//! - `probe_cmd`: the `sipwatch probe` command (flags, human and JSON output, exit codes).
+//! - [`duration`]: durations as people write them ("10s", "2m").
 
+pub mod duration;
 pub mod leak;
+pub mod probe_cmd;

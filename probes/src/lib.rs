@@ -14,3 +14,8 @@
 
 pub mod digest;
 pub mod transaction;
+pub mod locate;
+pub mod message;
+pub mod outcome;
+pub mod probe;
+pub mod transport;
