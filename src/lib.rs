@@ -4,6 +4,7 @@
 //! - [`leak`]: the online leak detector (pure: samples in, verdicts out).
 //! - [`duration`]: durations as people write them ("10s", "2m").
 
+pub mod daemon;
 pub mod duration;
 pub mod leak;
 pub mod probe_cmd;

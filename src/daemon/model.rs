@@ -1,0 +1,200 @@
+//! The daemon's shared vocabulary: node, target and group states, observations, state changes,
+//! incidents and the snapshot that the HTTP layer renders.
+//!
+//! Plain data with serde, no behaviour beyond small derivations (Statuspage names, worst-of). The
+//! rules that move these states live in `state.rs`; persistence in `store.rs`; rendering in `http/`.
+
+use serde::{Deserialize, Serialize};
+
+/// Seconds since the Unix epoch. The daemon's pure parts take time as this value, never read a clock.
+pub type UnixTime = f64;
+
+/// A node's state after hysteresis (RFC-agnostic: "is this address answering SIP well?").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeState {
+    /// Not enough probes yet to say.
+    Unknown,
+    Up,
+    /// Answering, but with warnings (503, slow, certificate near expiry).
+    Degraded,
+    Down,
+}
+
+impl NodeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Unknown => "unknown",
+            NodeState::Up => "up",
+            NodeState::Degraded => "degraded",
+            NodeState::Down => "down",
+        }
+    }
+
+    /// Whether the node counts as serving (for group quorum and `sipwatch_probe_up`).
+    pub fn is_serving(self) -> bool {
+        matches!(self, NodeState::Up | NodeState::Degraded)
+    }
+}
+
+/// What one probe of one node found, reduced to what the daemon keeps.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Observation {
+    pub at: UnixTime,
+    /// `ok`, `warning`, `critical`, `unknown` (sipwatch-probes' Status).
+    pub status: String,
+    /// `ok`, `timeout`, `transport_error`, ... (sipwatch-probes' ResultKind).
+    pub result: String,
+    pub code: Option<u16>,
+    pub rtt_ms: Option<f64>,
+    pub reason: String,
+    pub cert_days_left: Option<i64>,
+}
+
+impl Observation {
+    pub fn is_ok(&self) -> bool {
+        self.status == "ok"
+    }
+    pub fn is_warning(&self) -> bool {
+        self.status == "warning"
+    }
+    /// Critical and unknown both count as a failure for hysteresis.
+    pub fn is_failure(&self) -> bool {
+        !self.is_ok() && !self.is_warning()
+    }
+}
+
+/// A node changed state (after hysteresis). `notify` is false when alerts are held (flapping,
+/// maintenance, or a change restored from the store at start-up).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StateChange {
+    pub at: UnixTime,
+    pub target: String,
+    /// The node's address (`ip:port`), or empty for a group change.
+    pub node: String,
+    pub group: Option<String>,
+    pub from: NodeState,
+    pub to: NodeState,
+    pub reason: String,
+    pub notify: bool,
+}
+
+/// Atlassian Statuspage component status names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ComponentStatus {
+    Operational,
+    UnderMaintenance,
+    DegradedPerformance,
+    PartialOutage,
+    MajorOutage,
+}
+
+impl ComponentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ComponentStatus::Operational => "operational",
+            ComponentStatus::DegradedPerformance => "degraded_performance",
+            ComponentStatus::PartialOutage => "partial_outage",
+            ComponentStatus::MajorOutage => "major_outage",
+            ComponentStatus::UnderMaintenance => "under_maintenance",
+        }
+    }
+}
+
+/// Statuspage page indicator: `none`, `minor`, `major`, `critical`.
+pub fn page_indicator(worst: ComponentStatus) -> &'static str {
+    match worst {
+        ComponentStatus::Operational | ComponentStatus::UnderMaintenance => "none",
+        ComponentStatus::DegradedPerformance => "minor",
+        ComponentStatus::PartialOutage => "major",
+        ComponentStatus::MajorOutage => "critical",
+    }
+}
+
+/// One node of a target as the status page and metrics see it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeView {
+    /// `ip:port`.
+    pub node: String,
+    pub transport: String,
+    pub state: NodeState,
+    pub since: UnixTime,
+    pub flapping: bool,
+    pub consecutive_failures: u32,
+    pub consecutive_successes: u32,
+    pub last: Option<Observation>,
+}
+
+/// A configured target (a Statuspage component).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TargetView {
+    pub name: String,
+    pub uri: String,
+    pub method: String,
+    pub group: Option<String>,
+    pub nodes: Vec<NodeView>,
+    pub status: ComponentStatus,
+    pub in_maintenance: bool,
+    /// Set while the target's name cannot be resolved.
+    pub dns_error: Option<String>,
+}
+
+/// Group quorum state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupState {
+    /// Every member serving.
+    Up,
+    /// Some members down, quorum (`min_up`) kept.
+    Degraded,
+    /// Fewer than `min_up` members serving.
+    Down,
+}
+
+/// A configured group (a Statuspage component group).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GroupView {
+    pub name: String,
+    pub min_up: usize,
+    pub members: Vec<String>,
+    pub serving: usize,
+    pub state: GroupState,
+    pub status: ComponentStatus,
+    pub in_maintenance: bool,
+}
+
+/// An incident: a target with a node down, or a group below quorum.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    pub id: i64,
+    /// `target:NAME` or `group:NAME`: at most one open incident per key.
+    pub key: String,
+    pub title: String,
+    pub impact: ComponentStatus,
+    pub opened_at: UnixTime,
+    pub resolved_at: Option<UnixTime>,
+    /// Affected nodes (`target ip:port`) or group members.
+    pub affected: Vec<String>,
+    pub updates: Vec<IncidentUpdate>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IncidentUpdate {
+    pub at: UnixTime,
+    /// Statuspage incident status: `investigating`, `identified`, `monitoring`, `resolved`.
+    pub status: String,
+    pub body: String,
+}
+
+/// Everything the HTTP layer needs to render "now", published by the state task after each change.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub generated_at: UnixTime,
+    pub page_name: String,
+    pub targets: Vec<TargetView>,
+    pub groups: Vec<GroupView>,
+    pub open_incidents: Vec<Incident>,
+    /// Set while the store cannot be written (read-only, full disk): shown loudly on the page.
+    pub store_error: Option<String>,
+}
