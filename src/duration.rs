@@ -9,10 +9,13 @@ use std::time::Duration;
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     if !t.is_empty() && t.chars().all(|c| c.is_ascii_digit() || c == '.') {
-        return Err(format!("duration {s:?} has no unit; write \"{t}s\" or \"{t}ms\""));
+        return Err(format!(
+            "duration {s:?} has no unit; write \"{t}s\" or \"{t}ms\""
+        ));
     }
-    humantime::parse_duration(t)
-        .map_err(|e| format!("bad duration {s:?} ({e}); write it like \"500ms\", \"10s\", \"2m\", \"1h\""))
+    humantime::parse_duration(t).map_err(|e| {
+        format!("bad duration {s:?} ({e}); write it like \"500ms\", \"10s\", \"2m\", \"1h\"")
+    })
 }
 
 #[cfg(test)]

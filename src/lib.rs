@@ -4,6 +4,8 @@
 //! - [`leak`]: the online leak detector (pure: samples in, verdicts out).
 //! - [`duration`]: durations as people write them ("10s", "2m").
 
+pub mod calendar;
+pub mod config_error;
 pub mod daemon;
 pub mod duration;
 pub mod leak;

@@ -130,12 +130,17 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<i32> {
             let user = args.username.clone().context(
                 "REGISTER needs --username USER (and --password-file FILE or SIPWATCH_PASSWORD)",
             )?;
-            Some(Credentials::new(user, read_password(args.password_file.as_deref())?))
+            Some(Credentials::new(
+                user,
+                read_password(args.password_file.as_deref())?,
+            ))
         }
         Method::Options => None,
     };
     let needs_tls = args.transport == Some(Transport::Tls)
-        || targets.iter().any(|t| t.secure || t.transport == Some(Transport::Tls))
+        || targets
+            .iter()
+            .any(|t| t.secure || t.transport == Some(Transport::Tls))
         || args.transport.is_none() && targets.iter().any(|t| t.ip().is_none());
     let tls = if needs_tls {
         Some(TlsContext::new(&TlsOptions {

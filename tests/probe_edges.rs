@@ -68,7 +68,15 @@ fn sipp_uas_that_never_answers_times_out_after_timer_f() {
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let _uas = sipp_uas(dir.path(), port, UAS_SILENT);
-    let out = sipwatch(&["probe", "--json", "--timeout", "2s", "--t1", "100ms", &format!("sip:127.0.0.1:{port}")]);
+    let out = sipwatch(&[
+        "probe",
+        "--json",
+        "--timeout",
+        "2s",
+        "--t1",
+        "100ms",
+        &format!("sip:127.0.0.1:{port}"),
+    ]);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     let line = &json_lines(&out)[0];
     assert_eq!(line["result"], "timeout");
@@ -82,18 +90,34 @@ fn silent_port_sees_the_rfc3261_retransmission_schedule() {
     let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = silent.local_addr().unwrap().port();
     let counter = std::thread::spawn(move || {
-        silent.set_read_timeout(Some(Duration::from_secs(4))).unwrap();
+        silent
+            .set_read_timeout(Some(Duration::from_secs(4)))
+            .unwrap();
         let mut branches = Vec::new();
         let mut buf = [0u8; 4096];
         while let Ok((n, _)) = silent.recv_from(&mut buf) {
             let text = String::from_utf8_lossy(&buf[..n]).to_string();
-            let branch = text.split("branch=").nth(1).unwrap().split(';').next().unwrap().to_string();
+            let branch = text
+                .split("branch=")
+                .nth(1)
+                .unwrap()
+                .split(';')
+                .next()
+                .unwrap()
+                .to_string();
             branches.push(branch);
         }
         branches
     });
     let out = sipwatch(&[
-        "probe", "--json", "--timeout", "1500ms", "--t1", "100ms", "--t2", "400ms",
+        "probe",
+        "--json",
+        "--timeout",
+        "1500ms",
+        "--t1",
+        "100ms",
+        "--t2",
+        "400ms",
         &format!("sip:127.0.0.1:{port}"),
     ]);
     let line = &json_lines(&out)[0];
@@ -102,30 +126,60 @@ fn silent_port_sees_the_rfc3261_retransmission_schedule() {
     assert_eq!(line["retransmissions"], 4);
     let branches = counter.join().unwrap();
     assert_eq!(branches.len(), 5, "datagrams seen by the silent port");
-    assert!(branches.iter().all(|b| b == &branches[0]), "retransmissions reuse the branch");
-    assert!(line["reason"].as_str().unwrap().contains("4 retransmissions"));
+    assert!(
+        branches.iter().all(|b| b == &branches[0]),
+        "retransmissions reuse the branch"
+    );
+    assert!(line["reason"]
+        .as_str()
+        .unwrap()
+        .contains("4 retransmissions"));
 }
 
 #[test]
 fn closed_udp_port_is_a_transport_error_not_a_timeout() {
-    let port = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let out = sipwatch(&["probe", "--json", "--timeout", "10s", &format!("sip:127.0.0.1:{port}")]);
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = sipwatch(&[
+        "probe",
+        "--json",
+        "--timeout",
+        "10s",
+        &format!("sip:127.0.0.1:{port}"),
+    ]);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     let line = &json_lines(&out)[0];
     assert_eq!(line["result"], "transport_error");
-    assert!(line["reason"].as_str().unwrap().contains("refused"), "{line}");
+    assert!(
+        line["reason"].as_str().unwrap().contains("refused"),
+        "{line}"
+    );
 }
 
 #[test]
 fn closed_tcp_port_is_a_transport_error() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let out = sipwatch(&["probe", "--json", &format!("sip:127.0.0.1:{port};transport=tcp")]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = sipwatch(&[
+        "probe",
+        "--json",
+        &format!("sip:127.0.0.1:{port};transport=tcp"),
+    ]);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     assert_eq!(json_lines(&out)[0]["result"], "transport_error");
 }
 
 /// A UDP peer that answers every request with `reply(request)`, from `from` if given.
-fn fake_peer(reply: fn(&str) -> Vec<u8>, from: Option<UdpSocket>) -> (u16, std::thread::JoinHandle<()>) {
+fn fake_peer(
+    reply: fn(&str) -> Vec<u8>,
+    from: Option<UdpSocket>,
+) -> (u16, std::thread::JoinHandle<()>) {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = sock.local_addr().unwrap().port();
     let h = std::thread::spawn(move || {
@@ -145,14 +199,23 @@ fn fake_peer(reply: fn(&str) -> Vec<u8>, from: Option<UdpSocket>) -> (u16, std::
 
 fn header<'a>(req: &'a str, name: &str) -> &'a str {
     req.lines()
-        .find(|l| l.to_ascii_lowercase().starts_with(&format!("{}:", name.to_ascii_lowercase())))
+        .find(|l| {
+            l.to_ascii_lowercase()
+                .starts_with(&format!("{}:", name.to_ascii_lowercase()))
+        })
         .unwrap_or("")
 }
 
 #[test]
 fn garbage_answers_are_bad_response_with_a_clear_message() {
     let (port, _h) = fake_peer(|_| b"\x00\x01HELLO garbage \xff\xfe".to_vec(), None);
-    let out = sipwatch(&["probe", "--json", "--timeout", "700ms", &format!("sip:127.0.0.1:{port}")]);
+    let out = sipwatch(&[
+        "probe",
+        "--json",
+        "--timeout",
+        "700ms",
+        &format!("sip:127.0.0.1:{port}"),
+    ]);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     let line = &json_lines(&out)[0];
     assert_eq!(line["result"], "bad_response");
@@ -166,10 +229,19 @@ fn truncated_answers_are_bad_response() {
         |req| format!("SIP/2.0 200 OK\r\n{}\r\nCSeq: 1 OPT", header(req, "Via")).into_bytes(),
         None,
     );
-    let out = sipwatch(&["probe", "--json", "--timeout", "700ms", &format!("sip:127.0.0.1:{port}")]);
+    let out = sipwatch(&[
+        "probe",
+        "--json",
+        "--timeout",
+        "700ms",
+        &format!("sip:127.0.0.1:{port}"),
+    ]);
     let line = &json_lines(&out)[0];
     assert_eq!(line["result"], "bad_response", "{}", describe(&out));
-    assert!(line["reason"].as_str().unwrap().contains("truncated"), "{line}");
+    assert!(
+        line["reason"].as_str().unwrap().contains("truncated"),
+        "{line}"
+    );
 }
 
 #[test]
@@ -185,10 +257,19 @@ fn answers_that_do_not_match_the_transaction_are_never_taken() {
         },
         None,
     );
-    let out = sipwatch(&["probe", "--json", "--timeout", "700ms", &format!("sip:127.0.0.1:{port}")]);
+    let out = sipwatch(&[
+        "probe",
+        "--json",
+        "--timeout",
+        "700ms",
+        &format!("sip:127.0.0.1:{port}"),
+    ]);
     let line = &json_lines(&out)[0];
     assert_eq!(line["result"], "timeout", "{}", describe(&out));
-    assert!(line["mismatched_responses"].as_u64().unwrap() >= 1, "{line}");
+    assert!(
+        line["mismatched_responses"].as_u64().unwrap() >= 1,
+        "{line}"
+    );
 }
 
 #[test]
@@ -198,35 +279,75 @@ fn an_answer_from_another_address_is_ignored() {
         |req| {
             format!(
                 "SIP/2.0 200 OK\r\n{}\r\n{}\r\n{}\r\n{}\r\n{}\r\nContent-Length: 0\r\n\r\n",
-                header(req, "Via"), header(req, "From"), header(req, "To"), header(req, "Call-ID"), header(req, "CSeq")
+                header(req, "Via"),
+                header(req, "From"),
+                header(req, "To"),
+                header(req, "Call-ID"),
+                header(req, "CSeq")
             )
             .into_bytes()
         },
         Some(spoofer),
     );
-    let out = sipwatch(&["probe", "--json", "--timeout", "700ms", &format!("sip:127.0.0.1:{port}")]);
+    let out = sipwatch(&[
+        "probe",
+        "--json",
+        "--timeout",
+        "700ms",
+        &format!("sip:127.0.0.1:{port}"),
+    ]);
     let line = &json_lines(&out)[0];
     assert_eq!(line["result"], "timeout", "{}", describe(&out));
-    assert!(line["reason"].as_str().unwrap().contains("from other addresses ignored"), "{line}");
+    assert!(
+        line["reason"]
+            .as_str()
+            .unwrap()
+            .contains("from other addresses ignored"),
+        "{line}"
+    );
 }
 
 #[test]
 fn bad_input_is_unknown_with_a_message() {
     let cases: &[(&[&str], &str)] = &[
         (&["probe", "http://example.org"], "is not a SIP URI"),
-        (&["probe", "sip:127.0.0.1;transport=sctp"], "unknown transport"),
+        (
+            &["probe", "sip:127.0.0.1;transport=sctp"],
+            "unknown transport",
+        ),
         (&["probe", "--timeout", "5", "sip:127.0.0.1"], "has no unit"),
-        (&["probe", "-m", "register", "-u", "a", "--password-file", "/nonexistent/pw", "sip:127.0.0.1"], "cannot read the password file"),
+        (
+            &[
+                "probe",
+                "-m",
+                "register",
+                "-u",
+                "a",
+                "--password-file",
+                "/nonexistent/pw",
+                "sip:127.0.0.1",
+            ],
+            "cannot read the password file",
+        ),
         (&["probe", "-m", "register", "sip:127.0.0.1"], "--username"),
-        (&["probe", "-m", "register", "-u", "a", "sip:127.0.0.1"], "SIPWATCH_PASSWORD"),
-        (&["probe", "--ca", "/nonexistent/ca.pem", "sips:127.0.0.1"], "cannot read CA file"),
+        (
+            &["probe", "-m", "register", "-u", "a", "sip:127.0.0.1"],
+            "SIPWATCH_PASSWORD",
+        ),
+        (
+            &["probe", "--ca", "/nonexistent/ca.pem", "sips:127.0.0.1"],
+            "cannot read CA file",
+        ),
         (&["probe"], "URI"),
     ];
     for (args, needle) in cases {
         let out = sipwatch(args);
         assert_eq!(out.status.code(), Some(3), "{args:?}: {}", describe(&out));
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(needle), "{args:?}: expected {needle:?} in {err}");
+        assert!(
+            err.contains(needle),
+            "{args:?}: expected {needle:?} in {err}"
+        );
     }
 }
 
@@ -235,18 +356,34 @@ fn dnsmasq(dir: &std::path::Path, records: &[String]) -> (Background, u16) {
     let dnsmasq = require("dnsmasq", "dnsmasq-base");
     let port = free_port();
     let hosts = dir.join("hosts");
-    std::fs::write(&hosts, "127.0.0.1 multi.test\n127.0.0.2 multi.test\n127.0.0.1 node1.test\n127.0.0.1 node2.test\n").unwrap();
+    std::fs::write(
+        &hosts,
+        "127.0.0.1 multi.test\n127.0.0.2 multi.test\n127.0.0.1 node1.test\n127.0.0.1 node2.test\n",
+    )
+    .unwrap();
     let mut cmd = Command::new(dnsmasq);
-    cmd.args(["--no-daemon", "--no-resolv", "--no-hosts", "--bind-interfaces", "--listen-address=127.0.0.1", "--user=root"])
-        .arg(format!("--port={port}"))
-        .arg(format!("--addn-hosts={}", hosts.display()))
-        .arg(format!("--pid-file={}", dir.join("dnsmasq.pid").display()))
-        .args(records)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
+    cmd.args([
+        "--no-daemon",
+        "--no-resolv",
+        "--no-hosts",
+        "--bind-interfaces",
+        "--listen-address=127.0.0.1",
+        "--user=root",
+    ])
+    .arg(format!("--port={port}"))
+    .arg(format!("--addn-hosts={}", hosts.display()))
+    .arg(format!("--pid-file={}", dir.join("dnsmasq.pid").display()))
+    .args(records)
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null());
     let child = cmd.spawn().expect("start dnsmasq");
-    let bg = Background { child, name: "dnsmasq".into() };
-    wait_for("dnsmasq to listen", Duration::from_secs(10), || UdpSocket::bind(("127.0.0.1", port)).is_err());
+    let bg = Background {
+        child,
+        name: "dnsmasq".into(),
+    };
+    wait_for("dnsmasq to listen", Duration::from_secs(10), || {
+        UdpSocket::bind(("127.0.0.1", port)).is_err()
+    });
     (bg, port)
 }
 
@@ -280,7 +417,9 @@ fn rfc3263_srv_naptr_and_several_a_records_are_all_probed() {
     assert_eq!(lines.len(), 2, "{}", describe(&out));
     assert_eq!(lines[0]["remote"], format!("127.0.0.1:{p1}"));
     assert_eq!(lines[1]["remote"], format!("127.0.0.1:{p2}"));
-    assert!(lines.iter().all(|l| l["located_by"] == "srv" && l["transport"] == "udp" && l["code"] == 200));
+    assert!(lines
+        .iter()
+        .all(|l| l["located_by"] == "srv" && l["transport"] == "udp" && l["code"] == 200));
     assert!(lines.iter().all(|l| l["target"] == "sip:pbx.test"));
 
     let out = sipwatch(&["probe", "--json", "--dns-server", &dns, "sip:nap.test"]);
@@ -291,12 +430,26 @@ fn rfc3263_srv_naptr_and_several_a_records_are_all_probed() {
     assert_eq!(lines[0]["code"], 200);
 
     // An explicit port skips NAPTR/SRV: every A record is a node.
-    let out = sipwatch(&["probe", "--json", "--dns-server", &dns, &format!("sip:multi.test:{p1}")]);
+    let out = sipwatch(&[
+        "probe",
+        "--json",
+        "--dns-server",
+        &dns,
+        &format!("sip:multi.test:{p1}"),
+    ]);
     let lines = json_lines(&out);
     assert_eq!(lines.len(), 2, "{}", describe(&out));
-    let remotes: Vec<&str> = lines.iter().map(|l| l["remote"].as_str().unwrap()).collect();
-    assert_eq!(remotes, vec![format!("127.0.0.1:{p1}"), format!("127.0.0.2:{p1}")]);
-    assert!(lines.iter().all(|l| l["status"] == "ok" && l["located_by"] == "a"));
+    let remotes: Vec<&str> = lines
+        .iter()
+        .map(|l| l["remote"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        remotes,
+        vec![format!("127.0.0.1:{p1}"), format!("127.0.0.2:{p1}")]
+    );
+    assert!(lines
+        .iter()
+        .all(|l| l["status"] == "ok" && l["located_by"] == "a"));
 
     // A name that does not exist: UNKNOWN, dns_error.
     let out = sipwatch(&["probe", "--json", "--dns-server", &dns, "sip:nowhere.test"]);

@@ -23,9 +23,10 @@ fn options_over_udp_tcp_and_tls() {
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let lines = json_lines(&out);
     assert_eq!(lines.len(), 3, "{}", describe(&out));
-    for (line, (target, transport)) in lines
-        .iter()
-        .zip([(&udp, "udp"), (&tcp, "tcp"), (&tls_uri, "tls")])
+    for (line, (target, transport)) in
+        lines
+            .iter()
+            .zip([(&udp, "udp"), (&tcp, "tcp"), (&tls_uri, "tls")])
     {
         assert_eq!(line["target"], target.as_str());
         assert_eq!(line["method"], "OPTIONS");
@@ -36,7 +37,10 @@ fn options_over_udp_tcp_and_tls() {
         assert_eq!(line["reason"], "OK");
         assert_eq!(line["retransmissions"], 0);
         assert!(line["rtt_ms"].as_f64().unwrap() > 0.0);
-        assert!(line["server"].as_str().unwrap().contains("kamailio"), "{line}");
+        assert!(
+            line["server"].as_str().unwrap().contains("kamailio"),
+            "{line}"
+        );
         for key in ["remote", "retransmissions", "server"] {
             assert!(line.get(key).is_some(), "missing {key} in {line}");
         }
@@ -66,7 +70,10 @@ fn tls_verification_fails_without_the_ca_and_insecure_still_reports_the_cert() {
     assert_eq!(line["result"], "transport_error");
     let reason = line["reason"].as_str().unwrap();
     assert!(reason.contains("TLS handshake"), "{reason}");
-    assert!(reason.contains("--ca"), "the error should teach the fix: {reason}");
+    assert!(
+        reason.contains("--ca"),
+        "the error should teach the fix: {reason}"
+    );
 
     let out = sipwatch(&["probe", "--json", "--insecure", &uri]);
     let line = &json_lines(&out)[0];
@@ -130,10 +137,19 @@ fn register_with_digest_succeeds_confirms_the_binding_and_unregisters() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("Authorization: Digest username=\"bob\""), "{text}");
+    assert!(
+        text.contains("Authorization: Digest username=\"bob\""),
+        "{text}"
+    );
     assert!(text.contains("nc=00000001"), "{text}");
-    assert!(text.contains("CSeq: 2 REGISTER"), "authenticated retry bumps CSeq: {text}");
-    assert!(text.contains("Expires: 0"), "unregisters afterwards: {text}");
+    assert!(
+        text.contains("CSeq: 2 REGISTER"),
+        "authenticated retry bumps CSeq: {text}"
+    );
+    assert!(
+        text.contains("Expires: 0"),
+        "unregisters afterwards: {text}"
+    );
     assert!(!text.contains("secret"), "password leaked: {text}");
 }
 
@@ -142,7 +158,15 @@ fn register_with_a_wrong_password_is_auth_failed() {
     let port = free_port();
     let _k = Kamailio::start(KamailioSpec::new(port, ROUTE_OK));
     let out = sipwatch_env(
-        &["probe", "--json", "-m", "register", "-u", "alice", &format!("sip:127.0.0.1:{port}")],
+        &[
+            "probe",
+            "--json",
+            "-m",
+            "register",
+            "-u",
+            "alice",
+            &format!("sip:127.0.0.1:{port}"),
+        ],
         &[("SIPWATCH_PASSWORD", "wrong-password")],
     );
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
@@ -160,7 +184,15 @@ fn register_with_sha256_digest() {
     spec.modules = "modparam(\"auth\", \"algorithm\", \"SHA-256\")".into();
     let _k = Kamailio::start(spec);
     let out = sipwatch_env(
-        &["probe", "-v", "-m", "register", "-u", "carol", &format!("sip:127.0.0.1:{port}")],
+        &[
+            "probe",
+            "-v",
+            "-m",
+            "register",
+            "-u",
+            "carol",
+            &format!("sip:127.0.0.1:{port}"),
+        ],
         &[("SIPWATCH_PASSWORD", "secret")],
     );
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
@@ -195,7 +227,13 @@ fn maintenance_503_is_a_warning_and_expect_makes_it_critical() {
 fn max_forwards_zero_probes_the_first_hop() {
     let port = free_port();
     let _k = Kamailio::start(KamailioSpec::new(port, ROUTE_OK));
-    let out = sipwatch(&["probe", "--json", "--max-forwards", "0", &format!("sip:127.0.0.1:{port}")]);
+    let out = sipwatch(&[
+        "probe",
+        "--json",
+        "--max-forwards",
+        "0",
+        &format!("sip:127.0.0.1:{port}"),
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let line = &json_lines(&out)[0];
     assert_eq!(line["code"], 483);
@@ -210,8 +248,15 @@ fn count_repeats_like_ping_and_the_worst_status_wins() {
     let out = sipwatch(&["probe", "--count", "3", "--interval", "50ms", &up]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(text.lines().filter(|l| l.starts_with("OK: ")).count(), 3, "{text}");
-    assert!(text.contains("--- 3 probes, 3 answered, 0.0% loss, rtt min/avg/median/max = "), "{text}");
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("OK: ")).count(),
+        3,
+        "{text}"
+    );
+    assert!(
+        text.contains("--- 3 probes, 3 answered, 0.0% loss, rtt min/avg/median/max = "),
+        "{text}"
+    );
 
     // One node up, one port closed: CRITICAL wins.
     let closed = format!("sip:127.0.0.1:{}", free_port());

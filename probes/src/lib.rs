@@ -13,9 +13,9 @@
 //! `transport`, `locate` and `probe` touch sockets and clocks.
 
 pub mod digest;
-pub mod transaction;
 pub mod locate;
 pub mod message;
 pub mod outcome;
 pub mod probe;
+pub mod transaction;
 pub mod transport;

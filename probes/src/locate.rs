@@ -46,7 +46,9 @@ pub enum LocateError {
     Lookup { name: String, detail: String },
     #[error("{0} has no NAPTR, SRV, A or AAAA records")]
     NoRecords(String),
-    #[error("{name}: no usable transport (NAPTR offers {offered}; sipwatch speaks UDP, TCP and TLS)")]
+    #[error(
+        "{name}: no usable transport (NAPTR offers {offered}; sipwatch speaks UDP, TCP and TLS)"
+    )]
     NoTransport { name: String, offered: String },
 }
 
@@ -328,8 +330,17 @@ mod tests {
 
     #[test]
     fn srv_names() {
-        assert_eq!(srv_name(Transport::Tls, "example.org"), "_sips._tcp.example.org");
-        assert_eq!(srv_name(Transport::Tcp, "example.org"), "_sip._tcp.example.org");
-        assert_eq!(srv_name(Transport::Udp, "example.org"), "_sip._udp.example.org");
+        assert_eq!(
+            srv_name(Transport::Tls, "example.org"),
+            "_sips._tcp.example.org"
+        );
+        assert_eq!(
+            srv_name(Transport::Tcp, "example.org"),
+            "_sip._tcp.example.org"
+        );
+        assert_eq!(
+            srv_name(Transport::Udp, "example.org"),
+            "_sip._udp.example.org"
+        );
     }
 }

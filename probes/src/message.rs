@@ -340,7 +340,10 @@ pub fn build_request(spec: &RequestSpec) -> Result<rsip::Request, MessageError> 
         "<{}>;tag={}",
         spec.aor, spec.from_tag
     ))));
-    headers.push(Header::To(rsip::headers::To::new(format!("<{}>", spec.aor))));
+    headers.push(Header::To(rsip::headers::To::new(format!(
+        "<{}>",
+        spec.aor
+    ))));
     headers.push(Header::CallId(rsip::headers::CallId::new(
         spec.call_id.clone(),
     )));
@@ -485,9 +488,7 @@ pub fn parse_response(bytes: &[u8]) -> Result<ResponseHead, MessageError> {
             HeaderName::Server => head.server = Some(value.trim().to_string()),
             HeaderName::UserAgent => user_agent = Some(value.trim().to_string()),
             HeaderName::WwwAuthenticate => head.www_authenticate.push(value.trim().to_string()),
-            HeaderName::ProxyAuthenticate => {
-                head.proxy_authenticate.push(value.trim().to_string())
-            }
+            HeaderName::ProxyAuthenticate => head.proxy_authenticate.push(value.trim().to_string()),
             HeaderName::Contact => {
                 for entry in split_list(&value) {
                     if let Some(b) = parse_binding(&entry) {
@@ -497,7 +498,10 @@ pub fn parse_response(bytes: &[u8]) -> Result<ResponseHead, MessageError> {
             }
             HeaderName::MinExpires => head.min_expires = value.trim().parse().ok(),
             HeaderName::RetryAfter => {
-                head.retry_after = value.split([' ', ';', '(']).next().and_then(|v| v.parse().ok())
+                head.retry_after = value
+                    .split([' ', ';', '('])
+                    .next()
+                    .and_then(|v| v.parse().ok())
             }
             _ => {}
         }
@@ -517,7 +521,10 @@ fn short(s: &str) -> String {
 }
 
 fn find_head_end(bytes: &[u8]) -> Option<usize> {
-    bytes.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
+    bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 4)
 }
 
 /// The header names a probe reads, with compact forms folded in.
@@ -728,17 +735,26 @@ mod tests {
     fn options_has_every_mandatory_header() {
         let s = spec(Method::Options);
         let text = build_request(&s).unwrap().to_string();
-        assert!(text.starts_with("OPTIONS sip:127.0.0.1:5060 SIP/2.0\r\n"), "{text}");
+        assert!(
+            text.starts_with("OPTIONS sip:127.0.0.1:5060 SIP/2.0\r\n"),
+            "{text}"
+        );
         assert!(text.contains(&format!(
             "Via: SIP/2.0/UDP 127.0.0.1:40000;branch={};rport\r\n",
             s.branch
         )));
         assert!(text.contains("Max-Forwards: 70\r\n"));
-        assert!(text.contains(&format!("From: <sip:alice@example.org>;tag={}\r\n", s.from_tag)));
+        assert!(text.contains(&format!(
+            "From: <sip:alice@example.org>;tag={}\r\n",
+            s.from_tag
+        )));
         assert!(text.contains("To: <sip:alice@example.org>\r\n"));
         assert!(text.contains(&format!("Call-ID: {}\r\n", s.call_id)));
         assert!(text.contains("CSeq: 1 OPTIONS\r\n"));
-        assert!(text.contains(&format!("User-Agent: sipwatch/{}\r\n", env!("CARGO_PKG_VERSION"))));
+        assert!(text.contains(&format!(
+            "User-Agent: sipwatch/{}\r\n",
+            env!("CARGO_PKG_VERSION")
+        )));
         assert!(text.ends_with("Content-Length: 0\r\n\r\n"), "{text}");
     }
 
@@ -750,10 +766,16 @@ mod tests {
         s.cseq = 2;
         s.authorization = Some((AuthHeader::ProxyAuthorization, "Digest x=\"1\"".into()));
         let text = build_request(&s).unwrap().to_string();
-        assert!(text.contains("Contact: <sip:alice@127.0.0.1:40000>\r\n"), "{text}");
+        assert!(
+            text.contains("Contact: <sip:alice@127.0.0.1:40000>\r\n"),
+            "{text}"
+        );
         assert!(text.contains("Expires: 60\r\n"));
         assert!(text.contains("CSeq: 2 REGISTER\r\n"));
-        assert!(text.contains("Proxy-Authorization: Digest x=\"1\"\r\n"), "{text}");
+        assert!(
+            text.contains("Proxy-Authorization: Digest x=\"1\"\r\n"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -789,8 +811,14 @@ Content-Length: 0\r\n\r\n";
         assert_eq!(h.server.as_deref(), Some("kamailio (5.6.3 (x86_64/linux))"));
         assert_eq!(h.bindings.len(), 2);
         assert_eq!(h.bindings[0].expires, Some(60));
-        assert!(same_contact(&h.bindings[0].uri, "sip:alice@127.0.0.1:40000"));
-        assert!(!same_contact(&h.bindings[1].uri, "sip:alice@127.0.0.1:40000"));
+        assert!(same_contact(
+            &h.bindings[0].uri,
+            "sip:alice@127.0.0.1:40000"
+        ));
+        assert!(!same_contact(
+            &h.bindings[1].uri,
+            "sip:alice@127.0.0.1:40000"
+        ));
     }
 
     #[test]
@@ -832,7 +860,10 @@ l: 0\r\n\r\n";
     #[test]
     fn target_uris() {
         let t = TargetUri::parse("sip:127.0.0.1:5070;transport=tcp").unwrap();
-        assert_eq!((t.host.as_str(), t.port, t.transport), ("127.0.0.1", Some(5070), Some(Transport::Tcp)));
+        assert_eq!(
+            (t.host.as_str(), t.port, t.transport),
+            ("127.0.0.1", Some(5070), Some(Transport::Tcp))
+        );
         assert_eq!(t.request_uri(false), "sip:127.0.0.1:5070;transport=tcp");
         let t = TargetUri::parse("sips:edge.example.org").unwrap();
         assert!(t.secure);
@@ -842,8 +873,14 @@ l: 0\r\n\r\n";
         assert_eq!(t.user.as_deref(), Some("alice"));
         assert_eq!(t.request_uri(false), "sip:example.org");
         assert_eq!(t.request_uri(true), "sip:alice@example.org");
-        assert!(matches!(TargetUri::parse("http://example.org"), Err(MessageError::NotSipUri(_))));
-        assert!(matches!(TargetUri::parse("example.org"), Err(MessageError::NotSipUri(_))));
+        assert!(matches!(
+            TargetUri::parse("http://example.org"),
+            Err(MessageError::NotSipUri(_))
+        ));
+        assert!(matches!(
+            TargetUri::parse("example.org"),
+            Err(MessageError::NotSipUri(_))
+        ));
         assert!(matches!(
             TargetUri::parse("sip:example.org;transport=sctp"),
             Err(MessageError::UnknownTransport(_))

@@ -175,15 +175,30 @@ impl Policy {
     pub fn judge_options(&self, code: u16) -> Verdict {
         if let Some(expect) = &self.expect {
             return if expect.contains(&code) {
-                Verdict { status: Status::Ok, result: ResultKind::Ok }
+                Verdict {
+                    status: Status::Ok,
+                    result: ResultKind::Ok,
+                }
             } else {
-                Verdict { status: Status::Critical, result: ResultKind::ErrorResponse }
+                Verdict {
+                    status: Status::Critical,
+                    result: ResultKind::ErrorResponse,
+                }
             };
         }
         match code {
-            200..=499 => Verdict { status: Status::Ok, result: ResultKind::Ok },
-            503 => Verdict { status: Status::Warning, result: ResultKind::ErrorResponse },
-            _ => Verdict { status: Status::Critical, result: ResultKind::ErrorResponse },
+            200..=499 => Verdict {
+                status: Status::Ok,
+                result: ResultKind::Ok,
+            },
+            503 => Verdict {
+                status: Status::Warning,
+                result: ResultKind::ErrorResponse,
+            },
+            _ => Verdict {
+                status: Status::Critical,
+                result: ResultKind::ErrorResponse,
+            },
         }
     }
 
@@ -192,21 +207,33 @@ impl Policy {
     pub fn judge_register(&self, code: u16, answered_challenge: bool) -> Verdict {
         if let Some(expect) = &self.expect {
             if expect.contains(&code) {
-                return Verdict { status: Status::Ok, result: ResultKind::Ok };
+                return Verdict {
+                    status: Status::Ok,
+                    result: ResultKind::Ok,
+                };
             }
         }
         match code {
-            200..=299 if self.expect.is_none() => {
-                Verdict { status: Status::Ok, result: ResultKind::Ok }
-            }
-            401 | 407 if answered_challenge => {
-                Verdict { status: Status::Critical, result: ResultKind::AuthFailed }
-            }
-            401 | 407 | 403 => Verdict { status: Status::Critical, result: ResultKind::AuthFailed },
-            503 if self.expect.is_none() => {
-                Verdict { status: Status::Warning, result: ResultKind::ErrorResponse }
-            }
-            _ => Verdict { status: Status::Critical, result: ResultKind::ErrorResponse },
+            200..=299 if self.expect.is_none() => Verdict {
+                status: Status::Ok,
+                result: ResultKind::Ok,
+            },
+            401 | 407 if answered_challenge => Verdict {
+                status: Status::Critical,
+                result: ResultKind::AuthFailed,
+            },
+            401 | 407 | 403 => Verdict {
+                status: Status::Critical,
+                result: ResultKind::AuthFailed,
+            },
+            503 if self.expect.is_none() => Verdict {
+                status: Status::Warning,
+                result: ResultKind::ErrorResponse,
+            },
+            _ => Verdict {
+                status: Status::Critical,
+                result: ResultKind::ErrorResponse,
+            },
         }
     }
 
@@ -216,10 +243,16 @@ impl Policy {
             return verdict;
         }
         if self.crit_rtt_ms.is_some_and(|c| rtt_ms > c) {
-            return Verdict { status: Status::Critical, result: ResultKind::Slow };
+            return Verdict {
+                status: Status::Critical,
+                result: ResultKind::Slow,
+            };
         }
         if self.warn_rtt_ms.is_some_and(|w| rtt_ms > w) {
-            return Verdict { status: Status::Warning, result: ResultKind::Slow };
+            return Verdict {
+                status: Status::Warning,
+                result: ResultKind::Slow,
+            };
         }
         verdict
     }
@@ -230,12 +263,19 @@ impl Policy {
             return verdict;
         }
         if days_left <= self.cert_crit_days || !name_matches {
-            return Verdict { status: Status::Critical, result: ResultKind::CertProblem };
+            return Verdict {
+                status: Status::Critical,
+                result: ResultKind::CertProblem,
+            };
         }
         if days_left <= self.cert_warn_days {
             return Verdict {
                 status: verdict.status.worst(Status::Warning),
-                result: if verdict.status == Status::Ok { ResultKind::CertProblem } else { verdict.result },
+                result: if verdict.status == Status::Ok {
+                    ResultKind::CertProblem
+                } else {
+                    verdict.result
+                },
             };
         }
         verdict
@@ -263,14 +303,23 @@ mod tests {
         assert_eq!(p.judge_options(200).status, Status::Ok);
         assert_eq!(p.judge_options(404).status, Status::Ok);
         assert_eq!(p.judge_options(483).status, Status::Ok);
-        assert_eq!(p.judge_options(503), Verdict { status: Status::Warning, result: ResultKind::ErrorResponse });
+        assert_eq!(
+            p.judge_options(503),
+            Verdict {
+                status: Status::Warning,
+                result: ResultKind::ErrorResponse
+            }
+        );
         assert_eq!(p.judge_options(500).status, Status::Critical);
         assert_eq!(p.judge_options(603).status, Status::Critical);
     }
 
     #[test]
     fn expect_makes_it_strict() {
-        let p = Policy { expect: Some(vec![200]), ..Policy::default() };
+        let p = Policy {
+            expect: Some(vec![200]),
+            ..Policy::default()
+        };
         assert_eq!(p.judge_options(200).status, Status::Ok);
         assert_eq!(p.judge_options(404).status, Status::Critical);
         assert_eq!(p.judge_options(503).status, Status::Critical);
@@ -289,10 +338,23 @@ mod tests {
 
     #[test]
     fn slow_and_cert() {
-        let p = Policy { warn_rtt_ms: Some(10.0), crit_rtt_ms: Some(100.0), ..Policy::default() };
-        let ok = Verdict { status: Status::Ok, result: ResultKind::Ok };
+        let p = Policy {
+            warn_rtt_ms: Some(10.0),
+            crit_rtt_ms: Some(100.0),
+            ..Policy::default()
+        };
+        let ok = Verdict {
+            status: Status::Ok,
+            result: ResultKind::Ok,
+        };
         assert_eq!(p.judge_rtt(ok, 5.0), ok);
-        assert_eq!(p.judge_rtt(ok, 50.0), Verdict { status: Status::Warning, result: ResultKind::Slow });
+        assert_eq!(
+            p.judge_rtt(ok, 50.0),
+            Verdict {
+                status: Status::Warning,
+                result: ResultKind::Slow
+            }
+        );
         assert_eq!(p.judge_rtt(ok, 500.0).status, Status::Critical);
         assert_eq!(p.judge_cert(ok, 365, true), ok);
         assert_eq!(p.judge_cert(ok, 10, true).status, Status::Warning);

@@ -165,7 +165,11 @@ impl Prober {
     }
 }
 
-fn blank_outcome(spec: &ProbeSpec, transport: Transport, dest: Option<&Destination>) -> ProbeOutcome {
+fn blank_outcome(
+    spec: &ProbeSpec,
+    transport: Transport,
+    dest: Option<&Destination>,
+) -> ProbeOutcome {
     ProbeOutcome {
         target: spec.target.original.clone(),
         method: spec.method,
@@ -199,7 +203,10 @@ fn unix_now() -> f64 {
 
 /// How one transaction ended.
 enum TxEnd {
-    Final { head: ResponseHead, rtt: Duration },
+    Final {
+        head: ResponseHead,
+        rtt: Duration,
+    },
     Timeout,
     Transport(String),
     /// Only garbage came back before Timer F (or the stream could not be framed).
@@ -248,10 +255,19 @@ impl Exchange<'_> {
             from_tag: message::new_tag(),
             cseq: 1,
         };
-        let user = self.spec.target.user.clone().unwrap_or_else(|| "sipwatch".into());
+        let user = self
+            .spec
+            .target
+            .user
+            .clone()
+            .unwrap_or_else(|| "sipwatch".into());
         let aor = format!(
             "{}:{}@{}",
-            if self.spec.target.secure { "sips" } else { "sip" },
+            if self.spec.target.secure {
+                "sips"
+            } else {
+                "sip"
+            },
             user,
             message::host_for_uri(&self.spec.target.host)
         );
@@ -281,9 +297,21 @@ impl Exchange<'_> {
             .domain
             .clone()
             .unwrap_or_else(|| self.spec.target.host.clone());
-        let scheme = if self.spec.target.secure { "sips" } else { "sip" };
-        let aor = format!("{scheme}:{}@{}", creds.username, message::host_for_uri(&domain));
-        let contact = contact_uri(&creds.username, self.conn.local_addr(), self.conn.transport());
+        let scheme = if self.spec.target.secure {
+            "sips"
+        } else {
+            "sip"
+        };
+        let aor = format!(
+            "{scheme}:{}@{}",
+            creds.username,
+            message::host_for_uri(&domain)
+        );
+        let contact = contact_uri(
+            &creds.username,
+            self.conn.local_addr(),
+            self.conn.transport(),
+        );
         let mut ids = Ids {
             call_id: message::new_call_id(self.conn.local_addr().ip()),
             from_tag: message::new_tag(),
@@ -574,7 +602,15 @@ impl AuthState {
         let (which, ch) = self.challenge.as_ref()?;
         self.nc += 1;
         self.answered_once = true;
-        let auth = digest::authorize(ch, creds, "REGISTER", uri, b"", self.nc, &digest::new_cnonce());
+        let auth = digest::authorize(
+            ch,
+            creds,
+            "REGISTER",
+            uri,
+            b"",
+            self.nc,
+            &digest::new_cnonce(),
+        );
         Some((*which, auth.header_value()))
     }
 

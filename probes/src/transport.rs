@@ -128,9 +128,7 @@ impl TlsContext {
                     }
                 }
             }
-            builder
-                .with_root_certificates(roots)
-                .with_no_client_auth()
+            builder.with_root_certificates(roots).with_no_client_auth()
         };
         Ok(TlsContext {
             connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
@@ -178,12 +176,16 @@ impl Connection {
     ) -> Result<Connection, TransportError> {
         match transport {
             Transport::Udp => {
-                let local_ip = route_ip(peer).await.map_err(|e| TransportError::io(peer, e))?;
+                let local_ip = route_ip(peer)
+                    .await
+                    .map_err(|e| TransportError::io(peer, e))?;
                 let socket = UdpSocket::bind(SocketAddr::new(local_ip, 0))
                     .await
                     .map_err(|e| TransportError::io(peer, e))?;
                 enable_icmp_errors(&socket, peer.is_ipv6());
-                let local = socket.local_addr().map_err(|e| TransportError::io(peer, e))?;
+                let local = socket
+                    .local_addr()
+                    .map_err(|e| TransportError::io(peer, e))?;
                 Ok(Connection {
                     inner: Inner::Udp(socket),
                     peer,
@@ -217,21 +219,25 @@ impl Connection {
                     TransportError::TlsSetup("no TLS context for a TLS probe".into())
                 })?;
                 let name = ServerName::try_from(server_name.to_string()).map_err(|e| {
-                    TransportError::TlsSetup(format!("{server_name:?} is not a TLS server name: {e}"))
+                    TransportError::TlsSetup(format!(
+                        "{server_name:?} is not a TLS server name: {e}"
+                    ))
                 })?;
-                let stream =
-                    tokio::time::timeout(connect_timeout, tls.connector.connect(name, tcp))
-                        .await
-                        .map_err(|_| TransportError::ConnectTimeout(peer, connect_timeout))?
-                        .map_err(|e| {
-                            let detail = e.to_string();
-                            let hint = if detail.contains("certificate") {
-                                " (trust your CA with --ca FILE, or skip verification with --insecure)"
-                            } else {
-                                ""
-                            };
-                            TransportError::Tls { peer, detail, hint }
-                        })?;
+                let stream = tokio::time::timeout(
+                    connect_timeout,
+                    tls.connector.connect(name, tcp),
+                )
+                .await
+                .map_err(|_| TransportError::ConnectTimeout(peer, connect_timeout))?
+                .map_err(|e| {
+                    let detail = e.to_string();
+                    let hint = if detail.contains("certificate") {
+                        " (trust your CA with --ca FILE, or skip verification with --insecure)"
+                    } else {
+                        ""
+                    };
+                    TransportError::Tls { peer, detail, hint }
+                })?;
                 let cert = stream
                     .get_ref()
                     .1
@@ -525,9 +531,15 @@ mod tests {
             .unwrap()
             .port();
         let peer: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let mut c = Connection::open(Transport::Udp, peer, "127.0.0.1", None, Duration::from_secs(1))
-            .await
-            .unwrap();
+        let mut c = Connection::open(
+            Transport::Udp,
+            peer,
+            "127.0.0.1",
+            None,
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
         c.send(b"OPTIONS sip:x SIP/2.0\r\n\r\n").await.unwrap();
         let r = tokio::time::timeout(Duration::from_secs(2), c.recv()).await;
         assert!(matches!(r, Ok(Err(TransportError::Refused(_)))), "{r:?}");
@@ -538,15 +550,24 @@ mod tests {
         let server = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let other = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let peer = server.local_addr().unwrap();
-        let mut c = Connection::open(Transport::Udp, peer, "127.0.0.1", None, Duration::from_secs(1))
-            .await
-            .unwrap();
+        let mut c = Connection::open(
+            Transport::Udp,
+            peer,
+            "127.0.0.1",
+            None,
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
         c.send(b"ping").await.unwrap();
         let mut buf = [0u8; 64];
         let (_, from) = server.recv_from(&mut buf).unwrap();
         other.send_to(b"spoof", from).unwrap();
         server.send_to(b"real", from).unwrap();
-        let got = tokio::time::timeout(Duration::from_secs(2), c.recv()).await.unwrap().unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(2), c.recv())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(got, b"real");
         assert_eq!(c.foreign_datagrams(), 1);
     }

@@ -4,5 +4,6 @@
 //! - [`model`]: shared vocabulary (states, observations, incidents, snapshot).
 //! - [`history`]: the questions the status page asks of the past.
 
+pub mod config;
 pub mod history;
 pub mod model;

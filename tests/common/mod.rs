@@ -43,7 +43,9 @@ pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
 /// A port free on 127.0.0.1 for both UDP and TCP (and the next one, for TLS), at the moment of asking.
 pub fn free_port() -> u16 {
     for _ in 0..200 {
-        let Ok(tcp) = TcpListener::bind("127.0.0.1:0") else { continue };
+        let Ok(tcp) = TcpListener::bind("127.0.0.1:0") else {
+            continue;
+        };
         let port = tcp.local_addr().unwrap().port();
         if port > 60000 {
             continue;
@@ -168,7 +170,11 @@ impl Kamailio {
                 ),
             )
             .unwrap();
-            listen.push_str(&format!("listen=tls:{}:{}\nenable_tls=yes\n", spec.ip, spec.port + 1));
+            listen.push_str(&format!(
+                "listen=tls:{}:{}\nenable_tls=yes\n",
+                spec.ip,
+                spec.port + 1
+            ));
             tls_mod = format!(
                 "loadmodule \"tls.so\"\nmodparam(\"tls\", \"config\", \"{}\")\n",
                 tls_cfg.display()
@@ -246,7 +252,8 @@ request_route {{
     /// Waits until Kamailio answers anything on UDP.
     fn wait_answering(&mut self, target: SocketAddr) {
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
         let local = sock.local_addr().unwrap();
         let deadline = Instant::now() + Duration::from_secs(15);
         let mut n = 0;
@@ -281,10 +288,16 @@ request_route {{
         let mut pids = vec![main];
         if let Ok(entries) = std::fs::read_dir("/proc") {
             for e in entries.flatten() {
-                let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+                let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                    continue;
+                };
                 if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
                     let after = stat.rsplit_once(')').map(|x| x.1).unwrap_or("");
-                    let ppid: u32 = after.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+                    let ppid: u32 = after
+                        .split_whitespace()
+                        .nth(1)
+                        .and_then(|p| p.parse().ok())
+                        .unwrap_or(0);
                     if ppid == main {
                         pids.push(pid);
                     }
@@ -297,7 +310,9 @@ request_route {{
     /// Stops Kamailio and waits until every one of its processes is gone and its ports are free.
     pub fn stop(&mut self) {
         let pids = self.pids();
-        let Some(mut child) = self.child.take() else { return };
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
         unsafe {
             libc::kill(child.id() as i32, libc::SIGTERM);
         }
@@ -313,13 +328,17 @@ request_route {{
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        wait_for("all kamailio processes to exit", Duration::from_secs(10), || {
-            pids.iter().all(|p| {
-                std::fs::read_to_string(format!("/proc/{p}/stat"))
-                    .map(|s| s.contains(") Z "))
-                    .unwrap_or(true)
-            })
-        });
+        wait_for(
+            "all kamailio processes to exit",
+            Duration::from_secs(10),
+            || {
+                pids.iter().all(|p| {
+                    std::fs::read_to_string(format!("/proc/{p}/stat"))
+                        .map(|s| s.contains(") Z "))
+                        .unwrap_or(true)
+                })
+            },
+        );
     }
 
     pub fn log_text(&self) -> String {
@@ -357,7 +376,8 @@ pub fn make_tls(dir: &Path, names: &[&str], days: i64) -> TlsFiles {
         CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
     params.distinguished_name.push(DnType::CommonName, names[0]);
     params.not_before = time::OffsetDateTime::now_utc() - time::Duration::days(1);
-    params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(days) + time::Duration::hours(1);
+    params.not_after =
+        time::OffsetDateTime::now_utc() + time::Duration::days(days) + time::Duration::hours(1);
     let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
     let files = TlsFiles {
         ca: dir.join("ca.pem"),
@@ -406,4 +426,3 @@ pub fn sipp_uas(dir: &Path, port: u16, scenario: &str) -> Background {
     });
     bg
 }
-
