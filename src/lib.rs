@@ -4,4 +4,5 @@
 //! - [`agent`]: the node agent: finds services, samples their gauges, runs the detector.
 //! - `probe_cmd`: the `sipwatch probe` command (flags, human and JSON output, exit codes).
 
+pub mod agent;
 pub mod leak;
