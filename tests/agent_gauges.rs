@@ -26,7 +26,11 @@ fn config_with(dir: &Path, gauges: &str) -> sipwatch::agent::AgentConfig {
 }
 
 fn append(path: &Path, text: &str) {
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
     f.write_all(text.as_bytes()).unwrap();
 }
 
@@ -58,7 +62,11 @@ patterns = ['Stats \d+, c:']
     );
     let mut d = Driver::new(&config);
     d.tick().await;
-    assert_eq!(d.gauge("sessions").value, None, "lines written before the agent started are skipped");
+    assert_eq!(
+        d.gauge("sessions").value,
+        None,
+        "lines written before the agent started are skipped"
+    );
     assert_eq!(d.gauge("sessions").limit, Some(149.0));
     assert_eq!(d.gauge("sessions").limit_source, Some(LimitSource::Config));
 
@@ -66,18 +74,36 @@ patterns = ['Stats \d+, c:']
     d.tick().await;
     assert_eq!(d.gauge("sessions").value, Some(149.0));
 
-    append(&log, &format!("{STATS} 13, c:1, d:1\nunrelated\n{STATS} 14, c:1, d:1\n"));
+    append(
+        &log,
+        &format!("{STATS} 13, c:1, d:1\nunrelated\n{STATS} 14, c:1, d:1\n"),
+    );
     d.tick().await;
-    assert_eq!(d.gauge("sessions").value, Some(14.0), "the newest matching line wins");
-    assert_eq!(d.gauge("sessions").samples, 2, "one sample per tick with new lines");
+    assert_eq!(
+        d.gauge("sessions").value,
+        Some(14.0),
+        "the newest matching line wins"
+    );
+    assert_eq!(
+        d.gauge("sessions").samples,
+        2,
+        "one sample per tick with new lines"
+    );
 
     // logrotate's rename: the old writer adds a last line to the renamed file, then a new file.
     std::fs::rename(&log, dir.path().join("webbridge.log.1")).unwrap();
-    append(&dir.path().join("webbridge.log.1"), &format!("{STATS} 15, c:1, d:1\n"));
+    append(
+        &dir.path().join("webbridge.log.1"),
+        &format!("{STATS} 15, c:1, d:1\n"),
+    );
     append(&log, &format!("{STATS} 16, c:1, d:1\n"));
     d.tick().await;
     assert_eq!(d.gauge("sessions").value, Some(16.0));
-    assert_eq!(d.gauge("stats_lines").value, Some(5.0), "no line lost across the rotation (149, 13, 14, 15, 16)");
+    assert_eq!(
+        d.gauge("stats_lines").value,
+        Some(5.0),
+        "no line lost across the rotation (149, 13, 14, 15, 16)"
+    );
 
     // copytruncate: same file, emptied, then written again (shorter than before).
     std::fs::write(&log, format!("{STATS} 7, c:1, d:1\n")).unwrap();
@@ -97,7 +123,12 @@ patterns = ['Stats \d+, c:']
     std::fs::remove_file(&log).unwrap();
     d.tick().await;
     d.tick().await;
-    assert!(d.gauge("sessions").error.as_deref().unwrap_or("").contains("cannot read log file"));
+    assert!(d
+        .gauge("sessions")
+        .error
+        .as_deref()
+        .unwrap_or("")
+        .contains("cannot read log file"));
     let failed = d
         .events
         .iter()
@@ -107,7 +138,10 @@ patterns = ['Stats \d+, c:']
     append(&log, &format!("{STATS} 3, c:1, d:1\n"));
     d.tick().await;
     assert_eq!(d.gauge("sessions").value, Some(3.0));
-    assert!(d.events.iter().any(|e| matches!(e, AgentEvent::GaugeRecovered { gauge, .. } if gauge == "sessions")));
+    assert!(d
+        .events
+        .iter()
+        .any(|e| matches!(e, AgentEvent::GaugeRecovered { gauge, .. } if gauge == "sessions")));
 }
 
 #[tokio::test]
@@ -141,9 +175,12 @@ patterns = ["no more shm memory", "could not allocate shared memory"]
         .events
         .iter()
         .filter_map(|e| match e {
-            AgentEvent::LogAlert { pattern, line, gauge, .. } if gauge == "shm_errors" => {
-                Some((pattern.as_str(), line.as_str()))
-            }
+            AgentEvent::LogAlert {
+                pattern,
+                line,
+                gauge,
+                ..
+            } if gauge == "shm_errors" => Some((pattern.as_str(), line.as_str())),
             _ => None,
         })
         .collect();
@@ -152,14 +189,24 @@ patterns = ["no more shm memory", "could not allocate shared memory"]
     assert!(alerts[0].1.contains("ht_cell_new()"));
     assert_eq!(alerts[1].0, "could not allocate shared memory");
     assert_eq!(d.gauge("shm_errors").value, Some(2.0));
-    assert!(!d.gauge("shm_errors").detect, "alert counts are not leak-detected");
-    assert!(d.metrics.encode().contains(r#"sipwatch_log_alerts_total{service="app",gauge="shm_errors"} 2"#));
+    assert!(
+        !d.gauge("shm_errors").detect,
+        "alert counts are not leak-detected"
+    );
+    assert!(d
+        .metrics
+        .encode()
+        .contains(r#"sipwatch_log_alerts_total{service="app",gauge="shm_errors"} 2"#));
 }
 
 #[tokio::test]
 async fn command_gauge_reads_a_number_and_fails_clearly() {
     let dir = tempfile::tempdir().unwrap();
-    let marker = format!("{}.{}", 30 + rand::random::<u8>() % 50, rand::random::<u16>());
+    let marker = format!(
+        "{}.{}",
+        30 + rand::random::<u8>() % 50,
+        rand::random::<u16>()
+    );
     let config = config_with(
         dir.path(),
         &format!(
@@ -187,17 +234,36 @@ timeout = "300ms"
     let mut d = Driver::new(&config);
     let started = Instant::now();
     d.tick().await;
-    assert!(started.elapsed() < Duration::from_secs(5), "the hung command is cut at its timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the hung command is cut at its timeout"
+    );
     assert_eq!(d.gauge("sessions").value, Some(42.0));
     let failing = d.gauge("failing").error.clone().unwrap_or_default();
-    assert!(failing.contains("command failed") && failing.contains("oops"), "{failing}");
-    assert!(d.gauge("silent").error.as_deref().unwrap_or("").contains("printed no number"));
-    assert!(d.gauge("hung").error.as_deref().unwrap_or("").contains("did not finish within"));
+    assert!(
+        failing.contains("command failed") && failing.contains("oops"),
+        "{failing}"
+    );
+    assert!(d
+        .gauge("silent")
+        .error
+        .as_deref()
+        .unwrap_or("")
+        .contains("printed no number"));
+    assert!(d
+        .gauge("hung")
+        .error
+        .as_deref()
+        .unwrap_or("")
+        .contains("did not finish within"));
     // The whole pipeline was killed, not only the shell.
     agent_support::wait_until(Duration::from_secs(5), "the hung sleep killed", || {
         !std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
             std::fs::read(e.path().join("cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).replace('\0', " ").trim() == format!("sleep {marker}"))
+                .map(|c| {
+                    String::from_utf8_lossy(&c).replace('\0', " ").trim()
+                        == format!("sleep {marker}")
+                })
                 .unwrap_or(false)
         })
     });
@@ -205,12 +271,19 @@ timeout = "300ms"
 
 #[tokio::test]
 async fn filesystem_gauge_sees_a_file_written() {
-    let base = if Path::new("/dev/shm").is_dir() { Path::new("/dev/shm") } else { Path::new("/tmp") };
+    let base = if Path::new("/dev/shm").is_dir() {
+        Path::new("/dev/shm")
+    } else {
+        Path::new("/tmp")
+    };
     let fs_dir = tempfile::tempdir_in(base).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = config_with(
         dir.path(),
-        &format!("[[service.gauge]]\nkind = \"filesystem\"\nname = \"spool\"\npath = \"{}\"\n", fs_dir.path().display()),
+        &format!(
+            "[[service.gauge]]\nkind = \"filesystem\"\nname = \"spool\"\npath = \"{}\"\n",
+            fs_dir.path().display()
+        ),
     );
     let mut d = Driver::new(&config);
     d.tick().await;
@@ -224,15 +297,28 @@ async fn filesystem_gauge_sees_a_file_written() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&df.stdout);
-    let nums: Vec<f64> = text.split_whitespace().filter_map(|w| w.parse().ok()).collect();
-    assert!((nums[0] - before).abs() <= 0.02 * size, "df used {} vs gauge {before}", nums[0]);
-    assert!((nums[0] + nums[1] - size).abs() <= 0.02 * size, "df size {} vs gauge {size}", nums[0] + nums[1]);
+    let nums: Vec<f64> = text
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert!(
+        (nums[0] - before).abs() <= 0.02 * size,
+        "df used {} vs gauge {before}",
+        nums[0]
+    );
+    assert!(
+        (nums[0] + nums[1] - size).abs() <= 0.02 * size,
+        "df size {} vs gauge {size}",
+        nums[0] + nums[1]
+    );
 
     let mut f = std::fs::File::create(fs_dir.path().join("recording.wav")).unwrap();
     f.write_all(&vec![7u8; 64 << 20]).unwrap();
     f.sync_all().unwrap();
     d.tick_until(Duration::from_secs(10), "64 MiB more used", |r| {
-        r.gauges.iter().any(|g| g.name == "spool" && g.value.is_some_and(|v| v >= before + 60.0 * 1048576.0))
+        r.gauges
+            .iter()
+            .any(|g| g.name == "spool" && g.value.is_some_and(|v| v >= before + 60.0 * 1048576.0))
     })
     .await;
 }
@@ -247,10 +333,15 @@ async fn http_json_gauge_reads_a_pointer_and_reports_failures() {
             "/stats",
             get(move || {
                 let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
-                async move { axum::Json(serde_json::json!({"sessions": {"active": n * 10, "limit": "149"}})) }
+                async move {
+                    axum::Json(serde_json::json!({"sessions": {"active": n * 10, "limit": "149"}}))
+                }
             }),
         )
-        .route("/broken", get(|| async { (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "boom") }))
+        .route(
+            "/broken",
+            get(|| async { (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "boom") }),
+        )
         .route("/text", get(|| async { "sessions=3" }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -301,12 +392,30 @@ timeout = "1s"
     let first = d.gauge("active").value.expect("a value");
     assert!(first >= 10.0 && first % 10.0 == 0.0, "{first}");
     d.tick().await;
-    assert!(d.gauge("active").value.unwrap() > first, "read again each tick");
+    assert!(
+        d.gauge("active").value.unwrap() > first,
+        "read again each tick"
+    );
     assert_eq!(d.gauge("limit_as_string").value, Some(149.0));
     let err = |name: &str| d.gauge(name).error.clone().unwrap_or_default();
-    assert!(err("missing").contains("nothing at pointer \"/sessions/gone\""), "{}", err("missing"));
+    assert!(
+        err("missing").contains("nothing at pointer \"/sessions/gone\""),
+        "{}",
+        err("missing")
+    );
     assert!(err("broken").contains("HTTP 500"), "{}", err("broken"));
-    assert!(err("text").contains("did not answer JSON"), "{}", err("text"));
-    assert!(err("refused").contains("connection refused"), "{}", err("refused"));
-    assert!(d.metrics.encode().contains(r#"sipwatch_gauge_errors_total{service="app",gauge="broken"} 2"#));
+    assert!(
+        err("text").contains("did not answer JSON"),
+        "{}",
+        err("text")
+    );
+    assert!(
+        err("refused").contains("connection refused"),
+        "{}",
+        err("refused")
+    );
+    assert!(d
+        .metrics
+        .encode()
+        .contains(r#"sipwatch_gauge_errors_total{service="app",gauge="broken"} 2"#));
 }

@@ -20,7 +20,11 @@ use sipwatch::agent::report::LimitSource;
 const T: Duration = Duration::from_secs(30);
 
 fn kamailio_binary() -> PathBuf {
-    for candidate in ["/usr/sbin/kamailio", "/usr/local/sbin/kamailio", "/usr/bin/kamailio"] {
+    for candidate in [
+        "/usr/sbin/kamailio",
+        "/usr/local/sbin/kamailio",
+        "/usr/bin/kamailio",
+    ] {
         if Path::new(candidate).exists() {
             return PathBuf::from(candidate);
         }
@@ -29,7 +33,11 @@ fn kamailio_binary() -> PathBuf {
 }
 
 fn modules_dir() -> String {
-    for dir in ["/usr/lib/x86_64-linux-gnu/kamailio/modules", "/usr/lib/aarch64-linux-gnu/kamailio/modules", "/usr/lib/kamailio/modules"] {
+    for dir in [
+        "/usr/lib/x86_64-linux-gnu/kamailio/modules",
+        "/usr/lib/aarch64-linux-gnu/kamailio/modules",
+        "/usr/lib/kamailio/modules",
+    ] {
         if Path::new(dir).join("xhttp.so").exists() {
             return dir.to_owned();
         }
@@ -121,7 +129,11 @@ event_route[xhttp:request] {{
 
     fn launch(&self) {
         let _ = std::fs::remove_file(&self.pidfile);
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
         let status = Command::new(&self.binary)
             .arg("-f")
             .arg(&self.cfg)
@@ -135,10 +147,16 @@ event_route[xhttp:request] {{
             .stderr(log)
             .status()
             .expect("run kamailio");
-        assert!(status.success(), "kamailio did not start; its log:\n{}", std::fs::read_to_string(&self.log).unwrap_or_default());
+        assert!(
+            status.success(),
+            "kamailio did not start; its log:\n{}",
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
         wait_until(T, "kamailio's pidfile", || self.main_pid().is_some());
         let addr = format!("127.0.0.1:{}", self.http_port);
-        wait_until(T, "kamailio's HTTP listener", || std::net::TcpStream::connect(&addr).is_ok());
+        wait_until(T, "kamailio's HTTP listener", || {
+            std::net::TcpStream::connect(&addr).is_ok()
+        });
         // All processes forked: the count settles.
         let mut last = 0;
         wait_until(T, "kamailio's processes forked", || {
@@ -157,14 +175,23 @@ event_route[xhttp:request] {{
     }
 
     fn main_pid(&self) -> Option<i32> {
-        std::fs::read_to_string(&self.pidfile).ok()?.trim().parse().ok()
+        std::fs::read_to_string(&self.pidfile)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
     }
 
     /// The main process and its descendants, as the process table says.
     fn pids(&self) -> BTreeSet<i32> {
-        let Some(main) = self.main_pid() else { return BTreeSet::new() };
+        let Some(main) = self.main_pid() else {
+            return BTreeSet::new();
+        };
         let table = proc::scan();
-        let mut out: BTreeSet<i32> = proc::descendants(&table, main).into_iter().map(|p| p.pid).collect();
+        let mut out: BTreeSet<i32> = proc::descendants(&table, main)
+            .into_iter()
+            .map(|p| p.pid)
+            .collect();
         if proc::read(main).is_some() {
             out.insert(main);
         }
@@ -179,7 +206,9 @@ event_route[xhttp:request] {{
                 libc::kill(main, libc::SIGTERM);
             }
         }
-        wait_until(T, "all kamailio processes gone", || pids.iter().all(|p| proc::read(*p).is_none()));
+        wait_until(T, "all kamailio processes gone", || {
+            pids.iter().all(|p| proc::read(*p).is_none())
+        });
     }
 
     /// Sends `count` OPTIONS with distinct Call-IDs, padded so that each stored request is large.
@@ -194,7 +223,8 @@ event_route[xhttp:request] {{
                  CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nX-Pad: {pad}\r\nContent-Length: 0\r\n\r\n",
                 port = self.sip_port
             );
-            sock.send_to(msg.as_bytes(), ("127.0.0.1", self.sip_port)).unwrap();
+            sock.send_to(msg.as_bytes(), ("127.0.0.1", self.sip_port))
+                .unwrap();
             if i % 100 == 99 {
                 // Let Kamailio's two UDP workers keep up instead of dropping datagrams.
                 std::thread::sleep(Duration::from_millis(2));
@@ -253,19 +283,35 @@ patterns = ["no more shm", "could not allocate shared memory"]
     ));
     let mut d = Driver::new(&config);
     d.tick().await;
-    assert_eq!(d.last.pids.iter().copied().collect::<BTreeSet<i32>>(), k.pids(), "main process and every child");
-    assert!(d.last.processes >= 5, "Kamailio forks its workers: {}", d.last.processes);
+    assert_eq!(
+        d.last.pids.iter().copied().collect::<BTreeSet<i32>>(),
+        k.pids(),
+        "main process and every child"
+    );
+    assert!(
+        d.last.processes >= 5,
+        "Kamailio forks its workers: {}",
+        d.last.processes
+    );
 
     let shm = d.gauge("kamailio_shm").clone();
     assert!(shm.error.is_none(), "{:?}", shm.error);
     let used0 = shm.value.expect("shm real_used");
-    assert_eq!(shm.limit, Some(8.0 * 1048576.0), "the limit is Kamailio's own shm total (-m 8)");
+    assert_eq!(
+        shm.limit,
+        Some(8.0 * 1048576.0),
+        "the limit is Kamailio's own shm total (-m 8)"
+    );
     assert_eq!(shm.limit_source, Some(LimitSource::Found));
     assert!(used0 > 0.0 && used0 < 8.0 * 1048576.0);
     let pkg = d.gauge("kamailio_pkg").clone();
     assert!(pkg.error.is_none(), "{:?}", pkg.error);
     assert!(pkg.value.is_some_and(|v| v > 0.0));
-    assert_eq!(pkg.limit, Some(8.0 * 1048576.0), "a process's pkg pool (-M 8)");
+    assert_eq!(
+        pkg.limit,
+        Some(8.0 * 1048576.0),
+        "a process's pkg pool (-M 8)"
+    );
     let pss0 = d.last.memory.unwrap().pss;
 
     // By name: every Kamailio on the host, this one's processes included.
@@ -276,29 +322,54 @@ patterns = ["no more shm", "could not allocate shared memory"]
     let mut all = Driver::new(&by_name);
     all.tick().await;
     let all_pids: BTreeSet<i32> = all.last.pids.iter().copied().collect();
-    assert!(k.pids().is_subset(&all_pids) || all.last.processes > 64, "{:?} not in {all_pids:?}", k.pids());
+    assert!(
+        k.pids().is_subset(&all_pids) || all.last.processes > 64,
+        "{:?} not in {all_pids:?}",
+        k.pids()
+    );
 
     // The leak: requests stored in the htable, then more than the pool holds.
     k.flood_options(2000);
     d.tick_until(T, "shm real_used +1 MiB", |r| {
-        r.gauges.iter().any(|g| g.name == "kamailio_shm" && g.value.is_some_and(|v| v >= used0 + 1048576.0))
+        r.gauges
+            .iter()
+            .any(|g| g.name == "kamailio_shm" && g.value.is_some_and(|v| v >= used0 + 1048576.0))
     })
     .await;
-    assert!(d.last.memory.unwrap().pss >= pss0 + 1048576, "the shared pages show in summed PSS too");
+    assert!(
+        d.last.memory.unwrap().pss >= pss0 + 1048576,
+        "the shared pages show in summed PSS too"
+    );
     k.flood_options(6000);
     let deadline = std::time::Instant::now() + T;
-    while !d.events.iter().any(|e| matches!(e, AgentEvent::LogAlert { .. })) {
-        assert!(std::time::Instant::now() < deadline, "no log alert; events: {:?}", d.events);
+    while !d
+        .events
+        .iter()
+        .any(|e| matches!(e, AgentEvent::LogAlert { .. }))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no log alert; events: {:?}",
+            d.events
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
         d.tick().await;
     }
     let alert = d.events.iter().find_map(|e| match e {
-        AgentEvent::LogAlert { line, pattern, service, .. } => Some((line.clone(), pattern.clone(), service.clone())),
+        AgentEvent::LogAlert {
+            line,
+            pattern,
+            service,
+            ..
+        } => Some((line.clone(), pattern.clone(), service.clone())),
         _ => None,
     });
     let (line, pattern, service) = alert.unwrap();
     assert_eq!(service, "kamailio");
-    assert!(line.contains("no more shm") || line.contains("could not allocate shared memory"), "{line}");
+    assert!(
+        line.contains("no more shm") || line.contains("could not allocate shared memory"),
+        "{line}"
+    );
     assert!(pattern == "no more shm" || pattern == "could not allocate shared memory");
     assert!(d.gauge("shm_exhausted").value.unwrap_or(0.0) >= 1.0);
     k.stop();
@@ -317,35 +388,56 @@ async fn kamailio_followed_by_pidfile_and_by_name_across_a_restart() {
             k.url()
         ))
     };
-    let mut by_pidfile = Driver::new(&config("kam-pidfile", format!("pidfile = \"{}\"", k.pidfile.display())));
+    let mut by_pidfile = Driver::new(&config(
+        "kam-pidfile",
+        format!("pidfile = \"{}\"", k.pidfile.display()),
+    ));
     let mut by_name = Driver::new(&config("kam-name", format!("process = \"{name}\"")));
     by_pidfile.tick().await;
     by_name.tick().await;
     let before = k.pids();
     let set = |d: &Driver| d.last.pids.iter().copied().collect::<BTreeSet<i32>>();
     assert_eq!(set(&by_pidfile), before);
-    assert_eq!(set(&by_name), before, "the process name finds exactly the same processes");
+    assert_eq!(
+        set(&by_name),
+        before,
+        "the process name finds exactly the same processes"
+    );
     assert_eq!(by_name.last.main_pid, k.main_pid());
-    assert_eq!(by_pidfile.gauge("kamailio_shm").limit, Some(16.0 * 1048576.0));
+    assert_eq!(
+        by_pidfile.gauge("kamailio_shm").limit,
+        Some(16.0 * 1048576.0)
+    );
 
     k.stop();
     k.launch();
     let after = k.pids();
     assert!(before.is_disjoint(&after));
     for d in [&mut by_pidfile, &mut by_name] {
-        d.tick_until(T, "the restart", |r| r.restarts_observed == 1 && r.processes == after.len()).await;
+        d.tick_until(T, "the restart", |r| {
+            r.restarts_observed == 1 && r.processes == after.len()
+        })
+        .await;
         assert_eq!(set(d), after);
         assert_eq!(d.last.main_pid, k.main_pid());
-        let restarts: Vec<&AgentEvent> =
-            d.events.iter().filter(|e| matches!(e, AgentEvent::ServiceRestarted { .. })).collect();
+        let restarts: Vec<&AgentEvent> = d
+            .events
+            .iter()
+            .filter(|e| matches!(e, AgentEvent::ServiceRestarted { .. }))
+            .collect();
         assert_eq!(restarts.len(), 1, "{:?}", d.events);
         // The detector started a new segment at the restart.
         let verdict = d.gauge("kamailio_shm").verdict.clone().expect("a verdict");
         let restart_at = d.last.last_restart_at.unwrap();
-        assert!(verdict.segment_start >= restart_at - 1e-6, "{verdict:?} vs {restart_at}");
+        assert!(
+            verdict.segment_start >= restart_at - 1e-6,
+            "{verdict:?} vs {restart_at}"
+        );
         // The gauge reads the new instance.
         d.tick_until(T, "shm read again", |r| {
-            r.gauges.iter().any(|g| g.name == "kamailio_shm" && g.error.is_none() && g.value.is_some())
+            r.gauges
+                .iter()
+                .any(|g| g.name == "kamailio_shm" && g.error.is_none() && g.value.is_some())
         })
         .await;
     }

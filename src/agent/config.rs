@@ -471,17 +471,15 @@ fn validate(raw: RawFile, c: &mut Checker<'_>) -> AgentConfig {
     for service in raw.service {
         let span = service.span();
         let name_span = service.get_ref().name.span();
+        let name = service.get_ref().name.get_ref().clone();
+        if !names.insert(name.clone()) {
+            c.error(
+                name_span,
+                format!("two services are named \"{name}\"; service names must be unique"),
+            );
+        }
         let service = service.into_inner();
         if let Some(s) = validate_service(service, span, interval, c) {
-            if !names.insert(s.name.clone()) {
-                c.error(
-                    name_span,
-                    format!(
-                        "two services are named \"{}\"; service names must be unique",
-                        s.name
-                    ),
-                );
-            }
             services.push(s);
         }
     }

@@ -1,4 +1,4 @@
-//! The agent's HTTP face: `GET /metrics` (OpenMetrics text for Prometheus), `GET /healthz` (the
+//! The agent's HTTP face: `GET /metrics` (Prometheus text format), `GET /healthz` (the
 //! agent runs), `GET /api/v1/services` (the [`super::report::Report`] as JSON: every service, its
 //! gauges, last values, limits and verdicts). Read-only; nothing here changes the agent.
 
@@ -23,10 +23,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, super::metrics::CONTENT_TYPE)],
         shared.metrics.encode(),
     )
 }

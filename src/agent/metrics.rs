@@ -5,7 +5,7 @@
 //!
 //! The slope metric keeps its contract name for every gauge, in the gauge's own unit per second
 //! (bytes for memory gauges, sessions for a session counter). Series of a service that is missing
-//! are removed rather than left at their last value. Served in the OpenMetrics text format.
+//! are removed rather than left at their last value. Served in the classic Prometheus text format.
 
 use std::sync::atomic::AtomicU64;
 
@@ -125,12 +125,12 @@ impl AgentMetrics {
             m.threads.clone(),
         );
         registry.register(
-            "sipwatch_service_gauge",
-            "Last value of each configured gauge, in its own unit",
+            "sipwatch_service_value",
+            "Last value of each configured gauge of the service, in the gauge's own unit",
             m.gauge_value.clone(),
         );
         registry.register(
-            "sipwatch_service_gauge_limit",
+            "sipwatch_service_limit",
             "Limit of each gauge (from the config, or found: cgroup memory.max, RLIMIT_NOFILE, Kamailio shm total, disk size)",
             m.gauge_limit.clone(),
         );
@@ -177,13 +177,13 @@ impl AgentMetrics {
         AgentMetrics { registry, ..m }
     }
 
-    /// The OpenMetrics text of every metric.
+    /// Every metric in the Prometheus text format (version 0.0.4).
     pub fn encode(&self) -> String {
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();
         }
-        out
+        openmetrics_to_prometheus_text(&out)
     }
 
     /// Removes the per-process series of a service that has no process.
@@ -203,6 +203,38 @@ impl AgentMetrics {
     }
 }
 
+/// The content type of [`AgentMetrics::encode`]'s output.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Turns the OpenMetrics text `prometheus-client` writes into the classic Prometheus text format:
+/// a counter family's `# HELP`/`# TYPE` lines name its `_total` samples, and there is no `# EOF`.
+/// (Prometheus reads both; `promtool check metrics` and older scrapers read only the classic one.)
+pub fn openmetrics_to_prometheus_text(text: &str) -> String {
+    let counters: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        let rewritten = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(&name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        match rewritten {
+            Some(l) => out.push_str(&l),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// The `{service,gauge}` labels.
 pub fn gauge_labels(service: &str, gauge: &str) -> GaugeLabels {
     GaugeLabels {
@@ -215,5 +247,34 @@ pub fn gauge_labels(service: &str, gauge: &str) -> GaugeLabels {
 pub fn service_labels(service: &str) -> ServiceLabels {
     ServiceLabels {
         service: service.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_named_with_total_in_classic_text() {
+        let m = AgentMetrics::new();
+        m.restarts
+            .get_or_create(&RestartLabels {
+                service: "kamailio".into(),
+                reason: "observed".into(),
+            })
+            .inc();
+        let text = m.encode();
+        assert!(
+            text.contains("# TYPE sipwatch_restarts_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# HELP sipwatch_restarts_total Restarts"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sipwatch_restarts_total{service=\"kamailio\",reason=\"observed\"} 1\n")
+        );
+        assert!(!text.contains("# EOF"));
     }
 }

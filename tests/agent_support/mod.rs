@@ -116,8 +116,12 @@ impl PyService {
             .spawn()
             .expect("start python3");
         self.child = Some(child);
-        wait_until(Duration::from_secs(10), "the service's pidfile", || self.pidfile.exists());
-        wait_until(Duration::from_secs(10), "all workers named", || self.live_pids().len() == self.workers + 1);
+        wait_until(Duration::from_secs(10), "the service's pidfile", || {
+            self.pidfile.exists()
+        });
+        wait_until(Duration::from_secs(10), "all workers named", || {
+            self.live_pids().len() == self.workers + 1
+        });
     }
 
     /// The main pid.
@@ -129,9 +133,15 @@ impl PyService {
     pub fn live_pids(&self) -> Vec<i32> {
         let mut pids = Vec::new();
         for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+                continue;
+            };
             let comm = &stat[open + 1..close];
             let state = stat[close + 2..].chars().next().unwrap_or('?');
             if comm == self.name && state != 'Z' {
@@ -158,7 +168,11 @@ impl PyService {
             }
             let _ = child.wait();
         }
-        wait_until(Duration::from_secs(10), "all service processes gone", || self.live_pids().is_empty());
+        wait_until(
+            Duration::from_secs(10),
+            "all service processes gone",
+            || self.live_pids().is_empty(),
+        );
     }
 
     /// Stops and starts again: every pid changes.
@@ -184,14 +198,21 @@ impl Drop for PyService {
 pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !cond() {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
 /// A TCP port free at the time of the call.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A UDP+TCP port pair free at the time of the call (same number on both).
@@ -230,10 +251,26 @@ impl Driver {
         let (tx, events_rx) = mpsc::channel(1000);
         let sink = EventSink::new(Some(tx), metrics.events_dropped.clone());
         let client = reqwest::Client::new();
-        let root = config.cgroup_root.clone().unwrap_or_else(detect_cgroup_root);
-        let watch = ServiceWatch::new(config.services[0].clone(), config, &root, &client, unix_now());
+        let root = config
+            .cgroup_root
+            .clone()
+            .unwrap_or_else(detect_cgroup_root);
+        let watch = ServiceWatch::new(
+            config.services[0].clone(),
+            config,
+            &root,
+            &client,
+            unix_now(),
+        );
         let last = watch.initial_report();
-        Driver { watch, metrics, sink, events_rx, events: Vec::new(), last }
+        Driver {
+            watch,
+            metrics,
+            sink,
+            events_rx,
+            events: Vec::new(),
+            last,
+        }
     }
 
     /// One tick now.
@@ -246,7 +283,12 @@ impl Driver {
     }
 
     /// Ticks until `cond` holds on the report; panics after `timeout`.
-    pub async fn tick_until(&mut self, timeout: Duration, what: &str, cond: impl Fn(&ServiceReport) -> bool) {
+    pub async fn tick_until(
+        &mut self,
+        timeout: Duration,
+        what: &str,
+        cond: impl Fn(&ServiceReport) -> bool,
+    ) {
         let deadline = Instant::now() + timeout;
         loop {
             self.tick().await;
