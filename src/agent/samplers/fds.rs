@@ -8,7 +8,7 @@
 use procfs::process::{LimitValue, Process};
 
 use crate::agent::proc::ProcId;
-use crate::agent::sampler::{Reading, SampleContext, SampleFuture, Sampler};
+use crate::agent::sampler::{Reading, SampleContext, SampleError, SampleFuture, Sampler};
 
 /// Descriptor figures over a service's processes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -52,8 +52,15 @@ impl Sampler for FdSampler {
     fn sample<'a>(&'a mut self, ctx: &'a SampleContext) -> SampleFuture<'a> {
         Box::pin(async move {
             let totals = ctx.fds();
-            if totals.processes == 0 {
+            if ctx.procs.is_empty() {
                 return Ok(Reading::nothing());
+            }
+            if totals.processes == 0 {
+                return Err(SampleError::new(format!(
+                    "cannot list /proc/PID/fd of any of the {} processes (permission? run the agent as root \
+                     or as the service's user, or grant it CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH)",
+                    ctx.procs.len()
+                )));
             }
             Ok(Reading {
                 value: Some(totals.open as f64),

@@ -9,7 +9,7 @@
 use super::cgroup_memory;
 use crate::agent::config::MemoryKind;
 use crate::agent::proc::ProcId;
-use crate::agent::sampler::{Reading, SampleContext, SampleFuture, Sampler};
+use crate::agent::sampler::{Reading, SampleContext, SampleError, SampleFuture, Sampler};
 
 /// Memory summed over processes, in bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -88,8 +88,15 @@ impl Sampler for MemorySampler {
     fn sample<'a>(&'a mut self, ctx: &'a SampleContext) -> SampleFuture<'a> {
         Box::pin(async move {
             let totals = ctx.memory();
-            if totals.processes == 0 {
+            if ctx.procs.is_empty() {
                 return Ok(Reading::nothing());
+            }
+            if totals.processes == 0 {
+                return Err(SampleError::new(format!(
+                    "cannot read /proc/PID/smaps_rollup of any of the {} processes (permission? run the agent \
+                     as root or as the service's user, or grant it CAP_SYS_PTRACE)",
+                    ctx.procs.len()
+                )));
             }
             Ok(Reading {
                 value: Some(totals.get(self.kind) as f64),
