@@ -2,8 +2,11 @@
 //!
 //! - [`probe_cmd`]: the `sipwatch probe` command (flags, human and JSON output, exit codes).
 //! - [`leak`]: the online leak detector (pure: samples in, verdicts out).
-//! - [`duration`]: durations as people write them ("10s", "2m").
+//! - [`agent`]: the node agent: finds services, samples their gauges, runs the detector.
+//! - [`daemon`]: the prober daemon (`sipwatch run`).
+//! - [`calendar`], [`config_error`], [`duration`]: small shared pieces.
 
+pub mod agent;
 pub mod calendar;
 pub mod config_error;
 pub mod daemon;

@@ -1,0 +1,1091 @@
+//! The agent's config file (`agent.toml`): what it may contain, and the checks that turn it into an
+//! [`AgentConfig`] the agent can run without further questions.
+//!
+//! Parsing is two steps. Serde reads the TOML into "raw" structs that mirror the file (unknown keys
+//! are refused; wrong durations, sizes and regexes fail with the value's position). Validation then
+//! checks what serde cannot (one way to find each service, the fields each gauge kind needs, unique
+//! names) and reports every problem at once, each with `file:line:col`, what is wrong and the fix.
+//! This module does not touch `/proc`, the network or the state directory.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use regex::Regex;
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::units::{ConfigDuration, Quantity};
+use crate::leak::DetectorConfig;
+
+/// The agent's validated configuration.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    /// Where `/metrics`, `/healthz` and `/api/v1/services` are served.
+    pub listen: SocketAddr,
+    /// Default time between two samples of a service.
+    pub interval: Duration,
+    /// Where gauge histories are kept across agent restarts.
+    pub state_dir: PathBuf,
+    /// Ticks between two full `/proc` scans for services found by process name or command line.
+    pub rescan_every: u32,
+    /// How long raw samples are kept.
+    pub history_raw: Duration,
+    /// How long per-minute averages are kept.
+    pub history_minutes: Duration,
+    /// The cgroup v2 mount (auto-detected when not set).
+    pub cgroup_root: Option<PathBuf>,
+    /// The services to watch.
+    pub services: Vec<ServiceConfig>,
+}
+
+/// One watched service.
+#[derive(Clone, Debug)]
+pub struct ServiceConfig {
+    /// The name used in metrics, logs, alerts and the state directory.
+    pub name: String,
+    /// How its processes are found.
+    pub finder: Finder,
+    /// Time between two samples.
+    pub interval: Duration,
+    /// The gauges sampled and fed to the leak detector.
+    pub gauges: Vec<GaugeConfig>,
+}
+
+/// How the processes of a service are found.
+#[derive(Clone, Debug)]
+pub enum Finder {
+    /// The processes of a systemd unit's cgroup (`/sys/fs/cgroup/system.slice/UNIT/cgroup.procs`).
+    SystemdUnit(String),
+    /// Processes whose name (`/proc/PID/comm`) is exactly this.
+    ProcessName(String),
+    /// Processes whose command line (arguments joined by spaces) matches this regex.
+    Cmdline(Regex),
+    /// The process whose pid is in this file, and its descendants.
+    Pidfile(PathBuf),
+}
+
+impl fmt::Display for Finder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Finder::SystemdUnit(unit) => write!(f, "systemd unit {unit}"),
+            Finder::ProcessName(name) => write!(f, "process name \"{name}\""),
+            Finder::Cmdline(re) => write!(f, "command line matching /{re}/"),
+            Finder::Pidfile(path) => write!(f, "pidfile {}", path.display()),
+        }
+    }
+}
+
+/// One gauge of a service.
+#[derive(Clone, Debug)]
+pub struct GaugeConfig {
+    /// Unique within the service (defaults to the kind's name).
+    pub name: String,
+    /// What is measured and how.
+    pub spec: GaugeSpec,
+    /// A limit written in the config (takes precedence over a limit found at run time).
+    pub limit: Option<f64>,
+    /// Whether the samples go through the leak detector.
+    pub detect: bool,
+    /// The leak detector's settings for this gauge.
+    pub leak: DetectorConfig,
+}
+
+/// Which memory figure of the service's processes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemoryKind {
+    /// Resident set size (shared pages counted once per process).
+    Rss,
+    /// Proportional set size (shared pages divided among the processes sharing them).
+    Pss,
+    /// Unique set size (pages private to one process).
+    Uss,
+}
+
+impl MemoryKind {
+    /// The `kind` label of `sipwatch_service_memory_bytes`.
+    pub fn label(self) -> &'static str {
+        match self {
+            MemoryKind::Rss => "rss",
+            MemoryKind::Pss => "pss",
+            MemoryKind::Uss => "uss",
+        }
+    }
+}
+
+/// How a per-process Kamailio figure is folded over the processes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Aggregate {
+    /// The largest value of any process (the one closest to running out).
+    Max,
+    /// The total over the processes.
+    Sum,
+}
+
+/// What a gauge measures, with the settings its kind needs.
+#[derive(Clone, Debug)]
+pub enum GaugeSpec {
+    /// PSS, RSS or USS summed over the processes (`/proc/PID/smaps_rollup`).
+    Memory(MemoryKind),
+    /// The cgroup's `memory.current`; limit found from `memory.max`.
+    CgroupMemory,
+    /// Open file descriptors summed over the processes; limit found from `RLIMIT_NOFILE`.
+    Fds,
+    /// Threads summed over the processes.
+    Threads,
+    /// Kamailio's shared memory pool through JSON-RPC `core.shmmem`; limit found from `total`.
+    KamailioShm {
+        url: String,
+        field: String,
+        timeout: Duration,
+    },
+    /// Kamailio's private (pkg) memory through JSON-RPC `pkg.stats`; limit found from `total_size`.
+    KamailioPkg {
+        url: String,
+        field: String,
+        aggregate: Aggregate,
+        timeout: Duration,
+    },
+    /// A number in the JSON document served at `url`, found by a JSON pointer (RFC 6901).
+    HttpJson {
+        url: String,
+        pointer: String,
+        timeout: Duration,
+    },
+    /// The first capture group of `regex` in the newest matching line appended to `file`.
+    LogRegex { file: PathBuf, regex: Regex },
+    /// Lines of `file` matching any pattern raise an immediate alert; the value counts them.
+    LogAlert { file: PathBuf, patterns: Vec<Regex> },
+    /// The first number printed by a shell command.
+    Command { command: String, timeout: Duration },
+    /// Bytes used on the filesystem holding `path`; limit found from its size.
+    Filesystem { path: PathBuf },
+}
+
+impl GaugeSpec {
+    /// The name of the kind, as written in `kind = "..."`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            GaugeSpec::Memory(MemoryKind::Pss) => "pss",
+            GaugeSpec::Memory(MemoryKind::Rss) => "rss",
+            GaugeSpec::Memory(MemoryKind::Uss) => "uss",
+            GaugeSpec::CgroupMemory => "cgroup_memory",
+            GaugeSpec::Fds => "fds",
+            GaugeSpec::Threads => "threads",
+            GaugeSpec::KamailioShm { .. } => "kamailio_shm",
+            GaugeSpec::KamailioPkg { .. } => "kamailio_pkg",
+            GaugeSpec::HttpJson { .. } => "http_json",
+            GaugeSpec::LogRegex { .. } => "log_regex",
+            GaugeSpec::LogAlert { .. } => "log_alert",
+            GaugeSpec::Command { .. } => "command",
+            GaugeSpec::Filesystem { .. } => "filesystem",
+        }
+    }
+
+    /// Whether the gauge measures memory in bytes (the service's `limit` applies to it).
+    pub fn is_memory(&self) -> bool {
+        matches!(self, GaugeSpec::Memory(_) | GaugeSpec::CgroupMemory)
+    }
+
+    /// The unit of the values, for reports.
+    pub fn unit(&self) -> &'static str {
+        match self {
+            GaugeSpec::Memory(_)
+            | GaugeSpec::CgroupMemory
+            | GaugeSpec::KamailioShm { .. }
+            | GaugeSpec::KamailioPkg { .. }
+            | GaugeSpec::Filesystem { .. } => "bytes",
+            GaugeSpec::Fds => "descriptors",
+            GaugeSpec::Threads => "threads",
+            GaugeSpec::LogAlert { .. } => "matches",
+            GaugeSpec::HttpJson { .. } | GaugeSpec::LogRegex { .. } | GaugeSpec::Command { .. } => {
+                "value"
+            }
+        }
+    }
+}
+
+const KINDS: &str =
+    "pss, rss, uss, cgroup_memory, fds, threads, kamailio_shm, kamailio_pkg, http_json, \
+                     log_regex, log_alert, command, filesystem";
+
+/// Every problem found in a config file.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigErrors {
+    /// The file checked.
+    pub path: PathBuf,
+    /// The problems, in file order.
+    pub errors: Vec<ConfigError>,
+}
+
+/// One problem, at a position in the file (line and column start at 1; 0 when the problem has no
+/// position, such as an unreadable file).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.errors.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            if error.line == 0 {
+                write!(
+                    f,
+                    "config error in {}: {}",
+                    self.path.display(),
+                    error.message
+                )?;
+            } else {
+                write!(
+                    f,
+                    "config error at {}:{}:{}: {}",
+                    self.path.display(),
+                    error.line,
+                    error.column,
+                    error.message
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+// ---- the file as written ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    agent: RawAgent,
+    #[serde(default)]
+    service: Vec<Spanned<RawService>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAgent {
+    listen: Option<Spanned<String>>,
+    interval: Option<ConfigDuration>,
+    state_dir: Option<PathBuf>,
+    rescan_every: Option<Spanned<i64>>,
+    history_raw: Option<ConfigDuration>,
+    history_minutes: Option<ConfigDuration>,
+    cgroup_root: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawService {
+    name: Spanned<String>,
+    systemd_unit: Option<Spanned<String>>,
+    process: Option<Spanned<String>>,
+    cmdline: Option<Spanned<String>>,
+    pidfile: Option<Spanned<PathBuf>>,
+    interval: Option<ConfigDuration>,
+    limit: Option<Quantity>,
+    #[serde(default)]
+    leak: DetectorConfig,
+    #[serde(default)]
+    gauge: Vec<Spanned<RawGauge>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGauge {
+    kind: Spanned<String>,
+    name: Option<Spanned<String>>,
+    limit: Option<Quantity>,
+    detect: Option<bool>,
+    leak: Option<DetectorConfig>,
+    url: Option<Spanned<String>>,
+    field: Option<Spanned<String>>,
+    aggregate: Option<Aggregate>,
+    pointer: Option<Spanned<String>>,
+    file: Option<PathBuf>,
+    regex: Option<Spanned<String>>,
+    patterns: Option<Spanned<Vec<Spanned<String>>>>,
+    command: Option<Spanned<String>>,
+    timeout: Option<ConfigDuration>,
+    path: Option<PathBuf>,
+}
+
+// ---- validation ----
+
+struct Checker<'a> {
+    source: &'a str,
+    errors: Vec<(usize, String)>,
+}
+
+impl Checker<'_> {
+    fn error(&mut self, span: Range<usize>, message: String) {
+        self.errors.push((span.start, message));
+    }
+
+    fn finish(mut self, path: &Path) -> ConfigErrors {
+        self.errors.sort_by_key(|(offset, _)| *offset);
+        let errors = self
+            .errors
+            .into_iter()
+            .map(|(offset, message)| {
+                let (line, column) = line_col(self.source, offset);
+                ConfigError {
+                    line,
+                    column,
+                    message,
+                }
+            })
+            .collect();
+        ConfigErrors {
+            path: path.to_owned(),
+            errors,
+        }
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_col(source: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(source.len());
+    let before = source.get(..offset).unwrap_or(source);
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before.get(line_start..).map_or(0, |s| s.chars().count()) + 1;
+    (line, column)
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && !name.starts_with('.')
+}
+
+/// Reads and validates the agent config at `path`.
+pub fn load(path: &Path) -> Result<AgentConfig, ConfigErrors> {
+    let source = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
+        path: path.to_owned(),
+        errors: vec![ConfigError {
+            line: 0,
+            column: 0,
+            message: format!("cannot read the file: {e}; check the path given with -c"),
+        }],
+    })?;
+    parse(&source, path)
+}
+
+/// Validates config text; `path` only names the file in errors.
+pub fn parse(source: &str, path: &Path) -> Result<AgentConfig, ConfigErrors> {
+    let mut checker = Checker {
+        source,
+        errors: Vec::new(),
+    };
+    let raw: RawFile = match toml::from_str(source) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let span = e.span().unwrap_or(0..0);
+            checker.error(span, explain_parse_error(e.message()));
+            return Err(checker.finish(path));
+        }
+    };
+    let config = validate(raw, &mut checker);
+    if checker.errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(checker.finish(path))
+    }
+}
+
+fn explain_parse_error(message: &str) -> String {
+    let message = message.trim_end();
+    if message.starts_with("unknown field `restart`") {
+        return "[service.restart] is not supported by this version of the agent (restart policies come \
+                later); remove the table"
+            .to_owned();
+    }
+    if message.starts_with("unknown field") {
+        return format!("{message}; remove it or fix its spelling");
+    }
+    if message.starts_with("missing field `name`") {
+        return format!("{message}; every [[service]] needs name = \"...\"");
+    }
+    if message.starts_with("missing field `kind`") {
+        return format!("{message}; every [[service.gauge]] needs kind = one of {KINDS}");
+    }
+    message.to_owned()
+}
+
+fn validate(raw: RawFile, c: &mut Checker<'_>) -> AgentConfig {
+    let agent = raw.agent;
+    let listen = match &agent.listen {
+        None => SocketAddr::from(([127, 0, 0, 1], 9198)),
+        Some(text) => match text.get_ref().parse::<SocketAddr>() {
+            Ok(addr) => addr,
+            Err(_) => {
+                c.error(
+                    text.span(),
+                    format!(
+                        "listen = \"{}\" is not an address:port; write e.g. \"127.0.0.1:9198\" or \"[::1]:9198\"",
+                        text.get_ref()
+                    ),
+                );
+                SocketAddr::from(([127, 0, 0, 1], 9198))
+            }
+        },
+    };
+    let interval = agent
+        .interval
+        .map_or(Duration::from_secs(10), ConfigDuration::get);
+    let rescan_every = match &agent.rescan_every {
+        None => 6,
+        Some(n) if (1..=10_000).contains(n.get_ref()) => *n.get_ref() as u32,
+        Some(n) => {
+            c.error(
+                n.span(),
+                format!(
+                    "rescan_every = {} must be between 1 and 10000 ticks",
+                    n.get_ref()
+                ),
+            );
+            6
+        }
+    };
+    let history_raw = agent
+        .history_raw
+        .map_or(Duration::from_secs(6 * 3600), ConfigDuration::get);
+    let history_minutes = agent
+        .history_minutes
+        .map_or(Duration::from_secs(14 * 86400), ConfigDuration::get);
+
+    let mut services = Vec::new();
+    let mut names = BTreeSet::new();
+    for service in raw.service {
+        let span = service.span();
+        let name_span = service.get_ref().name.span();
+        let name = service.get_ref().name.get_ref().clone();
+        if !names.insert(name.clone()) {
+            c.error(
+                name_span,
+                format!("two services are named \"{name}\"; service names must be unique"),
+            );
+        }
+        let service = service.into_inner();
+        if let Some(s) = validate_service(service, span, interval, c) {
+            services.push(s);
+        }
+    }
+    AgentConfig {
+        listen,
+        interval,
+        state_dir: agent
+            .state_dir
+            .unwrap_or_else(|| PathBuf::from("/var/lib/sipwatch/agent")),
+        rescan_every,
+        history_raw,
+        history_minutes,
+        cgroup_root: agent.cgroup_root,
+        services,
+    }
+}
+
+fn validate_service(
+    raw: RawService,
+    span: Range<usize>,
+    default_interval: Duration,
+    c: &mut Checker<'_>,
+) -> Option<ServiceConfig> {
+    let name = raw.name.get_ref().clone();
+    if !valid_name(&name) {
+        c.error(
+            raw.name.span(),
+            format!(
+                "service name \"{name}\" may only use letters, digits, '_', '-' and '.' (it names files and metric labels)"
+            ),
+        );
+    }
+    let mut finders = Vec::new();
+    if let Some(unit) = raw.systemd_unit {
+        let mut unit_name = unit.get_ref().trim().to_owned();
+        if unit_name.is_empty() || unit_name.contains('/') {
+            c.error(
+                unit.span(),
+                format!("systemd_unit = \"{unit_name}\" is not a unit name; write e.g. \"kamailio.service\""),
+            );
+        }
+        if !unit_name.contains('.') {
+            unit_name.push_str(".service");
+        }
+        finders.push((unit.span(), Finder::SystemdUnit(unit_name)));
+    }
+    if let Some(process) = raw.process {
+        let p = process.get_ref();
+        if p.is_empty() || p.contains('/') || p.contains(' ') {
+            c.error(
+                process.span(),
+                format!(
+                    "process = \"{p}\" must be a bare process name as in /proc/PID/comm (e.g. \"kamailio\"); \
+                     to match a path or arguments use cmdline = \"regex\""
+                ),
+            );
+        }
+        finders.push((process.span(), Finder::ProcessName(p.clone())));
+    }
+    if let Some(cmdline) = raw.cmdline {
+        match Regex::new(cmdline.get_ref()) {
+            Ok(re) => finders.push((cmdline.span(), Finder::Cmdline(re))),
+            Err(e) => c.error(
+                cmdline.span(),
+                format!("cmdline is not a valid regex: {}", one_line(&e.to_string())),
+            ),
+        }
+    }
+    if let Some(pidfile) = raw.pidfile {
+        if !pidfile.get_ref().is_absolute() {
+            c.error(
+                pidfile.span(),
+                format!(
+                    "pidfile \"{}\" must be an absolute path, e.g. \"/run/kamailio/kamailio.pid\"",
+                    pidfile.get_ref().display()
+                ),
+            );
+        }
+        finders.push((pidfile.span(), Finder::Pidfile(pidfile.get_ref().clone())));
+    }
+    let finder = match finders.len() {
+        0 => {
+            c.error(
+                span.clone(),
+                format!(
+                    "service \"{name}\" has no way to find its processes; add one of systemd_unit = \"NAME.service\", \
+                     process = \"NAME\", cmdline = \"REGEX\" or pidfile = \"/run/NAME.pid\""
+                ),
+            );
+            None
+        }
+        1 => finders.pop().map(|(_, f)| f),
+        _ => {
+            let (second, _) = &finders[1];
+            c.error(
+                second.clone(),
+                format!(
+                    "service \"{name}\" sets more than one of systemd_unit, process, cmdline, pidfile; keep exactly one"
+                ),
+            );
+            None
+        }
+    };
+
+    let mut gauges = Vec::new();
+    let mut gauge_names = BTreeSet::new();
+    let raw_gauges = raw.gauge;
+    let service_limit = raw.limit.map(|q| q.0);
+    if raw_gauges.is_empty() {
+        gauges.push(GaugeConfig {
+            name: "pss".to_owned(),
+            spec: GaugeSpec::Memory(MemoryKind::Pss),
+            limit: service_limit,
+            detect: true,
+            leak: raw.leak.clone(),
+        });
+    }
+    for gauge in raw_gauges {
+        let span = gauge.span();
+        if let Some(g) = validate_gauge(
+            gauge.into_inner(),
+            span.clone(),
+            &name,
+            service_limit,
+            &raw.leak,
+            c,
+        ) {
+            if !gauge_names.insert(g.name.clone()) {
+                c.error(
+                    span,
+                    format!(
+                        "service \"{name}\" has two gauges named \"{}\"; give one a different name = \"...\"",
+                        g.name
+                    ),
+                );
+            }
+            gauges.push(g);
+        }
+    }
+    Some(ServiceConfig {
+        name,
+        finder: finder?,
+        interval: raw.interval.map_or(default_interval, ConfigDuration::get),
+        gauges,
+    })
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn validate_gauge(
+    raw: RawGauge,
+    span: Range<usize>,
+    service: &str,
+    service_limit: Option<f64>,
+    service_leak: &DetectorConfig,
+    c: &mut Checker<'_>,
+) -> Option<GaugeConfig> {
+    let kind = raw.kind.get_ref().as_str();
+    let timeout = raw
+        .timeout
+        .map_or(Duration::from_secs(5), ConfigDuration::get);
+    let mut used: Vec<&'static str> = Vec::new();
+    let missing = |c: &mut Checker<'_>, field: &str, example: &str| {
+        c.error(
+            span.clone(),
+            format!("service \"{service}\": gauge kind = \"{kind}\" needs {field}, e.g. {example}"),
+        );
+    };
+    let spec = match kind {
+        "pss" => Some(GaugeSpec::Memory(MemoryKind::Pss)),
+        "rss" => Some(GaugeSpec::Memory(MemoryKind::Rss)),
+        "uss" => Some(GaugeSpec::Memory(MemoryKind::Uss)),
+        "cgroup_memory" => Some(GaugeSpec::CgroupMemory),
+        "fds" => Some(GaugeSpec::Fds),
+        "threads" => Some(GaugeSpec::Threads),
+        "kamailio_shm" | "kamailio_pkg" => {
+            used.extend(["url", "field", "timeout"]);
+            let url = check_url(&raw.url, kind, service, c);
+            if raw.url.is_none() {
+                missing(
+                    c,
+                    "url",
+                    "url = \"http://127.0.0.1:5060/RPC\" (xhttp + jsonrpcs)",
+                );
+            }
+            let allowed: &[&str] = if kind == "kamailio_shm" {
+                &["used", "real_used", "free", "max_used", "total"]
+            } else {
+                &["used", "real_used", "free"]
+            };
+            let field = match &raw.field {
+                None => "real_used".to_owned(),
+                Some(f) if allowed.contains(&f.get_ref().as_str()) => f.get_ref().clone(),
+                Some(f) => {
+                    c.error(
+                        f.span(),
+                        format!(
+                            "field = \"{}\" is not a {kind} figure; use one of {}",
+                            f.get_ref(),
+                            allowed.join(", ")
+                        ),
+                    );
+                    "real_used".to_owned()
+                }
+            };
+            if kind == "kamailio_shm" {
+                url.map(|url| GaugeSpec::KamailioShm {
+                    url,
+                    field,
+                    timeout,
+                })
+            } else {
+                used.push("aggregate");
+                url.map(|url| GaugeSpec::KamailioPkg {
+                    url,
+                    field,
+                    aggregate: raw.aggregate.unwrap_or(Aggregate::Max),
+                    timeout,
+                })
+            }
+        }
+        "http_json" => {
+            used.extend(["url", "pointer", "timeout"]);
+            let url = check_url(&raw.url, kind, service, c);
+            if raw.url.is_none() {
+                missing(c, "url", "url = \"http://127.0.0.1:8080/stats\"");
+            }
+            let pointer = match &raw.pointer {
+                None => {
+                    missing(
+                        c,
+                        "pointer",
+                        "pointer = \"/sessions/active\" (a JSON pointer, RFC 6901)",
+                    );
+                    None
+                }
+                Some(p) if !p.get_ref().is_empty() && !p.get_ref().starts_with('/') => {
+                    c.error(
+                        p.span(),
+                        format!(
+                            "pointer = \"{}\" is not a JSON pointer; it starts with '/', e.g. \"/{}\"",
+                            p.get_ref(),
+                            p.get_ref().replace('.', "/")
+                        ),
+                    );
+                    None
+                }
+                Some(p) => Some(p.get_ref().clone()),
+            };
+            match (url, pointer) {
+                (Some(url), Some(pointer)) => Some(GaugeSpec::HttpJson {
+                    url,
+                    pointer,
+                    timeout,
+                }),
+                _ => None,
+            }
+        }
+        "log_regex" => {
+            used.extend(["file", "regex"]);
+            if raw.file.is_none() {
+                missing(c, "file", "file = \"/var/log/webbridge.log\"");
+            }
+            let regex = match &raw.regex {
+                None => {
+                    missing(
+                        c,
+                        "regex",
+                        r#"regex = 'Stats (\d+)' (the first group is the value)"#,
+                    );
+                    None
+                }
+                Some(text) => match Regex::new(text.get_ref()) {
+                    Ok(re) => Some(re),
+                    Err(e) => {
+                        c.error(
+                            text.span(),
+                            format!("regex is not valid: {}", one_line(&e.to_string())),
+                        );
+                        None
+                    }
+                },
+            };
+            match (raw.file.clone(), regex) {
+                (Some(file), Some(regex)) => Some(GaugeSpec::LogRegex { file, regex }),
+                _ => None,
+            }
+        }
+        "log_alert" => {
+            used.extend(["file", "patterns"]);
+            if raw.file.is_none() {
+                missing(c, "file", "file = \"/var/log/kamailio.log\"");
+            }
+            let mut patterns = Vec::new();
+            match &raw.patterns {
+                None => missing(c, "patterns", r#"patterns = ["no more shm memory"]"#),
+                Some(list) if list.get_ref().is_empty() => c.error(
+                    list.span(),
+                    "patterns is empty; list at least one regex, e.g. [\"no more shm memory\"]"
+                        .to_owned(),
+                ),
+                Some(list) => {
+                    for p in list.get_ref() {
+                        match Regex::new(p.get_ref()) {
+                            Ok(re) => patterns.push(re),
+                            Err(e) => c.error(
+                                p.span(),
+                                format!(
+                                    "pattern is not a valid regex: {}",
+                                    one_line(&e.to_string())
+                                ),
+                            ),
+                        }
+                    }
+                }
+            }
+            match raw.file.clone() {
+                Some(file) if !patterns.is_empty() => Some(GaugeSpec::LogAlert { file, patterns }),
+                _ => None,
+            }
+        }
+        "command" => {
+            used.extend(["command", "timeout"]);
+            match &raw.command {
+                None => {
+                    missing(
+                        c,
+                        "command",
+                        "command = \"webbridge stats | tail -1\" (run by /bin/sh -c)",
+                    );
+                    None
+                }
+                Some(cmd) => Some(GaugeSpec::Command {
+                    command: cmd.get_ref().clone(),
+                    timeout,
+                }),
+            }
+        }
+        "filesystem" => {
+            used.push("path");
+            match &raw.path {
+                None => {
+                    missing(c, "path", "path = \"/var/spool/recordings\"");
+                    None
+                }
+                Some(path) => Some(GaugeSpec::Filesystem { path: path.clone() }),
+            }
+        }
+        other => {
+            c.error(
+                raw.kind.span(),
+                format!(
+                    "service \"{service}\": unknown gauge kind = \"{other}\"; use one of {KINDS}"
+                ),
+            );
+            return None;
+        }
+    };
+
+    // Fields that belong to another kind are mistakes worth pointing at.
+    let stray = [
+        ("url", raw.url.as_ref().map(|s| s.span())),
+        ("field", raw.field.as_ref().map(|s| s.span())),
+        ("aggregate", raw.aggregate.map(|_| span.clone())),
+        ("pointer", raw.pointer.as_ref().map(|s| s.span())),
+        ("file", raw.file.as_ref().map(|_| span.clone())),
+        ("regex", raw.regex.as_ref().map(|s| s.span())),
+        ("patterns", raw.patterns.as_ref().map(|s| s.span())),
+        ("command", raw.command.as_ref().map(|s| s.span())),
+        ("timeout", raw.timeout.map(|_| span.clone())),
+        ("path", raw.path.as_ref().map(|_| span.clone())),
+    ];
+    for (field, at) in stray {
+        if let Some(at) = at {
+            if !used.contains(&field) {
+                c.error(
+                    at,
+                    format!(
+                        "service \"{service}\": {field} does not apply to a gauge of kind = \"{kind}\"; remove it"
+                    ),
+                );
+            }
+        }
+    }
+
+    let spec = spec?;
+    let name = match &raw.name {
+        Some(n) => {
+            if !valid_name(n.get_ref()) {
+                c.error(
+                    n.span(),
+                    format!(
+                        "gauge name \"{}\" may only use letters, digits, '_', '-' and '.'",
+                        n.get_ref()
+                    ),
+                );
+            }
+            n.get_ref().clone()
+        }
+        None => kind.to_owned(),
+    };
+    let limit = raw.limit.map(|q| q.0).or(if spec.is_memory() {
+        service_limit
+    } else {
+        None
+    });
+    let detect = raw
+        .detect
+        .unwrap_or(!matches!(spec, GaugeSpec::LogAlert { .. }));
+    Some(GaugeConfig {
+        name,
+        spec,
+        limit,
+        detect,
+        leak: raw.leak.unwrap_or_else(|| service_leak.clone()),
+    })
+}
+
+fn check_url(
+    url: &Option<Spanned<String>>,
+    kind: &str,
+    service: &str,
+    c: &mut Checker<'_>,
+) -> Option<String> {
+    let url = url.as_ref()?;
+    let text = url.get_ref();
+    if text.starts_with("http://") || text.starts_with("https://") {
+        Some(text.clone())
+    } else {
+        c.error(
+            url.span(),
+            format!(
+                "service \"{service}\": url = \"{text}\" for {kind} must start with http:// or https://"
+            ),
+        );
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(text: &str) -> Vec<ConfigError> {
+        match parse(text, Path::new("agent.toml")) {
+            Ok(_) => panic!("config was accepted:\n{text}"),
+            Err(e) => e.errors,
+        }
+    }
+
+    #[test]
+    fn full_config_parses() {
+        let text = r#"
+[agent]
+listen = "127.0.0.1:9300"
+interval = "5s"
+state_dir = "/tmp/x"
+
+[[service]]
+name = "kamailio"
+process = "kamailio"
+limit = "512MiB"
+
+[[service.gauge]]
+kind = "pss"
+
+[[service.gauge]]
+kind = "kamailio_shm"
+url = "http://127.0.0.1:5071/RPC"
+
+[[service.gauge]]
+kind = "log_alert"
+name = "shm_errors"
+file = "/var/log/kamailio.log"
+patterns = ["no more shm memory", "could not allocate shared memory"]
+
+[[service]]
+name = "webbridge"
+cmdline = "webbridge\\s"
+[[service.gauge]]
+kind = "log_regex"
+file = "/var/log/webbridge.log"
+regex = 'Stats (\d+)'
+limit = 149
+"#;
+        let config = parse(text, Path::new("agent.toml")).unwrap();
+        assert_eq!(config.listen.port(), 9300);
+        assert_eq!(config.interval, Duration::from_secs(5));
+        assert_eq!(config.services.len(), 2);
+        let kam = &config.services[0];
+        assert_eq!(kam.gauges.len(), 3);
+        assert_eq!(kam.gauges[0].limit, Some(512.0 * 1024.0 * 1024.0));
+        assert_eq!(
+            kam.gauges[1].limit, None,
+            "the service limit is for memory gauges only"
+        );
+        assert!(
+            !kam.gauges[2].detect,
+            "log alerts are not leak-detected by default"
+        );
+        assert_eq!(config.services[1].gauges[0].limit, Some(149.0));
+    }
+
+    #[test]
+    fn default_gauge_is_pss_with_service_limit() {
+        let config = parse(
+            "[[service]]\nname = \"a\"\npidfile = \"/run/a.pid\"\nlimit = \"1GiB\"\n",
+            Path::new("agent.toml"),
+        )
+        .unwrap();
+        let g = &config.services[0].gauges[0];
+        assert_eq!(g.name, "pss");
+        assert_eq!(g.limit, Some(1024.0 * 1024.0 * 1024.0));
+    }
+
+    #[test]
+    fn duration_without_unit_names_line_and_fix() {
+        let e = errors("[agent]\ninterval = \"5\"\n");
+        assert_eq!((e[0].line, e[0].column), (2, 12));
+        assert!(e[0].message.contains("write \"5s\""), "{}", e[0].message);
+    }
+
+    #[test]
+    fn unknown_field_and_restart_table() {
+        let e = errors("[[service]]\nname = \"a\"\nprocess = \"a\"\nintervall = \"5s\"\n");
+        assert_eq!(e[0].line, 4);
+        assert!(
+            e[0].message.contains("unknown field `intervall`"),
+            "{}",
+            e[0].message
+        );
+        let e =
+            errors("[[service]]\nname = \"a\"\nprocess = \"a\"\n[service.restart]\nat = \"x\"\n");
+        assert!(
+            e[0].message.contains("[service.restart] is not supported"),
+            "{}",
+            e[0].message
+        );
+    }
+
+    #[test]
+    fn all_validation_errors_at_once() {
+        let text = r#"[[service]]
+name = "no finder"
+
+[[service]]
+name = "b"
+process = "b"
+[[service.gauge]]
+kind = "log_regex"
+regex = "("
+
+[[service.gauge]]
+kind = "sessions"
+"#;
+        let e = errors(text);
+        let lines: Vec<usize> = e.iter().map(|e| e.line).collect();
+        assert!(
+            e.iter()
+                .any(|e| e.line == 2 && e.message.contains("may only use letters")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|e| e.line == 1 && e.message.contains("no way to find its processes")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|e| e.line == 9 && e.message.contains("regex is not valid")),
+            "{e:?}"
+        );
+        assert!(e.iter().any(|e| e.message.contains("needs file")), "{e:?}");
+        assert!(
+            e.iter()
+                .any(|e| e.line == 12 && e.message.contains("unknown gauge kind")),
+            "{e:?}"
+        );
+        assert!(
+            lines.windows(2).all(|w| w[0] <= w[1]),
+            "errors sorted by position: {lines:?}"
+        );
+    }
+
+    #[test]
+    fn two_finders_and_stray_fields() {
+        let e = errors(
+            "[[service]]\nname = \"a\"\nprocess = \"a\"\npidfile = \"/run/a.pid\"\n[[service.gauge]]\nkind = \"fds\"\nurl = \"http://x\"\n",
+        );
+        assert!(
+            e.iter()
+                .any(|e| e.line == 4 && e.message.contains("more than one")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|e| e.line == 7 && e.message.contains("url does not apply")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn line_col_counts_characters() {
+        assert_eq!(line_col("ab\ncé = x", 8), (2, 5));
+        assert_eq!(line_col("", 0), (1, 1));
+    }
+}

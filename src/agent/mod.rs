@@ -1,0 +1,56 @@
+//! The node agent (`sipwatch agent -c agent.toml`): finds the services of its host, samples their
+//! gauges, keeps their history on disk, runs the leak detector on each gauge, and reports them as
+//! Prometheus metrics, a JSON report and events for alerting.
+//!
+//! Table of contents:
+//! - [`config`]: the config file and its checks; [`units`]: durations and sizes as written.
+//! - [`proc`]: the process table; [`locator`]: a service's processes, cheaply, tick after tick;
+//!   [`presence`]: up, missing, restarted (pure).
+//! - [`sampler`]: the one trait of every gauge; [`samplers`]: one file per gauge kind;
+//!   [`log_tail`]: following a log file across rotation.
+//! - [`history`]: gauge history on disk, replayed at start; [`gauge`]: sample -> limit -> history ->
+//!   detector -> events; [`service`]: one service's tick.
+//! - [`events`]: what alerting is told; [`report`]: what the API serves; [`metrics`]: Prometheus;
+//!   [`http`]: the endpoints; [`runtime`]: tasks, listener, shutdown.
+//!
+//! For the binary: [`check_config`] and [`run`]; to receive events, [`Agent::bind`] with a channel,
+//! then [`Agent::run`].
+
+pub mod config;
+pub mod events;
+pub mod gauge;
+pub mod history;
+pub mod http;
+pub mod locator;
+pub mod log_tail;
+pub mod metrics;
+pub mod presence;
+pub mod proc;
+pub mod report;
+pub mod runtime;
+pub mod sampler;
+pub mod samplers;
+pub mod service;
+pub mod units;
+
+use std::path::Path;
+
+pub use config::{AgentConfig, ConfigError, ConfigErrors};
+pub use events::{AgentEvent, ClearReason};
+pub use report::{GaugeReport, Report, ServiceReport};
+pub use runtime::{Agent, ReportHandle};
+
+/// Reads and validates an agent config; the error lists every problem with its `file:line:col`.
+pub fn check_config(path: &Path) -> Result<AgentConfig, ConfigErrors> {
+    config::load(path)
+}
+
+/// Runs the agent of `config_path` until `shutdown` turns true (or its sender is dropped). Events
+/// are only logged; use [`Agent::bind`] with a channel to receive them.
+pub async fn run(
+    config_path: &Path,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let config = check_config(config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Agent::bind(config, None).await?.run(shutdown).await
+}

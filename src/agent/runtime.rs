@@ -1,0 +1,237 @@
+//! The running agent: binds the HTTP listener, starts one task per service (each on its own
+//! interval, its history replayed first), serves `/metrics`, `/healthz` and `/api/v1/services`, and
+//! stops every loop when the shutdown signal turns true (or its sender is dropped).
+//!
+//! The tasks share only the metrics registry and the latest report of each service; no task waits
+//! on another, so a slow gauge (a Kamailio that does not answer) delays only its own service.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::time::MissedTickBehavior;
+
+use super::config::AgentConfig;
+use super::events::{AgentEvent, EventSink};
+use super::http;
+use super::locator::detect_cgroup_root;
+use super::metrics::{AgentMetrics, RestartLabels};
+use super::report::{AgentInfo, Report, ServiceReport};
+use super::service::{ServiceWatch, REASON_OBSERVED};
+
+/// Unix seconds now.
+pub fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// What the tasks and the HTTP handlers share.
+pub struct Shared {
+    pub metrics: AgentMetrics,
+    services: RwLock<Vec<ServiceReport>>,
+    info: AgentInfo,
+}
+
+impl Shared {
+    /// The current report.
+    pub fn report(&self) -> Report {
+        let services = self.services.read().map(|s| s.clone()).unwrap_or_default();
+        let mut info = self.info.clone();
+        info.events_dropped = self.metrics.events_dropped.get();
+        Report {
+            agent: info,
+            generated_at: unix_now(),
+            services,
+        }
+    }
+
+    fn set(&self, index: usize, report: ServiceReport) {
+        if let Ok(mut services) = self.services.write() {
+            if let Some(slot) = services.get_mut(index) {
+                *slot = report;
+            }
+        }
+    }
+}
+
+/// A read handle on the agent's state (for tests and for the lead's reporting to the daemon).
+#[derive(Clone)]
+pub struct ReportHandle(Arc<Shared>);
+
+impl ReportHandle {
+    /// The current report.
+    pub fn report(&self) -> Report {
+        self.0.report()
+    }
+}
+
+/// An agent, bound and ready to run.
+pub struct Agent {
+    config: AgentConfig,
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    sink: EventSink,
+    cgroup_root: PathBuf,
+    client: reqwest::Client,
+}
+
+impl Agent {
+    /// Binds `[agent] listen` and prepares the state directory. Events go to `events` (and are
+    /// always logged).
+    pub async fn bind(
+        config: AgentConfig,
+        events: Option<mpsc::Sender<AgentEvent>>,
+    ) -> anyhow::Result<Agent> {
+        std::fs::create_dir_all(&config.state_dir).with_context(|| {
+            format!(
+                "cannot create the state directory {}; create it (writable by the agent) or set [agent] state_dir",
+                config.state_dir.display()
+            )
+        })?;
+        let listener = TcpListener::bind(config.listen).await.with_context(|| {
+            format!(
+                "cannot listen on {}; is another agent running? change [agent] listen",
+                config.listen
+            )
+        })?;
+        let local = listener.local_addr().context("reading the bound address")?;
+        let metrics = AgentMetrics::new();
+        let sink = EventSink::new(events, metrics.events_dropped.clone());
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_default();
+        let shared = Arc::new(Shared {
+            metrics,
+            services: RwLock::new(
+                config
+                    .services
+                    .iter()
+                    .map(|s| ServiceReport {
+                        name: s.name.clone(),
+                        finder: s.finder.to_string(),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            info: AgentInfo {
+                host,
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                started_at: unix_now(),
+                listen: local.to_string(),
+                events_dropped: 0,
+            },
+        });
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("sipwatch-agent/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .context("building the HTTP client")?;
+        let cgroup_root = config
+            .cgroup_root
+            .clone()
+            .unwrap_or_else(detect_cgroup_root);
+        Ok(Agent {
+            config,
+            listener,
+            shared,
+            sink,
+            cgroup_root,
+            client,
+        })
+    }
+
+    /// The address `/metrics` is served on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or(self.config.listen)
+    }
+
+    /// A handle to read the agent's state while it runs.
+    pub fn reports(&self) -> ReportHandle {
+        ReportHandle(self.shared.clone())
+    }
+
+    /// Runs until `shutdown` turns true or its sender is dropped.
+    pub async fn run(self, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+        let Agent {
+            config,
+            listener,
+            shared,
+            sink,
+            cgroup_root,
+            client,
+        } = self;
+        tracing::info!(listen = %listener.local_addr().map_or_else(|_| config.listen.to_string(), |a| a.to_string()),
+            services = config.services.len(), state_dir = %config.state_dir.display(), "agent started");
+        let mut tasks = tokio::task::JoinSet::new();
+        let config = Arc::new(config);
+        for (index, service) in config.services.iter().enumerate() {
+            // Restarts start at zero, so that rate() works from the first scrape.
+            let _ = shared.metrics.restarts.get_or_create_owned(&RestartLabels {
+                service: service.name.clone(),
+                reason: REASON_OBSERVED.to_owned(),
+            });
+            let (config, service) = (config.clone(), service.clone());
+            let (shared, sink, client, cgroup_root) = (
+                shared.clone(),
+                sink.clone(),
+                client.clone(),
+                cgroup_root.clone(),
+            );
+            let mut shutdown = shutdown.clone();
+            tasks.spawn(async move {
+                let setup = tokio::task::spawn_blocking(move || {
+                    ServiceWatch::new(service, &config, &cgroup_root, &client, unix_now())
+                });
+                let mut watch = tokio::select! {
+                    watch = setup => match watch {
+                        Ok(watch) => watch,
+                        Err(e) => {
+                            tracing::error!(error = %e, "service setup failed");
+                            return;
+                        }
+                    },
+                    _ = stopped(&mut shutdown) => return,
+                };
+                shared.set(index, watch.initial_report());
+                let mut interval = tokio::time::interval(watch.interval());
+                interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = interval.tick() => {
+                            let report = watch.tick(unix_now(), &shared.metrics, &sink).await;
+                            shared.set(index, report);
+                        }
+                        _ = stopped(&mut shutdown) => break,
+                    }
+                }
+                tracing::debug!(service = watch.name(), "service loop stopped");
+            });
+        }
+        let router = http::router(shared.clone());
+        let mut http_shutdown = shutdown.clone();
+        let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+            stopped(&mut http_shutdown).await;
+        });
+        let served = server.await.context("serving HTTP");
+        while tasks.join_next().await.is_some() {}
+        tracing::info!("agent stopped");
+        served
+    }
+}
+
+/// Resolves when the shutdown value is true or its sender is gone.
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    loop {
+        if *shutdown.borrow_and_update() {
+            return;
+        }
+        if shutdown.changed().await.is_err() {
+            return;
+        }
+    }
+}

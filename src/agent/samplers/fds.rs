@@ -1,0 +1,94 @@
+//! Open file descriptors of a service: entries of `/proc/PID/fd` summed over its processes, and
+//! the soft `RLIMIT_NOFILE` of each from `/proc/PID/limits`.
+//!
+//! The limit is per process, so it is the limit found only for a single-process service (where the
+//! sum is that process's count). For a forking service the report still shows the lowest
+//! per-process limit and the fullest process, but the summed gauge gets no automatic limit.
+
+use procfs::process::{LimitValue, Process};
+
+use crate::agent::proc::ProcId;
+use crate::agent::sampler::{Reading, SampleContext, SampleError, SampleFuture, Sampler};
+
+/// Descriptor figures over a service's processes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FdTotals {
+    /// Open descriptors, summed.
+    pub open: u64,
+    /// The lowest soft `RLIMIT_NOFILE` of the processes (`None` if unlimited or unreadable).
+    pub min_limit: Option<u64>,
+    /// The most descriptors any one process holds.
+    pub max_open: u64,
+    /// Processes whose descriptors could be counted.
+    pub processes: usize,
+}
+
+/// Counts descriptors; processes that exited meanwhile are skipped.
+pub fn read_totals(procs: &[ProcId]) -> FdTotals {
+    let mut totals = FdTotals::default();
+    for id in procs {
+        let Ok(process) = Process::new(id.pid) else {
+            continue;
+        };
+        let Ok(count) = process.fd_count() else {
+            continue;
+        };
+        totals.open += count as u64;
+        totals.max_open = totals.max_open.max(count as u64);
+        totals.processes += 1;
+        if let Ok(limits) = process.limits() {
+            if let LimitValue::Value(soft) = limits.max_open_files.soft_limit {
+                totals.min_limit = Some(totals.min_limit.map_or(soft, |m| m.min(soft)));
+            }
+        }
+    }
+    totals
+}
+
+/// Samples the summed descriptor count.
+pub struct FdSampler;
+
+impl Sampler for FdSampler {
+    fn sample<'a>(&'a mut self, ctx: &'a SampleContext) -> SampleFuture<'a> {
+        Box::pin(async move {
+            let totals = ctx.fds();
+            if ctx.procs.is_empty() {
+                return Ok(Reading::nothing());
+            }
+            if totals.processes == 0 {
+                return Err(SampleError::new(format!(
+                    "cannot list /proc/PID/fd of any of the {} processes (permission? run the agent as root \
+                     or as the service's user, or grant it CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH)",
+                    ctx.procs.len()
+                )));
+            }
+            Ok(Reading {
+                value: Some(totals.open as f64),
+                found_limit: if totals.processes == 1 {
+                    totals.min_limit.map(|l| l as f64)
+                } else {
+                    None
+                },
+                alerts: Vec::new(),
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_descriptors_and_limit() {
+        let me = crate::agent::proc::read(std::process::id() as i32).unwrap();
+        let before = read_totals(&[me.id]);
+        let files: Vec<std::fs::File> = (0..10)
+            .map(|_| std::fs::File::open("/proc/self/stat").unwrap())
+            .collect();
+        let after = read_totals(&[me.id]);
+        assert!(after.open >= before.open + 10, "{before:?} -> {after:?}");
+        assert!(after.min_limit.is_some_and(|l| l >= after.open));
+        drop(files);
+    }
+}

@@ -1,0 +1,63 @@
+//! Log lines that must page at once, without waiting for a trend: Kamailio's
+//! `no more shm memory` or `could not allocate shared memory` mean calls are failing now.
+//!
+//! Every appended line matching any of the patterns becomes an immediate alert (the gauge layer
+//! turns it into an event). The gauge's value counts the matches since the agent started, so a
+//! dashboard shows how often it happened. Not fed to the leak detector by default.
+
+use regex::Regex;
+
+use crate::agent::log_tail::LogTail;
+use crate::agent::sampler::{
+    LogAlertLine, Reading, SampleContext, SampleError, SampleFuture, Sampler,
+};
+
+/// Most alerts raised per tick; the count still includes the rest.
+const MAX_ALERTS_PER_TICK: usize = 20;
+
+/// Watches a log file for alerting patterns.
+pub struct LogAlertSampler {
+    tail: LogTail,
+    patterns: Vec<Regex>,
+    matches: u64,
+}
+
+impl LogAlertSampler {
+    pub fn new(tail: LogTail, patterns: Vec<Regex>) -> Self {
+        LogAlertSampler {
+            tail,
+            patterns,
+            matches: 0,
+        }
+    }
+}
+
+impl Sampler for LogAlertSampler {
+    fn sample<'a>(&'a mut self, _ctx: &'a SampleContext) -> SampleFuture<'a> {
+        Box::pin(async move {
+            let lines = self.tail.read_lines().map_err(|e| {
+                SampleError::new(format!(
+                    "cannot read log file {}: {e}",
+                    self.tail.path().display()
+                ))
+            })?;
+            let mut alerts = Vec::new();
+            for line in &lines {
+                if let Some(pattern) = self.patterns.iter().find(|p| p.is_match(line)) {
+                    self.matches += 1;
+                    if alerts.len() < MAX_ALERTS_PER_TICK {
+                        alerts.push(LogAlertLine {
+                            pattern: pattern.as_str().to_owned(),
+                            line: line.chars().take(1000).collect(),
+                        });
+                    }
+                }
+            }
+            Ok(Reading {
+                value: Some(self.matches as f64),
+                found_limit: None,
+                alerts,
+            })
+        })
+    }
+}

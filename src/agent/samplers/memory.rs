@@ -1,0 +1,133 @@
+//! Memory of a service's processes: RSS, PSS and USS summed from `/proc/PID/smaps_rollup`.
+//!
+//! PSS is the default memory gauge: shared pages (Kamailio's shared memory pool, libraries) are
+//! divided among the processes that map them, so the sum over a forking service is its real
+//! footprint, where summed RSS counts the shared pool once per process. USS (`Private_Clean +
+//! Private_Dirty`) is what the processes would give back if they exited. For a systemd unit, the
+//! cgroup's `memory.max` is the limit found.
+
+use super::cgroup_memory;
+use crate::agent::config::MemoryKind;
+use crate::agent::proc::ProcId;
+use crate::agent::sampler::{Reading, SampleContext, SampleError, SampleFuture, Sampler};
+
+/// Memory summed over processes, in bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemoryTotals {
+    pub rss: u64,
+    pub pss: u64,
+    pub uss: u64,
+    /// Processes whose `smaps_rollup` could be read.
+    pub processes: usize,
+}
+
+impl MemoryTotals {
+    /// The figure of one kind.
+    pub fn get(&self, kind: MemoryKind) -> u64 {
+        match kind {
+            MemoryKind::Rss => self.rss,
+            MemoryKind::Pss => self.pss,
+            MemoryKind::Uss => self.uss,
+        }
+    }
+}
+
+/// One process's figures from the text of its `smaps_rollup` (values in kB).
+pub fn parse_smaps_rollup(text: &str) -> MemoryTotals {
+    let mut totals = MemoryTotals {
+        processes: 1,
+        ..MemoryTotals::default()
+    };
+    for line in text.lines() {
+        let mut parts = line.split_whitespace();
+        let (Some(key), Some(value)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        let Ok(kb) = value.parse::<u64>() else {
+            continue;
+        };
+        let bytes = kb * 1024;
+        match key {
+            "Rss:" => totals.rss += bytes,
+            "Pss:" => totals.pss += bytes,
+            "Private_Clean:" | "Private_Dirty:" => totals.uss += bytes,
+            _ => {}
+        }
+    }
+    totals
+}
+
+/// Sums the figures over the processes; processes that exited meanwhile are skipped.
+pub fn read_totals(procs: &[ProcId]) -> MemoryTotals {
+    let mut totals = MemoryTotals::default();
+    for id in procs {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{}/smaps_rollup", id.pid)) else {
+            continue;
+        };
+        let one = parse_smaps_rollup(&text);
+        totals.rss += one.rss;
+        totals.pss += one.pss;
+        totals.uss += one.uss;
+        totals.processes += 1;
+    }
+    totals
+}
+
+/// Samples one memory figure.
+pub struct MemorySampler {
+    kind: MemoryKind,
+}
+
+impl MemorySampler {
+    pub fn new(kind: MemoryKind) -> Self {
+        MemorySampler { kind }
+    }
+}
+
+impl Sampler for MemorySampler {
+    fn sample<'a>(&'a mut self, ctx: &'a SampleContext) -> SampleFuture<'a> {
+        Box::pin(async move {
+            let totals = ctx.memory();
+            if ctx.procs.is_empty() {
+                return Ok(Reading::nothing());
+            }
+            if totals.processes == 0 {
+                return Err(SampleError::new(format!(
+                    "cannot read /proc/PID/smaps_rollup of any of the {} processes (permission? run the agent \
+                     as root or as the service's user, or grant it CAP_SYS_PTRACE)",
+                    ctx.procs.len()
+                )));
+            }
+            Ok(Reading {
+                value: Some(totals.get(self.kind) as f64),
+                found_limit: ctx.cgroup().and_then(cgroup_memory::memory_max),
+                alerts: Vec::new(),
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_rollup() {
+        let text = "55b30b3c4000-7ffc50734000 ---p 00000000 00:00 0 [rollup]\n\
+                    Rss:                1728 kB\nPss:                 407 kB\nPss_Dirty:           112 kB\n\
+                    Shared_Clean:       1576 kB\nPrivate_Clean:        40 kB\nPrivate_Dirty:       112 kB\n";
+        let t = parse_smaps_rollup(text);
+        assert_eq!(t.rss, 1728 * 1024);
+        assert_eq!(t.pss, 407 * 1024, "Pss_Dirty is not Pss");
+        assert_eq!(t.uss, 152 * 1024);
+    }
+
+    #[test]
+    fn own_process_is_plausible() {
+        let me = crate::agent::proc::read(std::process::id() as i32).unwrap();
+        let t = read_totals(&[me.id]);
+        assert_eq!(t.processes, 1);
+        assert!(t.rss > 1 << 20 && t.pss > 0 && t.uss > 0);
+        assert!(t.uss <= t.pss && t.pss <= t.rss, "{t:?}");
+    }
+}

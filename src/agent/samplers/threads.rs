@@ -1,0 +1,33 @@
+//! Threads of a service, summed over its processes (`num_threads` in `/proc/PID/stat`). A thread
+//! leak (a pool that never shrinks, a thread per call that never joins) shows here long before
+//! memory does. No limit is found automatically; write one in the config if it matters.
+
+use crate::agent::proc::ProcId;
+use crate::agent::sampler::{Reading, SampleContext, SampleFuture, Sampler};
+
+/// Sums the threads; processes that exited meanwhile are skipped.
+pub fn read_total(procs: &[ProcId]) -> u64 {
+    procs
+        .iter()
+        .filter_map(|id| procfs::process::Process::new(id.pid).ok()?.stat().ok())
+        .map(|stat| stat.num_threads.max(0) as u64)
+        .sum()
+}
+
+/// Samples the summed thread count.
+pub struct ThreadSampler;
+
+impl Sampler for ThreadSampler {
+    fn sample<'a>(&'a mut self, ctx: &'a SampleContext) -> SampleFuture<'a> {
+        Box::pin(async move {
+            if ctx.procs.is_empty() {
+                return Ok(Reading::nothing());
+            }
+            let threads = ctx.threads();
+            if threads == 0 {
+                return Ok(Reading::nothing());
+            }
+            Ok(Reading::value(threads as f64))
+        })
+    }
+}
