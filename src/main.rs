@@ -1,5 +1,7 @@
 //! The `sipwatch` binary: parses the command line and hands over to the part that does the work.
 
+use std::path::PathBuf;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -17,10 +19,23 @@ struct Cli {
 enum Command {
     /// Probe SIP nodes once (OPTIONS or REGISTER); Nagios exit codes.
     Probe(sipwatch::probe_cmd::ProbeArgs),
+    /// The node agent: watch the memory and other gauges of this host's services.
+    Agent {
+        /// The agent config file.
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Validate a daemon or agent config file and explain every error with its line.
+    CheckConfig {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
 }
 
 /// Exit code for bad arguments: UNKNOWN in the Nagios convention the probe follows.
 const EXIT_UNKNOWN: i32 = 3;
+/// Exit code of the long-running commands and check-config when the config is wrong.
+const EXIT_CONFIG: i32 = 2;
 
 fn main() {
     let cli = match Cli::try_parse() {
@@ -34,10 +49,14 @@ fn main() {
             std::process::exit(code);
         }
     };
+    let default_level = match cli.command {
+        Command::Probe(_) | Command::CheckConfig { .. } => "warn",
+        _ => "info",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SIPWATCH_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -60,7 +79,96 @@ fn main() {
                     EXIT_UNKNOWN
                 }
             },
+            Command::Agent { config } => {
+                let config = match sipwatch::agent::check_config(&config) {
+                    Ok(_) => config,
+                    Err(e) => {
+                        eprintln!("{e}");
+                        return EXIT_CONFIG;
+                    }
+                };
+                let shutdown = shutdown_on_signal();
+                match sipwatch::agent::run(&config, shutdown).await {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        eprintln!("sipwatch agent: {e:#}");
+                        1
+                    }
+                }
+            }
+            Command::CheckConfig { file } => check_config(&file),
         }
     });
     std::process::exit(code);
+}
+
+/// A shutdown signal that turns true on SIGTERM or SIGINT.
+fn shutdown_on_signal() -> tokio::sync::watch::Receiver<bool> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::error!("cannot install signal handlers; stop with SIGKILL");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        }
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+/// `sipwatch check-config FILE`: an agent config has `[[service]]`, a daemon config `[[target]]`.
+fn check_config(file: &std::path::Path) -> i32 {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!(
+                "config error in {}: cannot read the file: {e}",
+                file.display()
+            );
+            return EXIT_CONFIG;
+        }
+    };
+    let is_agent = text.lines().any(|l| {
+        let l = l.trim();
+        l.starts_with("[[service]]") || l.starts_with("[agent]")
+    });
+    if is_agent {
+        match sipwatch::agent::check_config(file) {
+            Ok(c) => {
+                println!(
+                    "{}: agent config OK ({} services)",
+                    file.display(),
+                    c.services.len()
+                );
+                0
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                EXIT_CONFIG
+            }
+        }
+    } else {
+        match sipwatch::daemon::config::DaemonConfig::load(file) {
+            Ok(c) => {
+                println!(
+                    "{}: daemon config OK ({} targets, {} groups)",
+                    file.display(),
+                    c.targets.len(),
+                    c.groups.len()
+                );
+                0
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                EXIT_CONFIG
+            }
+        }
+    }
 }

@@ -7,12 +7,14 @@
 //! - [`transport`]: UDP, TCP and TLS connections that move bytes and report the peer certificate.
 //! - [`locate`]: RFC 3263 server location (NAPTR, SRV, A/AAAA) with hickory-resolver.
 //! - [`outcome`]: what a probe found, its status and result, and the Nagios exit code.
+//! - [`endpoint`]: a UDP socket shared by many probes, answers routed by Via branch.
 //! - [`probe`]: runs one probe (OPTIONS ping or REGISTER) against every located address.
 //!
 //! Pure parts (message, transaction, digest, outcome) take time and bytes as inputs; only
 //! `transport`, `locate` and `probe` touch sockets and clocks.
 
 pub mod digest;
+pub mod endpoint;
 pub mod locate;
 pub mod message;
 pub mod outcome;

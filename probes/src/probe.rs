@@ -18,7 +18,7 @@ use crate::outcome::{ExchangedMessage, Policy, ProbeOutcome, ResultKind, Status,
 use crate::transaction::{
     ClientTransaction, Reliability, ResponseKey, Timers, TransactionEvent, TransactionKey,
 };
-use crate::transport::{Connection, TlsContext, TransportError};
+use crate::transport::{Connection, TlsContext, TransportError, Wire};
 
 /// What to probe and how. Built by the CLI (or, later, the daemon's scheduler).
 #[derive(Clone, Debug)]
@@ -107,7 +107,6 @@ impl Prober {
     /// Probes one node.
     pub async fn probe_destination(&self, spec: &ProbeSpec, dest: &Destination) -> ProbeOutcome {
         let mut o = blank_outcome(spec, dest.transport, Some(dest));
-        let clock = Instant::now();
         let mut conn = match Connection::open(
             dest.transport,
             dest.addr,
@@ -125,8 +124,22 @@ impl Prober {
                 return o;
             }
         };
+        self.probe_on(spec, dest, &mut conn, o).await
+    }
+
+    /// Probes one node over a path the caller owns (a kept TCP/TLS connection, a shared UDP
+    /// socket slot). `o` comes from [`Prober::blank_outcome`].
+    pub async fn probe_on<W: Wire>(
+        &self,
+        spec: &ProbeSpec,
+        dest: &Destination,
+        conn: &mut W,
+        mut o: ProbeOutcome,
+    ) -> ProbeOutcome {
+        let clock = Instant::now();
+        o.started_at = unix_now();
         let mut run = Exchange {
-            conn: &mut conn,
+            conn: &mut *conn,
             spec,
             outcome: &mut o,
             clock,
@@ -165,7 +178,8 @@ impl Prober {
     }
 }
 
-fn blank_outcome(
+/// An outcome with nothing observed yet, for [`Prober::probe_on`].
+pub fn blank_outcome(
     spec: &ProbeSpec,
     transport: Transport,
     dest: Option<&Destination>,
@@ -214,8 +228,8 @@ enum TxEnd {
 }
 
 /// One node's exchange: the connection, the spec and the outcome being filled in.
-struct Exchange<'a> {
-    conn: &'a mut Connection,
+struct Exchange<'a, W: Wire> {
+    conn: &'a mut W,
     spec: &'a ProbeSpec,
     outcome: &'a mut ProbeOutcome,
     clock: Instant,
@@ -228,7 +242,7 @@ struct Ids {
     cseq: u32,
 }
 
-impl Exchange<'_> {
+impl<W: Wire> Exchange<'_, W> {
     fn request_spec(&self, ids: &Ids, method: Method, aor: &str) -> RequestSpec {
         let keep_user = method == Method::Options;
         RequestSpec {
@@ -486,6 +500,7 @@ impl Exchange<'_> {
             Err(e) => return TxEnd::Transport(format!("cannot build the request: {e}")),
         };
         let bytes = bytes::Bytes::from(request.to_string());
+        self.conn.expect_branch(&req.branch);
         let key = TransactionKey {
             branch: req.branch.clone(),
             method: req.method.as_str().to_string(),

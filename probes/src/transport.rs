@@ -144,6 +144,51 @@ pub struct CertInfo {
     pub subject: String,
 }
 
+/// What a probe exchange needs from the path to a node: a dedicated [`Connection`] (one-shot
+/// probes, TCP/TLS in the daemon) or a slot on a shared UDP socket (`endpoint::EndpointSlot`).
+pub trait Wire: Send {
+    fn local_addr(&self) -> SocketAddr;
+    fn peer_addr(&self) -> SocketAddr;
+    fn transport(&self) -> Transport;
+    /// Datagrams from another address than the peer, dropped.
+    fn foreign_datagrams(&self) -> u32;
+    fn peer_certificate(&self) -> Option<&CertInfo>;
+    /// Announces the branch of the next client transaction (a shared socket routes by it).
+    fn expect_branch(&mut self, branch: &str);
+    fn send(
+        &mut self,
+        bytes: &[u8],
+    ) -> impl std::future::Future<Output = Result<(), TransportError>> + Send;
+    /// The next whole message from the peer; cancel-safe.
+    fn recv(&mut self)
+        -> impl std::future::Future<Output = Result<Vec<u8>, TransportError>> + Send;
+}
+
+impl Wire for Connection {
+    fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+    fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+    fn transport(&self) -> Transport {
+        self.transport
+    }
+    fn foreign_datagrams(&self) -> u32 {
+        self.foreign
+    }
+    fn peer_certificate(&self) -> Option<&CertInfo> {
+        self.cert.as_ref()
+    }
+    fn expect_branch(&mut self, _branch: &str) {}
+    async fn send(&mut self, bytes: &[u8]) -> Result<(), TransportError> {
+        Connection::send(self, bytes).await
+    }
+    async fn recv(&mut self) -> Result<Vec<u8>, TransportError> {
+        Connection::recv(self).await
+    }
+}
+
 trait AsyncStream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> AsyncStream for T {}
 
@@ -347,7 +392,7 @@ impl Connection {
 }
 
 /// The local address the kernel would use to reach `peer` (so Via and Contact carry a real IP).
-async fn route_ip(peer: SocketAddr) -> std::io::Result<IpAddr> {
+pub async fn route_ip(peer: SocketAddr) -> std::io::Result<IpAddr> {
     let any: SocketAddr = if peer.is_ipv6() {
         "[::]:0".parse().expect("literal")
     } else {

@@ -1,0 +1,265 @@
+//! A UDP socket shared by many probes (the daemon probes thousands of nodes; one socket per probe
+//! would cost a bind, a file descriptor and a task each time).
+//!
+//! One receive task reads every datagram, finds the branch of its topmost Via with a cheap scan
+//! (no full parse) and hands it to the probe that announced that branch. A datagram whose branch
+//! nobody waits for (a late retransmitted answer, a stranger) is dropped and counted. Each probe
+//! holds an [`EndpointSlot`], which implements [`Wire`] and forgets its branches when dropped.
+//!
+//! Not done here: ICMP errors. A shared unconnected socket cannot tell which destination an ICMP
+//! port-unreachable was for without reading the error queue, so a closed UDP port looks like a
+//! timeout to the daemon (the one-shot `probe` uses its own socket and reports it at once).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use crate::message::Transport;
+use crate::transport::{CertInfo, TransportError, Wire, MAX_MESSAGE};
+
+type Route = mpsc::Sender<(Vec<u8>, SocketAddr)>;
+
+/// A shared UDP socket and its branch router.
+pub struct UdpEndpoint {
+    socket: Arc<UdpSocket>,
+    routes: Arc<Mutex<HashMap<String, Route>>>,
+    unrouted: Arc<AtomicU64>,
+    local_port: u16,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for UdpEndpoint {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl UdpEndpoint {
+    /// Binds `addr` (e.g. `0.0.0.0:0`) and starts the receive task.
+    pub async fn bind(addr: SocketAddr) -> std::io::Result<Arc<UdpEndpoint>> {
+        let socket = Arc::new(UdpSocket::bind(addr).await?);
+        let local_port = socket.local_addr()?.port();
+        let routes: Arc<Mutex<HashMap<String, Route>>> = Arc::default();
+        let unrouted = Arc::new(AtomicU64::new(0));
+        let task = tokio::spawn(receive_loop(
+            socket.clone(),
+            routes.clone(),
+            unrouted.clone(),
+        ));
+        Ok(Arc::new(UdpEndpoint {
+            socket,
+            routes,
+            unrouted,
+            local_port,
+            task,
+        }))
+    }
+
+    /// A slot for one probe of `peer`; `local_ip` is the address our Via and Contact carry.
+    pub fn slot(self: &Arc<Self>, peer: SocketAddr, local_ip: IpAddr) -> EndpointSlot {
+        let (tx, rx) = mpsc::channel(16);
+        EndpointSlot {
+            endpoint: self.clone(),
+            peer,
+            local: SocketAddr::new(local_ip, self.local_port),
+            tx,
+            rx,
+            branches: Vec::new(),
+            foreign: 0,
+        }
+    }
+
+    /// Datagrams no probe was waiting for.
+    pub fn unrouted(&self) -> u64 {
+        self.unrouted.load(Ordering::Relaxed)
+    }
+
+    /// Probes currently waiting for an answer on this socket.
+    pub fn in_flight(&self) -> usize {
+        self.routes.lock().map(|r| r.len()).unwrap_or(0)
+    }
+}
+
+async fn receive_loop(
+    socket: Arc<UdpSocket>,
+    routes: Arc<Mutex<HashMap<String, Route>>>,
+    unrouted: Arc<AtomicU64>,
+) {
+    let mut buf = vec![0u8; MAX_MESSAGE];
+    let mut errors = 0u32;
+    loop {
+        let (n, from) = match socket.recv_from(&mut buf).await {
+            Ok(x) => {
+                errors = 0;
+                x
+            }
+            Err(e) => {
+                // ICMP errors and the like: nothing to route; back off if they repeat.
+                errors = errors.saturating_add(1);
+                tracing::debug!(error = %e, "shared UDP socket receive error");
+                if errors > 100 {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+                continue;
+            }
+        };
+        let datagram = &buf[..n];
+        let route = top_via_branch(datagram)
+            .and_then(|b| routes.lock().ok().and_then(|r| r.get(b).cloned()));
+        match route {
+            Some(tx) => {
+                if tx.try_send((datagram.to_vec(), from)).is_err() {
+                    unrouted.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            None => {
+                unrouted.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// The branch parameter of the topmost Via of a SIP message, found without a full parse.
+pub fn top_via_branch(msg: &[u8]) -> Option<&str> {
+    let head_end = msg
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(msg.len());
+    let head = std::str::from_utf8(&msg[..head_end]).ok()?;
+    for line in head.split("\r\n").skip(1) {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let name = name.trim();
+        if name.eq_ignore_ascii_case("via") || name.eq_ignore_ascii_case("v") {
+            let first = value.split(',').next()?;
+            return first.split(';').skip(1).find_map(|p| {
+                let (k, v) = p.split_once('=')?;
+                k.trim().eq_ignore_ascii_case("branch").then(|| v.trim())
+            });
+        }
+    }
+    None
+}
+
+/// One probe's view of a shared socket.
+pub struct EndpointSlot {
+    endpoint: Arc<UdpEndpoint>,
+    peer: SocketAddr,
+    local: SocketAddr,
+    tx: Route,
+    rx: mpsc::Receiver<(Vec<u8>, SocketAddr)>,
+    branches: Vec<String>,
+    foreign: u32,
+}
+
+impl Drop for EndpointSlot {
+    fn drop(&mut self) {
+        if let Ok(mut routes) = self.endpoint.routes.lock() {
+            for b in &self.branches {
+                routes.remove(b);
+            }
+        }
+    }
+}
+
+impl Wire for EndpointSlot {
+    fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+    fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+    fn transport(&self) -> Transport {
+        Transport::Udp
+    }
+    fn foreign_datagrams(&self) -> u32 {
+        self.foreign
+    }
+    fn peer_certificate(&self) -> Option<&CertInfo> {
+        None
+    }
+    fn expect_branch(&mut self, branch: &str) {
+        if let Ok(mut routes) = self.endpoint.routes.lock() {
+            routes.insert(branch.to_string(), self.tx.clone());
+        }
+        self.branches.push(branch.to_string());
+    }
+    async fn send(&mut self, bytes: &[u8]) -> Result<(), TransportError> {
+        let peer = self.peer;
+        self.endpoint
+            .socket
+            .send_to(bytes, peer)
+            .await
+            .map(|_| ())
+            .map_err(|source| TransportError::Io { peer, source })
+    }
+    async fn recv(&mut self) -> Result<Vec<u8>, TransportError> {
+        loop {
+            match self.rx.recv().await {
+                Some((bytes, from)) if from == self.peer => return Ok(bytes),
+                Some(_) => self.foreign += 1,
+                None => return Err(TransportError::Closed(self.peer)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_top_via_branch() {
+        let m = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;rport=1;branch=z9hG4bKa, SIP/2.0/UDP x;branch=z9hG4bKb\r\nVia: SIP/2.0/UDP y;branch=z9hG4bKc\r\n\r\n";
+        assert_eq!(top_via_branch(m), Some("z9hG4bKa"));
+        assert_eq!(
+            top_via_branch(b"SIP/2.0 200 OK\r\nv: SIP/2.0/UDP h;branch=q\r\n\r\n"),
+            Some("q")
+        );
+        assert_eq!(top_via_branch(b"garbage"), None);
+        assert_eq!(
+            top_via_branch(b"SIP/2.0 200 OK\r\nTo: <sip:a;branch=x>\r\n\r\n"),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn routes_answers_by_branch() {
+        let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let peer = server.local_addr().unwrap();
+        let ep = UdpEndpoint::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let mut a = ep.slot(peer, "127.0.0.1".parse().unwrap());
+        let mut b = ep.slot(peer, "127.0.0.1".parse().unwrap());
+        a.expect_branch("z9hG4bKa");
+        b.expect_branch("z9hG4bKb");
+        a.send(b"ping").await.unwrap();
+        let mut buf = [0u8; 100];
+        let (_, from) = server.recv_from(&mut buf).await.unwrap();
+        for br in ["z9hG4bKb", "z9hG4bKa", "z9hG4bKnobody"] {
+            let msg = format!("SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch={br}\r\n\r\n");
+            server.send_to(msg.as_bytes(), from).await.unwrap();
+        }
+        let got_a = a.recv().await.unwrap();
+        let got_b = b.recv().await.unwrap();
+        assert!(String::from_utf8_lossy(&got_a).contains("z9hG4bKa"));
+        assert!(String::from_utf8_lossy(&got_b).contains("z9hG4bKb"));
+        tokio::time::timeout(std::time::Duration::from_secs(2), async {
+            while ep.unrouted() < 1 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(ep.in_flight(), 2);
+        drop(a);
+        drop(b);
+        assert_eq!(ep.in_flight(), 0);
+    }
+}
