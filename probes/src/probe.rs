@@ -104,6 +104,22 @@ impl Prober {
         out.into_iter().map(|(_, o)| o).collect()
     }
 
+    /// Opens a dedicated connection to a node (for callers that keep it between probes).
+    pub async fn open(
+        &self,
+        dest: &Destination,
+        connect_timeout: Duration,
+    ) -> Result<Connection, TransportError> {
+        Connection::open(
+            dest.transport,
+            dest.addr,
+            &dest.server_name,
+            self.tls.as_ref(),
+            connect_timeout,
+        )
+        .await
+    }
+
     /// Probes one node.
     pub async fn probe_destination(&self, spec: &ProbeSpec, dest: &Destination) -> ProbeOutcome {
         let mut o = blank_outcome(spec, dest.transport, Some(dest));

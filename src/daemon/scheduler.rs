@@ -1,0 +1,485 @@
+//! The probe scheduler: one lightweight task per target, each ticking at its own interval with a
+//! phase derived from the target's name so thousands of targets spread over the interval instead
+//! of firing together.
+//!
+//! On each tick a target worker re-resolves its name when the DNS answer has expired (RFC 3263, TTL
+//! floored at 5 s), reports node-set changes, then probes every node at once: UDP over a small pool
+//! of shared sockets (answers routed by Via branch), TCP and TLS over a connection kept per node and
+//! reopened once when a kept connection turns out to be dead. A global semaphore bounds the probes
+//! in flight; it is FIFO, so no target starves another. A tick that comes too late is skipped, not
+//! bunched up. Results go to the state task over a bounded channel.
+//!
+//! Not here: deciding what a result means (state.rs) or keeping it (store.rs).
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sipwatch_probes::endpoint::UdpEndpoint;
+use sipwatch_probes::locate::{Destination, Locator};
+use sipwatch_probes::message::Transport;
+use sipwatch_probes::outcome::{Policy, ProbeOutcome, ResultKind};
+use sipwatch_probes::probe::{blank_outcome, ProbeSpec, Prober};
+use sipwatch_probes::transaction::Timers;
+use sipwatch_probes::transport::{route_ip, Connection, TlsContext, TlsOptions, TransportError};
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::time::Instant;
+
+use super::config::TargetSettings;
+
+/// What the scheduler tells the state task.
+#[derive(Debug)]
+pub enum SchedulerMsg {
+    /// One probe of one node finished.
+    Probe(Box<ProbeReport>),
+    /// The target's nodes (after DNS) are now these `(ip:port, transport)`.
+    Nodes {
+        target: String,
+        nodes: Vec<(String, String)>,
+    },
+    /// The target's name could not be resolved (nodes are kept from the last good answer).
+    DnsError {
+        target: String,
+        error: String,
+    },
+    DnsOk {
+        target: String,
+    },
+}
+
+#[derive(Debug)]
+pub struct ProbeReport {
+    pub target: String,
+    pub node: String,
+    pub outcome: ProbeOutcome,
+    /// How long after its scheduled instant the probe actually started.
+    pub lateness: Duration,
+}
+
+/// Shared by every worker.
+struct Shared {
+    locator: Locator,
+    endpoints: Vec<Arc<UdpEndpoint>>,
+    tls: Mutex<HashMap<(Option<PathBuf>, bool), TlsContext>>,
+    permits: Arc<Semaphore>,
+    tx: mpsc::Sender<SchedulerMsg>,
+    epoch: Instant,
+}
+
+struct Worker {
+    settings: TargetSettings,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// All target workers.
+pub struct Scheduler {
+    shared: Arc<Shared>,
+    workers: HashMap<String, Worker>,
+}
+
+impl Scheduler {
+    /// Binds the shared UDP sockets (`udp_sockets` of them, IPv4) and prepares the resolver.
+    pub async fn new(
+        udp_sockets: usize,
+        max_in_flight: usize,
+        tx: mpsc::Sender<SchedulerMsg>,
+    ) -> anyhow::Result<Scheduler> {
+        let mut endpoints = Vec::new();
+        for _ in 0..udp_sockets.max(1) {
+            endpoints.push(UdpEndpoint::bind("0.0.0.0:0".parse()?).await?);
+        }
+        Ok(Scheduler {
+            shared: Arc::new(Shared {
+                locator: Locator::new(None)?,
+                endpoints,
+                tls: Mutex::new(HashMap::new()),
+                permits: Arc::new(Semaphore::new(max_in_flight.max(1))),
+                tx,
+                epoch: Instant::now(),
+            }),
+            workers: HashMap::new(),
+        })
+    }
+
+    /// Uses `locator` for DNS instead of the system resolver (tests, `--dns-server`).
+    pub fn with_locator(mut self, locator: Locator) -> Scheduler {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.locator = locator;
+        }
+        self
+    }
+
+    /// Starts workers for new targets, stops those removed, restarts those whose probe changed;
+    /// unchanged targets keep running undisturbed.
+    pub fn apply(&mut self, targets: &[TargetSettings]) {
+        let wanted: HashMap<&str, &TargetSettings> =
+            targets.iter().map(|t| (t.name.as_str(), t)).collect();
+        let names: Vec<String> = self.workers.keys().cloned().collect();
+        for name in names {
+            let keep = wanted
+                .get(name.as_str())
+                .is_some_and(|t| self.workers[&name].settings.same_probe_as(t));
+            if !keep {
+                if let Some(w) = self.workers.remove(&name) {
+                    let _ = w.stop.send(true);
+                    w.task.abort();
+                }
+            }
+        }
+        for t in targets {
+            if self.workers.contains_key(&t.name) {
+                continue;
+            }
+            let (stop_tx, stop_rx) = watch::channel(false);
+            let shared = self.shared.clone();
+            let settings = t.clone();
+            let task = tokio::spawn(target_worker(shared, settings.clone(), stop_rx));
+            self.workers.insert(
+                t.name.clone(),
+                Worker {
+                    settings,
+                    stop: stop_tx,
+                    task,
+                },
+            );
+        }
+    }
+
+    pub fn targets(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Datagrams on the shared sockets that no probe was waiting for.
+    pub fn unrouted(&self) -> u64 {
+        self.shared.endpoints.iter().map(|e| e.unrouted()).sum()
+    }
+
+    /// Stops every worker and waits for them.
+    pub async fn shutdown(self) {
+        for w in self.workers.values() {
+            let _ = w.stop.send(true);
+        }
+        for (_, w) in self.workers {
+            let _ = tokio::time::timeout(Duration::from_secs(2), w.task).await;
+        }
+    }
+}
+
+/// The probe spec of a target (timers, policy, credentials).
+pub fn spec_for(t: &TargetSettings) -> ProbeSpec {
+    ProbeSpec {
+        target: t.uri.clone(),
+        method: t.method,
+        transport: t.transport,
+        timers: Timers::with_timer_f(t.timeout),
+        max_forwards: t.max_forwards,
+        policy: Policy {
+            expect: t.expect.clone(),
+            warn_rtt_ms: t.warn_rtt.map(|d| d.as_secs_f64() * 1e3),
+            crit_rtt_ms: t.crit_rtt.map(|d| d.as_secs_f64() * 1e3),
+            ..Policy::default()
+        },
+        credentials: t.credentials.clone(),
+        domain: t.domain.clone(),
+        expires: 60,
+        keep_binding: false,
+        record_exchange: false,
+    }
+}
+
+/// The offset of a target inside its interval, stable across restarts and reloads.
+fn phase(name: &str, interval: Duration) -> Duration {
+    let mut h = DefaultHasher::new();
+    name.hash(&mut h);
+    let ms = interval.as_millis().max(1) as u64;
+    Duration::from_millis(h.finish() % ms)
+}
+
+fn tls_for(shared: &Shared, t: &TargetSettings) -> Option<TlsContext> {
+    let key = (t.ca.clone(), t.insecure);
+    let mut cache = shared.tls.lock().ok()?;
+    if let Some(c) = cache.get(&key) {
+        return Some(c.clone());
+    }
+    match TlsContext::new(&TlsOptions {
+        ca_file: t.ca.clone(),
+        insecure: t.insecure,
+    }) {
+        Ok(c) => {
+            cache.insert(key, c.clone());
+            Some(c)
+        }
+        Err(e) => {
+            tracing::error!(target = %t.name, error = %e, "cannot set up TLS");
+            None
+        }
+    }
+}
+
+/// A node's kept state between ticks.
+struct NodeSlot {
+    dest: Destination,
+    local_ip: Option<IpAddr>,
+    conn: Option<Connection>,
+}
+
+async fn target_worker(shared: Arc<Shared>, t: TargetSettings, mut stop: watch::Receiver<bool>) {
+    let spec = Arc::new(spec_for(&t));
+    let needs_tls = t.uri.secure
+        || t.transport == Some(Transport::Tls)
+        || t.uri.transport == Some(Transport::Tls)
+        || (t.uri.ip().is_none() && t.transport.is_none());
+    let tls = if needs_tls {
+        tls_for(&shared, &t)
+    } else {
+        None
+    };
+    let prober = Prober::new(shared.locator.clone(), tls);
+    let endpoint = {
+        let mut h = DefaultHasher::new();
+        t.name.hash(&mut h);
+        shared.endpoints[(h.finish() as usize) % shared.endpoints.len()].clone()
+    };
+    let mut nodes: Vec<NodeSlot> = Vec::new();
+    let mut dns_valid_until: Option<Instant> = None;
+    let mut dns_failing = false;
+    let since_epoch = shared.epoch.elapsed();
+    let interval = t.interval;
+    // The first tick: the next instant congruent to the phase.
+    let ph = phase(&t.name, interval);
+    let elapsed_in =
+        Duration::from_nanos((since_epoch.as_nanos() % interval.as_nanos().max(1)) as u64);
+    let wait = if ph >= elapsed_in {
+        ph - elapsed_in
+    } else {
+        interval - elapsed_in + ph
+    };
+    let mut next = Instant::now() + wait;
+
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(next) => {}
+            _ = stop.changed() => return,
+        }
+        let scheduled = next;
+        // DNS (RFC 3263) when the answer expired; literals never expire.
+        let now = Instant::now();
+        if nodes.is_empty() || dns_valid_until.is_some_and(|u| u <= now) {
+            match shared.locator.locate(&t.uri, t.transport).await {
+                Ok(located) => {
+                    let floor = Instant::now() + Duration::from_secs(5);
+                    dns_valid_until = located.valid_until.map(|u| Instant::from_std(u).max(floor));
+                    let changed = located.destinations.len() != nodes.len()
+                        || located
+                            .destinations
+                            .iter()
+                            .zip(&nodes)
+                            .any(|(d, n)| d != &n.dest);
+                    if changed {
+                        let mut old: HashMap<SocketAddr, NodeSlot> =
+                            nodes.drain(..).map(|n| (n.dest.addr, n)).collect();
+                        for d in located.destinations {
+                            let slot = match old.remove(&d.addr) {
+                                Some(mut s) if s.dest.transport == d.transport => {
+                                    s.dest = d;
+                                    s
+                                }
+                                _ => NodeSlot {
+                                    dest: d,
+                                    local_ip: None,
+                                    conn: None,
+                                },
+                            };
+                            nodes.push(slot);
+                        }
+                        let list = nodes
+                            .iter()
+                            .map(|n| (n.dest.addr.to_string(), n.dest.transport.to_string()))
+                            .collect();
+                        if shared
+                            .tx
+                            .send(SchedulerMsg::Nodes {
+                                target: t.name.clone(),
+                                nodes: list,
+                            })
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    if dns_failing {
+                        dns_failing = false;
+                        let _ = shared
+                            .tx
+                            .send(SchedulerMsg::DnsOk {
+                                target: t.name.clone(),
+                            })
+                            .await;
+                    }
+                }
+                Err(e) => {
+                    dns_failing = true;
+                    dns_valid_until = Some(Instant::now() + Duration::from_secs(5));
+                    tracing::warn!(target = %t.name, error = %e, "DNS lookup failed");
+                    if shared
+                        .tx
+                        .send(SchedulerMsg::DnsError {
+                            target: t.name.clone(),
+                            error: e.to_string(),
+                        })
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+
+        // Probe every node at once; each holds a permit while in flight.
+        let mut set = tokio::task::JoinSet::new();
+        for (i, mut slot) in nodes.drain(..).enumerate() {
+            let shared = shared.clone();
+            let spec = spec.clone();
+            let prober = prober.clone();
+            let endpoint = endpoint.clone();
+            let name = t.name.clone();
+            set.spawn(async move {
+                let Ok(_permit) = shared.permits.clone().acquire_owned().await else {
+                    return (i, slot, None);
+                };
+                let lateness = Instant::now().saturating_duration_since(scheduled);
+                let outcome = probe_node(&prober, &spec, &endpoint, &mut slot).await;
+                let report = ProbeReport {
+                    target: name,
+                    node: slot.dest.addr.to_string(),
+                    outcome,
+                    lateness,
+                };
+                (i, slot, Some(report))
+            });
+        }
+        let mut back: Vec<(usize, NodeSlot)> = Vec::new();
+        while let Some(joined) = set.join_next().await {
+            let Ok((i, slot, report)) = joined else {
+                continue;
+            };
+            back.push((i, slot));
+            if let Some(r) = report {
+                if shared
+                    .tx
+                    .send(SchedulerMsg::Probe(Box::new(r)))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+        back.sort_by_key(|(i, _)| *i);
+        nodes = back.into_iter().map(|(_, s)| s).collect();
+
+        // Next tick; skip the ticks we are already past instead of bunching them.
+        next = scheduled + interval;
+        let now = Instant::now();
+        if next <= now {
+            let behind = now - next;
+            let skip = (behind.as_nanos() / interval.as_nanos().max(1)) as u32 + 1;
+            next += interval * skip;
+        }
+    }
+}
+
+/// One probe of one node over the right path: a shared UDP socket slot, or the node's kept
+/// TCP/TLS connection (reopened once if it turned out to be dead).
+async fn probe_node(
+    prober: &Prober,
+    spec: &ProbeSpec,
+    endpoint: &Arc<UdpEndpoint>,
+    slot: &mut NodeSlot,
+) -> ProbeOutcome {
+    let dest = slot.dest.clone();
+    let blank = blank_outcome(spec, dest.transport, Some(&dest));
+    match dest.transport {
+        Transport::Udp => {
+            let local_ip = match slot.local_ip {
+                Some(ip) => ip,
+                None => match route_ip(dest.addr).await {
+                    Ok(ip) => {
+                        slot.local_ip = Some(ip);
+                        ip
+                    }
+                    Err(e) => {
+                        let mut o = blank;
+                        o.status = sipwatch_probes::outcome::Status::Critical;
+                        o.result = ResultKind::TransportError;
+                        o.reason = format!("no route to {}: {e}", dest.addr);
+                        return o;
+                    }
+                },
+            };
+            let mut wire = endpoint.slot(dest.addr, local_ip);
+            prober.probe_on(spec, &dest, &mut wire, blank).await
+        }
+        Transport::Tcp | Transport::Tls => {
+            let reused = slot.conn.is_some();
+            if let Some(conn) = slot.conn.as_mut() {
+                let o = prober.probe_on(spec, &dest, conn, blank.clone()).await;
+                if o.result != ResultKind::TransportError && o.result != ResultKind::BadResponse {
+                    return o;
+                }
+                slot.conn = None;
+                if !reused {
+                    return o;
+                }
+                tracing::debug!(node = %dest.addr, "kept connection was dead; reconnecting");
+            }
+            match prober.open(&dest, spec.timers.timer_f).await {
+                Ok(mut conn) => {
+                    let o = prober.probe_on(spec, &dest, &mut conn, blank).await;
+                    if o.result != ResultKind::TransportError && o.result != ResultKind::BadResponse
+                    {
+                        slot.conn = Some(conn);
+                    }
+                    o
+                }
+                Err(e) => failed(blank, e),
+            }
+        }
+    }
+}
+
+fn failed(mut o: ProbeOutcome, e: TransportError) -> ProbeOutcome {
+    o.status = sipwatch_probes::outcome::Status::Critical;
+    o.result = ResultKind::TransportError;
+    o.reason = e.to_string();
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phases_spread_and_are_stable() {
+        let interval = Duration::from_secs(10);
+        let mut buckets = [0usize; 10];
+        for i in 0..10_000 {
+            let p = phase(&format!("target-{i}"), interval);
+            assert!(p < interval);
+            buckets[(p.as_secs()) as usize] += 1;
+        }
+        // Roughly uniform: every second of the interval gets 7..13 % of the targets.
+        assert!(
+            buckets.iter().all(|b| (700..1300).contains(b)),
+            "{buckets:?}"
+        );
+        assert_eq!(phase("edge-1", interval), phase("edge-1", interval));
+    }
+}
