@@ -19,6 +19,12 @@ struct Cli {
 enum Command {
     /// Probe SIP nodes once (OPTIONS or REGISTER); Nagios exit codes.
     Probe(sipwatch::probe_cmd::ProbeArgs),
+    /// The prober daemon: probe every target, keep state, serve the status page and metrics.
+    Run {
+        /// The daemon config file.
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
     /// The node agent: watch the memory and other gauges of this host's services.
     Agent {
         /// The agent config file.
@@ -79,6 +85,20 @@ fn main() {
                     EXIT_UNKNOWN
                 }
             },
+            Command::Run { config } => {
+                if let Err(e) = sipwatch::daemon::config::DaemonConfig::load(&config) {
+                    eprintln!("{e}");
+                    return EXIT_CONFIG;
+                }
+                let shutdown = shutdown_on_signal();
+                match sipwatch::daemon::run::run(&config, shutdown).await {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        eprintln!("sipwatch run: {e:#}");
+                        1
+                    }
+                }
+            }
             Command::Agent { config } => {
                 let config = match sipwatch::agent::check_config(&config) {
                     Ok(_) => config,

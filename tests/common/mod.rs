@@ -426,3 +426,126 @@ pub fn sipp_uas(dir: &Path, port: u16, scenario: &str) -> Background {
     });
     bg
 }
+
+/// A plain HTTP/1.1 GET on loopback; returns (status, body). No client library: the daemon's
+/// endpoints must work for the simplest client.
+pub fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    Ok((status, body))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// The daemon (`sipwatch run`) started by a test, stopped with SIGTERM on drop.
+pub struct Daemon {
+    pub child: Option<Child>,
+    pub listen: String,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    pub fn start(config: &Path, listen: &str, log: &Path) -> Daemon {
+        let child = Command::new(env!("CARGO_BIN_EXE_sipwatch"))
+            .args(["run", "-c"])
+            .arg(config)
+            .env("SIPWATCH_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap())
+            .spawn()
+            .expect("start sipwatch run");
+        let d = Daemon {
+            child: Some(child),
+            listen: listen.to_string(),
+            log: log.to_path_buf(),
+        };
+        wait_for("the daemon's /healthz", Duration::from_secs(15), || {
+            http_get(listen, "/healthz").map(|(s, _)| s == 200).unwrap_or(false)
+        });
+        d
+    }
+
+    pub fn json(&self, path: &str) -> serde_json::Value {
+        let (status, body) = http_get(&self.listen, path).unwrap();
+        assert_eq!(status, 200, "GET {path}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {body}"))
+    }
+
+    /// Sends SIGTERM and waits for a clean exit; returns the exit code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the daemon did not stop within 15 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn signal(&self, sig: i32) {
+        if let Some(c) = &self.child {
+            unsafe {
+                libc::kill(c.id() as i32, sig);
+            }
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The status of the component named `name` in a components.json body.
+pub fn component_status(components: &serde_json::Value, name: &str) -> String {
+    components["components"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["name"] == name))
+        .and_then(|c| c["status"].as_str())
+        .unwrap_or("missing")
+        .to_string()
+}

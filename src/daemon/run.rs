@@ -1,0 +1,450 @@
+//! `sipwatch run`: wires the daemon together and owns its one state task.
+//!
+//! The state task is the only owner of the [`Board`] and the [`Store`] writer: the scheduler sends
+//! it probe results, it applies them, records what changed, updates metrics and publishes a new
+//! [`Snapshot`] for the HTTP layer. A tick each second evaluates maintenance windows, publishes the
+//! snapshot when something changed, flushes the store every few seconds and saves node state so a
+//! restart resumes where it stopped. SIGHUP reloads the config (unchanged targets keep their state
+//! and keep probing); SIGTERM/SIGINT stop everything cleanly after a last flush.
+//!
+//! A store that cannot be opened or written does not stop probing: the error is logged, counted in
+//! `sipwatch_store_errors_total`, shown on the status page, and writes are retried.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use tokio::sync::{mpsc, watch};
+
+use super::config::DaemonConfig;
+use super::history::History;
+use super::http::{router, HttpState};
+use super::metrics::Metrics;
+use super::model::{Incident, NodeState, Observation, Snapshot, UnixTime};
+use super::scheduler::{ProbeReport, Scheduler, SchedulerMsg};
+use super::state::{Board, BoardEvent, GroupSpec, TargetSpec, Thresholds};
+use super::store::{Store, StoreReader};
+
+fn now_unix() -> UnixTime {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+fn specs(cfg: &DaemonConfig) -> (Vec<TargetSpec>, Vec<GroupSpec>) {
+    let targets = cfg
+        .targets
+        .iter()
+        .map(|t| TargetSpec {
+            name: t.name.clone(),
+            uri: t.uri.original.clone(),
+            method: t.method.as_str().to_string(),
+            group: t.group.clone(),
+            thresholds: Thresholds {
+                fail: t.fail_threshold,
+                ok: t.ok_threshold,
+                flap_window_secs: t.flap_window.as_secs_f64(),
+                flap_max_changes: t.flap_max_changes,
+            },
+        })
+        .collect();
+    let groups = cfg
+        .groups
+        .iter()
+        .map(|g| GroupSpec {
+            name: g.name.clone(),
+            min_up: g.min_up,
+        })
+        .collect();
+    (targets, groups)
+}
+
+/// History when the store cannot be read: every question answered with the reason.
+struct NoHistory(String);
+
+impl History for NoHistory {
+    fn uptime(&self, _: &str, _: UnixTime) -> Result<Option<f64>, String> {
+        Err(self.0.clone())
+    }
+    fn rtt_series(&self, _: &str, _: UnixTime) -> Result<Vec<(UnixTime, f64)>, String> {
+        Err(self.0.clone())
+    }
+    fn incidents(&self, _: UnixTime, _: usize) -> Result<Vec<Incident>, String> {
+        Err(self.0.clone())
+    }
+}
+
+/// Reads readers lazily: the store file may only appear once the writer created it.
+struct LazyHistory {
+    path: PathBuf,
+    reader: std::sync::Mutex<Option<Arc<StoreReader>>>,
+}
+
+impl LazyHistory {
+    fn get(&self) -> Result<Arc<StoreReader>, String> {
+        let mut guard = self.reader.lock().map_err(|_| "store reader poisoned".to_string())?;
+        if let Some(r) = guard.as_ref() {
+            return Ok(r.clone());
+        }
+        let r = Arc::new(StoreReader::open(&self.path).map_err(|e| e.to_string())?);
+        *guard = Some(r.clone());
+        Ok(r)
+    }
+}
+
+impl History for LazyHistory {
+    fn uptime(&self, target: &str, since: UnixTime) -> Result<Option<f64>, String> {
+        self.get()?.uptime(target, since)
+    }
+    fn rtt_series(&self, target: &str, since: UnixTime) -> Result<Vec<(UnixTime, f64)>, String> {
+        self.get()?.rtt_series(target, since)
+    }
+    fn incidents(&self, since: UnixTime, limit: usize) -> Result<Vec<Incident>, String> {
+        self.get()?.incidents(since, limit)
+    }
+}
+
+/// The daemon's mutable heart, owned by the state task.
+struct StateTask {
+    cfg: DaemonConfig,
+    board: Board,
+    store: Option<Store>,
+    store_error: Option<String>,
+    metrics: Arc<Metrics>,
+    snapshot_tx: watch::Sender<Arc<Snapshot>>,
+    dirty: bool,
+}
+
+impl StateTask {
+    fn store_failed(&mut self, what: &str, e: impl std::fmt::Display) {
+        let msg = format!("{what}: {e}");
+        if self.store_error.as_deref() != Some(msg.as_str()) {
+            tracing::error!(path = %self.cfg.store_path.display(), error = %msg, "store cannot be written; probing goes on");
+        }
+        self.metrics.store_error();
+        self.metrics.set_store_ok(false);
+        self.store_error = Some(msg);
+        self.dirty = true;
+    }
+
+    fn store_ok(&mut self) {
+        if self.store_error.take().is_some() {
+            tracing::info!(path = %self.cfg.store_path.display(), "store writable again");
+            self.dirty = true;
+        }
+        self.metrics.set_store_ok(true);
+    }
+
+    fn events(&mut self, events: Vec<BoardEvent>) {
+        if events.is_empty() {
+            return;
+        }
+        self.dirty = true;
+        for e in &events {
+            log_event(e);
+        }
+        let result = match self.store.as_mut() {
+            Some(store) => store.record_events(&events).map_err(|e| e.to_string()),
+            None => Err("store not open".to_string()),
+        };
+        match result {
+            Ok(()) => self.store_ok(),
+            Err(e) => self.store_failed("recording state changes", e),
+        }
+    }
+
+    fn probe(&mut self, r: ProbeReport) {
+        let o = &r.outcome;
+        let obs = Observation {
+            at: o.started_at,
+            status: serde_json::to_value(o.status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_else(|| "unknown".into()),
+            result: o.result.as_str().to_string(),
+            code: o.code,
+            rtt_ms: o.rtt_ms,
+            reason: o.reason.clone(),
+            cert_days_left: o.cert_days_left,
+        };
+        self.metrics
+            .probe_finished(&r.target, o.result.as_str(), o.rtt_ms.map(|ms| ms / 1e3));
+        self.metrics.probe_lateness(r.lateness.as_secs_f64());
+        if let Some(days) = o.cert_days_left {
+            self.metrics.set_cert_expiry(&r.target, days as f64 * 86_400.0);
+        }
+        if let Some(store) = self.store.as_mut() {
+            store.record_probe(&r.target, &r.node, &obs);
+        }
+        let events = self.board.observe(&r.target, &r.node, obs);
+        self.events(events);
+    }
+
+    /// Metrics that follow the board: target and group up, node counts.
+    fn refresh_metrics(&self, snap: &Snapshot) {
+        let mut counts = std::collections::HashMap::new();
+        for t in &snap.targets {
+            let up = t.nodes.iter().any(|n| n.state.is_serving());
+            self.metrics.set_target_up(&t.name, t.group.as_deref(), up);
+            for n in &t.nodes {
+                *counts.entry(n.state).or_insert(0usize) += 1;
+            }
+        }
+        for g in &snap.groups {
+            self.metrics
+                .set_group_up(&g.name, g.state != super::model::GroupState::Down);
+        }
+        let counts: Vec<(NodeState, usize)> = [
+            NodeState::Unknown,
+            NodeState::Up,
+            NodeState::Degraded,
+            NodeState::Down,
+        ]
+        .into_iter()
+        .map(|s| (s, counts.get(&s).copied().unwrap_or(0)))
+        .collect();
+        self.metrics.set_node_counts(&counts);
+        self.metrics.set_targets(snap.targets.len());
+    }
+
+    fn publish(&mut self) {
+        if !self.dirty {
+            return;
+        }
+        self.dirty = false;
+        let mut snap = self.board.snapshot(now_unix());
+        snap.store_error = self.store_error.clone();
+        self.refresh_metrics(&snap);
+        let _ = self.snapshot_tx.send(Arc::new(snap));
+    }
+
+    fn maintenance(&mut self) {
+        let now = chrono::Local::now();
+        let mut targets = Vec::new();
+        let mut groups = Vec::new();
+        for w in &self.cfg.maintenance {
+            if w.calendar.in_window(&now, w.duration) {
+                targets.extend(w.targets.iter().cloned());
+                groups.extend(w.groups.iter().cloned());
+            }
+        }
+        let events = self.board.set_maintenance(&targets, &groups, now_unix());
+        self.events(events);
+    }
+
+    fn flush(&mut self) {
+        if self.store.is_none() {
+            match Store::open(&self.cfg.store_path, self.cfg.retention.as_secs_f64()) {
+                Ok(s) => {
+                    self.store = Some(s);
+                    self.store_ok();
+                }
+                Err(e) => {
+                    self.store_failed("opening the store", e);
+                    return;
+                }
+            }
+        }
+        let now = now_unix();
+        let records = self.board.node_records();
+        let result = self.store.as_mut().map(|s| {
+            s.flush(now)
+                .and_then(|_| s.save_nodes(&records))
+                .map_err(|e| e.to_string())
+        });
+        match result {
+            Some(Ok(())) => self.store_ok(),
+            Some(Err(e)) => self.store_failed("flushing history", e),
+            None => {}
+        }
+    }
+
+    fn prune(&mut self) {
+        if let Some(store) = self.store.as_mut() {
+            match store.prune(now_unix()) {
+                Ok(n) if n > 0 => tracing::info!(rows = n, "pruned old history"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "pruning history failed"),
+            }
+        }
+    }
+
+    fn reload(&mut self, scheduler: &mut Scheduler) {
+        match DaemonConfig::load(&self.cfg.path) {
+            Ok(new) => {
+                if new.store_path != self.cfg.store_path || new.listen != self.cfg.listen {
+                    tracing::warn!("[store] path and [http] listen changes need a restart; kept the old ones");
+                }
+                let (targets, groups) = specs(&new);
+                let removed: Vec<(String, Option<String>)> = self
+                    .cfg
+                    .targets
+                    .iter()
+                    .filter(|old| !new.targets.iter().any(|t| t.name == old.name))
+                    .map(|t| (t.name.clone(), t.group.clone()))
+                    .collect();
+                for (name, group) in &removed {
+                    self.metrics.remove_target(name, group.as_deref());
+                }
+                let events = self.board.reconfigure(targets, groups, now_unix());
+                scheduler.apply(&new.targets);
+                let keep = (self.cfg.store_path.clone(), self.cfg.listen);
+                self.cfg = new;
+                (self.cfg.store_path, self.cfg.listen) = keep;
+                self.events(events);
+                self.dirty = true;
+                tracing::info!(targets = self.cfg.targets.len(), "config reloaded");
+            }
+            Err(e) => tracing::error!("config reload refused, keeping the running config:\n{e}"),
+        }
+    }
+}
+
+fn log_event(e: &BoardEvent) {
+    match e {
+        BoardEvent::Changed(c) => tracing::info!(
+            target = %c.target, node = %c.node, from = c.from.as_str(), to = c.to.as_str(),
+            notify = c.notify, reason = %c.reason, "node state changed"
+        ),
+        BoardEvent::GroupChanged { group, from, to, serving, min_up, notify, .. } => tracing::info!(
+            group = %group, from = ?from, to = ?to, serving, min_up, notify, "group state changed"
+        ),
+        BoardEvent::IncidentOpened(i) => tracing::warn!(id = i.id, key = %i.key, title = %i.title, "incident opened"),
+        BoardEvent::IncidentUpdated(i) => tracing::info!(id = i.id, key = %i.key, title = %i.title, "incident updated"),
+        BoardEvent::IncidentResolved(i) => tracing::info!(id = i.id, key = %i.key, "incident resolved"),
+        #[allow(unreachable_patterns)]
+        other => tracing::info!(event = ?other, "board event"),
+    }
+}
+
+/// Runs the daemon until `shutdown` turns true.
+pub async fn run(config_path: &Path, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let cfg = DaemonConfig::load(config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let metrics = Arc::new(Metrics::new());
+    let (targets, groups) = specs(&cfg);
+    let mut board = Board::new(cfg.page_name.clone(), targets, groups);
+
+    let (store, store_error) = match Store::open(&cfg.store_path, cfg.retention.as_secs_f64()) {
+        Ok(store) => match store.load() {
+            Ok((nodes, incidents, next_id)) => {
+                tracing::info!(nodes = nodes.len(), open_incidents = incidents.len(), "restored state from the store");
+                board.restore(nodes, incidents, next_id);
+                (Some(store), None)
+            }
+            Err(e) => (Some(store), Some(format!("reading saved state: {e}"))),
+        },
+        Err(e) => (None, Some(format!("opening the store: {e}"))),
+    };
+    if let Some(e) = &store_error {
+        tracing::error!(path = %cfg.store_path.display(), error = %e, "store unavailable; probing goes on");
+        metrics.store_error();
+    }
+    metrics.set_store_ok(store_error.is_none());
+    let history: Arc<dyn History> = if cfg.store_path.as_os_str().is_empty() {
+        Arc::new(NoHistory("no store configured".into()))
+    } else {
+        Arc::new(LazyHistory {
+            path: cfg.store_path.clone(),
+            reader: std::sync::Mutex::new(None),
+        })
+    };
+
+    let mut first = board.snapshot(now_unix());
+    first.store_error = store_error.clone();
+    let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(first));
+
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} ([http] listen)", cfg.listen))?;
+    tracing::info!(listen = %listener.local_addr()?, "status page and metrics");
+    let app = router(HttpState {
+        snapshot: snapshot_rx,
+        metrics: metrics.clone(),
+        history,
+    });
+    let mut http_shutdown = shutdown.clone();
+    let http = tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = http_shutdown.wait_for(|v| *v).await;
+            })
+            .await;
+    });
+
+    let (tx, mut rx) = mpsc::channel::<SchedulerMsg>(4096);
+    let mut scheduler = Scheduler::new(cfg.udp_sockets, cfg.max_in_flight, tx).await?;
+    scheduler.apply(&cfg.targets);
+    tracing::info!(targets = cfg.targets.len(), groups = cfg.groups.len(), "probing");
+
+    let mut task = StateTask {
+        cfg,
+        board,
+        store,
+        store_error,
+        metrics,
+        snapshot_tx,
+        dirty: true,
+    };
+    task.maintenance();
+    task.publish();
+
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot install the SIGHUP handler")?;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut ticks: u64 = 0;
+    loop {
+        tokio::select! {
+            msg = rx.recv() => {
+                let Some(msg) = msg else { break };
+                match msg {
+                    SchedulerMsg::Probe(r) => task.probe(*r),
+                    SchedulerMsg::Nodes { target, nodes } => {
+                        let events = task.board.set_nodes(&target, &nodes, now_unix());
+                        task.events(events);
+                        task.dirty = true;
+                    }
+                    SchedulerMsg::DnsError { target, error } => {
+                        let events = task.board.set_dns_error(&target, Some(error), now_unix());
+                        task.events(events);
+                        task.dirty = true;
+                    }
+                    SchedulerMsg::DnsOk { target } => {
+                        let events = task.board.set_dns_error(&target, None, now_unix());
+                        task.events(events);
+                        task.dirty = true;
+                    }
+                }
+            }
+            _ = tick.tick() => {
+                ticks += 1;
+                if ticks % 10 == 0 {
+                    task.maintenance();
+                }
+                if ticks % 5 == 0 {
+                    task.flush();
+                }
+                if ticks % 3600 == 0 {
+                    task.prune();
+                }
+                task.publish();
+            }
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading the config");
+                task.reload(&mut scheduler);
+                task.publish();
+            }
+            _ = shutdown.wait_for(|v| *v) => break,
+        }
+    }
+    tracing::info!("stopping: saving state");
+    scheduler.shutdown().await;
+    while let Ok(SchedulerMsg::Probe(r)) = rx.try_recv() {
+        task.probe(*r);
+    }
+    task.flush();
+    let _ = http.await;
+    Ok(())
+}
