@@ -3,6 +3,10 @@
 //!
 //! - [`model`]: shared vocabulary (states, observations, incidents, snapshot).
 //! - [`history`]: the questions the status page asks of the past.
+//! - [`state`]: the board (pure): hysteresis, flapping, maintenance, groups, incidents.
+//! - [`store`]: SQLite persistence of events, incidents, node state and per-minute rollups.
 
 pub mod history;
 pub mod model;
+pub mod state;
+pub mod store;
