@@ -892,7 +892,7 @@ impl Board {
             })
             .collect();
         let mut open_incidents: Vec<Incident> = self.incidents.values().cloned().collect();
-        open_incidents.sort_by(|a, b| b.id.cmp(&a.id));
+        open_incidents.sort_by_key(|i| std::cmp::Reverse(i.id));
         Snapshot {
             generated_at: now,
             page_name: self.page_name.clone(),
