@@ -19,7 +19,7 @@
 //!   the last notified one, a catch-up [`StateChange`] (`from` = last notified state) is emitted
 //!   with `notify = true`, so the alert layer always ends up with the truth.
 //! - Incidents (`target:NAME`, `group:NAME`) always follow the truth, also during maintenance and
-//!   flapping: the status page must not lie. A target incident stays open (`monitoring`) while a
+//!   flapping: the status page must not lie. A target incident stays open (`identified`) while a
 //!   node of the target still flaps, so a flapping node does not open ten incidents.
 //! - Targets with no verdict yet (only `Unknown` nodes, not yet resolved) count as serving for group
 //!   quorum: a fresh start never opens a group incident before the first probes.
@@ -991,20 +991,20 @@ impl Board {
             .iter()
             .filter(|n| n.state == NodeState::Down)
             .collect();
+        let flapping: Vec<String> = t
+            .nodes
+            .iter()
+            .filter(|n| n.flapping)
+            .map(|n| format!("{name} {}", n.node))
+            .collect();
+        let open = self.incidents.contains_key(&key);
         if t.dns_outage() {
             let error = t.dns_error.clone().unwrap_or_default();
             let title = format!("{name}: name does not resolve");
             let body = format!("{name} cannot be resolved: {error}. No node to probe.");
             let affected = vec![name.clone()];
-            self.upsert_incident(
-                &key,
-                title,
-                ComponentStatus::MajorOutage,
-                affected,
-                body,
-                now,
-                ev,
-            );
+            let impact = ComponentStatus::MajorOutage;
+            self.upsert_incident(&key, title, impact, affected, body, now, ev);
         } else if !down.is_empty() {
             let impact = if down.len() == total {
                 ComponentStatus::MajorOutage
@@ -1017,6 +1017,10 @@ impl Board {
                 format!("{name}: {} of {total} nodes down", down.len())
             };
             let affected: Vec<String> = down.iter().map(|n| format!("{name} {}", n.node)).collect();
+            if open && !flapping.is_empty() {
+                self.flapping_incident(&key, title, impact, affected, &flapping, now, ev);
+                return;
+            }
             let body = down
                 .iter()
                 .map(|n| {
@@ -1026,34 +1030,55 @@ impl Board {
                 .collect::<Vec<_>>()
                 .join("; ");
             self.upsert_incident(&key, title, impact, affected, body, now, ev);
-        } else if t.nodes.iter().any(|n| n.flapping) {
-            let Some(inc) = self.incidents.get_mut(&key) else {
-                return;
-            };
-            if inc.updates.last().is_some_and(|u| u.status == "monitoring") {
-                return;
+        } else if !flapping.is_empty() {
+            // Keep the incident open: a flapping node would otherwise open one per flap.
+            if open {
+                let title = format!("{name}: nodes answer again, {} flapping", flapping.len());
+                let impact = ComponentStatus::DegradedPerformance;
+                let affected = flapping.clone();
+                self.flapping_incident(&key, title, impact, affected, &flapping, now, ev);
             }
-            let flapping: Vec<String> = t
-                .nodes
-                .iter()
-                .filter(|n| n.flapping)
-                .map(|n| format!("{name} {}", n.node))
-                .collect();
-            inc.impact = ComponentStatus::DegradedPerformance;
-            inc.title = format!("{name}: nodes answer again, {} flapping", flapping.len());
-            inc.updates.push(IncidentUpdate {
-                at: now,
-                status: "monitoring".to_string(),
-                body: format!(
-                    "Every node answers again, but {} changed state repeatedly; watching until stable.",
-                    flapping.join(", ")
-                ),
-            });
-            inc.affected = flapping;
-            ev.push(BoardEvent::IncidentUpdated(inc.clone()));
         } else {
             self.resolve_incident(&key, now, "Every node answers again.", ev);
         }
+    }
+
+    /// An open target incident while some of its nodes flap: one `identified` update says so,
+    /// then title, impact and affected follow the flaps without adding updates (the incident
+    /// would otherwise grow by one update per flap).
+    #[allow(clippy::too_many_arguments)]
+    fn flapping_incident(
+        &mut self,
+        key: &str,
+        title: String,
+        impact: ComponentStatus,
+        affected: Vec<String>,
+        flapping: &[String],
+        now: UnixTime,
+        ev: &mut Vec<BoardEvent>,
+    ) {
+        let Some(inc) = self.incidents.get_mut(key) else {
+            return;
+        };
+        let noted = inc.updates.last().is_some_and(|u| u.status == "identified");
+        if noted && inc.title == title && inc.impact == impact && inc.affected == affected {
+            return;
+        }
+        if !noted {
+            inc.updates.push(IncidentUpdate {
+                at: now,
+                status: "identified".to_string(),
+                body: format!(
+                    "{} keep changing state (flapping). The incident stays open until they have \
+                     been stable for a whole flap window.",
+                    flapping.join(", ")
+                ),
+            });
+        }
+        inc.title = title;
+        inc.impact = impact;
+        inc.affected = affected;
+        ev.push(BoardEvent::IncidentUpdated(inc.clone()));
     }
 
     fn sync_group_incident(&mut self, gi: usize, now: UnixTime, ev: &mut Vec<BoardEvent>) {
@@ -1126,14 +1151,14 @@ impl Board {
                 self.incidents.insert(key.to_string(), inc);
             }
             Some(inc) => {
-                let monitoring = inc
+                let after_other_note = inc
                     .updates
                     .last()
                     .is_some_and(|u| u.status != "investigating");
                 if inc.affected == affected
                     && inc.impact == impact
                     && inc.title == title
-                    && !monitoring
+                    && !after_other_note
                 {
                     return;
                 }
@@ -1496,9 +1521,21 @@ mod tests {
                 .any(|e| matches!(e, BoardEvent::FlapStarted { .. })));
         }
         assert_eq!(node_state(&b, "edge", &node(1), at).state, NodeState::Down);
-        // The flapping node keeps an incident open even while it answers.
+        // The flapping node keeps its incident open even while it answers, and the flaps do not
+        // pile up updates: one `identified` note, then title/affected follow.
+        let updated = |ev: &[BoardEvent]| {
+            ev.iter().find_map(|e| match e {
+                BoardEvent::IncidentUpdated(i) => Some(i.clone()),
+                _ => None,
+            })
+        };
         let ev = feed(&mut b, "edge", &node(1), &mut at, "ok", 1);
-        assert!(ev.iter().any(|e| matches!(e, BoardEvent::IncidentUpdated(i) if i.updates.last().map(|u| u.status.as_str()) == Some("monitoring"))));
+        let inc = updated(&ev).expect("incident kept open and updated");
+        assert_eq!(
+            inc.updates.last().map(|u| u.status.as_str()),
+            Some("identified")
+        );
+        assert_eq!(inc.title, "edge: nodes answer again, 1 flapping");
         assert!(!ev
             .iter()
             .any(|e| matches!(e, BoardEvent::IncidentResolved(_))));
@@ -1506,6 +1543,15 @@ mod tests {
             status_of(&b, "edge", at),
             ComponentStatus::DegradedPerformance
         );
+        let notes = inc.updates.len();
+        let ev = feed(&mut b, "edge", &node(1), &mut at, "critical", 1);
+        let inc = updated(&ev).expect("title follows");
+        assert_eq!(
+            (inc.title.as_str(), inc.updates.len()),
+            ("edge: 1 of 2 nodes down", notes)
+        );
+        let ev = feed(&mut b, "edge", &node(1), &mut at, "ok", 1);
+        assert_eq!(updated(&ev).map(|i| i.updates.len()), Some(notes));
         // The node goes down and stays down; last notified state was Up.
         feed(&mut b, "edge", &node(1), &mut at, "critical", 1);
         let last_change = at;
@@ -1533,6 +1579,11 @@ mod tests {
             (NodeState::Up, NodeState::Down, true)
         );
         assert!(!node_state(&b, "edge", &node(1), at).flapping);
+        let inc = updated(&ev).expect("incident back to normal updates");
+        assert_eq!(
+            inc.updates.last().map(|u| u.status.as_str()),
+            Some("investigating")
+        );
         // After the flap, changes notify again.
         let ev = feed(&mut b, "edge", &node(1), &mut at, "ok", 1);
         assert!(changes(&ev)[0].notify);
