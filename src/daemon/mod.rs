@@ -1,10 +1,16 @@
 //! The prober daemon (`sipwatch run`): schedules probes of every configured target, keeps node,
 //! target and group state with hysteresis, stores history, and serves status and metrics.
 //!
+//! - [`config`]: the config file and its checks.
 //! - [`model`]: shared vocabulary (states, observations, incidents, snapshot).
+//! - [`scheduler`]: one worker per target, phase-spread ticks, shared UDP sockets, DNS TTL.
+//! - [`state`]: the board (pure): hysteresis, flapping, maintenance, groups, incidents.
+//! - [`store`]: SQLite persistence of events, incidents, node state and per-minute rollups.
 //! - [`history`]: the questions the status page asks of the past.
 
 pub mod config;
 pub mod history;
 pub mod model;
 pub mod scheduler;
+pub mod state;
+pub mod store;
