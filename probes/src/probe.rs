@@ -234,7 +234,7 @@ fn unix_now() -> f64 {
 /// How one transaction ended.
 enum TxEnd {
     Final {
-        head: ResponseHead,
+        head: Box<ResponseHead>,
         rtt: Duration,
     },
     Timeout,
@@ -553,7 +553,7 @@ impl<W: Wire> Exchange<'_, W> {
                         self.outcome.mismatched_responses += tx.mismatched();
                         let rtt = at.saturating_duration_since(first_send.unwrap_or(start));
                         return TxEnd::Final {
-                            head: response,
+                            head: Box::new(response),
                             rtt,
                         };
                     }
