@@ -5,4 +5,6 @@
 //! - [`history`]: the questions the status page asks of the past.
 
 pub mod history;
+pub mod http;
+pub mod metrics;
 pub mod model;
