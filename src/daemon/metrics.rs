@@ -42,7 +42,8 @@ pub const PROBE_DURATION_BUCKETS: [f64; 13] = [
 
 /// How late a probe started against its schedule: near zero when healthy, seconds when the
 /// scheduler is starved (too many targets for the machine, or a blocked runtime).
-pub const LATENESS_BUCKETS: [f64; 10] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0];
+pub const LATENESS_BUCKETS: [f64; 10] =
+    [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0];
 
 const NODE_STATES: [NodeState; 4] = [
     NodeState::Unknown,
@@ -118,9 +119,10 @@ impl Metrics {
             "Whether the target is serving (1) or not (0), after hysteresis; group is empty when the target has none",
             probe_up.clone(),
         );
-        let probe_duration = Family::<TargetLabels, Histogram, fn() -> Histogram>::new_with_constructor(
-            probe_duration_histogram,
-        );
+        let probe_duration =
+            Family::<TargetLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                probe_duration_histogram,
+            );
         registry.register(
             "sipwatch_probe_duration_seconds",
             "Round-trip time of answered SIP probes, in seconds",
@@ -163,11 +165,7 @@ impl Metrics {
             lateness.clone(),
         );
         let targets = Gauge::default();
-        registry.register(
-            "sipwatch_targets",
-            "Configured targets",
-            targets.clone(),
-        );
+        registry.register("sipwatch_targets", "Configured targets", targets.clone());
         let nodes = Family::<StateLabels, Gauge>::default();
         registry.register(
             "sipwatch_nodes",

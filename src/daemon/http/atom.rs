@@ -9,9 +9,7 @@
 use std::fmt::Write;
 
 use super::escape;
-use super::statuspage::{
-    incident_id, incident_status, page_name, rfc3339, stable_id,
-};
+use super::statuspage::{incident_id, incident_status, page_name, rfc3339, stable_id};
 use crate::daemon::model::{page_indicator, Incident, Snapshot, UnixTime};
 
 /// The time an incident last changed (opened, updated or resolved).
@@ -101,15 +99,26 @@ pub fn render(snapshot: &Snapshot, url: &str, incidents: &[Incident], now: UnixT
         let id = incident_id(incident);
         let status = incident_status(incident);
         let _ = writeln!(xml, "  <entry>");
-        let _ = writeln!(xml, "    <id>tag:sipwatch,2024:{page_id}/incident/{id}</id>");
+        let _ = writeln!(
+            xml,
+            "    <id>tag:sipwatch,2024:{page_id}/incident/{id}</id>"
+        );
         let _ = writeln!(
             xml,
             "    <title>[{}] {}</title>",
             escape(&capitalized(&status)),
             escape(&incident.title)
         );
-        let _ = writeln!(xml, "    <published>{}</published>", rfc3339(incident.opened_at));
-        let _ = writeln!(xml, "    <updated>{}</updated>", rfc3339(last_change(incident)));
+        let _ = writeln!(
+            xml,
+            "    <published>{}</published>",
+            rfc3339(incident.opened_at)
+        );
+        let _ = writeln!(
+            xml,
+            "    <updated>{}</updated>",
+            rfc3339(last_change(incident))
+        );
         let _ = writeln!(
             xml,
             "    <link rel=\"alternate\" type=\"text/html\" href=\"{}#incident-{id}\"/>",
@@ -142,9 +151,14 @@ mod tests {
         s.open_incidents[0].title = "rec-2 <down> & \"out\"".to_owned();
         s.open_incidents[0].updates[0].body = "reason: <b>503</b>\u{1}".to_owned();
         let xml = render(&s, "http://h:1/", &s.open_incidents, 0.0);
-        assert!(xml.contains("<title>[Identified] rec-2 &lt;down&gt; &amp; &quot;out&quot;</title>"));
+        assert!(
+            xml.contains("<title>[Identified] rec-2 &lt;down&gt; &amp; &quot;out&quot;</title>")
+        );
         // Body escaped for HTML, then the HTML escaped for XML.
-        assert!(xml.contains("reason: &amp;lt;b&amp;gt;503&amp;lt;/b&amp;gt;\u{FFFD}"), "{xml}");
+        assert!(
+            xml.contains("reason: &amp;lt;b&amp;gt;503&amp;lt;/b&amp;gt;\u{FFFD}"),
+            "{xml}"
+        );
         assert!(xml.contains("<updated>2023-11-14T22:05:00.000Z</updated>"));
         assert!(xml.contains("href=\"http://h:1/#incident-"));
         assert_eq!(xml.matches("<entry>").count(), 1);

@@ -141,7 +141,11 @@ fn json_response<T: Serialize>(value: &T) -> Response {
         }
         Err(e) => {
             tracing::error!(error = %e, "serializing a status feed failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, "could not serialize the feed\n").into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "could not serialize the feed\n",
+            )
+                .into_response()
         }
     }
 }
@@ -175,7 +179,10 @@ async fn summary_json(State(state): State<HttpState>, headers: HeaderMap) -> Res
 }
 
 async fn status_json(State(state): State<HttpState>, headers: HeaderMap) -> Response {
-    json_response(&statuspage::status_feed(&state.current(), &page_url(&headers)))
+    json_response(&statuspage::status_feed(
+        &state.current(),
+        &page_url(&headers),
+    ))
 }
 
 async fn components_json(State(state): State<HttpState>, headers: HeaderMap) -> Response {
@@ -275,10 +282,7 @@ async fn status_page(State(state): State<HttpState>) -> Response {
             recent_incidents: Err(e),
         },
     };
-    with_type(
-        "text/html; charset=utf-8",
-        page::render(&snapshot, &data),
-    )
+    with_type("text/html; charset=utf-8", page::render(&snapshot, &data))
 }
 
 async fn not_found() -> Response {

@@ -13,8 +13,8 @@ use std::fmt::Write;
 
 use super::escape;
 use super::statuspage::{
-    group_id, group_members, incident_id, incident_status, page_name, target_id,
-    ungrouped_targets, worst_status,
+    group_id, group_members, incident_id, incident_status, page_name, target_id, ungrouped_targets,
+    worst_status,
 };
 use crate::daemon::model::{
     page_indicator, ComponentStatus, GroupState, GroupView, Incident, NodeState, NodeView,
@@ -84,9 +84,10 @@ a{color:var(--maint)}
 .uptime{display:flex;gap:16px}.uptime b{font-variant-numeric:tabular-nums;font-size:1.05rem}
 figure{margin:0}figcaption{font-size:.78rem;color:var(--muted)}
 svg.rtt{display:block;background:var(--bg);border:1px solid var(--line);border-radius:4px}
-table.nodes{border-collapse:collapse;width:100%;font-size:.88rem}
+table.nodes{border-collapse:collapse;width:100%;font-size:.88rem;table-layout:fixed}
+table.nodes th:nth-child(1){width:28%}table.nodes th:nth-child(2){width:15%}table.nodes th:nth-child(3){width:15%}
 table.nodes th{text-align:left;font-weight:600;color:var(--muted);border-bottom:1px solid var(--line);padding:3px 10px 3px 0}
-table.nodes td{padding:3px 10px 3px 0;vertical-align:top}
+table.nodes td{padding:3px 10px 3px 0;vertical-align:top;overflow-wrap:anywhere}
 code{font-family:ui-monospace,"DejaVu Sans Mono",monospace;font-size:.85rem}
 .state{font-weight:600;white-space:nowrap}
 .state::before{content:"";display:inline-block;width:.7em;height:.7em;border-radius:50%;margin-right:.35em;background:currentColor}
@@ -132,7 +133,11 @@ pub fn fmt_time(t: UnixTime) -> String {
 
 /// `45 s`, `12 min`, `3 h 12 min`, `2 d 4 h`.
 pub fn fmt_duration(secs: f64) -> String {
-    let s = if secs.is_finite() { secs.max(0.0) as u64 } else { 0 };
+    let s = if secs.is_finite() {
+        secs.max(0.0) as u64
+    } else {
+        0
+    };
     match s {
         0..=59 => format!("{s} s"),
         60..=3599 => format!("{} min", s / 60),
@@ -153,7 +158,10 @@ pub fn fmt_uptime(u: &Result<Option<f64>, String>) -> String {
             }
         }
         Ok(_) => "no data".to_owned(),
-        Err(e) => format!("<span class=\"err\" title=\"{}\">unavailable</span>", escape(e)),
+        Err(e) => format!(
+            "<span class=\"err\" title=\"{}\">unavailable</span>",
+            escape(e)
+        ),
     }
 }
 
@@ -460,7 +468,9 @@ pub fn render(snapshot: &Snapshot, data: &PageData) -> String {
         .filter(|i| i.resolved_at.is_none())
         .collect();
     if !open.is_empty() {
-        out.push_str("<section id=\"current-incidents\"><h2 class=\"section\">Current incidents</h2>");
+        out.push_str(
+            "<section id=\"current-incidents\"><h2 class=\"section\">Current incidents</h2>",
+        );
         for i in &open {
             render_incident(&mut out, i, data.now);
         }
@@ -509,7 +519,9 @@ pub fn render(snapshot: &Snapshot, data: &PageData) -> String {
         out.push_str("<p class=\"muted\">No targets configured.</p>");
     }
 
-    out.push_str("<section id=\"past-incidents\"><h2 class=\"section\">Incidents in the last 7 days</h2>");
+    out.push_str(
+        "<section id=\"past-incidents\"><h2 class=\"section\">Incidents in the last 7 days</h2>",
+    );
     match &data.recent_incidents {
         Ok(recent) => {
             let past: Vec<&Incident> = recent
@@ -589,7 +601,9 @@ mod tests {
         let mut s = snapshot();
         s.page_name = "<script>alert(1)</script>".to_owned();
         s.targets[0].name = "<img src=x onerror=alert(1)>".to_owned();
-        s.targets[0].nodes[0].last.as_mut().map(|o| o.reason = "<b>".to_owned());
+        if let Some(o) = s.targets[0].nodes[0].last.as_mut() {
+            o.reason = "<b>".to_owned();
+        }
         s.store_error = Some("disk full <sda1>".to_owned());
         let html = render(&s, &data(s.generated_at));
         assert!(!html.contains("<script>alert"));
@@ -597,6 +611,28 @@ mod tests {
         assert!(html.contains("&lt;img src=x onerror=alert(1)&gt;"));
         assert!(html.contains("200 &lt;b&gt;"));
         assert!(html.contains("<strong>Store error:</strong> disk full &lt;sda1&gt;"));
+    }
+
+    #[test]
+    fn healthy_page_is_green() {
+        let mut s = snapshot();
+        for t in &mut s.targets {
+            t.status = ComponentStatus::Operational;
+        }
+        s.groups[0].status = ComponentStatus::Operational;
+        s.groups[0].state = GroupState::Up;
+        s.groups[0].serving = 2;
+        s.open_incidents.clear();
+        let html = render(&s, &data(s.generated_at));
+        assert!(html.contains("<div class=\"banner b-none\" role=\"status\" id=\"overall\">All systems operational<small>3 of 3 targets operational</small>"));
+        assert!(html.contains("2 of 2 up, min 1 (all members serving)"));
+        assert!(!html.contains("current-incidents"));
+        assert!(!html.contains("class=\"store-error\""));
+        s.groups[0].state = GroupState::Down;
+        s.groups[0].status = ComponentStatus::MajorOutage;
+        let html = render(&s, &data(s.generated_at));
+        assert!(html.contains("b-critical"));
+        assert!(html.contains("1 group below quorum"));
     }
 
     #[test]
