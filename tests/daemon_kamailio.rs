@@ -54,7 +54,10 @@ fn wait_status(d: &Daemon, what: &str, timeout: Duration, want: &[(&str, &str)])
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("timed out waiting for {what}: want {want:?}, have {last:#}\ndaemon log:\n{}", d.log_text());
+    panic!(
+        "timed out waiting for {what}: want {want:?}, have {last:#}\ndaemon log:\n{}",
+        d.log_text()
+    );
 }
 
 fn incident<'a>(incidents: &'a serde_json::Value, needle: &str) -> Option<&'a serde_json::Value> {
@@ -79,7 +82,12 @@ fn group_of_three_kamailios_goes_down_and_recovers_with_incidents() {
     assert_eq!(check.status.code(), Some(0), "{}", describe(&check));
     let mut d = Daemon::start(&cfg, &listen, &log);
 
-    let all_up = [("k1", "operational"), ("k2", "operational"), ("k3", "operational"), ("edges", "operational")];
+    let all_up = [
+        ("k1", "operational"),
+        ("k2", "operational"),
+        ("k3", "operational"),
+        ("edges", "operational"),
+    ];
     wait_status(&d, "all up", Duration::from_secs(10), &all_up);
     let summary = d.json("/api/v2/summary.json");
     assert_eq!(summary["status"]["indicator"], "none");
@@ -88,25 +96,52 @@ fn group_of_three_kamailios_goes_down_and_recovers_with_incidents() {
     // One node down: after fail_threshold x interval + timeout it is down; quorum is kept.
     k[0].take().unwrap().stop();
     let bound = Duration::from_millis(FAIL * INTERVAL_MS + TIMEOUT_MS) + Duration::from_secs(2);
-    wait_status(&d, "k1 down, group partial", bound, &[("k1", "major_outage"), ("edges", "partial_outage"), ("k2", "operational")]);
+    wait_status(
+        &d,
+        "k1 down, group partial",
+        bound,
+        &[
+            ("k1", "major_outage"),
+            ("edges", "partial_outage"),
+            ("k2", "operational"),
+        ],
+    );
     let incidents = d.json("/api/v2/incidents.json");
-    let k1_incident = incident(&incidents, "k1").unwrap_or_else(|| panic!("no k1 incident: {incidents:#}"));
+    let k1_incident =
+        incident(&incidents, "k1").unwrap_or_else(|| panic!("no k1 incident: {incidents:#}"));
     assert_ne!(k1_incident["status"], "resolved");
     let (_, atom) = http_get(&listen, "/history.atom").unwrap();
     assert!(atom.contains("<feed") && atom.contains("k1"), "{atom}");
-    assert_eq!(d.json("/api/v2/summary.json")["status"]["indicator"], "major");
+    assert_eq!(
+        d.json("/api/v2/summary.json")["status"]["indicator"],
+        "major"
+    );
 
     // A second one: below quorum, the group is down and has its own incident.
     k[1].take().unwrap().stop();
-    wait_status(&d, "group down", bound, &[("k2", "major_outage"), ("edges", "major_outage")]);
+    wait_status(
+        &d,
+        "group down",
+        bound,
+        &[("k2", "major_outage"), ("edges", "major_outage")],
+    );
     let incidents = d.json("/api/v2/incidents.json");
-    assert!(incident(&incidents, "edges").is_some(), "no group incident: {incidents:#}");
-    assert_eq!(d.json("/api/v2/summary.json")["status"]["indicator"], "critical");
+    assert!(
+        incident(&incidents, "edges").is_some(),
+        "no group incident: {incidents:#}"
+    );
+    assert_eq!(
+        d.json("/api/v2/summary.json")["status"]["indicator"],
+        "critical"
+    );
 
     // Metrics: a live scrape passes promtool and says what the page says.
     let (_, metrics) = http_get(&listen, "/metrics").unwrap();
     assert!(metrics.contains("sipwatch_probe_up{"), "{metrics}");
-    assert!(metrics.contains("sipwatch_group_up{group=\"edges\"} 0"), "{metrics}");
+    assert!(
+        metrics.contains("sipwatch_group_up{group=\"edges\"} 0"),
+        "{metrics}"
+    );
     assert!(metrics.contains("sipwatch_probes_total{"));
     assert!(metrics.contains("sipwatch_probe_duration_seconds_bucket{"));
     promtool_check(&metrics);
@@ -117,21 +152,39 @@ fn group_of_three_kamailios_goes_down_and_recovers_with_incidents() {
         .map(|a| a.len())
         .unwrap_or(0);
     assert_eq!(open_before, 3, "k1, k2 and the group have open incidents");
-    assert_eq!(d.stop(), Some(0), "clean exit on SIGTERM\n{}", std::fs::read_to_string(&log).unwrap());
+    assert_eq!(
+        d.stop(),
+        Some(0),
+        "clean exit on SIGTERM\n{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
     let log_len = std::fs::read_to_string(&log).unwrap().len();
     let d2 = Daemon::start(&cfg, &listen, &log);
     let first = d2.json("/api/v2/components.json");
-    assert_eq!(component_status(&first, "k1"), "major_outage", "restored at once: {first:#}");
+    assert_eq!(
+        component_status(&first, "k1"),
+        "major_outage",
+        "restored at once: {first:#}"
+    );
     assert_eq!(component_status(&first, "edges"), "major_outage");
     std::thread::sleep(Duration::from_millis(INTERVAL_MS * 4));
     let after = d2.json("/api/v2/components.json");
     assert_eq!(component_status(&after, "k1"), "major_outage");
     assert_eq!(component_status(&after, "k3"), "operational");
-    let open_after = d2.json("/api/v2/incidents/unresolved.json")["incidents"].as_array().unwrap().len();
+    let open_after = d2.json("/api/v2/incidents/unresolved.json")["incidents"]
+        .as_array()
+        .unwrap()
+        .len();
     assert_eq!(open_after, open_before, "same open incidents after restart");
     let new_log = &std::fs::read_to_string(&log).unwrap()[log_len..];
-    assert!(!new_log.contains("incident opened"), "no new incident after restart:\n{new_log}");
-    assert!(!new_log.contains("to=\"up\"") || !new_log.contains("k1"), "no spurious recovery:\n{new_log}");
+    assert!(
+        !new_log.contains("incident opened"),
+        "no new incident after restart:\n{new_log}"
+    );
+    assert!(
+        !new_log.contains("to=\"up\"") || !new_log.contains("k1"),
+        "no spurious recovery:\n{new_log}"
+    );
 
     // Both come back: everything recovers and the incidents resolve.
     k[0] = Some(Kamailio::start(KamailioSpec::new(ports[0], ROUTE_OK)));
@@ -140,10 +193,17 @@ fn group_of_three_kamailios_goes_down_and_recovers_with_incidents() {
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
         let unresolved = d2.json("/api/v2/incidents/unresolved.json");
-        if unresolved["incidents"].as_array().map(|a| a.is_empty()).unwrap_or(false) {
+        if unresolved["incidents"]
+            .as_array()
+            .map(|a| a.is_empty())
+            .unwrap_or(false)
+        {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "incidents still open: {unresolved:#}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "incidents still open: {unresolved:#}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let incidents = d2.json("/api/v2/incidents.json");
@@ -152,7 +212,14 @@ fn group_of_three_kamailios_goes_down_and_recovers_with_incidents() {
 
     // The status page a person reads, rendered by a real browser.
     let dom = chromium_dom(&format!("http://{listen}/"));
-    for needle in ["Test SIP", "edges", "k1", "k2", "k3", &format!("127.0.0.1:{}", ports[0])] {
+    for needle in [
+        "Test SIP",
+        "edges",
+        "k1",
+        "k2",
+        "k3",
+        &format!("127.0.0.1:{}", ports[0]),
+    ] {
         assert!(dom.contains(needle), "status page lacks {needle:?}:\n{dom}");
     }
     assert!(dom.contains("<svg"), "no RTT chart on the page");
@@ -168,9 +235,19 @@ fn promtool_check(metrics: &str) {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(metrics.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "promtool check metrics failed:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn chromium_dom(url: &str) -> String {
@@ -178,37 +255,62 @@ fn chromium_dom(url: &str) -> String {
     let profile = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(chromium)
         .args([
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
             "--dump-dom",
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg(url)
         .output()
         .unwrap();
-    assert!(out.status.success(), "chromium failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
 #[test]
 fn sighup_adds_a_target_and_keeps_the_others_state() {
     let ports = [free_port(), free_port()];
-    let _k: Vec<Kamailio> = ports.iter().map(|p| Kamailio::start(KamailioSpec::new(*p, ROUTE_OK))).collect();
+    let _k: Vec<Kamailio> = ports
+        .iter()
+        .map(|p| Kamailio::start(KamailioSpec::new(*p, ROUTE_OK)))
+        .collect();
     let dir = tempfile::tempdir().unwrap();
     let listen = format!("127.0.0.1:{}", free_port());
     let cfg = config(dir.path(), &listen, &ports, "");
     let d = Daemon::start(&cfg, &listen, &dir.path().join("daemon.log"));
-    wait_status(&d, "both up", Duration::from_secs(10), &[("k1", "operational"), ("k2", "operational")]);
+    wait_status(
+        &d,
+        "both up",
+        Duration::from_secs(10),
+        &[("k1", "operational"), ("k2", "operational")],
+    );
     let p3 = free_port();
     let _k3 = Kamailio::start(KamailioSpec::new(p3, ROUTE_OK));
     config(dir.path(), &listen, &[ports[0], ports[1], p3], "");
     d.signal(libc::SIGHUP);
-    wait_status(&d, "k3 added", Duration::from_secs(10), &[("k3", "operational"), ("k1", "operational")]);
+    wait_status(
+        &d,
+        "k3 added",
+        Duration::from_secs(10),
+        &[("k3", "operational"), ("k1", "operational")],
+    );
     assert!(d.log_text().contains("config reloaded"));
     // A broken config on SIGHUP is refused and the running one kept.
     std::fs::write(&cfg, "this is = = not toml").unwrap();
     d.signal(libc::SIGHUP);
-    wait_for("the refusal in the log", Duration::from_secs(5), || d.log_text().contains("config reload refused"));
+    wait_for("the refusal in the log", Duration::from_secs(5), || {
+        d.log_text().contains("config reload refused")
+    });
     let c = d.json("/api/v2/components.json");
     assert_eq!(component_status(&c, "k3"), "operational");
 }
@@ -263,13 +365,24 @@ ok_threshold = 1
     let deadline = std::time::Instant::now() + Duration::from_secs(40);
     loop {
         let s = d.json("/api/v2/components.json");
-        let desc = s["components"][0]["description"].as_str().unwrap_or("").to_lowercase();
+        let desc = s["components"][0]["description"]
+            .as_str()
+            .unwrap_or("")
+            .to_lowercase();
         let (_, page) = http_get(&listen, "/").unwrap();
         if desc.contains("flapping") || page.to_lowercase().contains("flapping") {
-            assert_eq!(component_status(&s, "flappy"), "degraded_performance", "{s:#}");
+            assert_eq!(
+                component_status(&s, "flappy"),
+                "degraded_performance",
+                "{s:#}"
+            );
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "no flapping seen: {s:#}\n{}", d.log_text());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no flapping seen: {s:#}\n{}",
+            d.log_text()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -279,11 +392,29 @@ fn bad_configs_are_explained_with_their_line() {
     let dir = tempfile::tempdir().unwrap();
     let base = "[http]\nlisten = \"127.0.0.1:9\"\n[store]\npath = \"x.db\"\n[[target]]\nname = \"a\"\nuri = \"sip:127.0.0.1\"\ngroup = \"g\"\n[[group]]\nname = \"g\"\nmin_up = 1\n";
     let cases = [
-        (base.replace("name = \"a\"", "name = \"a\"\ncolour = \"red\""), "sipwatch.toml:7:1: unknown field `colour`"),
-        (base.replace("uri = \"sip:127.0.0.1\"", "uri = \"sip:127.0.0.1\"\ninterval = \"5\""), "target \"a\": interval: duration \"5\" has no unit; write \"5s\""),
-        (format!("{base}[[target]]\nname = \"a\"\nuri = \"sip:127.0.0.2\"\n"), "duplicate target \"a\" (first defined at line 6)"),
-        (base.replace("min_up = 1", "min_up = 2"), "group \"g\": min_up = 2 but it has only 1 member target(s)"),
-        (base.replace("uri = \"sip:127.0.0.1\"", "uri = \"http://x\""), "is not a SIP URI"),
+        (
+            base.replace("name = \"a\"", "name = \"a\"\ncolour = \"red\""),
+            "sipwatch.toml:7:1: unknown field `colour`",
+        ),
+        (
+            base.replace(
+                "uri = \"sip:127.0.0.1\"",
+                "uri = \"sip:127.0.0.1\"\ninterval = \"5\"",
+            ),
+            "target \"a\": interval: duration \"5\" has no unit; write \"5s\"",
+        ),
+        (
+            format!("{base}[[target]]\nname = \"a\"\nuri = \"sip:127.0.0.2\"\n"),
+            "duplicate target \"a\" (first defined at line 6)",
+        ),
+        (
+            base.replace("min_up = 1", "min_up = 2"),
+            "group \"g\": min_up = 2 but it has only 1 member target(s)",
+        ),
+        (
+            base.replace("uri = \"sip:127.0.0.1\"", "uri = \"http://x\""),
+            "is not a SIP URI",
+        ),
     ];
     for (text, needle) in cases {
         let path = dir.path().join("sipwatch.toml");
@@ -292,7 +423,10 @@ fn bad_configs_are_explained_with_their_line() {
         assert_eq!(out.status.code(), Some(2), "{text}\n{}", describe(&out));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(needle), "expected {needle:?} in:\n{err}");
-        assert!(err.contains("sipwatch.toml:"), "errors name the file and line: {err}");
+        assert!(
+            err.contains("sipwatch.toml:"),
+            "errors name the file and line: {err}"
+        );
         // `run` refuses the same config with the same words.
         let out = sipwatch(&["run", "-c", path.to_str().unwrap()]);
         assert_eq!(out.status.code(), Some(2));

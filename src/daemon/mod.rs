@@ -7,10 +7,15 @@
 //! - [`state`]: the board (pure): hysteresis, flapping, maintenance, groups, incidents.
 //! - [`store`]: SQLite persistence of events, incidents, node state and per-minute rollups.
 //! - [`history`]: the questions the status page asks of the past.
+//! - [`metrics`], [`http`]: Prometheus metrics, Statuspage feeds, Atom and the status page.
+//! - [`run`]: `sipwatch run`, the state task that wires everything together.
 
 pub mod config;
 pub mod history;
+pub mod http;
+pub mod metrics;
 pub mod model;
+pub mod run;
 pub mod scheduler;
 pub mod state;
 pub mod store;

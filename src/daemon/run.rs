@@ -84,7 +84,10 @@ struct LazyHistory {
 
 impl LazyHistory {
     fn get(&self) -> Result<Arc<StoreReader>, String> {
-        let mut guard = self.reader.lock().map_err(|_| "store reader poisoned".to_string())?;
+        let mut guard = self
+            .reader
+            .lock()
+            .map_err(|_| "store reader poisoned".to_string())?;
         if let Some(r) = guard.as_ref() {
             return Ok(r.clone());
         }
@@ -173,7 +176,8 @@ impl StateTask {
             .probe_finished(&r.target, o.result.as_str(), o.rtt_ms.map(|ms| ms / 1e3));
         self.metrics.probe_lateness(r.lateness.as_secs_f64());
         if let Some(days) = o.cert_days_left {
-            self.metrics.set_cert_expiry(&r.target, days as f64 * 86_400.0);
+            self.metrics
+                .set_cert_expiry(&r.target, days as f64 * 86_400.0);
         }
         if let Some(store) = self.store.as_mut() {
             store.record_probe(&r.target, &r.node, &obs);
@@ -275,7 +279,9 @@ impl StateTask {
         match DaemonConfig::load(&self.cfg.path) {
             Ok(new) => {
                 if new.store_path != self.cfg.store_path || new.listen != self.cfg.listen {
-                    tracing::warn!("[store] path and [http] listen changes need a restart; kept the old ones");
+                    tracing::warn!(
+                        "[store] path and [http] listen changes need a restart; kept the old ones"
+                    );
                 }
                 let (targets, groups) = specs(&new);
                 let removed: Vec<(String, Option<String>)> = self
@@ -308,14 +314,49 @@ fn log_event(e: &BoardEvent) {
             target = %c.target, node = %c.node, from = c.from.as_str(), to = c.to.as_str(),
             notify = c.notify, reason = %c.reason, "node state changed"
         ),
-        BoardEvent::GroupChanged { group, from, to, serving, min_up, notify, .. } => tracing::info!(
+        BoardEvent::GroupChanged {
+            group,
+            from,
+            to,
+            serving,
+            min_up,
+            notify,
+            ..
+        } => tracing::info!(
             group = %group, from = ?from, to = ?to, serving, min_up, notify, "group state changed"
         ),
-        BoardEvent::IncidentOpened(i) => tracing::warn!(id = i.id, key = %i.key, title = %i.title, "incident opened"),
-        BoardEvent::IncidentUpdated(i) => tracing::info!(id = i.id, key = %i.key, title = %i.title, "incident updated"),
-        BoardEvent::IncidentResolved(i) => tracing::info!(id = i.id, key = %i.key, "incident resolved"),
-        #[allow(unreachable_patterns)]
-        other => tracing::info!(event = ?other, "board event"),
+        BoardEvent::IncidentOpened(i) => {
+            tracing::warn!(id = i.id, key = %i.key, title = %i.title, "incident opened")
+        }
+        BoardEvent::IncidentUpdated(i) => {
+            tracing::info!(id = i.id, key = %i.key, title = %i.title, "incident updated")
+        }
+        BoardEvent::IncidentResolved(i) => {
+            tracing::info!(id = i.id, key = %i.key, "incident resolved")
+        }
+        BoardEvent::FlapStarted {
+            target,
+            node,
+            changes,
+            ..
+        } => tracing::warn!(
+            target = %target, node = %node, changes, "node is flapping; its alerts are held"
+        ),
+        BoardEvent::FlapEnded {
+            target,
+            node,
+            state,
+            ..
+        } => tracing::info!(
+            target = %target, node = %node, state = state.as_str(), "node stopped flapping"
+        ),
+        BoardEvent::DnsChanged { target, error, .. } => match error {
+            Some(e) => tracing::warn!(target = %target, error = %e, "target cannot be resolved"),
+            None => tracing::info!(target = %target, "target resolves again"),
+        },
+        BoardEvent::MaintenanceChanged { key, active, .. } => {
+            tracing::info!(key = %key, active, "maintenance window")
+        }
     }
 }
 
@@ -329,7 +370,11 @@ pub async fn run(config_path: &Path, mut shutdown: watch::Receiver<bool>) -> any
     let (store, store_error) = match Store::open(&cfg.store_path, cfg.retention.as_secs_f64()) {
         Ok(store) => match store.load() {
             Ok((nodes, incidents, next_id)) => {
-                tracing::info!(nodes = nodes.len(), open_incidents = incidents.len(), "restored state from the store");
+                tracing::info!(
+                    nodes = nodes.len(),
+                    open_incidents = incidents.len(),
+                    "restored state from the store"
+                );
                 board.restore(nodes, incidents, next_id);
                 (Some(store), None)
             }
@@ -376,7 +421,11 @@ pub async fn run(config_path: &Path, mut shutdown: watch::Receiver<bool>) -> any
     let (tx, mut rx) = mpsc::channel::<SchedulerMsg>(4096);
     let mut scheduler = Scheduler::new(cfg.udp_sockets, cfg.max_in_flight, tx).await?;
     scheduler.apply(&cfg.targets);
-    tracing::info!(targets = cfg.targets.len(), groups = cfg.groups.len(), "probing");
+    tracing::info!(
+        targets = cfg.targets.len(),
+        groups = cfg.groups.len(),
+        "probing"
+    );
 
     let mut task = StateTask {
         cfg,

@@ -1,0 +1,322 @@
+//! The daemon's HTTP surface: the router and its thin handlers.
+//!
+//! | route | what |
+//! | --- | --- |
+//! | `/` | the status page for people ([`page`]) |
+//! | `/api/v2/summary.json`, `status.json`, `components.json`, `incidents.json`, `incidents/unresolved.json` | Atlassian Statuspage v2 shapes ([`statuspage`]) |
+//! | `/history.atom` | incidents as an Atom 1.0 feed ([`atom`]) |
+//! | `/metrics` | Prometheus text 0.0.4, or OpenMetrics when the scraper asks for it |
+//! | `/healthz` | `200 ok` while the daemon runs, with the store's state in the body |
+//!
+//! Handlers read the latest [`Snapshot`] from the watch channel (never wait for the state task),
+//! run [`History`] queries on the blocking pool, and hand both to pure renderers. The page URL
+//! in the feeds comes from the request's `Host` header (sanitized), so the feeds link back to the
+//! address the reader used. Nothing here changes state.
+
+pub mod atom;
+pub mod page;
+pub mod statuspage;
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde::Serialize;
+use tokio::sync::watch;
+
+use super::history::History;
+use super::metrics::{Metrics, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_TEXT_CONTENT_TYPE};
+use super::model::{Incident, Snapshot, UnixTime};
+
+/// How many incidents the JSON and Atom feeds list (Statuspage lists 50).
+pub const FEED_INCIDENTS: usize = 50;
+/// How far back the status page lists past incidents.
+pub const RECENT_INCIDENTS_SECS: f64 = 7.0 * 86400.0;
+const DAY_SECS: f64 = 86400.0;
+
+/// What the handlers share. Cheap to clone (a watch receiver and two `Arc`s).
+#[derive(Clone)]
+pub struct HttpState {
+    pub snapshot: watch::Receiver<Arc<Snapshot>>,
+    pub metrics: Arc<Metrics>,
+    pub history: Arc<dyn History>,
+}
+
+impl HttpState {
+    fn current(&self) -> Arc<Snapshot> {
+        self.snapshot.borrow().clone()
+    }
+}
+
+/// The daemon's routes (see the module table). Serve it with `axum::serve`.
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/", get(status_page))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/history.atom", get(history_atom))
+        .route("/api/v2/summary.json", get(summary_json))
+        .route("/api/v2/status.json", get(status_json))
+        .route("/api/v2/components.json", get(components_json))
+        .route("/api/v2/incidents.json", get(incidents_json))
+        .route("/api/v2/incidents/unresolved.json", get(unresolved_json))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+fn now() -> UnixTime {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// `http://HOST/` from the request's Host header, or `http://localhost/` when it is missing or
+/// holds anything but a host name, an IP address and a port.
+fn page_url(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.len() <= 255
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b))
+        })
+        .unwrap_or("localhost");
+    format!("http://{host}/")
+}
+
+/// Escapes text for HTML and XML (content and quoted attributes), dropping the control characters
+/// XML 1.0 forbids. Every user-provided string (names, URIs, SIP reason phrases, errors) goes
+/// through here before it reaches markup.
+pub fn escape(s: &str) -> Cow<'_, str> {
+    let needs = s.chars().any(|c| {
+        matches!(c, '&' | '<' | '>' | '"' | '\'')
+            || (c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+            || matches!(c, '\u{FFFE}' | '\u{FFFF}')
+    });
+    if !needs {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            '\t' | '\n' | '\r' => out.push(c),
+            c if c.is_control() || matches!(c, '\u{FFFE}' | '\u{FFFF}') => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+fn with_type(content_type: &'static str, body: impl IntoResponse) -> Response {
+    let mut resp = body.into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    resp
+}
+
+fn json_response<T: Serialize>(value: &T) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(body) => {
+            let mut resp = with_type("application/json; charset=utf-8", body);
+            resp.headers_mut().insert(
+                header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                HeaderValue::from_static("*"),
+            );
+            resp
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "serializing a status feed failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "could not serialize the feed\n",
+            )
+                .into_response()
+        }
+    }
+}
+
+/// Runs a blocking History query on the blocking pool.
+async fn blocking<T, F>(query: F) -> Result<T, String>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, String> + Send + 'static,
+{
+    tokio::task::spawn_blocking(query)
+        .await
+        .map_err(|e| format!("history query did not finish: {e}"))?
+}
+
+/// Open incidents of the snapshot plus past ones from the history, newest first. A history failure
+/// is logged and leaves only the open ones (a feed with the present beats no feed).
+async fn feed_incidents(state: &HttpState, snapshot: &Snapshot) -> Vec<Incident> {
+    let history = state.history.clone();
+    let past = blocking(move || history.incidents(0.0, FEED_INCIDENTS))
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "incident history unavailable; feeding open incidents only");
+            Vec::new()
+        });
+    statuspage::merge_incidents(&snapshot.open_incidents, &past, FEED_INCIDENTS)
+}
+
+async fn summary_json(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+    json_response(&statuspage::summary(&state.current(), &page_url(&headers)))
+}
+
+async fn status_json(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+    json_response(&statuspage::status_feed(
+        &state.current(),
+        &page_url(&headers),
+    ))
+}
+
+async fn components_json(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+    json_response(&statuspage::components_feed(
+        &state.current(),
+        &page_url(&headers),
+    ))
+}
+
+async fn incidents_json(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+    let snapshot = state.current();
+    let incidents = feed_incidents(&state, &snapshot).await;
+    json_response(&statuspage::incidents_feed(
+        &snapshot,
+        &page_url(&headers),
+        &incidents,
+    ))
+}
+
+async fn unresolved_json(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+    let snapshot = state.current();
+    let open: Vec<Incident> = snapshot
+        .open_incidents
+        .iter()
+        .filter(|i| i.resolved_at.is_none())
+        .cloned()
+        .collect();
+    json_response(&statuspage::incidents_feed(
+        &snapshot,
+        &page_url(&headers),
+        &open,
+    ))
+}
+
+async fn history_atom(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+    let snapshot = state.current();
+    let incidents = feed_incidents(&state, &snapshot).await;
+    let body = atom::render(&snapshot, &page_url(&headers), &incidents, now());
+    with_type("application/atom+xml; charset=utf-8", body)
+}
+
+async fn metrics(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+    let wants_openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    if wants_openmetrics {
+        with_type(OPENMETRICS_CONTENT_TYPE, state.metrics.encode_openmetrics())
+    } else {
+        with_type(PROMETHEUS_TEXT_CONTENT_TYPE, state.metrics.encode())
+    }
+}
+
+async fn healthz(State(state): State<HttpState>) -> Response {
+    let snapshot = state.current();
+    let store = match &snapshot.store_error {
+        None => "store: ok".to_owned(),
+        Some(e) => format!("store: error: {e}"),
+    };
+    let age = (now() - snapshot.generated_at).max(0.0);
+    let body = format!(
+        "ok\n{store}\ntargets: {}\nsnapshot_age_seconds: {age:.0}\n",
+        snapshot.targets.len()
+    );
+    with_type("text/plain; charset=utf-8", body)
+}
+
+async fn status_page(State(state): State<HttpState>) -> Response {
+    let snapshot = state.current();
+    let now = now();
+    let history = state.history.clone();
+    let names: Vec<String> = snapshot.targets.iter().map(|t| t.name.clone()).collect();
+    let gathered = blocking(move || {
+        let mut targets = HashMap::with_capacity(names.len());
+        for name in names {
+            let h = page::TargetHistory {
+                uptime_24h: history.uptime(&name, now - DAY_SECS),
+                uptime_7d: history.uptime(&name, now - 7.0 * DAY_SECS),
+                rtt_24h: history.rtt_series(&name, now - DAY_SECS),
+            };
+            targets.insert(name, h);
+        }
+        let recent = history.incidents(now - RECENT_INCIDENTS_SECS, 100);
+        Ok((targets, recent))
+    })
+    .await;
+    let data = match gathered {
+        Ok((targets, recent_incidents)) => page::PageData {
+            now,
+            targets,
+            recent_incidents,
+        },
+        Err(e) => page::PageData {
+            now,
+            targets: HashMap::new(),
+            recent_incidents: Err(e),
+        },
+    };
+    with_type("text/html; charset=utf-8", page::render(&snapshot, &data))
+}
+
+async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        "not found; try /, /api/v2/summary.json, /history.atom, /metrics or /healthz\n",
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_covers_markup_and_control_characters() {
+        assert_eq!(escape("plain"), "plain");
+        assert!(matches!(escape("plain"), Cow::Borrowed(_)));
+        assert_eq!(
+            escape(r#"<a href="x">&'</a>"#),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;&lt;/a&gt;"
+        );
+        assert_eq!(escape("bell\u{7}\ttab"), "bell\u{FFFD}\ttab");
+    }
+
+    #[test]
+    fn page_url_accepts_hosts_only() {
+        let mut h = HeaderMap::new();
+        assert_eq!(page_url(&h), "http://localhost/");
+        h.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8080"));
+        assert_eq!(page_url(&h), "http://127.0.0.1:8080/");
+        h.insert(header::HOST, HeaderValue::from_static("[::1]:80"));
+        assert_eq!(page_url(&h), "http://[::1]:80/");
+        h.insert(header::HOST, HeaderValue::from_static("evil\"><script>"));
+        assert_eq!(page_url(&h), "http://localhost/");
+    }
+}
