@@ -18,7 +18,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Probe SIP nodes once (OPTIONS or REGISTER); Nagios exit codes.
-    Probe(sipwatch::probe_cmd::ProbeArgs),
+    Probe(Box<sipwatch::probe_cmd::ProbeArgs>),
     /// The prober daemon: probe every target, keep state, serve the status page and metrics.
     Run {
         /// The daemon config file.
@@ -78,7 +78,7 @@ fn main() {
     };
     let code = runtime.block_on(async {
         match cli.command {
-            Command::Probe(args) => match sipwatch::probe_cmd::run(args).await {
+            Command::Probe(args) => match sipwatch::probe_cmd::run(*args).await {
                 Ok(code) => code,
                 Err(e) => {
                     eprintln!("UNKNOWN: {e:#}");
