@@ -1,1 +1,44 @@
+//! sipwatch-alerting: how an alert leaves sipwatch and reaches on-call, exactly once per change.
+//!
+//! The daemon and the agent decide *that* something is wrong; this crate carries the news out.
+//! An [`Alert`] has a deterministic `key` that every receiver uses for its own dedup (PagerDuty
+//! `dedup_key`, Opsgenie `alias`, Alertmanager labels), so several daemons probing the same
+//! targets never double-page. The [`Outbox`] is a durable queue in SQLite: an alert is stored
+//! once per receiver before anything is sent, a re-raised alert that is already firing is
+//! dropped, and pending deliveries survive a restart and a receiver outage.
+//!
+//! ```text
+//! Alert --Outbox::enqueue--> SQLite (one delivery per receiver) --Outbox::run--> Notifier::notify
+//!                                                                  \-- RetryPolicy on failure
+//! ```
+//!
+//! Rooms:
+//! - [`alert`]: the alert model (key, status, severity, labels).
+//! - [`config`]: `[[alerting.receiver]]` tables as written by users.
+//! - [`receivers`]: [`build`] turns those tables into notifiers and reports every problem at once.
+//! - [`secret`]: secrets read from files, redacted everywhere they could leak.
+//! - [`notifier`]: the one contract every receiver kind implements, and its error classes.
+//! - [`notifiers`]: one file per receiver kind (email, webhook, PagerDuty, Opsgenie, Alertmanager).
+//! - [`outbox`]: the durable queue with dedup, ordering per key and counters.
+//! - [`retry`]: the pure retry policy (back-off, when to give up) the outbox follows.
 
+pub mod alert;
+pub mod config;
+pub mod notifier;
+pub mod notifiers;
+pub mod outbox;
+pub mod receivers;
+pub mod retry;
+pub mod secret;
+
+mod duration;
+
+pub use alert::{Alert, AlertStatus, Severity};
+pub use config::{
+    AlertmanagerConfig, EmailConfig, OpsgenieConfig, PagerDutyConfig, ReceiverConfig, WebhookConfig,
+};
+pub use notifier::{ErrorClass, Notifier, NotifyError};
+pub use outbox::{Enqueued, Outbox, OutboxError, OutboxOptions, OutboxStats, ReceiverStats};
+pub use receivers::{build, ConfigError, ConfigProblem};
+pub use retry::RetryPolicy;
+pub use secret::Secret;
