@@ -7,6 +7,7 @@
 //! - [`calendar`], [`config_error`], [`duration`]: small shared pieces.
 
 pub mod agent;
+pub mod alerts;
 pub mod calendar;
 pub mod config_error;
 pub mod daemon;

@@ -40,6 +40,21 @@ pub struct AgentConfig {
     pub cgroup_root: Option<PathBuf>,
     /// The services to watch.
     pub services: Vec<ServiceConfig>,
+    /// `[daemon]`: report to a `sipwatch run` daemon, which also sends this agent's alerts.
+    pub daemon: Option<DaemonLink>,
+    /// `[alerting]`: this agent's own receivers (used when no `[daemon]` is configured).
+    pub alerting: crate::alerts::AlertingConfig,
+}
+
+/// Where and how the agent reports to the daemon.
+#[derive(Clone, Debug)]
+pub struct DaemonLink {
+    /// The daemon's base URL, e.g. `http://prober.example.org:9090`.
+    pub url: String,
+    /// The bearer token (the daemon's `[agents] token_file`); redacted in Debug.
+    pub token: sipwatch_alerting::Secret,
+    /// Time between two reports.
+    pub report_interval: Duration,
 }
 
 /// One watched service.
@@ -268,6 +283,16 @@ struct RawFile {
     agent: RawAgent,
     #[serde(default)]
     service: Vec<Spanned<RawService>>,
+    daemon: Option<RawDaemon>,
+    alerting: Option<crate::alerts::AlertingConfig>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDaemon {
+    url: Spanned<String>,
+    token_file: Spanned<PathBuf>,
+    report_interval: Option<ConfigDuration>,
 }
 
 #[derive(Deserialize, Default)]
@@ -483,7 +508,38 @@ fn validate(raw: RawFile, c: &mut Checker<'_>) -> AgentConfig {
             services.push(s);
         }
     }
+    let daemon = raw.daemon.and_then(|d| {
+        let url = d.url.get_ref().trim_end_matches('/').to_string();
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            c.error(
+                d.url.span(),
+                format!("[daemon] url = \"{url}\" is not an http(s) URL; write e.g. \"http://prober:9090\""),
+            );
+            return None;
+        }
+        match sipwatch_alerting::Secret::from_file(d.token_file.get_ref()) {
+            Ok(token) => Some(DaemonLink {
+                url,
+                token,
+                report_interval: d
+                    .report_interval
+                    .map_or(Duration::from_secs(30), ConfigDuration::get),
+            }),
+            Err(e) => {
+                c.error(d.token_file.span(), format!("[daemon] token_file: {e}"));
+                None
+            }
+        }
+    });
+    let alerting = raw.alerting.unwrap_or_default();
+    if let Err(e) = sipwatch_alerting::build(&alerting.receiver) {
+        for line in e.to_string().lines() {
+            c.error(0..0, format!("[alerting]: {line}"));
+        }
+    }
     AgentConfig {
+        daemon,
+        alerting,
         listen,
         interval,
         state_dir: agent

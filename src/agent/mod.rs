@@ -11,7 +11,8 @@
 //! - [`history`]: gauge history on disk, replayed at start; [`gauge`]: sample -> limit -> history ->
 //!   detector -> events; [`service`]: one service's tick.
 //! - [`events`]: what alerting is told; [`report`]: what the API serves; [`metrics`]: Prometheus;
-//!   [`http`]: the endpoints; [`runtime`]: tasks, listener, shutdown.
+//!   [`http`]: the endpoints; [`runtime`]: tasks, listener, shutdown; [`uplink`]: alerts and
+//!   reports to the daemon or to the agent's own receivers.
 //!
 //! For the binary: [`check_config`] and [`run`]; to receive events, [`Agent::bind`] with a channel,
 //! then [`Agent::run`].
@@ -32,6 +33,7 @@ pub mod sampler;
 pub mod samplers;
 pub mod service;
 pub mod units;
+pub mod uplink;
 
 use std::path::Path;
 
@@ -46,11 +48,15 @@ pub fn check_config(path: &Path) -> Result<AgentConfig, ConfigErrors> {
 }
 
 /// Runs the agent of `config_path` until `shutdown` turns true (or its sender is dropped). Events
-/// are only logged; use [`Agent::bind`] with a channel to receive them.
+/// become alerts ([`uplink`]): to the daemon when `[daemon]` is set, else to `[alerting]`
+/// receivers; use [`Agent::bind`] with a channel to receive the raw events instead.
 pub async fn run(
     config_path: &Path,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let config = check_config(config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
-    Agent::bind(config, None).await?.run(shutdown).await
+    let (tx, rx) = tokio::sync::mpsc::channel(1024);
+    let agent = Agent::bind(config.clone(), Some(tx)).await?;
+    uplink::start(&config, rx, agent.reports(), shutdown.clone())?;
+    agent.run(shutdown).await
 }

@@ -58,6 +58,14 @@ struct RawConfig {
     #[serde(default)]
     maintenance: Vec<RawMaintenance>,
     status: Option<RawStatus>,
+    alerting: Option<crate::alerts::AlertingConfig>,
+    agents: Option<RawAgents>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawAgents {
+    token_file: Spanned<String>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -154,6 +162,10 @@ pub struct DaemonConfig {
     pub targets: Vec<TargetSettings>,
     pub groups: Vec<GroupSettings>,
     pub maintenance: Vec<MaintenanceWindow>,
+    /// `[alerting]`: the outbox and receivers (none: alerts are only logged).
+    pub alerting: crate::alerts::AlertingConfig,
+    /// `[agents] token_file`: the bearer token node agents present; None: agent reports refused.
+    pub agent_token: Option<sipwatch_alerting::Secret>,
 }
 
 /// One target, with defaults applied.
@@ -577,6 +589,28 @@ impl DaemonConfig {
                 });
             }
         }
+        let alerting = raw.alerting.clone().unwrap_or_default();
+        if let Err(e) = sipwatch_alerting::build(&alerting.receiver) {
+            for line in e.to_string().lines() {
+                p.at(None, format!("[alerting]: {line}"));
+            }
+        }
+        let agent_token = match &raw.agents {
+            Some(a) => {
+                let path = resolve(base_dir, a.token_file.get_ref());
+                match sipwatch_alerting::Secret::from_file(&path) {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        p.at(
+                            Some(a.token_file.span()),
+                            format!("[agents] token_file: {e}"),
+                        );
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
         if raw.targets.is_empty() {
             p.at(
                 None,
@@ -598,6 +632,8 @@ impl DaemonConfig {
             targets,
             groups,
             maintenance,
+            alerting,
+            agent_token,
         })
     }
 }

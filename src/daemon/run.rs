@@ -19,12 +19,15 @@ use tokio::sync::{mpsc, watch};
 
 use super::config::DaemonConfig;
 use super::history::History;
+use super::http::agents::{AgentIntake, AgentMsg};
 use super::http::{router, HttpState};
 use super::metrics::Metrics;
+use super::model::AgentSummary;
 use super::model::{Incident, NodeState, Observation, Snapshot, UnixTime};
 use super::scheduler::{ProbeReport, Scheduler, SchedulerMsg};
 use super::state::{Board, BoardEvent, GroupSpec, TargetSpec, Thresholds};
 use super::store::{Store, StoreReader};
+use sipwatch_alerting::{Outbox, OutboxOptions};
 
 fn now_unix() -> UnixTime {
     SystemTime::now()
@@ -118,6 +121,12 @@ struct StateTask {
     metrics: Arc<Metrics>,
     snapshot_tx: watch::Sender<Arc<Snapshot>>,
     dirty: bool,
+    /// The durable alert queue; None without `[alerting]` receivers (alerts are only logged).
+    outbox: Option<Outbox>,
+    /// `source` of the alerts this daemon raises.
+    source: String,
+    /// Last report of each node agent, by host.
+    agents: std::collections::BTreeMap<String, AgentSummary>,
 }
 
 impl StateTask {
@@ -147,6 +156,9 @@ impl StateTask {
         self.dirty = true;
         for e in &events {
             log_event(e);
+            if let Some(alert) = crate::alerts::board_alert(e, &self.source) {
+                self.raise(alert);
+            }
         }
         let result = match self.store.as_mut() {
             Some(store) => store.record_events(&events).map_err(|e| e.to_string()),
@@ -155,6 +167,42 @@ impl StateTask {
         match result {
             Ok(()) => self.store_ok(),
             Err(e) => self.store_failed("recording state changes", e),
+        }
+    }
+
+    /// Puts an alert in the outbox (or only logs it when no receiver is configured).
+    fn raise(&mut self, mut alert: sipwatch_alerting::Alert) {
+        if alert.url.is_none() {
+            alert.url = self.cfg.alerting.url.clone();
+        }
+        tracing::warn!(key = %alert.key, status = ?alert.status, summary = %alert.summary, "alert");
+        if let Some(outbox) = &self.outbox {
+            if let Err(e) = outbox.enqueue(&alert) {
+                tracing::error!(key = %alert.key, error = %e, "cannot queue the alert");
+            }
+        }
+    }
+
+    fn agent(&mut self, msg: AgentMsg) {
+        match msg {
+            AgentMsg::Report(mut summary) => {
+                summary.received_at = now_unix();
+                self.agents.insert(summary.host.clone(), summary);
+                self.dirty = true;
+            }
+            AgentMsg::Alert(alert, reply) => {
+                let result = match &self.outbox {
+                    Some(outbox) => outbox
+                        .enqueue(&alert)
+                        .map(|_| ())
+                        .map_err(|e| format!("cannot queue the alert: {e}")),
+                    None => Err("this daemon has no [alerting] receivers: configure some, or give the agent its own [alerting] receivers instead of [daemon]".to_string()),
+                };
+                if result.is_ok() {
+                    tracing::warn!(key = %alert.key, status = ?alert.status, source = %alert.source, summary = %alert.summary, "agent alert");
+                }
+                let _ = reply.send(result);
+            }
         }
     }
 
@@ -220,6 +268,7 @@ impl StateTask {
         self.dirty = false;
         let mut snap = self.board.snapshot(now_unix());
         snap.store_error = self.store_error.clone();
+        snap.agents = self.agents.values().cloned().collect();
         self.refresh_metrics(&snap);
         let _ = self.snapshot_tx.send(Arc::new(snap));
     }
@@ -396,6 +445,31 @@ pub async fn run(config_path: &Path, mut shutdown: watch::Receiver<bool>) -> any
         })
     };
 
+    // Alerting: a durable outbox for the configured receivers.
+    let outbox = if cfg.alerting.receiver.is_empty() {
+        tracing::info!("no [alerting] receivers: alerts are only logged");
+        None
+    } else {
+        let notifiers = sipwatch_alerting::build(&cfg.alerting.receiver)
+            .map_err(|e| anyhow::anyhow!("[alerting]: {e}"))?;
+        let path = cfg.alerting.outbox.clone().unwrap_or_else(|| {
+            cfg.store_path
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join("outbox.db")
+        });
+        let outbox = Outbox::open(&path, notifiers, OutboxOptions::default())
+            .with_context(|| format!("cannot open the alert outbox {}", path.display()))?;
+        tokio::spawn(outbox.clone().run(shutdown.clone()));
+        Some(outbox)
+    };
+    let (agent_tx, mut agent_rx) = mpsc::channel::<AgentMsg>(256);
+    let intake = cfg.agent_token.clone().map(|token| AgentIntake {
+        token,
+        tx: agent_tx.clone(),
+    });
+    drop(agent_tx);
+
     let mut first = board.snapshot(now_unix());
     first.store_error = store_error.clone();
     let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(first));
@@ -408,6 +482,7 @@ pub async fn run(config_path: &Path, mut shutdown: watch::Receiver<bool>) -> any
         snapshot: snapshot_rx,
         metrics: metrics.clone(),
         history,
+        agents: intake,
     });
     let mut http_shutdown = shutdown.clone();
     let http = tokio::spawn(async move {
@@ -427,7 +502,15 @@ pub async fn run(config_path: &Path, mut shutdown: watch::Receiver<bool>) -> any
         "probing"
     );
 
+    let source = cfg
+        .alerting
+        .source
+        .clone()
+        .unwrap_or_else(crate::alerts::host_name);
     let mut task = StateTask {
+        outbox,
+        source,
+        agents: Default::default(),
         cfg,
         board,
         store,
@@ -480,6 +563,7 @@ pub async fn run(config_path: &Path, mut shutdown: watch::Receiver<bool>) -> any
                 }
                 task.publish();
             }
+            Some(msg) = agent_rx.recv() => task.agent(msg),
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading the config");
                 task.reload(&mut scheduler);

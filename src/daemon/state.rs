@@ -900,6 +900,7 @@ impl Board {
             groups,
             open_incidents,
             store_error: None,
+            agents: Vec::new(),
         }
     }
 

@@ -13,6 +13,7 @@
 //! in the feeds comes from the request's `Host` header (sanitized), so the feeds link back to the
 //! address the reader used. Nothing here changes state.
 
+pub mod agents;
 pub mod atom;
 pub mod page;
 pub mod statuspage;
@@ -46,6 +47,8 @@ pub struct HttpState {
     pub snapshot: watch::Receiver<Arc<Snapshot>>,
     pub metrics: Arc<Metrics>,
     pub history: Arc<dyn History>,
+    /// Node agents' reports and alerts; None: refused with 403.
+    pub agents: Option<agents::AgentIntake>,
 }
 
 impl HttpState {
@@ -66,6 +69,15 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/v2/components.json", get(components_json))
         .route("/api/v2/incidents.json", get(incidents_json))
         .route("/api/v2/incidents/unresolved.json", get(unresolved_json))
+        .route("/api/v1/agents", get(agents::list))
+        .route(
+            "/api/v1/agents/report",
+            axum::routing::post(agents::post_report),
+        )
+        .route(
+            "/api/v1/agents/alert",
+            axum::routing::post(agents::post_alert),
+        )
         .fallback(not_found)
         .with_state(state)
 }

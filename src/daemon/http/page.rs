@@ -519,6 +519,10 @@ pub fn render(snapshot: &Snapshot, data: &PageData) -> String {
         out.push_str("<p class=\"muted\">No targets configured.</p>");
     }
 
+    if !snapshot.agents.is_empty() {
+        render_agents(&mut out, &snapshot.agents, data.now);
+    }
+
     out.push_str(
         "<section id=\"past-incidents\"><h2 class=\"section\">Incidents in the last 7 days</h2>",
     );
@@ -551,6 +555,77 @@ pub fn render(snapshot: &Snapshot, data: &PageData) -> String {
          <a href=\"/healthz\">healthz</a></footer></main></body></html>\n",
     );
     out
+}
+
+fn fmt_gauge_value(v: f64, unit: &str) -> String {
+    if unit == "bytes" {
+        format!("{:.1} MB", v / 1_048_576.0)
+    } else {
+        format!("{v:.0} {unit}")
+    }
+}
+
+/// "Node memory": what each node agent last reported (services, PSS, leak verdicts, time left).
+fn render_agents(out: &mut String, agents: &[crate::daemon::model::AgentSummary], now: UnixTime) {
+    out.push_str(
+        "<section class=\"card group\" id=\"node-memory\"><div class=\"ghead\"><h2>Node memory</h2></div>",
+    );
+    for a in agents {
+        w!(
+            out,
+            "<h3>{} <span class=\"muted\">reported {} ago</span></h3><table class=\"nodes\"><tr><th>service</th><th>state</th><th>PSS</th><th>gauges</th></tr>",
+            escape(&a.host),
+            fmt_duration((now - a.received_at).max(0.0))
+        );
+        for s in &a.services {
+            let mut gauges = String::new();
+            for g in &s.gauges {
+                let value = g
+                    .value
+                    .map(|v| fmt_gauge_value(v, &g.unit))
+                    .unwrap_or_else(|| "-".into());
+                let limit = g
+                    .limit
+                    .map(|l| format!(" / {}", fmt_gauge_value(l, &g.unit)))
+                    .unwrap_or_default();
+                let verdict = match g.verdict.as_str() {
+                    "leak" => {
+                        let eta = g
+                            .eta_seconds
+                            .map(|e| format!(", limit in {}", fmt_duration(e)))
+                            .unwrap_or_default();
+                        format!("<strong class=\"down\">LEAK</strong>{eta}")
+                    }
+                    "" => String::new(),
+                    other => escape(other).into_owned(),
+                };
+                w!(
+                    gauges,
+                    "{}: {}{} {}<br>",
+                    escape(&g.name),
+                    value,
+                    limit,
+                    verdict
+                );
+            }
+            w!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(&s.name),
+                if s.up {
+                    format!("up ({} processes)", s.processes)
+                } else {
+                    "<strong class=\"down\">not running</strong>".to_string()
+                },
+                s.pss_bytes
+                    .map(|b| fmt_gauge_value(b as f64, "bytes"))
+                    .unwrap_or_else(|| "-".into()),
+                gauges
+            );
+        }
+        out.push_str("</table>");
+    }
+    out.push_str("</section>");
 }
 
 #[cfg(test)]

@@ -1,0 +1,395 @@
+//! Alert rules: which daemon board events and agent events page someone, with which key.
+//!
+//! Pure: events in, [`Alert`]s out. Keys are deterministic and leave out which daemon saw the
+//! problem (`sipwatch/probe/{target}/{node}`), so several daemons probing the same targets
+//! produce the same key and the receivers' own dedup (PagerDuty `dedup_key`, Opsgenie `alias`,
+//! Alertmanager labels) keeps one page. Agent alerts carry their host in the key, since a leak is
+//! a fact about one host. Only events with `notify = true` make alerts: flapping and
+//! maintenance hold them (see `daemon::state`).
+//!
+//! The `[alerting]` config section shared by the daemon and the agent is here too.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use sipwatch_alerting::{Alert, AlertStatus, ReceiverConfig, Severity};
+
+use crate::agent::AgentEvent;
+use crate::daemon::model::NodeState;
+use crate::daemon::state::BoardEvent;
+
+/// `[alerting]`: where the durable outbox lives and who gets told.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AlertingConfig {
+    /// The outbox file (SQLite). Default: next to the daemon's store, or in the agent's state_dir.
+    pub outbox: Option<PathBuf>,
+    /// Names this daemon or agent in alerts (`source`). Default: the host name.
+    pub source: Option<String>,
+    /// Base URL of the status page, linked from alerts.
+    pub url: Option<String>,
+    #[serde(default)]
+    pub receiver: Vec<ReceiverConfig>,
+}
+
+/// The host name, for alert sources and agent keys.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+fn alert(
+    key: String,
+    status: AlertStatus,
+    severity: Severity,
+    summary: String,
+    source: &str,
+    at: f64,
+    labels: &[(&str, &str)],
+) -> Alert {
+    Alert {
+        key,
+        status,
+        severity,
+        description: summary.clone(),
+        summary,
+        source: source.to_string(),
+        labels: labels
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<BTreeMap<_, _>>(),
+        at,
+        url: None,
+    }
+}
+
+/// The alert a daemon board event raises or resolves, if any.
+pub fn board_alert(e: &BoardEvent, source: &str) -> Option<Alert> {
+    match e {
+        BoardEvent::Changed(c) if c.notify => {
+            let group = c.group.as_deref().unwrap_or("");
+            let labels = [
+                ("alertname", "SipNodeDown"),
+                ("target", c.target.as_str()),
+                ("node", c.node.as_str()),
+                ("group", group),
+            ];
+            let down_key = format!("sipwatch/probe/{}/{}", c.target, c.node);
+            let degraded_key = format!("sipwatch/probe-degraded/{}/{}", c.target, c.node);
+            match (c.from, c.to) {
+                (_, NodeState::Down) => Some(alert(
+                    down_key,
+                    AlertStatus::Firing,
+                    Severity::Critical,
+                    format!("{} node {} is down: {}", c.target, c.node, c.reason),
+                    source,
+                    c.at,
+                    &labels,
+                )),
+                (NodeState::Down, NodeState::Up | NodeState::Degraded) => Some(alert(
+                    down_key,
+                    AlertStatus::Resolved,
+                    Severity::Critical,
+                    format!("{} node {} answers again", c.target, c.node),
+                    source,
+                    c.at,
+                    &labels,
+                )),
+                (NodeState::Up, NodeState::Degraded) => Some(alert(
+                    degraded_key,
+                    AlertStatus::Firing,
+                    Severity::Warning,
+                    format!("{} node {} is degraded: {}", c.target, c.node, c.reason),
+                    source,
+                    c.at,
+                    &[
+                        ("alertname", "SipNodeDegraded"),
+                        ("target", c.target.as_str()),
+                        ("node", c.node.as_str()),
+                        ("group", group),
+                    ],
+                )),
+                (NodeState::Degraded, NodeState::Up) => Some(alert(
+                    degraded_key,
+                    AlertStatus::Resolved,
+                    Severity::Warning,
+                    format!("{} node {} is healthy again", c.target, c.node),
+                    source,
+                    c.at,
+                    &[
+                        ("alertname", "SipNodeDegraded"),
+                        ("target", c.target.as_str()),
+                        ("node", c.node.as_str()),
+                        ("group", group),
+                    ],
+                )),
+                _ => None,
+            }
+        }
+        BoardEvent::GroupChanged {
+            at,
+            group,
+            to,
+            from,
+            serving,
+            min_up,
+            notify: true,
+        } => {
+            use crate::daemon::model::GroupState;
+            let labels = [
+                ("alertname", "SipGroupBelowQuorum"),
+                ("group", group.as_str()),
+            ];
+            let key = format!("sipwatch/group/{group}");
+            match (from, to) {
+                (_, GroupState::Down) => Some(alert(
+                    key,
+                    AlertStatus::Firing,
+                    Severity::Critical,
+                    format!("group {group} is below quorum: {serving} of min {min_up} serving"),
+                    source,
+                    *at,
+                    &labels,
+                )),
+                (GroupState::Down, _) => Some(alert(
+                    key,
+                    AlertStatus::Resolved,
+                    Severity::Critical,
+                    format!("group {group} has quorum again: {serving} serving (min {min_up})"),
+                    source,
+                    *at,
+                    &labels,
+                )),
+                _ => None,
+            }
+        }
+        BoardEvent::FlapStarted {
+            at,
+            target,
+            node,
+            changes,
+            notify: true,
+            ..
+        } => Some(alert(
+            format!("sipwatch/flap/{target}/{node}"),
+            AlertStatus::Firing,
+            Severity::Warning,
+            format!("{target} node {node} is flapping ({changes} changes); its alerts are held"),
+            source,
+            *at,
+            &[
+                ("alertname", "SipNodeFlapping"),
+                ("target", target),
+                ("node", node),
+            ],
+        )),
+        BoardEvent::FlapEnded {
+            at,
+            target,
+            node,
+            notify: true,
+            ..
+        } => Some(alert(
+            format!("sipwatch/flap/{target}/{node}"),
+            AlertStatus::Resolved,
+            Severity::Warning,
+            format!("{target} node {node} stopped flapping"),
+            source,
+            *at,
+            &[
+                ("alertname", "SipNodeFlapping"),
+                ("target", target),
+                ("node", node),
+            ],
+        )),
+        _ => None,
+    }
+}
+
+fn mb(v: f64) -> String {
+    format!("{:.1} MB", v / 1_048_576.0)
+}
+
+/// The alert an agent event raises or resolves, if any. `host` is the agent's host.
+pub fn agent_alert(e: &AgentEvent, host: &str) -> Option<Alert> {
+    match e {
+        AgentEvent::LeakRaised {
+            service,
+            gauge,
+            at,
+            value,
+            limit,
+            verdict,
+        } => {
+            let eta = verdict
+                .eta_to_limit_secs
+                .map(|s| format!(", limit in about {:.1} h", s / 3600.0))
+                .unwrap_or_default();
+            let limit = limit.map(|l| format!(" of {}", mb(l))).unwrap_or_default();
+            Some(alert(
+                format!("sipwatch/leak/{host}/{service}/{gauge}"),
+                AlertStatus::Firing,
+                Severity::Warning,
+                format!(
+                    "{service} on {host} is leaking {gauge}: {}{limit}, growing {:.1} MB/h{eta}",
+                    mb(*value),
+                    verdict.slope_per_sec * 3600.0 / 1_048_576.0
+                ),
+                host,
+                *at,
+                &[
+                    ("alertname", "ServiceLeak"),
+                    ("host", host),
+                    ("service", service),
+                    ("gauge", gauge),
+                ],
+            ))
+        }
+        AgentEvent::LeakCleared {
+            service,
+            gauge,
+            at,
+            reason,
+            ..
+        } => Some(alert(
+            format!("sipwatch/leak/{host}/{service}/{gauge}"),
+            AlertStatus::Resolved,
+            Severity::Warning,
+            format!("{service} on {host}: {gauge} no longer leaking ({reason:?})"),
+            host,
+            *at,
+            &[
+                ("alertname", "ServiceLeak"),
+                ("host", host),
+                ("service", service),
+                ("gauge", gauge),
+            ],
+        )),
+        AgentEvent::LogAlert {
+            service,
+            gauge,
+            at,
+            line,
+            pattern,
+            ..
+        } => Some(alert(
+            format!("sipwatch/log/{host}/{service}/{gauge}"),
+            AlertStatus::Firing,
+            Severity::Critical,
+            format!(
+                "{service} on {host} logged {pattern:?}: {}",
+                line.chars().take(300).collect::<String>()
+            ),
+            host,
+            *at,
+            &[
+                ("alertname", "ServiceLogAlert"),
+                ("host", host),
+                ("service", service),
+                ("gauge", gauge),
+            ],
+        )),
+        AgentEvent::ServiceMissing {
+            service,
+            at,
+            problem,
+        } => Some(alert(
+            format!("sipwatch/service/{host}/{service}"),
+            AlertStatus::Firing,
+            Severity::Critical,
+            format!("{service} on {host} is not running: {problem}"),
+            host,
+            *at,
+            &[
+                ("alertname", "ServiceMissing"),
+                ("host", host),
+                ("service", service),
+            ],
+        )),
+        AgentEvent::ServiceFound { service, at, .. } => Some(alert(
+            format!("sipwatch/service/{host}/{service}"),
+            AlertStatus::Resolved,
+            Severity::Critical,
+            format!("{service} on {host} is running"),
+            host,
+            *at,
+            &[
+                ("alertname", "ServiceMissing"),
+                ("host", host),
+                ("service", service),
+            ],
+        )),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::model::StateChange;
+
+    fn change(from: NodeState, to: NodeState, notify: bool) -> BoardEvent {
+        BoardEvent::Changed(StateChange {
+            at: 1.0,
+            target: "edge-1".into(),
+            node: "10.0.0.1:5060".into(),
+            group: Some("edges".into()),
+            from,
+            to,
+            reason: "timeout".into(),
+            notify,
+        })
+    }
+
+    #[test]
+    fn node_down_and_back_share_one_key_without_the_source() {
+        let down = board_alert(&change(NodeState::Up, NodeState::Down, true), "prober-a").unwrap();
+        let up = board_alert(&change(NodeState::Down, NodeState::Up, true), "prober-b").unwrap();
+        assert_eq!(down.key, "sipwatch/probe/edge-1/10.0.0.1:5060");
+        assert_eq!(down.key, up.key);
+        assert_eq!(down.status, AlertStatus::Firing);
+        assert_eq!(up.status, AlertStatus::Resolved);
+        assert_eq!(down.severity, Severity::Critical);
+        assert_eq!(down.labels["group"], "edges");
+    }
+
+    #[test]
+    fn held_changes_do_not_alert() {
+        assert!(board_alert(&change(NodeState::Up, NodeState::Down, false), "p").is_none());
+        assert!(board_alert(&change(NodeState::Unknown, NodeState::Up, true), "p").is_none());
+    }
+
+    #[test]
+    fn degraded_is_a_warning_of_its_own() {
+        let a = board_alert(&change(NodeState::Up, NodeState::Degraded, true), "p").unwrap();
+        assert_eq!(a.severity, Severity::Warning);
+        assert!(a.key.starts_with("sipwatch/probe-degraded/"));
+    }
+
+    #[test]
+    fn agent_events_carry_the_host() {
+        let e = AgentEvent::ServiceMissing {
+            service: "kamailio".into(),
+            at: 2.0,
+            problem: "no process".into(),
+        };
+        let a = agent_alert(&e, "sip1").unwrap();
+        assert_eq!(a.key, "sipwatch/service/sip1/kamailio");
+        assert_eq!(a.status, AlertStatus::Firing);
+        let back = AgentEvent::ServiceFound {
+            service: "kamailio".into(),
+            at: 3.0,
+            processes: 5,
+            main_pid: Some(1),
+        };
+        assert_eq!(
+            agent_alert(&back, "sip1").unwrap().status,
+            AlertStatus::Resolved
+        );
+    }
+}

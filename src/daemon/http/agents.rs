@@ -1,0 +1,148 @@
+//! The node agents' door into the daemon: `POST /api/v1/agents/report` (a host's memory health,
+//! shown on the status page) and `POST /api/v1/agents/alert` (one agent alert, put in the
+//! daemon's durable outbox for its receivers), both behind a bearer token (`[agents]
+//! token_file`); `GET /api/v1/agents` lists the last report of each host.
+//!
+//! An alert is answered 202 only once it is durably in the outbox, so the agent keeps it (and
+//! retries) until then: nothing is lost between them. Without a token configured, agents are
+//! refused with 403 and a message saying how to enable them.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use sipwatch_alerting::{Alert, Secret};
+use tokio::sync::{mpsc, oneshot};
+
+use super::HttpState;
+use crate::daemon::model::AgentSummary;
+
+/// What the HTTP layer hands to the state task.
+#[derive(Debug)]
+pub enum AgentMsg {
+    Report(AgentSummary),
+    /// Reply Ok once the alert is durably queued.
+    Alert(Box<Alert>, oneshot::Sender<Result<(), String>>),
+}
+
+/// The agent intake: the expected token and the way to the state task.
+#[derive(Clone)]
+pub struct AgentIntake {
+    pub token: Secret,
+    pub tx: mpsc::Sender<AgentMsg>,
+}
+
+/// The largest report accepted (a host with many services and gauges stays far below).
+const MAX_BODY: usize = 1 << 20;
+
+fn authorized(intake: &AgentIntake, headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let Some(given) = value.strip_prefix("Bearer ") else {
+        return false;
+    };
+    constant_time_eq(given.trim().as_bytes(), intake.token.expose().as_bytes())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn check(state: &HttpState, headers: &HeaderMap, body: &Bytes) -> Result<AgentIntake, Response> {
+    let Some(intake) = state.agents.clone() else {
+        return Err((
+            StatusCode::FORBIDDEN,
+            "agent reports are not enabled on this daemon: add [agents] token_file = \"...\" to its config\n",
+        )
+            .into_response());
+    };
+    if !authorized(&intake, headers) {
+        return Err((
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token (Authorization: Bearer <the daemon's [agents] token>)\n",
+        )
+            .into_response());
+    }
+    if body.len() > MAX_BODY {
+        return Err((StatusCode::PAYLOAD_TOO_LARGE, "report too large\n").into_response());
+    }
+    Ok(intake)
+}
+
+pub(super) async fn post_report(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let intake = match check(&state, &headers, &body) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let summary: AgentSummary = match serde_json::from_slice(&body) {
+        Ok(s) => s,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("not an agent report: {e}\n"),
+            )
+                .into_response()
+        }
+    };
+    match intake.tx.send(AgentMsg::Report(summary)).await {
+        Ok(()) => (StatusCode::ACCEPTED, "accepted\n").into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "daemon is stopping\n").into_response(),
+    }
+}
+
+pub(super) async fn post_alert(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let intake = match check(&state, &headers, &body) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let alert: Alert = match serde_json::from_slice(&body) {
+        Ok(a) => a,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("not an alert: {e}\n")).into_response(),
+    };
+    let (reply, answer) = oneshot::channel();
+    if intake
+        .tx
+        .send(AgentMsg::Alert(Box::new(alert), reply))
+        .await
+        .is_err()
+    {
+        return (StatusCode::SERVICE_UNAVAILABLE, "daemon is stopping\n").into_response();
+    }
+    match answer.await {
+        Ok(Ok(())) => (StatusCode::ACCEPTED, "queued\n").into_response(),
+        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "daemon is stopping\n").into_response(),
+    }
+}
+
+pub(super) async fn list(State(state): State<HttpState>) -> Response {
+    let snap = state.snapshot.borrow().clone();
+    axum::Json(serde_json::json!({ "agents": snap.agents })).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+    }
+}
