@@ -324,6 +324,26 @@ pub fn agent_alert(e: &AgentEvent, host: &str) -> Option<Alert> {
                 ("service", service),
             ],
         )),
+        // A restart seen after the service went missing also means it runs again.
+        AgentEvent::ServiceRestarted {
+            service,
+            at,
+            old_pid,
+            new_pid,
+            ..
+        } => Some(alert(
+            format!("sipwatch/service/{host}/{service}"),
+            AlertStatus::Resolved,
+            Severity::Critical,
+            format!("{service} on {host} is running (restarted: pid {old_pid} -> {new_pid})"),
+            host,
+            *at,
+            &[
+                ("alertname", "ServiceMissing"),
+                ("host", host),
+                ("service", service),
+            ],
+        )),
         _ => None,
     }
 }

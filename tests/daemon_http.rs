@@ -172,6 +172,7 @@ fn snapshot(t: UnixTime) -> Snapshot {
         }],
         open_incidents: vec![open_incident(t)],
         store_error: Some("attempt to write a readonly database".to_owned()),
+        agents: Vec::new(),
     }
 }
 
@@ -245,6 +246,7 @@ async fn start() -> Server {
         snapshot,
         metrics,
         history: history.clone(),
+        agents: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -587,6 +587,7 @@ pub(crate) mod tests {
                 ],
             }],
             store_error: None,
+            agents: Vec::new(),
         }
     }
 
