@@ -256,11 +256,9 @@ async fn retryable_answers_are_retried_until_accepted_and_sent_once() {
     );
 }
 
-/// Current-thread runtime so the log capture sees the dispatcher's lines.
-#[tokio::test(flavor = "current_thread")]
+#[tokio::test]
 async fn permanent_refusal_is_dropped_after_attempts_and_the_key_never_logged() {
-    let logs = LogCapture::default();
-    let _guard = logs.install();
+    let logs = LogCapture::global();
     let dir = tempfile::tempdir().unwrap();
     let pd = Recorder::start(202).await;
     // PagerDuty's 400 body names the (wrong) routing key: it must not reach the log.

@@ -262,11 +262,9 @@ async fn smtp_down_at_first_keeps_the_alert_and_delivers_it_once() {
     assert_eq!((r.sent, r.pending, r.dropped), (2, 0, 0));
 }
 
-/// Current-thread runtime so the log capture sees the dispatcher's lines.
-#[tokio::test(flavor = "current_thread")]
+#[tokio::test]
 async fn starttls_is_required_and_verified_against_the_configured_ca() {
-    let logs = LogCapture::default();
-    let _guard = logs.install();
+    let logs = LogCapture::global();
     let dir = tempfile::tempdir().unwrap();
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();

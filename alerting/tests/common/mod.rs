@@ -115,6 +115,9 @@ impl Running {
     }
 }
 
+/// A status to answer, with an optional body.
+type Answer = (u16, Option<String>);
+
 /// One request as the recording receiver saw it.
 #[derive(Debug, Clone)]
 pub struct Recorded {
@@ -132,8 +135,8 @@ pub struct Recorded {
 #[derive(Clone)]
 pub struct Recorder {
     pub requests: Arc<Mutex<Vec<Recorded>>>,
-    script: Arc<Mutex<VecDeque<(u16, Option<String>)>>>,
-    rules: Arc<Mutex<Vec<(String, u16, Option<String>)>>>,
+    script: Arc<Mutex<VecDeque<Answer>>>,
+    rules: Arc<Mutex<Vec<(String, Answer)>>>,
     default: u16,
     pub base: String,
 }
@@ -177,7 +180,7 @@ impl Recorder {
         self.rules
             .lock()
             .unwrap()
-            .push((needle.to_string(), status, body.map(str::to_string)));
+            .push((needle.to_string(), (status, body.map(str::to_string))));
     }
 
     fn answer(
@@ -193,8 +196,8 @@ impl Recorder {
             .lock()
             .unwrap()
             .iter()
-            .find(|(needle, _, _)| text.contains(needle.as_str()))
-            .map(|(_, status, reply)| (*status, reply.clone()));
+            .find(|(needle, _)| text.contains(needle.as_str()))
+            .map(|(_, answer)| answer.clone());
         let (status, reply) = ruled.unwrap_or_else(|| {
             self.script
                 .lock()
@@ -271,15 +274,26 @@ impl LogCapture {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
 
-    /// Installs the capture for the current thread (use with a current-thread runtime).
-    pub fn install(&self) -> tracing::subscriber::DefaultGuard {
-        let capture = self.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::DEBUG)
-            .with_ansi(false)
-            .with_writer(move || capture.clone())
-            .finish();
-        tracing::subscriber::set_default(subscriber)
+    /// The process-wide capture: installed as the global subscriber on first use. Global rather
+    /// than per-thread because tracing caches per-callsite interest across threads, so a
+    /// thread-local subscriber can miss events first seen by another test's thread. Only one test
+    /// per test binary should assert on it, with markers unique to that test.
+    pub fn global() -> LogCapture {
+        static CAPTURE: std::sync::OnceLock<LogCapture> = std::sync::OnceLock::new();
+        CAPTURE
+            .get_or_init(|| {
+                let capture = LogCapture::default();
+                let writer = capture.clone();
+                let subscriber = tracing_subscriber::fmt()
+                    .with_max_level(tracing::Level::DEBUG)
+                    .with_ansi(false)
+                    .with_writer(move || writer.clone())
+                    .finish();
+                tracing::subscriber::set_global_default(subscriber)
+                    .expect("no other global subscriber in tests");
+                capture
+            })
+            .clone()
     }
 }
 
