@@ -139,7 +139,7 @@ fn built_notifiers_never_show_secrets_in_debug() {
     for (_, value) in secrets {
         assert!(!shown.contains(value), "{value} leaked: {shown}");
     }
-    assert!(!format!("{notifiers:?}").contains("URL-PA55"), "{shown}");
-    assert!(!format!("{notifiers:?}").contains("URL-T0KEN"), "{shown}");
+    assert!(!shown.contains("URL-PA55"), "{shown}");
+    assert!(!shown.contains("URL-T0KEN"), "{shown}");
     assert!(shown.contains("<redacted>"), "{shown}");
 }
