@@ -20,12 +20,13 @@
 //! This file only describes the shape (serde rejects unknown fields and kinds with their names);
 //! checking values, reading secret files and building notifiers is [`crate::receivers::build`].
 
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::secret::Secret;
+use crate::secret::{redact_url, Secret};
 
 /// One `[[alerting.receiver]]` table; `kind` picks the variant.
 #[derive(Debug, Clone, Deserialize)]
@@ -62,8 +63,9 @@ pub struct EmailConfig {
     pub timeout: Option<Duration>,
 }
 
-/// `kind = "webhook"`: POSTs the [`crate::Alert`] as JSON.
-#[derive(Debug, Clone, Deserialize)]
+/// `kind = "webhook"`: POSTs the [`crate::Alert`] as JSON. `Debug` hides credentials and
+/// query strings in `url` (tokens often live there).
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     pub name: String,
@@ -107,7 +109,8 @@ pub struct OpsgenieConfig {
 }
 
 /// `kind = "alertmanager"`: Prometheus Alertmanager API v2; several URLs for an HA cluster.
-#[derive(Debug, Clone, Deserialize)]
+/// `Debug` hides credentials in the URLs.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlertmanagerConfig {
     pub name: String,
@@ -160,6 +163,29 @@ impl ReceiverConfig {
             ReceiverConfig::Opsgenie(_) => "opsgenie",
             ReceiverConfig::Alertmanager(_) => "alertmanager",
         }
+    }
+}
+
+impl fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("name", &self.name)
+            .field("url", &redact_url(&self.url))
+            .field("bearer_token_file", &self.bearer_token_file)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl fmt::Debug for AlertmanagerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let urls: Vec<String> = self.url.to_vec().iter().map(|u| redact_url(u)).collect();
+        f.debug_struct("AlertmanagerConfig")
+            .field("name", &self.name)
+            .field("url", &urls)
+            .field("timeout", &self.timeout)
+            .field("resend", &self.resend)
+            .finish()
     }
 }
 

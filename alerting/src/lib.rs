@@ -33,6 +33,9 @@ pub mod secret;
 
 mod duration;
 
+/// Implement [`Notifier`] with `#[sipwatch_alerting::async_trait]`.
+pub use async_trait::async_trait;
+
 pub use alert::{Alert, AlertStatus, Severity};
 pub use config::{
     AlertmanagerConfig, EmailConfig, OpsgenieConfig, PagerDutyConfig, ReceiverConfig, WebhookConfig,

@@ -88,7 +88,7 @@ async fn deliver_loop(shared: Arc<Shared>, index: usize, mut shutdown: watch::Re
     let resend = notifier.resend_interval();
     let mut next_resend = resend.map(|every| Instant::now() + every);
     let mut failures: u32 = 0;
-    let mut completions: u64 = 0;
+    let mut since_prune: u64 = 0;
 
     loop {
         if *shutdown.borrow() {
@@ -145,7 +145,7 @@ async fn deliver_loop(shared: Arc<Shared>, index: usize, mut shutdown: watch::Re
                     }
                     receiver.sent.fetch_add(1, Ordering::Relaxed);
                     decrement(&receiver.pending);
-                    completions += 1;
+                    since_prune += 1;
                     tracing::info!(receiver = %name, kind, key = %alert.key,
                         status = alert.status.as_str(), attempts, "alert delivered");
                     None
@@ -194,13 +194,14 @@ async fn deliver_loop(shared: Arc<Shared>, index: usize, mut shutdown: watch::Re
                             );
                             receiver.dropped.fetch_add(1, Ordering::Relaxed);
                             decrement(&receiver.pending);
-                            completions += 1;
+                            since_prune += 1;
                             None
                         }
                     }
                 }
             };
-            if completions > 0 && completions % PRUNE_EVERY == 0 {
+            if since_prune >= PRUNE_EVERY {
+                since_prune = 0;
                 if let Err(e) = shared.store().prune(shared.options.keep_done) {
                     tracing::warn!(receiver = %name, error = %e, "could not prune the outbox");
                 }
