@@ -426,3 +426,109 @@ fn bad_configs_are_explained_with_their_line() {
         assert!(String::from_utf8_lossy(&out.stderr).contains(needle));
     }
 }
+
+/// Prometheus Alertmanager (Debian `prometheus-alertmanager`) on a loopback port.
+fn alertmanager(dir: &std::path::Path) -> (Background, u16) {
+    let am = require("prometheus-alertmanager", "prometheus-alertmanager");
+    let port = free_port();
+    let cfg = dir.join("am.yml");
+    std::fs::write(
+        &cfg,
+        "route:\n  receiver: blackhole\nreceivers:\n  - name: blackhole\n",
+    )
+    .unwrap();
+    let child = std::process::Command::new(am)
+        .arg(format!("--config.file={}", cfg.display()))
+        .arg(format!("--storage.path={}", dir.join("am-data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--cluster.listen-address=")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start alertmanager");
+    let bg = Background {
+        child,
+        name: "alertmanager".into(),
+    };
+    wait_for("alertmanager to answer", Duration::from_secs(20), || {
+        http_get(&format!("127.0.0.1:{port}"), "/-/ready")
+            .map(|(s, _)| s == 200)
+            .unwrap_or(false)
+    });
+    (bg, port)
+}
+
+#[test]
+fn a_node_going_down_fires_in_alertmanager_and_resolves() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_am, am_port) = alertmanager(dir.path());
+    let kport = free_port();
+    let k = Kamailio::start(KamailioSpec::new(kport, ROUTE_OK));
+    let listen = format!("127.0.0.1:{}", free_port());
+    let cfg = dir.path().join("sipwatch.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"[http]
+listen = "{listen}"
+[store]
+path = "{}"
+[alerting]
+source = "prober-a"
+[[alerting.receiver]]
+name = "am"
+kind = "alertmanager"
+url = "http://127.0.0.1:{am_port}"
+[[target]]
+name = "edge"
+uri = "sip:127.0.0.1:{kport}"
+interval = "300ms"
+timeout = "250ms"
+fail_threshold = 2
+ok_threshold = 2
+"#,
+            dir.path().join("state.db").display()
+        ),
+    )
+    .unwrap();
+    let d = Daemon::start(&cfg, &listen, &dir.path().join("daemon.log"));
+    wait_status(
+        &d,
+        "edge up",
+        Duration::from_secs(10),
+        &[("edge", "operational")],
+    );
+    drop(k);
+    let am = format!("127.0.0.1:{am_port}");
+    let mut seen = serde_json::Value::Null;
+    let log = d.log.clone();
+    wait_for_or(
+        "the SipNodeDown alert in Alertmanager",
+        Duration::from_secs(20),
+        || std::fs::read_to_string(&log).unwrap_or_default(),
+        || {
+            let (_, body) = http_get(&am, "/api/v2/alerts").unwrap();
+            seen = serde_json::from_str(&body).unwrap_or_default();
+            seen.as_array().is_some_and(|a| {
+                a.iter().any(|x| {
+                    x["labels"]["alertname"] == "SipNodeDown"
+                        && x["labels"]["target"] == "edge"
+                        && x["labels"]["node"] == format!("127.0.0.1:{kport}").as_str()
+                        && x["status"]["state"] == "active"
+                })
+            })
+        },
+    );
+    let _k2 = Kamailio::start(KamailioSpec::new(kport, ROUTE_OK));
+    wait_for(
+        "the alert to resolve in Alertmanager",
+        Duration::from_secs(20),
+        || {
+            let (_, body) = http_get(&am, "/api/v2/alerts?active=true").unwrap();
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            v.as_array()
+                .is_some_and(|a| !a.iter().any(|x| x["labels"]["alertname"] == "SipNodeDown"))
+        },
+    );
+    assert!(d.log_text().contains("alert delivered"), "{}", d.log_text());
+}

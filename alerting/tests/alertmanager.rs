@@ -155,7 +155,11 @@ async fn alert_fires_stays_active_by_resend_and_resolves() {
     assert_eq!(a["labels"]["alertname"], "leak");
     assert_eq!(a["labels"]["key"], key);
     assert_eq!(a["labels"]["severity"], "critical");
-    assert_eq!(a["labels"]["source"], "host1");
+    assert!(
+        a["labels"].get("source").is_none(),
+        "source is an annotation, not a label"
+    );
+    assert_eq!(a["annotations"]["source"], "host1");
     assert_eq!(a["labels"]["service"], "kamailio");
     assert_eq!(a["annotations"]["summary"], leak.summary);
     assert_eq!(a["annotations"]["description"], leak.description);

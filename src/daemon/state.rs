@@ -12,7 +12,7 @@
 //! - A node goes `Down` after `fail` consecutive failures, leaves `Down` after `ok` consecutive
 //!   non-failures (to `Up` or `Degraded` after the last one), goes `Up -> Degraded` after `ok`
 //!   consecutive warnings and `Degraded -> Up` after `ok` consecutive oks. `Unknown` nodes take the
-//!   same thresholds; a change *from* `Unknown` never notifies.
+//!   same thresholds; a change *from* `Unknown` notifies only when the node is found down.
 //! - A node that changed state more than `flap_max_changes` times within `flap_window_secs` is
 //!   flapping: changes still apply, but `notify` is false until it has been stable for a whole
 //!   window. Maintenance holds alerts the same way. When the hold lifts and the state differs from
@@ -694,7 +694,11 @@ impl Board {
                     });
                 }
             }
-            let notify = from != NodeState::Unknown && !n.flapping && !in_maintenance;
+            // From Unknown only a node found dead notifies (a daemon that starts while a node is
+            // down must page); a node found healthy has nothing to tell.
+            let notify = (from != NodeState::Unknown || to == NodeState::Down)
+                && !n.flapping
+                && !in_maintenance;
             if notify || from == NodeState::Unknown {
                 n.notified = to;
             }
@@ -1342,7 +1346,7 @@ mod tests {
     }
 
     #[test]
-    fn unknown_becomes_down_after_fail_failures_without_notifying() {
+    fn unknown_becomes_down_after_fail_failures_and_notifies() {
         let mut b = board_with(1, Thresholds::default());
         let mut at = 0.0;
         assert!(changes(&feed(&mut b, "edge", &node(1), &mut at, "critical", 2)).is_empty());
@@ -1350,7 +1354,7 @@ mod tests {
         let c = changes(&ev);
         assert_eq!(
             (c[0].from, c[0].to, c[0].notify),
-            (NodeState::Unknown, NodeState::Down, false)
+            (NodeState::Unknown, NodeState::Down, true)
         );
         assert!(
             c[0].reason

@@ -40,6 +40,26 @@ pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     panic!("timed out after {timeout:?} waiting for {what}");
 }
 
+/// Like [`wait_for`], and on timeout shows `context()` (a log) in the panic.
+pub fn wait_for_or(
+    what: &str,
+    timeout: Duration,
+    context: impl Fn() -> String,
+    mut cond: impl FnMut() -> bool,
+) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!(
+        "timed out after {timeout:?} waiting for {what}\n{}",
+        context()
+    );
+}
+
 /// A port free on 127.0.0.1 for both UDP and TCP (and the next one, for TLS), at the moment of asking.
 pub fn free_port() -> u16 {
     for _ in 0..200 {

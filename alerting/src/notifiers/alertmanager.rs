@@ -1,7 +1,8 @@
 //! `kind = "alertmanager"`: Prometheus Alertmanager API v2 (`POST /api/v2/alerts`).
 //!
 //! Alertmanager identifies an alert by its label set, so every daemon sends the same labels for
-//! the same key (`alertname`, `key`, `severity`, `source`, plus the alert's labels) and the
+//! the same key (`alertname`, `key`, `severity`, plus the alert's labels; `source` is an
+//! annotation, so two daemons reporting one problem make one alert) and the
 //! cluster shows it once. Like Prometheus, we give a firing alert an `endsAt` a few resend
 //! intervals ahead and re-send it while it fires ([`Notifier::resend_interval`]); otherwise
 //! Alertmanager would resolve it by itself after its `resolve_timeout`. A resolved alert is sent
@@ -117,7 +118,6 @@ pub fn labels(alert: &Alert) -> Map<String, Value> {
     labels.insert("alertname".into(), json!(alert.alertname()));
     labels.insert("key".into(), json!(alert.key));
     labels.insert("severity".into(), json!(alert.severity.as_str()));
-    labels.insert("source".into(), json!(alert.source));
     labels
 }
 
@@ -129,6 +129,7 @@ pub fn postable_alerts(alert: &Alert, now: f64, resend: Duration) -> Value {
     };
     let mut annotations = Map::new();
     annotations.insert("summary".into(), json!(alert.summary));
+    annotations.insert("source".into(), json!(alert.source));
     if !alert.description.is_empty() {
         annotations.insert("description".into(), json!(alert.description));
     }
@@ -278,7 +279,8 @@ mod tests {
         assert_eq!(a["labels"]["alertname"], "leak");
         assert_eq!(a["labels"]["key"], "sipwatch/leak/host1/kamailio/pss");
         assert_eq!(a["labels"]["severity"], "critical");
-        assert_eq!(a["labels"]["source"], "host1");
+        assert!(a["labels"].get("source").is_none(), "source is not a label");
+        assert_eq!(a["annotations"]["source"], "host1");
         assert_eq!(a["labels"]["service"], "kamailio");
         assert_eq!(a["labels"]["gauge_name"], "pss");
         assert_eq!(a["annotations"]["summary"], "leak");

@@ -83,11 +83,12 @@ mod tests {
     fn own_descriptors_and_limit() {
         let me = crate::agent::proc::read(std::process::id() as i32).unwrap();
         let before = read_totals(&[me.id]);
-        let files: Vec<std::fs::File> = (0..10)
+        // Other tests in this process open and close files meanwhile: open many, demand most.
+        let files: Vec<std::fs::File> = (0..64)
             .map(|_| std::fs::File::open("/proc/self/stat").unwrap())
             .collect();
         let after = read_totals(&[me.id]);
-        assert!(after.open >= before.open + 10, "{before:?} -> {after:?}");
+        assert!(after.open >= before.open + 48, "{before:?} -> {after:?}");
         assert!(after.min_limit.is_some_and(|l| l >= after.open));
         drop(files);
     }
