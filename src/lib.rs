@@ -5,3 +5,4 @@
 //! - `probe_cmd`: the `sipwatch probe` command (flags, human and JSON output, exit codes).
 
 pub mod leak;
+pub mod leak_cmd;

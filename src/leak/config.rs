@@ -51,6 +51,10 @@ pub struct DetectorConfig {
     pub restart_drop_fraction: f64,
     /// Growth over the evidence window must exceed this many robust noise deviations. Default `4.0`.
     pub noise_k: f64,
+    /// With a limit, growth that would take longer than this to reach it is not raised (yet): it is
+    /// raised once its time to the limit drops below. Default `7d`.
+    #[serde(with = "duration_secs")]
+    pub horizon: f64,
     /// Growth below this absolute amount (in the gauge's unit) is never a leak. Default `0`.
     pub min_rise: f64,
     /// Compare with the same time yesterday, when the segment is old enough, so the rising half of a
@@ -66,13 +70,14 @@ impl Default for DetectorConfig {
             min_span: 3600.0,
             max_span: 86_400.0,
             no_limit_span: 43_200.0,
-            eta_fraction: 0.5,
-            plateau_ratio: 0.5,
+            eta_fraction: 0.75,
+            plateau_ratio: 0.7,
             significance_z: 3.0,
             staircase_min_steps: 3,
             window: 7.0 * 86_400.0,
             restart_drop_fraction: 0.6,
             noise_k: 4.0,
+            horizon: 7.0 * 86_400.0,
             min_rise: 0.0,
             daily_guard: true,
         }
@@ -92,6 +97,7 @@ impl DetectorConfig {
             ("eta_fraction", self.eta_fraction),
             ("significance_z", self.significance_z),
             ("noise_k", self.noise_k),
+            ("horizon", self.horizon),
         ];
         for (key, value) in positive {
             if !(value.is_finite() && value > 0.0) {

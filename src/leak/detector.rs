@@ -96,6 +96,17 @@ impl LeakDetector {
         self.verdict.clone()
     }
 
+    /// The current segment's lower envelope as `(t, value)` points, oldest first (older points are
+    /// averaged over coarser buckets). For plots and reports; bounded to a few hundred points.
+    pub fn lower_envelope(&self) -> Vec<(f64, f64)> {
+        self.segment.history.since(f64::NEG_INFINITY).iter().map(|p| (p.t, p.low)).collect()
+    }
+
+    /// The newest lower-envelope point, `(t, value)`; changes once per closed bucket.
+    pub fn last_envelope_point(&self) -> Option<(f64, f64)> {
+        self.segment.history.last().map(|p| (p.t, p.low))
+    }
+
     /// The agent saw the service restart at `t`: the next samples start a new segment.
     pub fn mark_restart(&mut self, t: f64) {
         self.segment = Segment::new(&self.config, t);
@@ -173,21 +184,21 @@ impl LeakDetector {
             return LeakVerdict::learning(self.segment.start);
         }
         let quantum = self.quantum();
-        let raw_noise = self.segment.restart.noise();
         let upper = self.segment.envelope.current_high().unwrap_or(last.high);
 
         let mut report: Option<WindowEvidence> = None;
         let mut leak: Option<WindowEvidence> = None;
         let mut cyclic = false;
         let mut staircase = false;
+        // Windows longer than twice the most evidence ever required add nothing but cost.
+        let longest = (2.0 * config.max_span.max(config.no_limit_span)).min(segment_span);
+        let all = history.since(last.t - longest - 1.0);
         let mut span = config.min_span;
         loop {
-            let whole = span >= segment_span;
-            let window = thin(
-                &history.since(last.t - span.min(segment_span) - 1.0),
-                MAX_FIT_POINTS,
-            );
-            if let Some(ev) = examine(&window, config, quantum, raw_noise) {
+            let whole = span >= longest;
+            let from = last.t - span.min(longest) - 1.0;
+            let window = thin(&all[all.partition_point(|p| p.t < from)..], MAX_FIT_POINTS);
+            if let Some(ev) = examine(&window, config, quantum) {
                 if ev.is_leak_shaped()
                     && ev.span() >= self.required_span(&ev, upper) - config.bucket
                 {
@@ -217,7 +228,7 @@ impl LeakDetector {
             // Raised earlier: hold while the growth since the onset goes on.
             let since = self.segment.onset.unwrap_or(self.segment.start);
             let window = thin(&history.since(since), MAX_FIT_POINTS);
-            if let Some(ev) = examine(&window, config, quantum, raw_noise) {
+            if let Some(ev) = examine(&window, config, quantum) {
                 if matches!(
                     ev.growth,
                     Growth::Steady | Growth::Staircase | Growth::Young
@@ -269,16 +280,19 @@ impl LeakDetector {
     }
 
     /// Evidence a window needs: a share of the time left to the limit, clamped; without a limit a
-    /// fixed span.
+    /// fixed span. Infinite when the limit is further away than the horizon.
     fn required_span(&self, ev: &WindowEvidence, upper: f64) -> f64 {
         let config = &self.config;
         let rate = ev.rate().slope;
         match self.limit {
             Some(limit) if rate > 0.0 => {
                 let eta = ((limit - upper) / rate).max(0.0);
+                if eta > config.horizon {
+                    return f64::INFINITY;
+                }
                 (config.eta_fraction * eta).clamp(config.min_span, config.max_span)
             }
-            Some(_) => config.max_span,
+            Some(_) => f64::INFINITY,
             None => config.no_limit_span,
         }
     }

@@ -14,9 +14,11 @@ use super::robust::{mad_sigma, median, theil_sen, SenFit};
 use super::{DetectorConfig, Shape};
 
 /// Most points one window fit uses.
-pub const MAX_FIT_POINTS: usize = 40;
+pub const MAX_FIT_POINTS: usize = 32;
 /// Fewest points a window needs before it says anything.
 pub const MIN_FIT_POINTS: usize = 6;
+/// Fewest points each half of a window needs for its slope to count.
+const MIN_HALF_POINTS: usize = 4;
 /// A jump is an increment above this fraction of the window's range (and well above noise).
 const JUMP_RANGE_FRACTION: f64 = 0.2;
 /// ... and above this many robust deviations of the increments.
@@ -111,14 +113,8 @@ pub fn thin(points: &[EnvelopePoint], max: usize) -> Vec<EnvelopePoint> {
 }
 
 /// Examines one window of envelope points (oldest first, already thinned). `quantum` is the smallest
-/// change the gauge shows (a page, one session); `raw_noise` the sample-to-sample noise of the raw
-/// gauge (the envelope's own increments understate it: a trailing minimum rarely moves).
-pub fn examine(
-    points: &[EnvelopePoint],
-    config: &DetectorConfig,
-    quantum: f64,
-    raw_noise: f64,
-) -> Option<WindowEvidence> {
+/// change the gauge shows (a page, one session).
+pub fn examine(points: &[EnvelopePoint], config: &DetectorConfig, quantum: f64) -> Option<WindowEvidence> {
     if points.len() < MIN_FIT_POINTS {
         return None;
     }
@@ -164,24 +160,29 @@ pub fn examine(
 
     let z = config.significance_z;
     let fit = theil_sen(&t, &adjusted, z);
-    let raw_fit = theil_sen(&t, &low, z);
-    // Local noise from the increments, so a trend the line does not fit (a knee) is not noise.
-    let noise = (excess_sigma / std::f64::consts::SQRT_2).max(raw_noise);
+    let raw_fit = if up_steps > 0 || shift != 0.0 { theil_sen(&t, &low, z) } else { fit };
+    // Noise: the robust scatter around the line (a knee inflates it, which only makes a window that
+    // is not steady anyway more conservative), and at least the scatter of the increments.
+    let residuals: Vec<f64> = (0..n).map(|i| adjusted[i] - (fit.intercept + fit.slope * t[i])).collect();
+    let noise = mad_sigma(&residuals).max(excess_sigma / std::f64::consts::SQRT_2);
     let swing = median(&points.iter().map(|p| p.high - p.low).collect::<Vec<_>>());
     let span = t[n - 1];
     let mid = span / 2.0;
-    let split = t
-        .partition_point(|&x| x < mid)
-        .clamp(3, n.saturating_sub(3).max(3));
-    let early_slope = theil_sen(&t[..split], &adjusted[..split], z).slope;
-    let late_slope = theil_sen(&t[split..], &adjusted[split..], z).slope;
-    let quarter = t.partition_point(|&x| x < 0.75 * span).min(n - 4);
-    let recent_slope = theil_sen(&t[quarter..], &adjusted[quarter..], z).slope;
-
-    let floor = (config.noise_k * noise)
-        .max(config.min_rise)
-        .max(3.0 * quantum);
+    let floor = (config.noise_k * noise).max(config.min_rise).max(3.0 * quantum);
     let continuous = fit.low > 0.0 && fit.slope * span >= floor;
+    let (mut early_slope, mut late_slope, mut recent_slope) = (0.0, 0.0, 0.0);
+    // Growth must be seen across the window: after a sampling gap one half may hold only a few
+    // points, and slopes from those are noise.
+    let split = t.partition_point(|&x| x < mid);
+    let quarter = t.partition_point(|&x| x < 0.75 * span);
+    let covered = split >= MIN_HALF_POINTS.max(n / 4) && n - split >= MIN_HALF_POINTS.max(n / 4) && n - quarter >= 3;
+    let continuous = continuous && covered;
+    if continuous {
+        // Only growth needs its shape checked; the halves cost three more fits.
+        early_slope = theil_sen(&t[..split], &adjusted[..split], z).slope;
+        late_slope = theil_sen(&t[split..], &adjusted[split..], z).slope;
+        recent_slope = theil_sen(&t[quarter..], &adjusted[quarter..], z).slope;
+    }
     let stepped_rise = raw_fit.slope * span;
     let growth = if continuous {
         let ratio = config.plateau_ratio;
@@ -256,8 +257,8 @@ mod tests {
         let stairs = |t: f64| 1000.0 + 300.0 * (t / 15_000.0).floor() + wiggle(t);
         assert_eq!(growth(&series(stairs)), Growth::Staircase);
         let young = |t: f64| 1000.0 + (t - 45_000.0).max(0.0) / 10.0 + wiggle(t);
-        let ev = examine(&series(young), &DetectorConfig::default(), 1.0, 0.0).expect("points");
-        assert_eq!(ev.growth, Growth::Young, "{ev:?}");
+        let ev = examine(&series(young), &DetectorConfig::default(), 1.0).expect("points");
+        assert!(!ev.is_leak_shaped(), "growth that started mid-window is not steady: {ev:?}");
     }
 
     #[test]

@@ -1,0 +1,304 @@
+//! `leak_corpus`: runs the labelled leak corpus through sipwatch's online leak detector and two
+//! baselines (monit `value > 80% of limit for 5 cycles`; Prometheus `predict_linear(gauge[6h], 24h) >
+//! limit for 1h`, and its 4 h "critical" variant, as in the node-exporter mixin) in one pass per
+//! series, and prints the
+//! markdown tables recorded in bench/LEAK-RESULTS.md.
+//!
+//! Usage: `cargo run --release -p sipwatch-bench --bin leak_corpus -- [--per-kind N] [--seed S]
+//! [--threads T] [--sweep]`. `--sweep` scores a grid of detector settings (the defaults were chosen
+//! from it) instead of the baseline comparison.
+
+#[path = "../leak/mod.rs"]
+mod leak;
+
+use std::time::Instant;
+
+use leak::baselines::{MonitRule, PredictLinear};
+use leak::corpus::{generate, Kind, Series, DAY, HOUR};
+use leak::score::{hours, Outcome, Tally};
+use sipwatch::leak::{DetectorConfig, LeakDetector, VerdictState};
+
+struct Options {
+    per_kind: usize,
+    seed: u64,
+    threads: usize,
+    sweep: bool,
+    mistakes: bool,
+    trace: Option<(usize, usize)>,
+}
+
+fn parse_options() -> Result<Options, String> {
+    let mut options = Options {
+        per_kind: 60,
+        seed: 20_240_601,
+        threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        sweep: false,
+        mistakes: false,
+        trace: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
+        match arg.as_str() {
+            "--per-kind" => options.per_kind = value("--per-kind")?.parse().map_err(|e| format!("--per-kind: {e}"))?,
+            "--seed" => options.seed = value("--seed")?.parse().map_err(|e| format!("--seed: {e}"))?,
+            "--threads" => options.threads = value("--threads")?.parse().map_err(|e| format!("--threads: {e}"))?,
+            "--sweep" => options.sweep = true,
+            "--mistakes" => options.mistakes = true,
+            "--trace" => {
+                let kind = value("--trace")?.parse().map_err(|e| format!("--trace KIND INDEX: {e}"))?;
+                let index = value("--trace")?.parse().map_err(|e| format!("--trace KIND INDEX: {e}"))?;
+                options.trace = Some((kind, index));
+            }
+            other => return Err(format!("unknown argument {other}; see the file's doc comment")),
+        }
+    }
+    Ok(options)
+}
+
+/// The detectors compared, in table order.
+const NAMES: [&str; 4] = [
+    "sipwatch leak detector (defaults)",
+    "monit: value > 80% of limit for 5 cycles",
+    "Prometheus: predict_linear([6h], 24h) > limit for 1h",
+    "Prometheus: predict_linear([6h], 4h) > limit for 1h",
+];
+
+fn run_series(series: &Series, configs: &[DetectorConfig], with_baselines: bool) -> Vec<Outcome> {
+    let mut detectors: Vec<LeakDetector> =
+        configs.iter().map(|c| LeakDetector::new(c.clone(), Some(series.limit))).collect();
+    let mut was_leak = vec![false; detectors.len()];
+    let mut outcomes = vec![Outcome::default(); detectors.len() + if with_baselines { 3 } else { 0 }];
+    let mut monit = MonitRule::new(0.8 * series.limit, 5);
+    let mut predict_day = PredictLinear::new(6.0 * HOUR, DAY, HOUR, series.limit);
+    let mut predict_short = PredictLinear::new(6.0 * HOUR, 4.0 * HOUR, HOUR, series.limit);
+    for &sample in &series.samples {
+        for (i, detector) in detectors.iter_mut().enumerate() {
+            let leak = detector.push(sample).state == VerdictState::Leak;
+            if leak && !was_leak[i] {
+                outcomes[i].alerts.push(sample.t);
+            }
+            was_leak[i] = leak;
+        }
+        if with_baselines {
+            let n = detectors.len();
+            if monit.push(sample) {
+                outcomes[n].alerts.push(sample.t);
+            }
+            if predict_day.push(sample) {
+                outcomes[n + 1].alerts.push(sample.t);
+            }
+            if predict_short.push(sample) {
+                outcomes[n + 2].alerts.push(sample.t);
+            }
+        }
+    }
+    outcomes
+}
+
+/// Runs every series of the corpus through `configs` (and the baselines), in parallel.
+fn run_corpus(options: &Options, configs: &[DetectorConfig], with_baselines: bool) -> (Vec<Tally>, usize, usize) {
+    let jobs: Vec<(Kind, usize)> =
+        Kind::ALL.iter().flat_map(|&k| (0..options.per_kind).map(move |i| (k, i))).collect();
+    let width = configs.len() + if with_baselines { 3 } else { 0 };
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results = std::sync::Mutex::new((vec![Tally::default(); width], 0usize, 0usize));
+    std::thread::scope(|scope| {
+        for _ in 0..options.threads.max(1) {
+            scope.spawn(|| {
+                let mut local = vec![Tally::default(); width];
+                let (mut series_count, mut sample_count) = (0, 0);
+                loop {
+                    let job = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(&(kind, index)) = jobs.get(job) else { break };
+                    let series = generate(kind, index, options.seed);
+                    let outcomes = run_series(&series, configs, with_baselines);
+                    for (tally, outcome) in local.iter_mut().zip(&outcomes) {
+                        tally.add(&series, outcome);
+                    }
+                    series_count += 1;
+                    sample_count += series.samples.len();
+                }
+                if let Ok(mut shared) = results.lock() {
+                    for (into, from) in shared.0.iter_mut().zip(local) {
+                        into.merge(from);
+                    }
+                    shared.1 += series_count;
+                    shared.2 += sample_count;
+                }
+            });
+        }
+    });
+    results.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn pct(x: f64) -> String {
+    if x.is_nan() {
+        "-".into()
+    } else {
+        format!("{:.1}%", 100.0 * x)
+    }
+}
+
+fn summary_row(name: &str, t: &Tally) -> String {
+    format!(
+        "| {name} | {} | {} ({}/{}) | {} ({}/{}) | {} | {} | {:.3} ({}) |",
+        pct(t.precision()),
+        pct(t.recall_in_target()),
+        t.detected_in_target,
+        t.leaks_in_target,
+        pct(t.recall_slow()),
+        t.detected_slow,
+        t.leaks_slow,
+        hours(t.median_delay()),
+        t.median_delay_share().map_or("-".into(), |s| format!("{:.2}", s)),
+        t.false_alarms_per_week(),
+        t.false_alerts,
+    )
+}
+
+fn main() {
+    let options = match parse_options() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("leak_corpus: {e}");
+            std::process::exit(2);
+        }
+    };
+    let started = Instant::now();
+    if let Some((kind, index)) = options.trace {
+        trace(&options, kind, index);
+        return;
+    }
+    if options.mistakes {
+        mistakes(&options);
+        return;
+    }
+    if options.sweep {
+        sweep(&options);
+        eprintln!("sweep took {:.1} s", started.elapsed().as_secs_f64());
+        return;
+    }
+    let (tallies, series, samples) = run_corpus(&options, &[DetectorConfig::default()], true);
+    let elapsed = started.elapsed().as_secs_f64();
+    println!(
+        "Corpus: {} shapes x {} series = {series} series, {samples} samples, seed {}; run took {elapsed:.1} s \
+         on {} threads.\n",
+        Kind::ALL.len(),
+        options.per_kind,
+        options.seed,
+        options.threads
+    );
+    println!("| detector | precision | recall, leaks reaching the limit within 7 d | recall, slower leaks | median delay after onset | median delay / time-to-limit | false alarms per service-week (count) |");
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    for (name, tally) in NAMES.iter().zip(&tallies) {
+        println!("{}", summary_row(name, tally));
+    }
+    println!("\nPer shape: series with a detection (leak shapes) or with a false alarm (benign shapes), out of the series of that shape.\n");
+    println!("| shape | sipwatch | monit | predict_linear 24h | predict_linear 4h |");
+    println!("| --- | --- | --- | --- | --- |");
+    for kind in Kind::ALL {
+        let cells: Vec<String> = tallies
+            .iter()
+            .map(|t| {
+                let (n, hit) = t.per_kind.get(&kind).copied().unwrap_or_default();
+                format!("{hit}/{n}")
+            })
+            .collect();
+        let what = if kind.is_leak() { "detected" } else { "false alarm" };
+        println!("| {} ({what}) | {} |", kind.name(), cells.join(" | "));
+    }
+}
+
+/// Scores a grid of settings around the defaults (detector only).
+fn sweep(options: &Options) {
+    let mut configs = Vec::new();
+    let mut labels = Vec::new();
+    for eta_fraction in [0.5, 0.75] {
+        for max_span in [12.0, 16.0, 24.0] {
+            for plateau_ratio in [0.7] {
+                let config = DetectorConfig {
+                    eta_fraction,
+                    plateau_ratio,
+                    max_span: max_span * HOUR,
+                    ..DetectorConfig::default()
+                };
+                labels.push(format!("eta_fraction {eta_fraction}, max_span {max_span}h, plateau_ratio {plateau_ratio}"));
+                configs.push(config);
+            }
+        }
+    }
+    let (tallies, series, _) = run_corpus(options, &configs, false);
+    println!("Sweep over {series} series (seed {}, {} per shape).\n", options.seed, options.per_kind);
+    println!("| setting | precision | recall <=7d | recall slower | median delay | delay/ttl | FA/week (count) |");
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    for (label, tally) in labels.iter().zip(&tallies) {
+        println!("{}", summary_row(label, tally));
+    }
+}
+
+/// Lists the series the default detector gets wrong, with the verdict at the false alarm (debugging aid).
+fn mistakes(options: &Options) {
+    use leak::corpus::Truth;
+    for kind in Kind::ALL {
+        for index in 0..options.per_kind {
+            let series = generate(kind, index, options.seed);
+            let start = series.samples.first().map_or(0.0, |s| s.t);
+            let mut detector = LeakDetector::new(DetectorConfig::default(), Some(series.limit));
+            let mut first = None;
+            for &sample in &series.samples {
+                let v = detector.push(sample);
+                if v.state == VerdictState::Leak && first.is_none() {
+                    first = Some(v);
+                }
+            }
+            let h = |t: f64| (t - start) / HOUR;
+            let base = series.samples.first().map_or(0.0, |s| s.value);
+            match (series.truth, &first) {
+                (Truth::Benign, Some(v)) => println!(
+                    "FA   {:?}#{index}: alert at {:.1} h, shape {:?}, slope {:.2} MB/h [{:.2}, {:.2}], eta {:.1} h, limit {:.0} MB, first value {:.0} MB",
+                    kind, h(v.detected_at.unwrap_or(0.0)), v.shape, v.slope_per_sec * HOUR / 1048576.0,
+                    v.slope_low * HOUR / 1048576.0, v.slope_high * HOUR / 1048576.0,
+                    v.eta_to_limit_secs.unwrap_or(f64::NAN) / HOUR, series.limit / 1048576.0, base / 1048576.0
+                ),
+                (Truth::Leak { onset, limit_at, rate_per_hour }, v) => {
+                    let at = v.as_ref().and_then(|v| v.detected_at);
+                    let ok = at.is_some_and(|a| a >= onset && a <= limit_at.unwrap_or(f64::INFINITY));
+                    if !ok {
+                        println!(
+                            "MISS {:?}#{index}: onset {:.1} h, limit at {:.1} h, rate {:.2} MB/h, alert {:?} h, shape {:?}, limit {:.0} MB, first {:.0} MB",
+                            kind, h(onset), limit_at.map_or(f64::NAN, h), rate_per_hour / 1048576.0,
+                            at.map(h), v.as_ref().map(|v| v.shape), series.limit / 1048576.0, base / 1048576.0
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Prints one series' verdicts every half hour (debugging aid): `--trace KIND_NUMBER INDEX`.
+fn trace(options: &Options, kind: usize, index: usize) {
+    let Some(&kind) = Kind::ALL.get(kind) else {
+        eprintln!("no kind {kind}");
+        return;
+    };
+    let series = generate(kind, index, options.seed);
+    println!("{:?}#{index} limit {:.1} MB truth {:?}", kind, series.limit / 1048576.0, series.truth);
+    let start = series.samples.first().map_or(0.0, |s| s.t);
+    let mut detector = LeakDetector::new(DetectorConfig::default(), Some(series.limit));
+    let mut next = 0.0;
+    for &sample in &series.samples {
+        let v = detector.push(sample);
+        if sample.t - start >= next {
+            next += 1800.0;
+            println!(
+                "{:6.1} h value {:8.1} MB  {:?} {:?} slope {:.2} MB/h [{:.2},{:.2}] eta {:?} seg {:.1}",
+                (sample.t - start) / HOUR, sample.value / 1048576.0, v.state, v.shape,
+                v.slope_per_sec * HOUR / 1048576.0, v.slope_low * HOUR / 1048576.0, v.slope_high * HOUR / 1048576.0,
+                v.eta_to_limit_secs.map(|e| (e / HOUR).round()), (v.segment_start - start) / HOUR
+            );
+        }
+    }
+}
