@@ -105,7 +105,10 @@ impl AnalysisReport {
 }
 
 /// Reads `path` and replays it (see [`replay`]).
-pub fn analyze_file(path: &Path, options: &AnalyzeOptions) -> Result<AnalysisReport, LeakInputError> {
+pub fn analyze_file(
+    path: &Path,
+    options: &AnalyzeOptions,
+) -> Result<AnalysisReport, LeakInputError> {
     let samples = read_series(path)?;
     Ok(replay(&samples, options))
 }
@@ -139,7 +142,11 @@ pub fn replay(samples: &[InputSample], options: &AnalyzeOptions) -> AnalysisRepo
     let per_hour = |v: f64| if v.is_finite() { v * 3600.0 } else { 0.0 };
     let last = samples.last().map(|s| s.sample);
     AnalysisReport {
-        verdict: if detected.is_some() { "leak" } else { "no_leak" },
+        verdict: if detected.is_some() {
+            "leak"
+        } else {
+            "no_leak"
+        },
         detected_at: detected.map(|s| s.sample.t),
         detected_at_text: detected.map(|s| s.timestamp_text.clone()),
         detected_at_line: detected.map(|s| s.line),
@@ -238,7 +245,9 @@ pub fn human_summary(file: &Path, report: &AnalysisReport) -> String {
                 at(report.last_timestamp + eta)
             )
         }
-        (Some(limit), None) => out += &format!("  limit {}: not approaching\n", format_amount(limit)),
+        (Some(limit), None) => {
+            out += &format!("  limit {}: not approaching\n", format_amount(limit))
+        }
         (None, _) => out += "  no --limit given: no time-to-limit estimate\n",
     }
     let restarts = match report.restarts.len() {
@@ -292,13 +301,21 @@ pub fn parse_amount(text: &str) -> Result<f64, String> {
         .trim()
         .parse()
         .map_err(|_| format!("`{text}` is not a number; write e.g. 2147483648 or 2G"))?;
-    let unit = match suffix.trim().trim_end_matches(['B', 'b']).trim_end_matches('i') {
+    let unit = match suffix
+        .trim()
+        .trim_end_matches(['B', 'b'])
+        .trim_end_matches('i')
+    {
         "" => 1.0,
         "k" | "K" => 1024.0,
         "m" | "M" => 1024.0_f64.powi(2),
         "g" | "G" => 1024.0_f64.powi(3),
         "t" | "T" => 1024.0_f64.powi(4),
-        other => return Err(format!("unknown unit `{other}` in `{text}`; use K, M, G or T (powers of 1024)")),
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` in `{text}`; use K, M, G or T (powers of 1024)"
+            ))
+        }
     };
     let value = number * unit;
     if value.is_finite() && value > 0.0 {

@@ -187,9 +187,11 @@ pub mod duration_secs {
                 'h' => 3600.0,
                 'd' => 86_400.0,
                 'w' => 7.0 * 86_400.0,
-                _ => return Err(format!(
+                _ => {
+                    return Err(format!(
                     "duration \"{text}\": unknown unit '{c}'; use s, m, h, d or w (e.g. \"30m\")"
-                )),
+                ))
+                }
             };
             let value: f64 = number.parse().map_err(|_| {
                 format!("duration \"{text}\": expected a number before '{c}' (e.g. \"30m\")")

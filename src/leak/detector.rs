@@ -13,8 +13,10 @@
 //!   bound above zero), above noise, and has lasted at least `eta_fraction` x the time left to the
 //!   limit, clamped to `min_span..=max_span` (`no_limit_span` without a limit): an urgent leak needs
 //!   little evidence, a slow one waits until a warm-up would have shown it levels off;
-//! - the daily guard rejects growth that the same hours of yesterday also had (a load cycle);
+//! - the daily guard rejects growth that the same hours of yesterday also had (a load cycle); on the
+//!   first day, growth on a gauge that also fell by half as much needs half a day of evidence;
 //! - once raised, `Leak` holds for the segment until the growth since the onset stops.
+//!
 //! A restart (from the agent, or seen as a fall back to the segment's start level) starts a new
 //! segment with empty history. Memory is bounded by `history.rs` (a few hundred points).
 
@@ -26,6 +28,8 @@ use super::restart::{RestartSignal, RestartWatch};
 use super::{DetectorConfig, LeakVerdict, Sample, Shape, VerdictState};
 
 const DAY: f64 = 86_400.0;
+/// Longer than the rising half of a daily load cycle.
+const HALF_DAY: f64 = 43_200.0;
 /// Growth between consecutive windows of the ladder.
 const LADDER_FACTOR: f64 = 1.5;
 /// Most points the onset fit uses.
@@ -99,7 +103,12 @@ impl LeakDetector {
     /// The current segment's lower envelope as `(t, value)` points, oldest first (older points are
     /// averaged over coarser buckets). For plots and reports; bounded to a few hundred points.
     pub fn lower_envelope(&self) -> Vec<(f64, f64)> {
-        self.segment.history.since(f64::NEG_INFINITY).iter().map(|p| (p.t, p.low)).collect()
+        self.segment
+            .history
+            .since(f64::NEG_INFINITY)
+            .iter()
+            .map(|p| (p.t, p.low))
+            .collect()
     }
 
     /// The newest lower-envelope point, `(t, value)`; changes once per closed bucket.
@@ -141,7 +150,7 @@ impl LeakDetector {
         }
 
         let quantum = self.quantum();
-        let reference = self.segment.envelope.current_low();
+        let reference = self.segment.envelope.low_before(sample.t);
         match self.segment.restart.observe(sample, reference, quantum) {
             RestartSignal::Confirmed(first) => {
                 self.segment = Segment::new(&self.config, first.t);
@@ -190,6 +199,18 @@ impl LeakDetector {
         let mut leak: Option<WindowEvidence> = None;
         let mut cyclic = false;
         let mut staircase = false;
+        // How far the envelope fell during the last day: a gauge that also goes down (load-driven)
+        // needs more evidence while there is no yesterday to compare with.
+        let drawdown = {
+            let mut peak = f64::NEG_INFINITY;
+            let mut fall: f64 = 0.0;
+            for p in history.since(last.t - DAY) {
+                peak = peak.max(p.low);
+                fall = fall.max(peak - p.low);
+            }
+            fall
+        };
+        let has_yesterday = config.daily_guard && last.t - DAY >= first.t;
         // Windows longer than twice the most evidence ever required add nothing but cost.
         let longest = (2.0 * config.max_span.max(config.no_limit_span)).min(segment_span);
         let all = history.since(last.t - longest - 1.0);
@@ -199,9 +220,11 @@ impl LeakDetector {
             let from = last.t - span.min(longest) - 1.0;
             let window = thin(&all[all.partition_point(|p| p.t < from)..], MAX_FIT_POINTS);
             if let Some(ev) = examine(&window, config, quantum) {
-                if ev.is_leak_shaped()
-                    && ev.span() >= self.required_span(&ev, upper) - config.bucket
-                {
+                let mut required = self.required_span(&ev, upper);
+                if !has_yesterday && drawdown >= 0.5 * ev.rate().slope * ev.span() {
+                    required = required.max(HALF_DAY);
+                }
+                if ev.is_leak_shaped() && ev.span() >= required - config.bucket {
                     if self.daily_guard_passes(&ev) {
                         staircase |= ev.growth == Growth::Staircase;
                         leak = Some(ev.clone());
@@ -241,8 +264,14 @@ impl LeakDetector {
         let Some(chosen) = leak.as_ref().or(report.as_ref()) else {
             return LeakVerdict::learning(self.segment.start);
         };
-        let rate = chosen.rate();
+        let mut rate = chosen.rate();
         let mut shape = chosen.shape();
+        // A flat floor under a swing far above the sample-to-sample noise: a sawtooth.
+        if shape == Shape::Flat
+            && chosen.swing > 6.0 * self.segment.restart.noise().max(quantum).max(chosen.noise)
+        {
+            shape = Shape::Sawtooth;
+        }
         if state != VerdictState::Leak && cyclic {
             shape = Shape::Cyclic;
         }
@@ -255,6 +284,18 @@ impl LeakDetector {
         } else {
             None
         };
+        // Report the slope since the onset when that is the longer view (a day or more averages out
+        // a load cycle riding on the leak); the window that raised the alert may be a rising half.
+        if let Some(onset) = onset {
+            if last.t - onset >= DAY.max(chosen.span()) {
+                let since_onset = thin(&history.since(onset), MAX_FIT_POINTS);
+                if let Some(ev) = examine(&since_onset, config, quantum) {
+                    if ev.rate().low > 0.0 {
+                        rate = ev.rate();
+                    }
+                }
+            }
+        }
         let eta = match self.limit {
             Some(limit) if growing || state == VerdictState::Leak => {
                 (rate.slope > 0.0).then(|| ((limit - upper) / rate.slope).max(0.0))

@@ -107,10 +107,16 @@ impl LowerEnvelope {
         }
     }
 
-    /// Trailing minimum including the open bucket, as of the last sample. `None` before any sample.
-    pub fn current_low(&self) -> Option<f64> {
-        let open = self.current.map(|b| b.min)?;
-        Some(self.closed.iter().map(|b| b.min).fold(open, f64::min))
+    /// Trailing minimum over the envelope width before time `t` (open bucket included). `None` when
+    /// no sample falls in that width, e.g. after a sampling gap: a stale level is no reference.
+    pub fn low_before(&self, t: f64) -> Option<f64> {
+        let oldest = (t / self.bucket_secs).floor() as i64 - self.buckets_per_envelope;
+        self.current
+            .iter()
+            .chain(self.closed.iter())
+            .filter(|b| b.index > oldest)
+            .map(|b| b.min)
+            .reduce(f64::min)
     }
 
     /// Trailing maximum including the open bucket.
@@ -150,6 +156,7 @@ mod tests {
         }
         let jumps = lows.windows(2).filter(|w| w[1] != w[0]).count();
         assert_eq!(jumps, 1, "{lows:?}");
-        assert_eq!(env.current_low(), Some(50.0));
+        assert_eq!(env.low_before(300.0 * 60.0), Some(50.0));
+        assert_eq!(env.low_before(400.0 * 60.0), None, "stale after a gap");
     }
 }

@@ -51,14 +51,9 @@ pub struct WindowEvidence {
     pub fit: SenFit,
     /// Theil-Sen fit of the raw lower envelope (includes jumps; the rate of a staircase).
     pub raw_fit: SenFit,
-    pub early_slope: f64,
-    pub late_slope: f64,
-    /// Slope of the last quarter of the window: a finished warm-up is flat there.
-    pub recent_slope: f64,
-    pub up_steps: u32,
     /// Robust deviation of the residuals around the fit.
     pub noise: f64,
-    /// Median height of the raw oscillation above the lower envelope.
+    /// Median height of the raw oscillation above the lower envelope (trailing max - min).
     pub swing: f64,
     pub growth: Growth,
 }
@@ -88,7 +83,6 @@ impl WindowEvidence {
             Growth::Staircase => Shape::Staircase,
             Growth::Levelling => Shape::WarmUp,
             Growth::Steps => Shape::Step,
-            Growth::None if self.swing > 6.0 * self.noise.max(f64::MIN_POSITIVE) => Shape::Sawtooth,
             Growth::None => Shape::Flat,
         }
     }
@@ -114,7 +108,11 @@ pub fn thin(points: &[EnvelopePoint], max: usize) -> Vec<EnvelopePoint> {
 
 /// Examines one window of envelope points (oldest first, already thinned). `quantum` is the smallest
 /// change the gauge shows (a page, one session).
-pub fn examine(points: &[EnvelopePoint], config: &DetectorConfig, quantum: f64) -> Option<WindowEvidence> {
+pub fn examine(
+    points: &[EnvelopePoint],
+    config: &DetectorConfig,
+    quantum: f64,
+) -> Option<WindowEvidence> {
     if points.len() < MIN_FIT_POINTS {
         return None;
     }
@@ -145,37 +143,51 @@ pub fn examine(points: &[EnvelopePoint], config: &DetectorConfig, quantum: f64) 
     let mut up_steps = 0u32;
     let mut first_up = None;
     let mut last_up = None;
+    let mut in_jump = false;
     for i in 1..n {
         let e = excess[i - 1];
-        if e.abs() > threshold && threshold > 0.0 {
+        let jump = e.abs() > threshold && threshold > 0.0;
+        if jump {
             shift += e;
-            if e > 0.0 {
+            // Adjacent jump increments are one step seen across thinned points (or a short ramp).
+            if e > 0.0 && !in_jump {
                 up_steps += 1;
                 first_up.get_or_insert(t[i]);
                 last_up = Some(t[i]);
             }
         }
+        in_jump = jump && e > 0.0;
         adjusted[i] = low[i] - shift;
     }
 
     let z = config.significance_z;
     let fit = theil_sen(&t, &adjusted, z);
-    let raw_fit = if up_steps > 0 || shift != 0.0 { theil_sen(&t, &low, z) } else { fit };
+    let raw_fit = if up_steps > 0 || shift != 0.0 {
+        theil_sen(&t, &low, z)
+    } else {
+        fit
+    };
     // Noise: the robust scatter around the line (a knee inflates it, which only makes a window that
     // is not steady anyway more conservative), and at least the scatter of the increments.
-    let residuals: Vec<f64> = (0..n).map(|i| adjusted[i] - (fit.intercept + fit.slope * t[i])).collect();
+    let residuals: Vec<f64> = (0..n)
+        .map(|i| adjusted[i] - (fit.intercept + fit.slope * t[i]))
+        .collect();
     let noise = mad_sigma(&residuals).max(excess_sigma / std::f64::consts::SQRT_2);
     let swing = median(&points.iter().map(|p| p.high - p.low).collect::<Vec<_>>());
     let span = t[n - 1];
     let mid = span / 2.0;
-    let floor = (config.noise_k * noise).max(config.min_rise).max(3.0 * quantum);
+    let floor = (config.noise_k * noise)
+        .max(config.min_rise)
+        .max(3.0 * quantum);
     let continuous = fit.low > 0.0 && fit.slope * span >= floor;
     let (mut early_slope, mut late_slope, mut recent_slope) = (0.0, 0.0, 0.0);
     // Growth must be seen across the window: after a sampling gap one half may hold only a few
     // points, and slopes from those are noise.
     let split = t.partition_point(|&x| x < mid);
     let quarter = t.partition_point(|&x| x < 0.75 * span);
-    let covered = split >= MIN_HALF_POINTS.max(n / 4) && n - split >= MIN_HALF_POINTS.max(n / 4) && n - quarter >= 3;
+    let covered = split >= MIN_HALF_POINTS.max(n / 4)
+        && n - split >= MIN_HALF_POINTS.max(n / 4)
+        && n - quarter >= 3;
     let continuous = continuous && covered;
     if continuous {
         // Only growth needs its shape checked; the halves cost three more fits.
@@ -212,10 +224,6 @@ pub fn examine(points: &[EnvelopePoint], config: &DetectorConfig, quantum: f64) 
         end: points[n - 1].t,
         fit,
         raw_fit,
-        early_slope,
-        late_slope,
-        recent_slope,
-        up_steps,
         noise,
         swing,
         growth,
@@ -237,7 +245,7 @@ mod tests {
     }
 
     fn growth(points: &[EnvelopePoint]) -> Growth {
-        examine(points, &DetectorConfig::default(), 1.0, 0.0)
+        examine(points, &DetectorConfig::default(), 1.0)
             .expect("enough points")
             .growth
     }
@@ -258,7 +266,10 @@ mod tests {
         assert_eq!(growth(&series(stairs)), Growth::Staircase);
         let young = |t: f64| 1000.0 + (t - 45_000.0).max(0.0) / 10.0 + wiggle(t);
         let ev = examine(&series(young), &DetectorConfig::default(), 1.0).expect("points");
-        assert!(!ev.is_leak_shaped(), "growth that started mid-window is not steady: {ev:?}");
+        assert!(
+            !ev.is_leak_shaped(),
+            "growth that started mid-window is not steady: {ev:?}"
+        );
     }
 
     #[test]

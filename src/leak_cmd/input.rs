@@ -60,7 +60,11 @@ pub enum LeakInputError {
         hint: String,
     },
     #[error("{path}:{line}: bad value `{text}`: write a plain number such as `123456789` or `1.5e9` (no units)")]
-    BadValue { path: PathBuf, line: usize, text: String },
+    BadValue {
+        path: PathBuf,
+        line: usize,
+        text: String,
+    },
     #[error("{path}:{line}: timestamp `{text}` is {what} the previous sample's on line {previous_line}; sort the file by time with one sample per timestamp")]
     NotIncreasing {
         path: PathBuf,
@@ -106,15 +110,24 @@ pub fn parse_series(path: &Path, text: &str) -> Result<Vec<InputSample>, LeakInp
     let Some((header_line, header)) = lines.next() else {
         return Err(LeakInputError::Empty { path: path_buf() });
     };
-    let delimiter = [',', ';', '\t'].into_iter().find(|d| header.contains(*d)).unwrap_or(',');
-    let names: Vec<String> = header.split(delimiter).map(|f| unquote(f).to_ascii_lowercase()).collect();
+    let delimiter = [',', ';', '\t']
+        .into_iter()
+        .find(|d| header.contains(*d))
+        .unwrap_or(',');
+    let names: Vec<String> = header
+        .split(delimiter)
+        .map(|f| unquote(f).to_ascii_lowercase())
+        .collect();
     let column = |name: &'static str| {
-        names.iter().position(|n| n == name).ok_or_else(|| LeakInputError::MissingColumn {
-            path: path_buf(),
-            line: header_line,
-            column: name,
-            header: header.to_string(),
-        })
+        names
+            .iter()
+            .position(|n| n == name)
+            .ok_or_else(|| LeakInputError::MissingColumn {
+                path: path_buf(),
+                line: header_line,
+                column: name,
+                header: header.to_string(),
+            })
     };
     let t_col = column("timestamp")?;
     let v_col = column("value")?;
@@ -123,13 +136,16 @@ pub fn parse_series(path: &Path, text: &str) -> Result<Vec<InputSample>, LeakInp
     for (line, row) in lines {
         let fields: Vec<&str> = row.split(delimiter).map(unquote).collect();
         let field = |index: usize, name: &'static str| {
-            fields.get(index).copied().ok_or(LeakInputError::MissingField {
-                path: path_buf(),
-                line,
-                column: name,
-                found: fields.len(),
-                wanted: index + 1,
-            })
+            fields
+                .get(index)
+                .copied()
+                .ok_or(LeakInputError::MissingField {
+                    path: path_buf(),
+                    line,
+                    column: name,
+                    found: fields.len(),
+                    wanted: index + 1,
+                })
         };
         let t_text = field(t_col, "timestamp")?;
         let v_text = field(v_col, "value")?;
@@ -155,7 +171,11 @@ pub fn parse_series(path: &Path, text: &str) -> Result<Vec<InputSample>, LeakInp
                     line,
                     text: t_text.to_string(),
                     previous_line: previous.line,
-                    what: if t == previous.sample.t { "the same as" } else { "earlier than" },
+                    what: if t == previous.sample.t {
+                        "the same as"
+                    } else {
+                        "earlier than"
+                    },
                 });
             }
         }
@@ -241,7 +261,10 @@ mod tests {
         let e = parse("").unwrap_err();
         assert!(matches!(e, LeakInputError::Empty { .. }), "{e}");
         let e = parse("time,value\n1,2\n").unwrap_err();
-        assert!(e.to_string().contains("x.csv:1") && e.to_string().contains("`timestamp`"), "{e}");
+        assert!(
+            e.to_string().contains("x.csv:1") && e.to_string().contains("`timestamp`"),
+            "{e}"
+        );
         let e = parse("timestamp,value\n").unwrap_err();
         assert!(matches!(e, LeakInputError::NoSamples { .. }), "{e}");
         let e = parse("timestamp,value\n1,2\n2,12MB\n").unwrap_err();
@@ -251,9 +274,15 @@ mod tests {
         assert_eq!(e.line(), Some(3));
         assert!(e.to_string().contains("RFC 3339"), "{e}");
         let e = parse("timestamp,value\n5,2\n5,3\n").unwrap_err();
-        assert!(e.to_string().contains("x.csv:3") && e.to_string().contains("same as"), "{e}");
+        assert!(
+            e.to_string().contains("x.csv:3") && e.to_string().contains("same as"),
+            "{e}"
+        );
         let e = parse("timestamp,value\n5,2\n4,3\n").unwrap_err();
-        assert!(e.to_string().contains("earlier than") && e.to_string().contains("line 2"), "{e}");
+        assert!(
+            e.to_string().contains("earlier than") && e.to_string().contains("line 2"),
+            "{e}"
+        );
         let e = parse("timestamp,value\n5\n").unwrap_err();
         assert_eq!(e.line(), Some(2));
         let e = parse("timestamp,value\n1700000000000,3\n").unwrap_err();

@@ -24,8 +24,14 @@ pub fn render_svg(report: &AnalysisReport, title: &str) -> String {
     if t1 <= t0 {
         t1 = t0 + 1.0;
     }
-    let mut lo = samples.iter().map(|s| s.value).fold(f64::INFINITY, f64::min);
-    let mut hi = samples.iter().map(|s| s.value).fold(f64::NEG_INFINITY, f64::max);
+    let mut lo = samples
+        .iter()
+        .map(|s| s.value)
+        .fold(f64::INFINITY, f64::min);
+    let mut hi = samples
+        .iter()
+        .map(|s| s.value)
+        .fold(f64::NEG_INFINITY, f64::max);
     if let Some(limit) = report.limit {
         hi = hi.max(limit);
         lo = lo.min(limit);
@@ -44,7 +50,11 @@ pub fn render_svg(report: &AnalysisReport, title: &str) -> String {
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">"#
     );
     let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(svg, r#"<text x="{LEFT}" y="22" font-size="14">{}</text>"#, escape(title));
+    let _ = writeln!(
+        svg,
+        r#"<text x="{LEFT}" y="22" font-size="14">{}</text>"#,
+        escape(title)
+    );
 
     // Axes and ticks.
     let _ = writeln!(
@@ -82,7 +92,9 @@ pub fn render_svg(report: &AnalysisReport, title: &str) -> String {
     for s in samples {
         let col = (((s.t - t0) / (t1 - t0)) * columns as f64) as usize;
         let bin = &mut bins[col.min(columns)];
-        *bin = Some(bin.map_or((s.value, s.value), |(a, b)| (a.min(s.value), b.max(s.value))));
+        *bin = Some(bin.map_or((s.value, s.value), |(a, b)| {
+            (a.min(s.value), b.max(s.value))
+        }));
     }
     let mut path = String::new();
     for (col, bin) in bins.iter().enumerate() {
@@ -91,7 +103,10 @@ pub fn render_svg(report: &AnalysisReport, title: &str) -> String {
             let _ = write!(path, "M{px:.1},{:.1}V{:.1}", y(*b), y(*a) + 0.5);
         }
     }
-    let _ = writeln!(svg, r##"<path d="{path}" stroke="#4a7bd0" stroke-width="1" fill="none"/>"##);
+    let _ = writeln!(
+        svg,
+        r##"<path d="{path}" stroke="#4a7bd0" stroke-width="1" fill="none"/>"##
+    );
 
     // Lower envelope.
     if report.envelope.len() > 1 {
@@ -186,5 +201,8 @@ pub fn render_svg(report: &AnalysisReport, title: &str) -> String {
 }
 
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }

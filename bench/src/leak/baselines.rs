@@ -95,7 +95,8 @@ impl PredictLinear {
             }
         }
         self.pushes += 1;
-        if self.pushes % 4096 == 0 {
+        if self.pushes == 4096 {
+            self.pushes = 0;
             // Re-sum from scratch now and then so add/subtract rounding never accumulates.
             self.sums = [0.0; 4];
             let samples: Vec<(f64, f64)> = self.samples.iter().copied().collect();

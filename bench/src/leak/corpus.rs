@@ -80,7 +80,11 @@ impl Kind {
     pub fn is_leak(self) -> bool {
         matches!(
             self,
-            Kind::LeakLinear | Kind::LeakSawtooth | Kind::LeakStaircase | Kind::LeakCyclic | Kind::LeakAfterRestart
+            Kind::LeakLinear
+                | Kind::LeakSawtooth
+                | Kind::LeakStaircase
+                | Kind::LeakCyclic
+                | Kind::LeakAfterRestart
         )
     }
 }
@@ -99,19 +103,9 @@ pub enum Truth {
 
 pub struct Series {
     pub kind: Kind,
-    pub index: usize,
     pub limit: f64,
     pub truth: Truth,
     pub samples: Vec<Sample>,
-}
-
-impl Series {
-    pub fn duration(&self) -> f64 {
-        match (self.samples.first(), self.samples.last()) {
-            (Some(a), Some(b)) => b.t - a.t,
-            _ => 0.0,
-        }
-    }
 }
 
 /// A clean (noise-free) memory profile; times are seconds since the series start.
@@ -155,7 +149,12 @@ impl Profile {
                 v += amp * ((u - t0) / dur).min(1.0);
             }
         }
-        v += self.steps.iter().filter(|s| s.0 <= u).map(|s| s.1).sum::<f64>();
+        v += self
+            .steps
+            .iter()
+            .filter(|s| s.0 <= u)
+            .map(|s| s.1)
+            .sum::<f64>();
         if let Some((period, amp, phase)) = self.sawtooth {
             v += amp * ((u + phase) / period).fract();
         }
@@ -167,7 +166,11 @@ impl Profile {
             let from = self.leak_onset.max(segment_start);
             if u > from {
                 v += match &self.leak_stairs {
-                    Some(stairs) => stairs.iter().filter(|s| s.0 <= u && s.0 > from).map(|s| s.1).sum(),
+                    Some(stairs) => stairs
+                        .iter()
+                        .filter(|s| s.0 <= u && s.0 > from)
+                        .map(|s| s.1)
+                        .sum(),
                     None => self.leak_rate * (u - from),
                 };
             }
@@ -189,7 +192,19 @@ impl Profile {
 
 /// Generates series `index` of shape `kind` for `seed`.
 pub fn generate(kind: Kind, index: usize, seed: u64) -> Series {
-    let mut rng = Rng::new(seed ^ ((kind as u64 + 1) << 40) ^ (index as u64).wrapping_mul(0x9E37_79B9));
+    generate_inner(kind, index, seed, true)
+}
+
+/// The benign twin of a leak series: the very same series (same noise, gaps, spikes, limit) without
+/// the leak. An alert the twin also raises at about the same time is not a detection of the leak.
+pub fn generate_twin(kind: Kind, index: usize, seed: u64) -> Option<Series> {
+    kind.is_leak()
+        .then(|| generate_inner(kind, index, seed, false))
+}
+
+fn generate_inner(kind: Kind, index: usize, seed: u64, with_leak: bool) -> Series {
+    let mut rng =
+        Rng::new(seed ^ ((kind as u64 + 1) << 40) ^ (index as u64).wrapping_mul(0x9E37_79B9));
     let base = rng.log_uniform(50.0 * MB, 2048.0 * MB);
     let mut p = Profile {
         base,
@@ -205,16 +220,29 @@ pub fn generate(kind: Kind, index: usize, seed: u64) -> Series {
             spike_rate = 0.01;
         }
         Kind::Sawtooth => p.sawtooth = Some(sawtooth(&mut rng, base)),
-        Kind::WarmUp => p.warmup = Some((rng.log_uniform(2.0 * MINUTE, 3.0 * HOUR), base * rng.log_uniform(0.1, 1.5))),
+        Kind::WarmUp => {
+            p.warmup = Some((
+                rng.log_uniform(2.0 * MINUTE, 3.0 * HOUR),
+                base * rng.log_uniform(0.1, 1.5),
+            ))
+        }
         Kind::CacheFillExp => {
             maybe_warmup(&mut rng, &mut p);
             let amp = base * rng.log_uniform(0.1, 1.0);
-            p.fills_exp.push((rng.uniform(0.0, DAY), rng.log_uniform(HOUR, 12.0 * HOUR), amp));
+            p.fills_exp.push((
+                rng.uniform(0.0, DAY),
+                rng.log_uniform(HOUR, 12.0 * HOUR),
+                amp,
+            ));
         }
         Kind::CacheFillExpiry => {
             maybe_warmup(&mut rng, &mut p);
             let amp = base * rng.log_uniform(0.1, 1.0);
-            p.fills_ramp.push((rng.uniform(0.0, DAY), rng.log_uniform(30.0 * MINUTE, 12.0 * HOUR), amp));
+            p.fills_ramp.push((
+                rng.uniform(0.0, DAY),
+                rng.log_uniform(30.0 * MINUTE, 12.0 * HOUR),
+                amp,
+            ));
         }
         Kind::Step => {
             let at = rng.uniform(6.0 * HOUR, 6.0 * DAY);
@@ -224,11 +252,20 @@ pub fn generate(kind: Kind, index: usize, seed: u64) -> Series {
                 p.steps.push((second, base * rng.log_uniform(0.05, 0.5)));
             }
         }
-        Kind::DailyCycle => p.cycle = Some((base * rng.uniform(0.05, 0.3), rng.uniform(0.0, std::f64::consts::TAU))),
+        Kind::DailyCycle => {
+            p.cycle = Some((
+                base * rng.uniform(0.05, 0.3),
+                rng.uniform(0.0, std::f64::consts::TAU),
+            ))
+        }
         Kind::Restarts => {
             let mut at = rng.uniform(0.5 * DAY, 2.0 * DAY);
             while at < BENIGN_DURATION {
-                p.restarts.push((at, rng.uniform(0.2, 0.7), rng.log_uniform(2.0 * MINUTE, HOUR)));
+                p.restarts.push((
+                    at,
+                    rng.uniform(0.2, 0.7),
+                    rng.log_uniform(2.0 * MINUTE, HOUR),
+                ));
                 at += rng.uniform(DAY, 3.5 * DAY);
             }
         }
@@ -240,13 +277,20 @@ pub fn generate(kind: Kind, index: usize, seed: u64) -> Series {
         match kind {
             Kind::LeakSawtooth => p.sawtooth = Some(sawtooth(&mut rng, base)),
             Kind::LeakCyclic => {
-                p.cycle = Some((base * rng.uniform(0.05, 0.3), rng.uniform(0.0, std::f64::consts::TAU)));
+                p.cycle = Some((
+                    base * rng.uniform(0.05, 0.3),
+                    rng.uniform(0.0, std::f64::consts::TAU),
+                ));
             }
             _ => {}
         }
         if kind == Kind::LeakAfterRestart {
             let at = rng.uniform(12.0 * HOUR, 2.0 * DAY);
-            p.restarts.push((at, rng.uniform(0.2, 0.7), rng.log_uniform(2.0 * MINUTE, HOUR)));
+            p.restarts.push((
+                at,
+                rng.uniform(0.2, 0.7),
+                rng.log_uniform(2.0 * MINUTE, HOUR),
+            ));
             p.leak_onset = at;
         } else if rng.chance(0.3) {
             maybe_warmup(&mut rng, &mut p);
@@ -303,10 +347,9 @@ pub fn generate(kind: Kind, index: usize, seed: u64) -> Series {
         limit = p.top(duration, false) * rng.uniform(1.5, 3.0);
         truth = Truth::Benign;
     }
-    let samples = sample_profile(&mut rng, &p, duration, noise, spike_rate);
+    let samples = sample_profile(&mut rng, &p, duration, noise, spike_rate, with_leak);
     Series {
         kind,
-        index,
         limit,
         truth,
         samples,
@@ -315,17 +358,31 @@ pub fn generate(kind: Kind, index: usize, seed: u64) -> Series {
 
 fn sawtooth(rng: &mut Rng, base: f64) -> (f64, f64, f64) {
     let period = rng.log_uniform(MINUTE, 25.0 * MINUTE);
-    (period, base * rng.uniform(0.05, 0.4), rng.uniform(0.0, period))
+    (
+        period,
+        base * rng.uniform(0.05, 0.4),
+        rng.uniform(0.0, period),
+    )
 }
 
 fn maybe_warmup(rng: &mut Rng, p: &mut Profile) {
     if rng.chance(0.5) {
-        p.warmup = Some((rng.log_uniform(2.0 * MINUTE, HOUR), p.base * rng.log_uniform(0.05, 0.5)));
+        p.warmup = Some((
+            rng.log_uniform(2.0 * MINUTE, HOUR),
+            p.base * rng.log_uniform(0.05, 0.5),
+        ));
     }
 }
 
 /// Samples the profile with jittered intervals, gaps, noise, spikes and page quantisation.
-fn sample_profile(rng: &mut Rng, p: &Profile, duration: f64, noise: f64, spike_rate: f64) -> Vec<Sample> {
+fn sample_profile(
+    rng: &mut Rng,
+    p: &Profile,
+    duration: f64,
+    noise: f64,
+    spike_rate: f64,
+    with_leak: bool,
+) -> Vec<Sample> {
     let interval = rng.pick(&[15.0, 30.0, 30.0, 60.0, 60.0, 60.0, 60.0, 60.0, 60.0, 60.0]);
     // Gaps: ~1.5 a day of 2 min to 3 h; one series in ten loses its agent for 6-18 h.
     let mut gaps = Vec::new();
@@ -346,7 +403,7 @@ fn sample_profile(rng: &mut Rng, p: &Profile, duration: f64, noise: f64, spike_r
         if gaps.iter().any(|g| jittered >= g.0 && jittered < g.1) || jittered < 0.0 {
             continue;
         }
-        let mut value = p.value(jittered, true) + noise * rng.gauss();
+        let mut value = p.value(jittered, with_leak) + noise * rng.gauss();
         if rng.chance(spike_rate) {
             value += p.base * rng.uniform(0.02, 0.2);
         }

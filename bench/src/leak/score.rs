@@ -4,8 +4,12 @@
 //!
 //! Rules: on a leak series the first alert between the onset and the moment the series reaches its
 //! limit is a detection; an alert after the limit was reached is too late (a miss); an alert before the
-//! onset is a false alarm. Every alert on a benign series is a false alarm. Exposure for false alarms
-//! is the benign time: whole benign series plus the pre-onset part of leak series.
+//! onset is a false alarm. An alert after the onset that the series' benign twin (the same series
+//! without the leak) also raises within two hours is not caused by the leak: it is not a detection
+//! (it counts against precision, like any alert not caused by a leak). Every alert on a benign series
+//! is a false alarm. Exposure for false alarms per service-week is the benign time: whole benign series
+//! plus the pre-onset part of leak series. A leak whose onset-to-limit time is mostly lost in sampling
+//! gaps (an agent down for hours) cannot be seen by any detector and is left out of recall.
 
 use std::collections::BTreeMap;
 
@@ -15,15 +19,24 @@ use super::corpus::{Kind, Series, Truth, DAY};
 #[derive(Clone, Debug, Default)]
 pub struct Outcome {
     pub alerts: Vec<f64>,
+    /// Alerts on the benign twin (leak series only).
+    pub twin_alerts: Vec<f64>,
 }
+
+/// An alert within this time of a twin alert is attributed to the benign part of the series.
+pub const TWIN_MATCH: f64 = 2.0 * 3600.0;
 
 #[derive(Clone, Debug, Default)]
 pub struct Tally {
     pub true_alerts: usize,
     pub false_alerts: usize,
+    /// Alerts after the onset that the benign twin raised too.
+    pub unattributed_alerts: usize,
     pub leaks_in_target: usize,
     pub detected_in_target: usize,
     pub leaks_slow: usize,
+    /// Leaks left out: sampling gaps cover most of the time from onset to limit.
+    pub unobservable: usize,
     pub detected_slow: usize,
     pub benign_secs: f64,
     pub delays: Vec<f64>,
@@ -50,11 +63,41 @@ impl Tally {
                     entry.1 += 1;
                 }
             }
-            Truth::Leak { onset, limit_at, .. } => {
+            Truth::Leak {
+                onset, limit_at, ..
+            } => {
                 self.benign_secs += (onset - start).max(0.0);
-                self.false_alerts += outcome.alerts.iter().filter(|&&a| a < onset).count();
                 let deadline = limit_at.unwrap_or(end);
-                let detection = outcome.alerts.iter().copied().find(|&a| a >= onset && a <= deadline);
+                let covered: f64 = series
+                    .samples
+                    .windows(2)
+                    .filter(|w| w[0].t >= onset && w[1].t <= deadline)
+                    .map(|w| (w[1].t - w[0].t).min(600.0))
+                    .sum();
+                if covered < 0.5 * (deadline - onset) {
+                    self.unobservable += 1;
+                    entry.0 -= 1;
+                    return;
+                }
+                self.false_alerts += outcome.alerts.iter().filter(|&&a| a < onset).count();
+                let caused_by_leak = |a: f64| {
+                    !outcome
+                        .twin_alerts
+                        .iter()
+                        .any(|&b| (a - b).abs() <= TWIN_MATCH)
+                };
+                let detection = outcome
+                    .alerts
+                    .iter()
+                    .copied()
+                    .find(|&a| a >= onset && a <= deadline && caused_by_leak(a));
+                self.unattributed_alerts += outcome
+                    .alerts
+                    .iter()
+                    .filter(|&&a| {
+                        a >= onset && detection.is_none_or(|d| a < d) && !caused_by_leak(a)
+                    })
+                    .count();
                 let in_target = limit_at.is_some_and(|at| at - onset <= TARGET_HORIZON);
                 if in_target {
                     self.leaks_in_target += 1;
@@ -67,7 +110,8 @@ impl Tally {
                     if in_target {
                         self.detected_in_target += 1;
                         self.delays.push(at - onset);
-                        self.delay_shares.push((at - onset) / (deadline - onset).max(1.0));
+                        self.delay_shares
+                            .push((at - onset) / (deadline - onset).max(1.0));
                     } else {
                         self.detected_slow += 1;
                     }
@@ -77,7 +121,10 @@ impl Tally {
     }
 
     pub fn precision(&self) -> f64 {
-        ratio(self.true_alerts, self.true_alerts + self.false_alerts)
+        ratio(
+            self.true_alerts,
+            self.true_alerts + self.false_alerts + self.unattributed_alerts,
+        )
     }
 
     pub fn recall_in_target(&self) -> f64 {
@@ -108,9 +155,11 @@ impl Tally {
     pub fn merge(&mut self, other: Tally) {
         self.true_alerts += other.true_alerts;
         self.false_alerts += other.false_alerts;
+        self.unattributed_alerts += other.unattributed_alerts;
         self.leaks_in_target += other.leaks_in_target;
         self.detected_in_target += other.detected_in_target;
         self.leaks_slow += other.leaks_slow;
+        self.unobservable += other.unobservable;
         self.detected_slow += other.detected_slow;
         self.benign_secs += other.benign_secs;
         self.delays.extend(other.delays);
