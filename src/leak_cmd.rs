@@ -231,12 +231,15 @@ pub fn human_summary(file: &Path, report: &AnalysisReport) -> String {
         out += &format!("  alert raised at {} (line {line}){onset}\n", at(t));
     }
     out += &format!(
-        "  slope {}/h (bounds {} .. {}/h)\n",
+        "  slope {}/h (confidence bounds {}/h .. {}/h)\n",
         format_amount(report.slope_per_hour),
         format_amount(report.slope_low_per_hour),
         format_amount(report.slope_high_per_hour)
     );
     match (report.limit, report.eta_to_limit_seconds) {
+        (Some(limit), Some(eta)) if eta <= 0.0 => {
+            out += &format!("  limit {} already reached\n", format_amount(limit))
+        }
         (Some(limit), Some(eta)) => {
             out += &format!(
                 "  limit {} reached in about {} (around {})\n",
@@ -274,6 +277,8 @@ pub fn format_amount(v: f64) -> String {
         format!("{:.1} MiB", v / (1024.0 * 1024.0))
     } else if a >= 100.0 || a == 0.0 {
         format!("{v:.0}")
+    } else if a >= 1.0 {
+        format!("{v:.1}")
     } else {
         format!("{v:.3}")
     }

@@ -77,14 +77,28 @@ pub fn render_svg(report: &AnalysisReport, title: &str) -> String {
     }
     for i in 0..=5 {
         let t = t0 + (t1 - t0) * f64::from(i) / 5.0;
+        let anchor = match i {
+            0 => "start",
+            5 => "end",
+            _ => "middle",
+        };
+        // "2024-06-01T00:00:00Z" -> "06-01 00:00"
+        let stamp = super::input::format_rfc3339(t);
+        let label = stamp.get(5..16).map_or(stamp.clone(), |s| s.replace('T', " "));
         let _ = writeln!(
             svg,
-            r#"<text x="{:.1}" y="{}" text-anchor="middle">{}</text>"#,
+            r#"<text x="{:.1}" y="{}" text-anchor="{anchor}">{}</text>"#,
             x(t),
             HEIGHT - BOTTOM + 18.0,
-            escape(&super::input::format_rfc3339(t).replace('T', " "))
+            escape(&label)
         );
     }
+    let _ = writeln!(
+        svg,
+        r##"<text x="{}" y="{}" text-anchor="end" fill="#555">UTC</text>"##,
+        WIDTH - RIGHT,
+        HEIGHT - BOTTOM + 34.0
+    );
 
     // The series: min and max per pixel column.
     let columns = (WIDTH - LEFT - RIGHT) as usize;

@@ -23,6 +23,7 @@ struct Options {
     seed: u64,
     threads: usize,
     sweep: bool,
+    baseline_sweep: bool,
     mistakes: bool,
     trace: Option<(usize, usize)>,
     /// `--set key=value` overrides of the detector config (TOML values), for --mistakes/--trace.
@@ -35,6 +36,7 @@ fn parse_options() -> Result<Options, String> {
         seed: 20_240_601,
         threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         sweep: false,
+        baseline_sweep: false,
         mistakes: false,
         trace: None,
         config: DetectorConfig::default(),
@@ -60,6 +62,7 @@ fn parse_options() -> Result<Options, String> {
                     .map_err(|e| format!("--threads: {e}"))?
             }
             "--sweep" => options.sweep = true,
+            "--baseline-sweep" => options.baseline_sweep = true,
             "--set" => {
                 overrides.push_str(&value("--set")?);
                 overrides.push('\n');
@@ -85,25 +88,70 @@ fn parse_options() -> Result<Options, String> {
     Ok(options)
 }
 
-/// The detectors compared, in table order.
-const NAMES: [&str; 4] = [
-    "sipwatch leak detector (defaults)",
-    "monit: value > 80% of limit for 5 cycles",
-    "Prometheus: predict_linear([6h], 24h) > limit for 1h",
-    "Prometheus: predict_linear([6h], 4h) > limit for 1h",
+/// A baseline alert rule and its parameters.
+#[derive(Clone, Copy, Debug)]
+enum Baseline {
+    /// monit: `value > share x limit for cycles samples`.
+    Monit { share: f64, cycles: u32 },
+    /// Prometheus: `predict_linear(gauge[window], horizon) > limit for: hold`.
+    Predict { window: f64, horizon: f64, hold: f64 },
+}
+
+/// The baselines of the main table, in order.
+const STANDARD_BASELINES: [Baseline; 3] = [
+    Baseline::Monit { share: 0.8, cycles: 5 },
+    Baseline::Predict { window: 6.0 * HOUR, horizon: DAY, hold: HOUR },
+    Baseline::Predict { window: 6.0 * HOUR, horizon: 4.0 * HOUR, hold: HOUR },
 ];
 
-fn run_series(series: &Series, configs: &[DetectorConfig], with_baselines: bool) -> Vec<Outcome> {
+impl Baseline {
+    fn label(&self) -> String {
+        match *self {
+            Baseline::Monit { share, cycles } => {
+                format!("monit: value > {:.0}% of limit for {cycles} cycles", share * 100.0)
+            }
+            Baseline::Predict { window, horizon, hold } => format!(
+                "Prometheus: predict_linear([{}h], {}h) > limit for {}h",
+                window / HOUR,
+                horizon / HOUR,
+                hold / HOUR
+            ),
+        }
+    }
+
+    fn start(&self, limit: f64) -> RunningBaseline {
+        match *self {
+            Baseline::Monit { share, cycles } => RunningBaseline::Monit(MonitRule::new(share * limit, cycles)),
+            Baseline::Predict { window, horizon, hold } => {
+                RunningBaseline::Predict(PredictLinear::new(window, horizon, hold, limit))
+            }
+        }
+    }
+}
+
+enum RunningBaseline {
+    Monit(MonitRule),
+    Predict(PredictLinear),
+}
+
+impl RunningBaseline {
+    fn push(&mut self, sample: sipwatch::leak::Sample) -> bool {
+        match self {
+            RunningBaseline::Monit(m) => m.push(sample),
+            RunningBaseline::Predict(p) => p.push(sample),
+        }
+    }
+}
+
+/// One pass over a series: every detector config, then every baseline; one outcome each, in order.
+fn run_series(series: &Series, configs: &[DetectorConfig], baselines: &[Baseline]) -> Vec<Outcome> {
     let mut detectors: Vec<LeakDetector> = configs
         .iter()
         .map(|c| LeakDetector::new(c.clone(), Some(series.limit)))
         .collect();
+    let mut rules: Vec<RunningBaseline> = baselines.iter().map(|b| b.start(series.limit)).collect();
     let mut was_leak = vec![false; detectors.len()];
-    let mut outcomes =
-        vec![Outcome::default(); detectors.len() + if with_baselines { 3 } else { 0 }];
-    let mut monit = MonitRule::new(0.8 * series.limit, 5);
-    let mut predict_day = PredictLinear::new(6.0 * HOUR, DAY, HOUR, series.limit);
-    let mut predict_short = PredictLinear::new(6.0 * HOUR, 4.0 * HOUR, HOUR, series.limit);
+    let mut outcomes = vec![Outcome::default(); detectors.len() + rules.len()];
     for &sample in &series.samples {
         for (i, detector) in detectors.iter_mut().enumerate() {
             let leak = detector.push(sample).state == VerdictState::Leak;
@@ -112,16 +160,10 @@ fn run_series(series: &Series, configs: &[DetectorConfig], with_baselines: bool)
             }
             was_leak[i] = leak;
         }
-        if with_baselines {
-            let n = detectors.len();
-            if monit.push(sample) {
-                outcomes[n].alerts.push(sample.t);
-            }
-            if predict_day.push(sample) {
-                outcomes[n + 1].alerts.push(sample.t);
-            }
-            if predict_short.push(sample) {
-                outcomes[n + 2].alerts.push(sample.t);
+        let n = detectors.len();
+        for (j, rule) in rules.iter_mut().enumerate() {
+            if rule.push(sample) {
+                outcomes[n + j].alerts.push(sample.t);
             }
         }
     }
@@ -132,13 +174,13 @@ fn run_series(series: &Series, configs: &[DetectorConfig], with_baselines: bool)
 fn run_corpus(
     options: &Options,
     configs: &[DetectorConfig],
-    with_baselines: bool,
+    baselines: &[Baseline],
 ) -> (Vec<Tally>, usize, usize) {
     let jobs: Vec<(Kind, usize)> = Kind::ALL
         .iter()
         .flat_map(|&k| (0..options.per_kind).map(move |i| (k, i)))
         .collect();
-    let width = configs.len() + if with_baselines { 3 } else { 0 };
+    let width = configs.len() + baselines.len();
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results = std::sync::Mutex::new((vec![Tally::default(); width], 0usize, 0usize));
     std::thread::scope(|scope| {
@@ -152,12 +194,12 @@ fn run_corpus(
                         break;
                     };
                     let series = generate(kind, index, options.seed);
-                    let mut outcomes = run_series(&series, configs, with_baselines);
+                    let mut outcomes = run_series(&series, configs, baselines);
                     if let Some(twin) = generate_twin(kind, index, options.seed) {
                         for (outcome, twin) in
                             outcomes
                                 .iter_mut()
-                                .zip(run_series(&twin, configs, with_baselines))
+                                .zip(run_series(&twin, configs, baselines))
                         {
                             outcome.twin_alerts = twin.alerts;
                         }
@@ -226,12 +268,17 @@ fn main() {
         mistakes(&options);
         return;
     }
+    if options.baseline_sweep {
+        baseline_sweep(&options);
+        eprintln!("baseline sweep took {:.1} s", started.elapsed().as_secs_f64());
+        return;
+    }
     if options.sweep {
         sweep(&options);
         eprintln!("sweep took {:.1} s", started.elapsed().as_secs_f64());
         return;
     }
-    let (tallies, series, samples) = run_corpus(&options, &[DetectorConfig::default()], true);
+    let (tallies, series, samples) = run_corpus(&options, &[DetectorConfig::default()], &STANDARD_BASELINES);
     let elapsed = started.elapsed().as_secs_f64();
     println!(
         "Corpus: {} shapes x {} series = {series} series, {samples} samples, seed {}; run took {elapsed:.1} s \
@@ -249,7 +296,10 @@ fn main() {
     }
     println!("| detector | precision | recall, leaks reaching the limit within 7 d | recall, slower leaks | median delay after onset | median delay / time-to-limit | false alarms per service-week (count) |");
     println!("| --- | --- | --- | --- | --- | --- | --- |");
-    for (name, tally) in NAMES.iter().zip(&tallies) {
+    let names: Vec<String> = std::iter::once("sipwatch leak detector (defaults)".to_string())
+        .chain(STANDARD_BASELINES.iter().map(Baseline::label))
+        .collect();
+    for (name, tally) in names.iter().zip(&tallies) {
         println!("{}", summary_row(name, tally));
     }
     println!("\nPer shape: series with a detection (leak shapes) or with a false alarm (benign shapes), out of the series of that shape.\n");
@@ -289,7 +339,7 @@ fn sweep(options: &Options) {
             configs.push(config);
         }
     }
-    let (tallies, series, _) = run_corpus(options, &configs, false);
+    let (tallies, series, _) = run_corpus(options, &configs, &[]);
     println!(
         "Sweep over {series} series (seed {}, {} per shape).\n",
         options.seed, options.per_kind
@@ -391,5 +441,43 @@ fn trace(options: &Options, kind: usize, index: usize) {
                 v.eta_to_limit_secs.map(|e| (e / HOUR).round()), (v.segment_start - start) / HOUR
             );
         }
+    }
+}
+
+/// Scores a grid of baseline settings next to the detector's defaults, to compare at an equal
+/// false-alarm budget.
+fn baseline_sweep(options: &Options) {
+    let mut baselines = Vec::new();
+    for share in [0.7, 0.8, 0.9] {
+        baselines.push(Baseline::Monit { share, cycles: 5 });
+    }
+    for window in [1.0, 6.0, 12.0, 24.0] {
+        for horizon in [4.0, 12.0, 24.0, 48.0] {
+            for hold in [1.0, 4.0] {
+                baselines.push(Baseline::Predict {
+                    window: window * HOUR,
+                    horizon: horizon * HOUR,
+                    hold: hold * HOUR,
+                });
+            }
+        }
+    }
+    let (tallies, series, _) = run_corpus(options, &[DetectorConfig::default()], &baselines);
+    println!(
+        "Baseline settings over {series} series (seed {}, {} per shape), sorted by false alarms then delay.\n",
+        options.seed, options.per_kind
+    );
+    println!("| setting | precision | recall <=7d | recall slower | median delay | delay/ttl | FA/week (count) |");
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    let mut rows: Vec<(String, &Tally)> = std::iter::once("sipwatch leak detector (defaults)".to_string())
+        .chain(baselines.iter().map(Baseline::label))
+        .zip(&tallies)
+        .collect();
+    rows.sort_by(|a, b| {
+        (a.1.false_alerts, a.1.median_delay().unwrap_or(f64::INFINITY) as i64)
+            .cmp(&(b.1.false_alerts, b.1.median_delay().unwrap_or(f64::INFINITY) as i64))
+    });
+    for (label, tally) in rows {
+        println!("{}", summary_row(&label, tally));
     }
 }
