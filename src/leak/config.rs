@@ -23,7 +23,8 @@ pub struct DetectorConfig {
     /// Least time growth must have been seen, however close the limit is. Default `1h`.
     #[serde(with = "duration_secs")]
     pub min_span: f64,
-    /// Growth seen steadily for this long is a leak whatever the time left to the limit. Default `24h`.
+    /// Growth seen steadily for this long is a leak however far the limit is (within `horizon`).
+    /// Default `24h`.
     #[serde(with = "duration_secs")]
     pub max_span: f64,
     /// Evidence required when the gauge has no limit (no time-to-limit to weigh). Default `12h`.
@@ -31,10 +32,13 @@ pub struct DetectorConfig {
     pub no_limit_span: f64,
     /// With a limit, growth must have been seen for `eta_fraction` x the time left to the limit (clamped
     /// to `min_span..=max_span`): an urgent leak is raised on little evidence, a slow one waits until a
-    /// warm-up or a cache fill would have levelled off. Default `0.5`.
+    /// warm-up or a cache fill would have levelled off. Default `0.75` (the least delay with no false
+    /// alarm on the benchmark's benign shapes; 0.5 raises leaks ~25% sooner but alarms on caches that
+    /// fill linearly for hours).
     pub eta_fraction: f64,
     /// Growth whose later half is slower than `plateau_ratio` x its earlier half is levelling off (a
-    /// warm-up or a cache fill), not a leak. Default `0.5`.
+    /// warm-up or a cache fill), not a leak; so is a window whose last quarter grows slower than this
+    /// share of its average. Default `0.7`.
     pub plateau_ratio: f64,
     /// z-score of the Mann-Kendall/Sen test: the lower confidence bound of the slope must be above zero
     /// at this level. The reported `slope_low`/`slope_high` are the Sen interval at this level.

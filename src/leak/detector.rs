@@ -224,9 +224,15 @@ impl LeakDetector {
                 if !has_yesterday && drawdown >= 0.5 * ev.rate().slope * ev.span() {
                     required = required.max(HALF_DAY);
                 }
-                if ev.is_leak_shaped() && ev.span() >= required - config.bucket {
+                // Two steps whose pace would reach the limit within two `min_span`s cannot wait
+                // for a third.
+                let urgent_steps = ev.near_staircase
+                    && self
+                        .eta(ev.rate().slope, upper)
+                        .is_some_and(|eta| eta <= 2.0 * config.min_span);
+                if (ev.is_leak_shaped() && ev.span() >= required - config.bucket) || urgent_steps {
                     if self.daily_guard_passes(&ev) {
-                        staircase |= ev.growth == Growth::Staircase;
+                        staircase |= ev.growth == Growth::Staircase || urgent_steps;
                         leak = Some(ev.clone());
                     } else {
                         cyclic = true;
@@ -317,6 +323,14 @@ impl LeakDetector {
             detected_at: segment.raised_at,
             eta_to_limit_secs: eta,
             segment_start: segment.start,
+        }
+    }
+
+    /// Time until the limit from the upper envelope at `rate`; `None` without a limit or growth.
+    fn eta(&self, rate: f64, upper: f64) -> Option<f64> {
+        match self.limit {
+            Some(limit) if rate > 0.0 => Some(((limit - upper) / rate).max(0.0)),
+            _ => None,
         }
     }
 

@@ -55,6 +55,8 @@ pub struct WindowEvidence {
     pub noise: f64,
     /// Median height of the raw oscillation above the lower envelope (trailing max - min).
     pub swing: f64,
+    /// One up-step short of a staircase (spread over the window): a leak only if the limit is near.
+    pub near_staircase: bool,
     pub growth: Growth,
 }
 
@@ -66,7 +68,7 @@ impl WindowEvidence {
     /// The growth rate that counts for this window: the staircase's average rate, or the continuous
     /// slope.
     pub fn rate(&self) -> SenFit {
-        if self.growth == Growth::Staircase {
+        if self.growth == Growth::Staircase || self.near_staircase {
             self.raw_fit
         } else {
             self.fit
@@ -196,6 +198,11 @@ pub fn examine(
         recent_slope = theil_sen(&t[quarter..], &adjusted[quarter..], z).slope;
     }
     let stepped_rise = raw_fit.slope * span;
+    let stairs = raw_fit.low > 0.0
+        && stepped_rise >= floor
+        && first_up.is_some_and(|f| f <= mid)
+        && last_up.is_some_and(|l| l >= mid);
+    let near_staircase = !continuous && stairs && up_steps + 1 == config.staircase_min_steps;
     let growth = if continuous {
         let ratio = config.plateau_ratio;
         if (early_slope > 0.0 && late_slope < ratio * early_slope)
@@ -207,12 +214,7 @@ pub fn examine(
         } else {
             Growth::Steady
         }
-    } else if up_steps >= config.staircase_min_steps
-        && raw_fit.low > 0.0
-        && stepped_rise >= floor
-        && first_up.is_some_and(|f| f <= mid)
-        && last_up.is_some_and(|l| l >= mid)
-    {
+    } else if up_steps >= config.staircase_min_steps && stairs {
         Growth::Staircase
     } else if up_steps > 0 && raw_fit.low > 0.0 {
         Growth::Steps
@@ -226,6 +228,7 @@ pub fn examine(
         raw_fit,
         noise,
         swing,
+        near_staircase,
         growth,
     })
 }
@@ -270,6 +273,14 @@ mod tests {
             !ev.is_leak_shaped(),
             "growth that started mid-window is not steady: {ev:?}"
         );
+    }
+
+    #[test]
+    fn a_short_ramp_across_thinned_points_is_one_step_not_a_staircase() {
+        // A cache filling in 1.5 h, seen through 30-minute points: three big increments in a row.
+        let ramp =
+            |t: f64| 1000.0 + 900.0 * ((t - 30_000.0) / 5400.0).clamp(0.0, 1.0) + (t / 977.0).sin();
+        assert_eq!(growth(&series(ramp)), Growth::Steps);
     }
 
     #[test]

@@ -220,3 +220,23 @@ fn memory_stays_bounded_over_a_month() {
         "debug dump size is a proxy for retained state"
     );
 }
+
+#[test]
+fn a_daily_cycle_across_a_sampling_gap_is_not_a_restart() {
+    // Three hours of lost samples while the cycle falls: the first sample after the gap is far below
+    // the last level seen, but that level is stale, not a reference.
+    let mut detector = LeakDetector::new(DetectorConfig::default(), Some(2000.0 * MB));
+    let mut t = 0.0;
+    let mut last = None;
+    while t < 4.0 * 86_400.0 {
+        let in_gap = (30.0 * HOUR..33.0 * HOUR).contains(&t);
+        if !in_gap {
+            let value = 800.0 * MB + 300.0 * MB * (std::f64::consts::TAU * t / 86_400.0).cos();
+            last = Some(detector.push(Sample::new(1_700_000_000.0 + t, value)));
+        }
+        t += 60.0;
+    }
+    let last = last.expect("verdicts");
+    assert_eq!(last.segment_start, 1_700_000_000.0, "no restart: {last:?}");
+    assert_eq!(last.state, VerdictState::NoLeak);
+}

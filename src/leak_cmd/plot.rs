@@ -84,7 +84,9 @@ pub fn render_svg(report: &AnalysisReport, title: &str) -> String {
         };
         // "2024-06-01T00:00:00Z" -> "06-01 00:00"
         let stamp = super::input::format_rfc3339(t);
-        let label = stamp.get(5..16).map_or(stamp.clone(), |s| s.replace('T', " "));
+        let label = stamp
+            .get(5..16)
+            .map_or(stamp.clone(), |s| s.replace('T', " "));
         let _ = writeln!(
             svg,
             r#"<text x="{:.1}" y="{}" text-anchor="{anchor}">{}</text>"#,

@@ -23,11 +23,23 @@ struct Options {
     seed: u64,
     threads: usize,
     sweep: bool,
+    sweep_eta: Vec<f64>,
+    sweep_plateau: Vec<f64>,
     baseline_sweep: bool,
     mistakes: bool,
     trace: Option<(usize, usize)>,
     /// `--set key=value` overrides of the detector config (TOML values), for --mistakes/--trace.
     config: DetectorConfig,
+}
+
+fn parse_list(text: &str) -> Result<Vec<f64>, String> {
+    text.split(',')
+        .map(|v| {
+            v.trim()
+                .parse::<f64>()
+                .map_err(|e| format!("`{v}` in `{text}`: {e}"))
+        })
+        .collect()
 }
 
 fn parse_options() -> Result<Options, String> {
@@ -36,6 +48,8 @@ fn parse_options() -> Result<Options, String> {
         seed: 20_240_601,
         threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         sweep: false,
+        sweep_eta: vec![0.4, 0.5, 0.6, 0.75, 1.0],
+        sweep_plateau: vec![0.5, 0.7],
         baseline_sweep: false,
         mistakes: false,
         trace: None,
@@ -63,6 +77,8 @@ fn parse_options() -> Result<Options, String> {
             }
             "--sweep" => options.sweep = true,
             "--baseline-sweep" => options.baseline_sweep = true,
+            "--sweep-eta" => options.sweep_eta = parse_list(&value("--sweep-eta")?)?,
+            "--sweep-plateau" => options.sweep_plateau = parse_list(&value("--sweep-plateau")?)?,
             "--set" => {
                 overrides.push_str(&value("--set")?);
                 overrides.push('\n');
@@ -94,23 +110,45 @@ enum Baseline {
     /// monit: `value > share x limit for cycles samples`.
     Monit { share: f64, cycles: u32 },
     /// Prometheus: `predict_linear(gauge[window], horizon) > limit for: hold`.
-    Predict { window: f64, horizon: f64, hold: f64 },
+    Predict {
+        window: f64,
+        horizon: f64,
+        hold: f64,
+    },
 }
 
 /// The baselines of the main table, in order.
 const STANDARD_BASELINES: [Baseline; 3] = [
-    Baseline::Monit { share: 0.8, cycles: 5 },
-    Baseline::Predict { window: 6.0 * HOUR, horizon: DAY, hold: HOUR },
-    Baseline::Predict { window: 6.0 * HOUR, horizon: 4.0 * HOUR, hold: HOUR },
+    Baseline::Monit {
+        share: 0.8,
+        cycles: 5,
+    },
+    Baseline::Predict {
+        window: 6.0 * HOUR,
+        horizon: DAY,
+        hold: HOUR,
+    },
+    Baseline::Predict {
+        window: 6.0 * HOUR,
+        horizon: 4.0 * HOUR,
+        hold: HOUR,
+    },
 ];
 
 impl Baseline {
     fn label(&self) -> String {
         match *self {
             Baseline::Monit { share, cycles } => {
-                format!("monit: value > {:.0}% of limit for {cycles} cycles", share * 100.0)
+                format!(
+                    "monit: value > {:.0}% of limit for {cycles} cycles",
+                    share * 100.0
+                )
             }
-            Baseline::Predict { window, horizon, hold } => format!(
+            Baseline::Predict {
+                window,
+                horizon,
+                hold,
+            } => format!(
                 "Prometheus: predict_linear([{}h], {}h) > limit for {}h",
                 window / HOUR,
                 horizon / HOUR,
@@ -121,10 +159,14 @@ impl Baseline {
 
     fn start(&self, limit: f64) -> RunningBaseline {
         match *self {
-            Baseline::Monit { share, cycles } => RunningBaseline::Monit(MonitRule::new(share * limit, cycles)),
-            Baseline::Predict { window, horizon, hold } => {
-                RunningBaseline::Predict(PredictLinear::new(window, horizon, hold, limit))
+            Baseline::Monit { share, cycles } => {
+                RunningBaseline::Monit(MonitRule::new(share * limit, cycles))
             }
+            Baseline::Predict {
+                window,
+                horizon,
+                hold,
+            } => RunningBaseline::Predict(PredictLinear::new(window, horizon, hold, limit)),
         }
     }
 }
@@ -196,10 +238,9 @@ fn run_corpus(
                     let series = generate(kind, index, options.seed);
                     let mut outcomes = run_series(&series, configs, baselines);
                     if let Some(twin) = generate_twin(kind, index, options.seed) {
-                        for (outcome, twin) in
-                            outcomes
-                                .iter_mut()
-                                .zip(run_series(&twin, configs, baselines))
+                        for (outcome, twin) in outcomes
+                            .iter_mut()
+                            .zip(run_series(&twin, configs, baselines))
                         {
                             outcome.twin_alerts = twin.alerts;
                         }
@@ -270,7 +311,10 @@ fn main() {
     }
     if options.baseline_sweep {
         baseline_sweep(&options);
-        eprintln!("baseline sweep took {:.1} s", started.elapsed().as_secs_f64());
+        eprintln!(
+            "baseline sweep took {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
         return;
     }
     if options.sweep {
@@ -278,7 +322,8 @@ fn main() {
         eprintln!("sweep took {:.1} s", started.elapsed().as_secs_f64());
         return;
     }
-    let (tallies, series, samples) = run_corpus(&options, &[DetectorConfig::default()], &STANDARD_BASELINES);
+    let (tallies, series, samples) =
+        run_corpus(&options, &[DetectorConfig::default()], &STANDARD_BASELINES);
     let elapsed = started.elapsed().as_secs_f64();
     println!(
         "Corpus: {} shapes x {} series = {series} series, {samples} samples, seed {}; run took {elapsed:.1} s \
@@ -326,8 +371,8 @@ fn main() {
 fn sweep(options: &Options) {
     let mut configs = Vec::new();
     let mut labels = Vec::new();
-    for eta_fraction in [0.4, 0.5, 0.6, 0.75, 1.0] {
-        for plateau_ratio in [0.5, 0.7] {
+    for &eta_fraction in &options.sweep_eta {
+        for &plateau_ratio in &options.sweep_plateau {
             let config = DetectorConfig {
                 eta_fraction,
                 plateau_ratio,
@@ -469,13 +514,20 @@ fn baseline_sweep(options: &Options) {
     );
     println!("| setting | precision | recall <=7d | recall slower | median delay | delay/ttl | FA/week (count) |");
     println!("| --- | --- | --- | --- | --- | --- | --- |");
-    let mut rows: Vec<(String, &Tally)> = std::iter::once("sipwatch leak detector (defaults)".to_string())
-        .chain(baselines.iter().map(Baseline::label))
-        .zip(&tallies)
-        .collect();
+    let mut rows: Vec<(String, &Tally)> =
+        std::iter::once("sipwatch leak detector (defaults)".to_string())
+            .chain(baselines.iter().map(Baseline::label))
+            .zip(&tallies)
+            .collect();
     rows.sort_by(|a, b| {
-        (a.1.false_alerts, a.1.median_delay().unwrap_or(f64::INFINITY) as i64)
-            .cmp(&(b.1.false_alerts, b.1.median_delay().unwrap_or(f64::INFINITY) as i64))
+        (
+            a.1.false_alerts,
+            a.1.median_delay().unwrap_or(f64::INFINITY) as i64,
+        )
+            .cmp(&(
+                b.1.false_alerts,
+                b.1.median_delay().unwrap_or(f64::INFINITY) as i64,
+            ))
     });
     for (label, tally) in rows {
         println!("{}", summary_row(&label, tally));
