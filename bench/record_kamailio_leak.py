@@ -12,7 +12,8 @@ Output (in --out, default tests/data/):
   kamailio-htable-leak-pss.csv, kamailio-htable-leak-shm.csv   timestamp,value (unix s, bytes)
   kamailio-noleak-pss.csv,      kamailio-noleak-shm.csv
   kamailio-leak.json            shm size, rate, when `no more shm` was first logged, ...
-Usage: bench/record_kamailio_leak.py [--rate 1500] [--shm-mb 64] [--max-seconds 400]
+Usage: bench/record_kamailio_leak.py [--rate 60] [--shm-mb 64] [--sample-every 10] [--max-seconds 5400]
+(the leak and the control run side by side, on their own ports, under the same load)
 """
 import argparse
 import json
@@ -113,7 +114,7 @@ def shm_used(ctl):
         return None
 
 
-def record(name, leak, args, out_dir, stop_at=None):
+def record(name, leak, args, out_dir, stop_at=None, stop_event=None):
     work = tempfile.mkdtemp(prefix=f"kam-{name}-")
     port = free_port()
     ctl = os.path.join(work, "ctl.sock")
@@ -137,7 +138,8 @@ def record(name, leak, args, out_dir, stop_at=None):
     t_start = time.time()
     deadline = t_start + (stop_at if stop_at else args.max_seconds)
     next_t = t_start
-    while time.time() < deadline:
+    step = args.sample_every
+    while time.time() < deadline and not (stop_event is not None and stop_event.is_set()):
         now = time.time()
         pids = pids_of(main_pid)
         rows_pss.append((now, pss_bytes(pids)))
@@ -147,10 +149,11 @@ def record(name, leak, args, out_dir, stop_at=None):
         if exhausted_at is None and "no more shm" in open(log_path, errors="replace").read():
             exhausted_at = now
             if leak:
-                # Keep 20 s after exhaustion so the plot shows it, then stop.
-                deadline = min(deadline, now + 20)
-        next_t += 1.0
-        time.sleep(max(0.0, next_t - time.time()))
+                # Keep a few samples after exhaustion so the plot shows it, then stop.
+                deadline = min(deadline, now + 6 * step)
+        next_t += step
+        while time.time() < next_t and not (stop_event is not None and stop_event.is_set()):
+            time.sleep(min(0.5, max(0.0, next_t - time.time())))
     sipp.send_signal(signal.SIGINT)
     try:
         sipp.wait(timeout=10)
@@ -169,14 +172,26 @@ def record(name, leak, args, out_dir, stop_at=None):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rate", type=int, default=1500)
+    ap.add_argument("--rate", type=int, default=60)
     ap.add_argument("--shm-mb", type=int, default=64)
-    ap.add_argument("--max-seconds", type=int, default=400)
+    ap.add_argument("--sample-every", type=float, default=10.0)
+    ap.add_argument("--max-seconds", type=int, default=5400)
     ap.add_argument("--out", default=os.path.join(ROOT, "tests", "data"))
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
-    leak = record("htable-leak", True, args, args.out)
-    control = record("noleak", False, args, args.out, stop_at=leak["seconds"])
+    import threading
+    results = {}
+    control_stop = threading.Event()
+    def run(name, leak):
+        results[name] = record(name, leak, args, args.out, stop_event=None if leak else control_stop)
+        if leak:
+            control_stop.set()
+    threads = [threading.Thread(target=run, args=(n, l)) for n, l in (("htable-leak", True), ("noleak", False))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    leak, control = results["htable-leak"], results["noleak"]
     meta = {"rate_per_second": args.rate, "shm_mb": args.shm_mb, "leak": leak, "control": control,
             "recorded_with": "bench/record_kamailio_leak.py", "kamailio": "5.6.3 (Debian)", "load": "SIPp OPTIONS"}
     json.dump(meta, open(os.path.join(args.out, "kamailio-leak.json"), "w"), indent=2)

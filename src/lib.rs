@@ -13,4 +13,5 @@ pub mod config_error;
 pub mod daemon;
 pub mod duration;
 pub mod leak;
+pub mod leak_cmd;
 pub mod probe_cmd;

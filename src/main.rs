@@ -31,11 +31,23 @@ enum Command {
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Leak analysis of a recorded series.
+    Leak {
+        #[command(subcommand)]
+        command: LeakCommand,
+    },
     /// Validate a daemon or agent config file and explain every error with its line.
     CheckConfig {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum LeakCommand {
+    /// Replay a CSV (timestamp,value) through the agent's online leak detector.
+    /// Exit 0: no leak, 1: leak, 2: bad input.
+    Analyze(sipwatch::leak_cmd::AnalyzeArgs),
 }
 
 /// Exit code for bad arguments: UNKNOWN in the Nagios convention the probe follows.
@@ -56,7 +68,7 @@ fn main() {
         }
     };
     let default_level = match cli.command {
-        Command::Probe(_) | Command::CheckConfig { .. } => "warn",
+        Command::Probe(_) | Command::CheckConfig { .. } | Command::Leak { .. } => "warn",
         _ => "info",
     };
     tracing_subscriber::fmt()
@@ -116,6 +128,15 @@ fn main() {
                     }
                 }
             }
+            Command::Leak {
+                command: LeakCommand::Analyze(args),
+            } => match sipwatch::leak_cmd::run_analyze(&args) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("sipwatch leak analyze: {e:#}");
+                    EXIT_CONFIG
+                }
+            },
             Command::CheckConfig { file } => check_config(&file),
         }
     });

@@ -1,0 +1,162 @@
+//! The lower envelope: per-bucket minima of the raw samples, and a trailing minimum over
+//! `envelope` seconds of buckets. A garbage-collector sawtooth, allocator churn or load spikes ride on
+//! top of the live set; the troughs are what a leak raises. One [`EnvelopePoint`] comes out each time a
+//! bucket closes, which is also when the detector re-evaluates.
+//!
+//! It keeps the upper envelope (trailing maximum) too: the limit is hit by the peaks, so the time left
+//! to the limit is measured from them. This file does not store history; see `history.rs`.
+
+use std::collections::VecDeque;
+
+use super::Sample;
+
+/// One point of the envelope: at `t` (the last sample of the bucket that just closed), the trailing
+/// minimum `low` and maximum `high` over the envelope width.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EnvelopePoint {
+    pub t: f64,
+    pub low: f64,
+    pub high: f64,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Bucket {
+    index: i64,
+    min: f64,
+    max: f64,
+    last_t: f64,
+}
+
+/// Turns raw samples into envelope points, one per closed bucket.
+#[derive(Clone, Debug)]
+pub struct LowerEnvelope {
+    bucket_secs: f64,
+    buckets_per_envelope: i64,
+    current: Option<Bucket>,
+    closed: VecDeque<Bucket>,
+    first_index: Option<i64>,
+}
+
+impl LowerEnvelope {
+    pub fn new(bucket_secs: f64, envelope_secs: f64) -> Self {
+        LowerEnvelope {
+            bucket_secs,
+            buckets_per_envelope: ((envelope_secs / bucket_secs).round() as i64).max(1),
+            current: None,
+            closed: VecDeque::new(),
+            first_index: None,
+        }
+    }
+
+    /// Adds a sample; returns the envelope point of the bucket it closed, if it closed one. No point
+    /// comes out until the trailing window is full: a partial window would hold the first value flat
+    /// and bend the shape of whatever grows from the start.
+    pub fn push(&mut self, sample: Sample) -> Option<EnvelopePoint> {
+        let index = (sample.t / self.bucket_secs).floor() as i64;
+        let first_index = *self.first_index.get_or_insert(index);
+        match &mut self.current {
+            Some(bucket) if bucket.index == index => {
+                bucket.min = bucket.min.min(sample.value);
+                bucket.max = bucket.max.max(sample.value);
+                bucket.last_t = sample.t;
+                None
+            }
+            _ => {
+                let window = self.buckets_per_envelope;
+                let closed = self
+                    .current
+                    .take()
+                    .map(|bucket| (bucket.index, self.close(bucket)))
+                    .and_then(|(closed_index, point)| {
+                        (closed_index - first_index + 1 >= window).then_some(point)
+                    });
+                self.current = Some(Bucket {
+                    index,
+                    min: sample.value,
+                    max: sample.value,
+                    last_t: sample.t,
+                });
+                closed
+            }
+        }
+    }
+
+    fn close(&mut self, bucket: Bucket) -> EnvelopePoint {
+        self.closed.push_back(bucket);
+        while let Some(front) = self.closed.front() {
+            if front.index <= bucket.index - self.buckets_per_envelope {
+                self.closed.pop_front();
+            } else {
+                break;
+            }
+        }
+        let low = self
+            .closed
+            .iter()
+            .map(|b| b.min)
+            .fold(f64::INFINITY, f64::min);
+        let high = self
+            .closed
+            .iter()
+            .map(|b| b.max)
+            .fold(f64::NEG_INFINITY, f64::max);
+        EnvelopePoint {
+            t: bucket.last_t,
+            low,
+            high,
+        }
+    }
+
+    /// Trailing minimum over the envelope width before time `t` (open bucket included). `None` when
+    /// no sample falls in that width, e.g. after a sampling gap: a stale level is no reference.
+    pub fn low_before(&self, t: f64) -> Option<f64> {
+        let oldest = (t / self.bucket_secs).floor() as i64 - self.buckets_per_envelope;
+        self.current
+            .iter()
+            .chain(self.closed.iter())
+            .filter(|b| b.index > oldest)
+            .map(|b| b.min)
+            .reduce(f64::min)
+    }
+
+    /// Trailing maximum including the open bucket.
+    pub fn current_high(&self) -> Option<f64> {
+        let open = self.current.map(|b| b.max)?;
+        Some(self.closed.iter().map(|b| b.max).fold(open, f64::max))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sawtooth_is_flattened_to_its_troughs() {
+        // 10-minute sawtooth from 100 to 200, sampled every minute; envelope 30 minutes.
+        let mut env = LowerEnvelope::new(300.0, 1800.0);
+        let mut points = Vec::new();
+        for i in 0..600 {
+            let value = 100.0 + 10.0 * f64::from(i % 10);
+            points.extend(env.push(Sample::new(f64::from(i) * 60.0, value)));
+        }
+        assert!(points.len() > 100);
+        assert!(points.iter().all(|p| p.low == 100.0), "troughs only");
+        assert!(points.iter().skip(2).all(|p| p.high == 190.0));
+    }
+
+    #[test]
+    fn a_step_passes_as_one_jump() {
+        let mut env = LowerEnvelope::new(300.0, 1800.0);
+        let mut lows = Vec::new();
+        for i in 0..300 {
+            let value = if i < 150 { 10.0 } else { 50.0 };
+            if let Some(p) = env.push(Sample::new(f64::from(i) * 60.0, value)) {
+                lows.push(p.low);
+            }
+        }
+        let jumps = lows.windows(2).filter(|w| w[1] != w[0]).count();
+        assert_eq!(jumps, 1, "{lows:?}");
+        assert_eq!(env.low_before(300.0 * 60.0), Some(50.0));
+        assert_eq!(env.low_before(400.0 * 60.0), None, "stale after a gap");
+    }
+}
