@@ -55,23 +55,33 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn check(state: &HttpState, headers: &HeaderMap, body: &Bytes) -> Result<AgentIntake, Response> {
+fn check(
+    state: &HttpState,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<AgentIntake, Box<Response>> {
     let Some(intake) = state.agents.clone() else {
-        return Err((
-            StatusCode::FORBIDDEN,
-            "agent reports are not enabled on this daemon: add [agents] token_file = \"...\" to its config\n",
-        )
-            .into_response());
+        return Err(Box::new(
+            (
+                StatusCode::FORBIDDEN,
+                "agent reports are not enabled on this daemon: add [agents] token_file = \"...\" to its config\n",
+            )
+                .into_response(),
+        ));
     };
     if !authorized(&intake, headers) {
-        return Err((
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong bearer token (Authorization: Bearer <the daemon's [agents] token>)\n",
-        )
-            .into_response());
+        return Err(Box::new(
+            (
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong bearer token (Authorization: Bearer <the daemon's [agents] token>)\n",
+            )
+                .into_response(),
+        ));
     }
     if body.len() > MAX_BODY {
-        return Err((StatusCode::PAYLOAD_TOO_LARGE, "report too large\n").into_response());
+        return Err(Box::new(
+            (StatusCode::PAYLOAD_TOO_LARGE, "report too large\n").into_response(),
+        ));
     }
     Ok(intake)
 }
@@ -83,7 +93,7 @@ pub(super) async fn post_report(
 ) -> Response {
     let intake = match check(&state, &headers, &body) {
         Ok(i) => i,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let summary: AgentSummary = match serde_json::from_slice(&body) {
         Ok(s) => s,
@@ -108,7 +118,7 @@ pub(super) async fn post_alert(
 ) -> Response {
     let intake = match check(&state, &headers, &body) {
         Ok(i) => i,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let alert: Alert = match serde_json::from_slice(&body) {
         Ok(a) => a,
