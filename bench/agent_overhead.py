@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""Overhead of the node agent, printed as Markdown.
+
+Starts 20 services of 10 processes each (a shell with 9 sleeping children, found by pidfile, so
+the agent follows descendants as it does for Kamailio), runs `sipwatch agent` on them at a 10 s
+interval for --duration seconds (default 120) with the default gauges (PSS/RSS/USS, fds, threads),
+and reports the agent's CPU share of one core, its resident memory, and its time per tick, next to
+a sysinfo full process-table refresh on the same host (bench/src/bin/sysinfo_refresh.rs).
+
+Usage: bench/agent_overhead.py [--services 20] [--per-service 10] [--duration 120] [--interval 10s]
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK
+
+
+def rss_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--services", type=int, default=20)
+    ap.add_argument("--per-service", type=int, default=10)
+    ap.add_argument("--duration", type=int, default=120)
+    ap.add_argument("--interval", default="10s")
+    args = ap.parse_args()
+    subprocess.run(["cargo", "build", "--release", "--locked", "-q", "-p", "sipwatch", "-p", "sipwatch-bench"],
+                   cwd=ROOT, check=True)
+    binary = os.path.join(ROOT, "target", "release", "sipwatch")
+    refresh = os.path.join(ROOT, "target", "release", "sysinfo_refresh")
+    work = tempfile.mkdtemp(prefix="sipwatch-agent-bench-")
+    groups = []
+    try:
+        for i in range(args.services):
+            kids = " ".join(["sleep 100000 &"] * (args.per_service - 1))
+            p = subprocess.Popen(["sh", "-c", f"{kids} wait"], start_new_session=True)
+            pidfile = os.path.join(work, f"svc{i}.pid")
+            open(pidfile, "w").write(str(p.pid))
+            groups.append(p)
+        time.sleep(1)
+        listen = f"127.0.0.1:{free_port()}"
+        cfg = os.path.join(work, "agent.toml")
+        with open(cfg, "w") as f:
+            f.write(f'[agent]\nlisten = "{listen}"\ninterval = "{args.interval}"\nstate_dir = "{work}/state"\n')
+            for i in range(args.services):
+                f.write(f'[[service]]\nname = "svc{i}"\npidfile = "{work}/svc{i}.pid"\n')
+        agent = subprocess.Popen([binary, "agent", "-c", cfg], stdout=subprocess.DEVNULL,
+                                 stderr=open(os.path.join(work, "agent.log"), "w"))
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"http://{listen}/healthz", timeout=2)
+                break
+            except Exception:
+                time.sleep(0.1)
+        time.sleep(15)  # first ticks, history files created
+        c0, t0 = cpu_seconds(agent.pid), time.time()
+        peak = 0.0
+        while time.time() - t0 < args.duration:
+            peak = max(peak, rss_mb(agent.pid))
+            time.sleep(1)
+        c1, t1 = cpu_seconds(agent.pid), time.time()
+        metrics = urllib.request.urlopen(f"http://{listen}/metrics", timeout=5).read().decode()
+        report = json.loads(urllib.request.urlopen(f"http://{listen}/api/v1/services", timeout=5).read())
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(timeout=20)
+        ticks = [float(m.group(1)) for m in re.finditer(r'^sipwatch_agent_tick_duration_seconds\{[^}]*\} (\S+)', metrics, re.M)]
+        followed = sum(s.get("processes", 0) for s in report.get("services", []))
+        per_tick_ms = sum(ticks) * 1e3  # every service ticks once per interval
+        ref = json.loads(subprocess.run([refresh, "20"], capture_output=True, text=True, check=True).stdout)
+        share = (c1 - c0) / (t1 - t0) * 100
+        print(f"### Agent overhead: {args.services} services, {followed} processes, interval {args.interval}, {args.duration} s ({time.strftime('%Y-%m-%d')})\n")
+        print("| measure | value |\n|---|---|")
+        print(f"| CPU, share of one core | **{share:.3f} %** (goal: at most 0.1 %) |")
+        print(f"| peak resident memory | **{peak:.1f} MB** (goal: at most 15 MB) |")
+        print(f"| time per tick, all {args.services} services (sum of last tick durations) | {per_tick_ms:.2f} ms |")
+        print(f"| sysinfo full process refresh, same host ({ref['processes']} processes), median | {ref['median_ms']:.2f} ms |")
+        print(f"| ratio sysinfo refresh / sipwatch tick | {ref['median_ms'] / per_tick_ms:.1f}x |" if per_tick_ms else "")
+    finally:
+        for p in groups:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except Exception:
+                pass
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
