@@ -532,3 +532,46 @@ ok_threshold = 2
     );
     assert!(d.log_text().contains("alert delivered"), "{}", d.log_text());
 }
+
+#[test]
+fn an_unwritable_store_is_reported_loudly_while_probing_goes_on() {
+    let kport = free_port();
+    let _k = Kamailio::start(KamailioSpec::new(kport, ROUTE_OK));
+    let dir = tempfile::tempdir().unwrap();
+    // The store's directory is a regular file: nothing can be created there, even by root.
+    let blocker = dir.path().join("not-a-dir");
+    std::fs::write(&blocker, "x").unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let cfg = dir.path().join("sipwatch.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[http]\nlisten = \"{listen}\"\n[store]\npath = \"{}\"\n[[target]]\nname = \"k\"\nuri = \"sip:127.0.0.1:{kport}\"\ninterval = \"300ms\"\ntimeout = \"250ms\"\n",
+            blocker.join("state.db").display()
+        ),
+    )
+    .unwrap();
+    let d = Daemon::start(&cfg, &listen, &dir.path().join("daemon.log"));
+    wait_for(
+        "probes counted while the store is broken",
+        Duration::from_secs(10),
+        || {
+            let (_, m) = http_get(&listen, "/metrics").unwrap();
+            m.lines().any(|l| {
+                l.starts_with("sipwatch_probes_total{")
+                    && l.contains("result=\"ok\"")
+                    && !l.ends_with(" 0")
+            })
+        },
+    );
+    let (_, m) = http_get(&listen, "/metrics").unwrap();
+    assert!(m.contains("sipwatch_store_ok 0"), "{m}");
+    let (_, health) = http_get(&listen, "/healthz").unwrap();
+    assert!(health.contains("store: error"), "{health}");
+    let (_, page) = http_get(&listen, "/").unwrap();
+    assert!(
+        page.to_lowercase().contains("store"),
+        "the page shows the store problem"
+    );
+    assert!(d.log_text().contains("store"), "{}", d.log_text());
+}

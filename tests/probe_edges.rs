@@ -458,3 +458,83 @@ fn rfc3263_srv_naptr_and_several_a_records_are_all_probed() {
     assert_eq!(line["result"], "dns_error");
     assert_eq!(line["remote"], serde_json::Value::Null);
 }
+
+/// A registrar that answers the first REGISTER with a challenge, the first answer with
+/// `stale=true` and a new nonce, and the second answer with 200 listing the Contact.
+#[test]
+fn a_stale_nonce_is_retried_once_with_the_new_nonce() {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = sock.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 4096];
+        let mut n = 0;
+        while let Ok((len, peer)) = sock.recv_from(&mut buf) {
+            let req = String::from_utf8_lossy(&buf[..len]).to_string();
+            log.lock().unwrap().push(req.clone());
+            let common = format!(
+                "{}\r\n{}\r\n{};tag=reg\r\n{}\r\n{}\r\n",
+                header(&req, "Via"),
+                header(&req, "From"),
+                header(&req, "To"),
+                header(&req, "Call-ID"),
+                header(&req, "CSeq")
+            );
+            let expires0 = header(&req, "Expires").contains(": 0");
+            let answer = match n {
+                0 => format!("SIP/2.0 401 Unauthorized\r\n{common}WWW-Authenticate: Digest realm=\"r\", nonce=\"first\", qop=\"auth\"\r\nContent-Length: 0\r\n\r\n"),
+                1 => format!("SIP/2.0 401 Unauthorized\r\n{common}WWW-Authenticate: Digest realm=\"r\", nonce=\"second\", qop=\"auth\", stale=true\r\nContent-Length: 0\r\n\r\n"),
+                _ if expires0 => format!("SIP/2.0 200 OK\r\n{common}Content-Length: 0\r\n\r\n"),
+                _ => {
+                    let contact = header(&req, "Contact").split_once(':').unwrap().1.trim().to_string();
+                    format!("SIP/2.0 200 OK\r\n{common}Contact: {contact};expires=60\r\nContent-Length: 0\r\n\r\n")
+                }
+            };
+            sock.send_to(answer.as_bytes(), peer).unwrap();
+            n += 1;
+        }
+    });
+    let out = sipwatch_env(
+        &[
+            "probe",
+            "--json",
+            "-m",
+            "register",
+            "-u",
+            "eve",
+            &format!("sip:127.0.0.1:{port}"),
+        ],
+        &[("SIPWATCH_PASSWORD", "pw")],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let line = &json_lines(&out)[0];
+    assert_eq!(line["binding_confirmed"], true);
+    let reqs = seen.lock().unwrap().clone();
+    assert!(reqs.len() >= 3, "{reqs:#?}");
+    assert!(
+        header(&reqs[1], "Authorization").contains("nonce=\"first\""),
+        "{}",
+        reqs[1]
+    );
+    assert!(
+        header(&reqs[2], "Authorization").contains("nonce=\"second\""),
+        "{}",
+        reqs[2]
+    );
+    assert!(
+        header(&reqs[2], "Authorization").contains("nc=00000001"),
+        "nc restarts with a new nonce"
+    );
+    assert!(
+        header(&reqs[2], "CSeq").contains("3 REGISTER"),
+        "{}",
+        reqs[2]
+    );
+    let call_ids: Vec<&str> = reqs.iter().map(|r| header(r, "Call-ID")).collect();
+    assert!(
+        call_ids.iter().all(|c| *c == call_ids[0]),
+        "same Call-ID throughout"
+    );
+}

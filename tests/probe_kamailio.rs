@@ -263,3 +263,55 @@ fn count_repeats_like_ping_and_the_worst_status_wins() {
     let out = sipwatch(&["probe", &up, &closed]);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
 }
+
+#[test]
+fn register_answers_a_407_proxy_challenge() {
+    let port = free_port();
+    let route = r#"
+  if (is_method("REGISTER")) {
+    if (!pv_proxy_authenticate("$td", "secret", "0")) { proxy_challenge("$td", "1"); exit; }
+    if (!save("location")) { sl_reply_error(); }
+    exit;
+  }
+  sl_send_reply("200", "OK");
+"#;
+    let _k = Kamailio::start(KamailioSpec::new(port, route));
+    let out = sipwatch_env(
+        &[
+            "probe",
+            "-v",
+            "-m",
+            "register",
+            "-u",
+            "dave",
+            &format!("sip:127.0.0.1:{port}"),
+        ],
+        &[("SIPWATCH_PASSWORD", "secret")],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("SIP/2.0 407"), "{text}");
+    assert!(
+        text.contains("Proxy-Authorization: Digest username=\"dave\""),
+        "{text}"
+    );
+    let out = sipwatch_env(
+        &[
+            "probe",
+            "--json",
+            "-m",
+            "register",
+            "-u",
+            "dave",
+            &format!("sip:127.0.0.1:{port}"),
+        ],
+        &[("SIPWATCH_PASSWORD", "nope")],
+    );
+    assert_eq!(
+        json_lines(&out)[0]["result"],
+        "auth_failed",
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(json_lines(&out)[0]["code"], 407);
+}
