@@ -27,6 +27,11 @@ pub const EXIT_BAD_INPUT: i32 = 2;
 
 /// Flags of `sipwatch leak analyze`.
 #[derive(clap::Args, Clone, Debug)]
+#[command(after_help = "\
+Input: a CSV with a header naming `timestamp` (unix seconds or RFC 3339) and `value`, one sample per
+line, sorted by time. The file is replayed sample by sample through the detector the agent runs.
+
+Exit codes: 0 no leak, 1 leak (the alert would have been raised), 2 bad input (the error names the line).")]
 pub struct AnalyzeArgs {
     /// CSV with a header and columns `timestamp` (unix seconds or RFC 3339) and `value`.
     pub file: PathBuf,
@@ -333,6 +338,26 @@ pub fn parse_amount(text: &str) -> Result<f64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn args_parse_with_clap_and_help_documents_exit_codes() {
+        use clap::{CommandFactory, Parser};
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            analyze: AnalyzeArgs,
+        }
+        let cli = Cli::try_parse_from([
+            "analyze", "rss.csv", "--limit", "2G", "--json", "--plot", "o.svg",
+        ])
+        .expect("parses");
+        assert_eq!(cli.analyze.limit, Some(2.0 * 1024.0 * 1024.0 * 1024.0));
+        assert!(cli.analyze.json);
+        assert_eq!(cli.analyze.plot.as_deref(), Some(Path::new("o.svg")));
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("Exit codes: 0 no leak, 1 leak"), "{help}");
+        assert!(Cli::try_parse_from(["analyze", "rss.csv", "--limit", "lots"]).is_err());
+    }
 
     #[test]
     fn amounts_and_durations() {
