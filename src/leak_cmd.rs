@@ -45,6 +45,22 @@ pub struct AnalyzeArgs {
     /// Also draw the series, the trend and the detection point into this SVG file.
     #[arg(long, value_name = "OUT.svg")]
     pub plot: Option<PathBuf>,
+    /// Detector settings (TOML, the same keys as the agent's `[service.leak]` table, e.g.
+    /// `min_span = "5m"`); unset keys keep their defaults.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// Reads `--config`: a TOML table of detector settings, checked like the agent's.
+fn read_config(path: &std::path::Path) -> anyhow::Result<DetectorConfig> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read detector settings {}: {e}", path.display()))?;
+    let config: DetectorConfig =
+        crate::config_error::parse_toml(path, &text).map_err(|e| anyhow::anyhow!("{e}"))?;
+    config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(config)
 }
 
 /// What `analyze_file` needs besides the file.
@@ -177,9 +193,19 @@ pub fn replay(samples: &[InputSample], options: &AnalyzeOptions) -> AnalysisRepo
 /// Runs `leak analyze`: prints the summary or JSON to stdout, writes the plot, returns the exit code
 /// (bad input: the error is printed to stderr and 2 is returned).
 pub fn run_analyze(args: &AnalyzeArgs) -> anyhow::Result<i32> {
+    let config = match &args.config {
+        Some(path) => match read_config(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("sipwatch leak analyze: {e}");
+                return Ok(EXIT_BAD_INPUT);
+            }
+        },
+        None => DetectorConfig::default(),
+    };
     let options = AnalyzeOptions {
         limit: args.limit,
-        config: DetectorConfig::default(),
+        config,
     };
     let report = match analyze_file(&args.file, &options) {
         Ok(report) => report,
