@@ -205,6 +205,7 @@ fn bad_input_names_the_line_and_exits_2() {
             limit: None,
             json: true,
             plot: None,
+            config: None,
         };
         assert_eq!(
             run_analyze(&args).expect("bad input is an exit code, not an error"),
@@ -216,6 +217,7 @@ fn bad_input_names_the_line_and_exits_2() {
         limit: None,
         json: false,
         plot: None,
+        config: None,
     };
     assert_eq!(run_analyze(&missing).expect("exit code"), EXIT_BAD_INPUT);
 }
@@ -229,6 +231,7 @@ fn run_analyze_returns_exit_codes_and_draws_the_plot() {
         limit: Some(1024.0 * MB),
         json: false,
         plot: Some(plot.clone()),
+        config: None,
     };
     assert_eq!(run_analyze(&args).expect("runs"), EXIT_LEAK);
     let svg = std::fs::read_to_string(&plot).expect("plot written");
@@ -247,6 +250,7 @@ fn run_analyze_returns_exit_codes_and_draws_the_plot() {
         limit: None,
         json: true,
         plot: None,
+        config: None,
     };
     assert_eq!(run_analyze(&args).expect("runs"), EXIT_NO_LEAK);
 }

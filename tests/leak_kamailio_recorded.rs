@@ -1,0 +1,73 @@
+//! The leak detector on a real leak: Kamailio storing every OPTIONS in an htable that never
+//! expires, under SIPp load, sampled every 10 s (`bench/record_kamailio_leak.py`, data in
+//! `tests/data/`). `sipwatch leak analyze` must raise the leak well before Kamailio logged
+//! `no more shm`, and must stay quiet on the same Kamailio with entries that expire (a pool that
+//! fills a little and levels off), under the same load.
+
+use std::process::Command;
+
+fn data(name: &str) -> String {
+    format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn analyze(file: &str, extra: &[&str]) -> (i32, serde_json::Value) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sipwatch"))
+        .args(["leak", "analyze", "--json", &data(file)])
+        .args(extra)
+        .output()
+        .unwrap();
+    let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), v)
+}
+
+#[test]
+fn a_real_kamailio_shm_leak_is_raised_well_before_no_more_shm() {
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data("kamailio-leak.json")).unwrap())
+            .unwrap();
+    let started = meta["leak"]["started_at"].as_f64().unwrap();
+    let exhausted = meta["leak"]["no_more_shm_at"]
+        .as_f64()
+        .expect("the recording reached `no more shm`");
+    let config = data("leak-10s.toml");
+    let (code, v) = analyze(
+        "kamailio-htable-leak-shm.csv",
+        &["--limit", "64M", "--config", &config],
+    );
+    assert_eq!(code, 1, "exit 1 means leak: {v:#}");
+    assert_eq!(v["verdict"], "leak");
+    let detected = v["detected_at"].as_f64().unwrap();
+    let run = exhausted - started;
+    assert!(
+        detected <= exhausted - 0.25 * run,
+        "raised at +{:.0} s, `no more shm` at +{:.0} s: not well before",
+        detected - started,
+        run
+    );
+    assert!(v["slope_per_hour"].as_f64().unwrap() > 1e6, "{v:#}");
+
+    // Summed PSS of the Kamailio processes shows the same leak, without a limit.
+    let (code, v) = analyze("kamailio-htable-leak-pss.csv", &["--config", &config]);
+    assert_eq!(
+        (code, &v["verdict"]),
+        (1, &serde_json::json!("leak")),
+        "{v:#}"
+    );
+}
+
+#[test]
+fn the_same_kamailio_without_the_leak_raises_nothing() {
+    let config = data("leak-10s.toml");
+    for file in ["kamailio-noleak-shm.csv", "kamailio-noleak-pss.csv"] {
+        let (code, v) = analyze(file, &["--limit", "64M", "--config", &config]);
+        assert_eq!(code, 0, "{file}: {v:#}");
+        assert_eq!(v["verdict"], "no_leak", "{file}");
+        assert_eq!(v["detected_at"], serde_json::Value::Null, "{file}");
+    }
+}
