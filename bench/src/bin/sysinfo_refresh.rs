@@ -18,7 +18,11 @@ fn main() {
             std::process::exit(1);
         }
     };
-    sys.refresh_processes_specifics(ProcessesToUpdate::All, true, ProcessRefreshKind::everything());
+    sys.refresh_processes_specifics(
+        ProcessesToUpdate::All,
+        true,
+        ProcessRefreshKind::everything(),
+    );
     let mut times = Vec::with_capacity(n);
     for _ in 0..n {
         let t = Instant::now();
