@@ -27,6 +27,9 @@ pub struct Located {
     pub problem: Option<String>,
     /// Whether this tick walked all of `/proc`.
     pub scanned: bool,
+    /// Threads summed over `procs`, when every one of them had its `stat` read this tick (the
+    /// thread gauge then need not read them again).
+    pub threads: Option<u64>,
 }
 
 /// Finds a service's processes; keep one per service and call [`Locator::locate`] once per tick.
@@ -92,11 +95,11 @@ impl Locator {
         }
         let mut pids = Vec::new();
         read_procs_recursive(&dir, &mut pids, 0);
-        let mut procs: Vec<ProcId> = pids
-            .into_iter()
-            .filter_map(proc::read)
-            .map(|i| i.id)
-            .collect();
+        pids.sort_unstable();
+        pids.dedup();
+        let infos: Vec<ProcInfo> = pids.into_iter().filter_map(proc::read).collect();
+        let threads = infos.iter().map(|i| i.threads).sum();
+        let mut procs: Vec<ProcId> = infos.into_iter().map(|i| i.id).collect();
         procs.sort();
         procs.dedup();
         let problem = procs
@@ -107,6 +110,7 @@ impl Locator {
             cgroup: Some(dir),
             problem,
             scanned: false,
+            threads: Some(threads),
         }
     }
 
@@ -146,7 +150,9 @@ impl Locator {
         };
         // Descendants: the kernel's children lists if present, else the table walk on schedule.
         let mut scanned = false;
-        let descendants = if let Some(d) = descendants_from_children_files(main.id.pid) {
+        let mut threads = None;
+        let descendants = if let Some((d, t)) = descendants_from_children_files(&main) {
+            threads = Some(t);
             d
         } else {
             let main_changed = self.known.first() != Some(&main.id);
@@ -168,12 +174,21 @@ impl Locator {
             cgroup: None,
             problem: None,
             scanned,
+            threads,
         }
     }
 
     fn by_scan(&mut self) -> Located {
         self.ticks_since_scan += 1;
-        let vanished = self.known.iter().any(|id| !proc::alive(*id));
+        // Checking the known processes reads their stat: keep their thread counts.
+        let mut known_threads = 0;
+        let vanished = !self.known.iter().all(|id| match proc::read_same(*id) {
+            Some(info) => {
+                known_threads += info.threads;
+                true
+            }
+            None => false,
+        });
         let due = self.ticks_since_scan >= self.rescan_every;
         let missing = self.known.is_empty();
         if vanished {
@@ -183,15 +198,18 @@ impl Locator {
         if !(self.first || vanished || due || eager) {
             return Located {
                 procs: self.known.clone(),
+                threads: Some(known_threads),
                 ..Located::default()
             };
         }
         self.eager_ticks = self.eager_ticks.saturating_sub(1);
         self.ticks_since_scan = 0;
         let table = proc::scan();
+        let mut threads = 0;
         let mut procs: Vec<ProcId> = table
             .iter()
             .filter(|info| info.id.pid != self.own_pid && self.matches(info))
+            .inspect(|info| threads += info.threads)
             .map(|info| info.id)
             .collect();
         // Main process first: the earliest started.
@@ -205,6 +223,7 @@ impl Locator {
             cgroup: None,
             problem,
             scanned: true,
+            threads: Some(threads),
         }
     }
 
@@ -245,21 +264,24 @@ fn read_procs_recursive(dir: &Path, out: &mut Vec<i32>, depth: u32) {
     }
 }
 
-fn descendants_from_children_files(root: i32) -> Option<Vec<ProcId>> {
+/// The descendants of `root` from the kernel's children files, with the threads of `root` and of
+/// them summed; `None` when the kernel lacks those files.
+fn descendants_from_children_files(root: &ProcInfo) -> Option<(Vec<ProcId>, u64)> {
     // The kernel lacks the children files when the root's own is missing; a child that exits
     // during the walk just has no children to list.
-    proc::children_of(root)?;
-    let mut found = Vec::new();
-    let mut stack = vec![root];
-    while let Some(pid) = stack.pop() {
-        for child in proc::children_of(pid).unwrap_or_default() {
+    let mut stack = vec![proc::children_of(root.id.pid, root.threads)?];
+    let mut found: Vec<ProcId> = Vec::new();
+    let mut threads = root.threads;
+    while let Some(children) = stack.pop() {
+        for child in children {
             if let Some(info) = proc::read(child) {
                 if found.len() < 100_000 && !found.contains(&info.id) {
                     found.push(info.id);
-                    stack.push(child);
+                    threads += info.threads;
+                    stack.push(proc::children_of(child, info.threads).unwrap_or_default());
                 }
             }
         }
     }
-    Some(found)
+    Some((found, threads))
 }

@@ -3,8 +3,14 @@
 //!
 //! These are the only places that list `/proc`; the locator decides how rarely to call [`scan`].
 //! Zombies are treated as gone: they hold no memory and no descriptors and cannot be sampled.
+//!
+//! Cost matters here: the agent reads every watched process every tick. [`read`] is one `open`,
+//! one `read` and one `close` of `/proc/PID/stat` (parsed by hand, into a reused buffer), and its
+//! answer carries the thread count too, so that nothing reads `stat` twice in a tick.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
 
 use procfs::process::Process;
 use serde::Serialize;
@@ -22,12 +28,81 @@ pub struct ProcInfo {
     pub id: ProcId,
     pub ppid: i32,
     pub comm: String,
+    /// Threads of the process (`num_threads`), at the time it was read.
+    pub threads: u64,
+}
+
+thread_local! {
+    /// The buffer `/proc` files are read into, reused from read to read.
+    static BUF: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(4096));
+}
+
+/// Reads `/proc/PID/NAME` into a reused buffer and hands it to `parse`; `None` if the file cannot
+/// be read (the process is gone, or no permission).
+pub fn with_proc_file<T>(
+    pid: i32,
+    name: &str,
+    parse: impl FnOnce(&[u8]) -> Option<T>,
+) -> Option<T> {
+    BUF.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        buf.clear();
+        let mut file = std::fs::File::open(format!("/proc/{pid}/{name}")).ok()?;
+        // Plain reads until end of file: `read_to_end` on a `File` asks for its size first
+        // (`statx` and `lseek`), which `/proc` files do not know anyway.
+        loop {
+            if buf.capacity() - buf.len() < 1024 {
+                buf.reserve(4096);
+            }
+            let len = buf.len();
+            let spare = buf.capacity() - len;
+            buf.resize(len + spare, 0);
+            match file.read(&mut buf[len..]) {
+                Ok(0) => {
+                    buf.truncate(len);
+                    break;
+                }
+                Ok(n) => buf.truncate(len + n),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => buf.truncate(len),
+                Err(_) => return None,
+            }
+        }
+        parse(&buf)
+    })
+}
+
+/// Parses the text of `/proc/PID/stat`; `None` for a zombie or a text it cannot read.
+pub fn parse_stat(text: &[u8]) -> Option<ProcInfo> {
+    // The name is in parentheses and may itself hold spaces and parentheses: cut at the last ')'.
+    let open = text.iter().position(|&b| b == b'(')?;
+    let close = text.iter().rposition(|&b| b == b')')?;
+    let pid = std::str::from_utf8(text.get(..open)?)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let comm = String::from_utf8_lossy(text.get(open + 1..close)?).into_owned();
+    let rest = std::str::from_utf8(text.get(close + 1..)?).ok()?;
+    // Fields from the 3rd on (proc(5)): state, ppid, ..., num_threads (20th), ..., starttime (22nd).
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next()?;
+    if matches!(state, "Z" | "X" | "x") {
+        return None;
+    }
+    let ppid = fields.next()?.parse().ok()?;
+    let threads: i64 = fields.nth(15)?.parse().ok()?;
+    let start = fields.nth(1)?.parse().ok()?;
+    Some(ProcInfo {
+        id: ProcId { pid, start },
+        ppid,
+        comm,
+        threads: threads.max(0) as u64,
+    })
 }
 
 /// Reads one process; `None` if it does not exist (any more) or is a zombie.
 pub fn read(pid: i32) -> Option<ProcInfo> {
-    let process = Process::new(pid).ok()?;
-    info_of(&process)
+    with_proc_file(pid, "stat", parse_stat)
 }
 
 fn info_of(process: &Process) -> Option<ProcInfo> {
@@ -42,12 +117,18 @@ fn info_of(process: &Process) -> Option<ProcInfo> {
         },
         ppid: stat.ppid,
         comm: stat.comm,
+        threads: stat.num_threads.max(0) as u64,
     })
+}
+
+/// This very process (not a later one with the same pid), if it is still alive.
+pub fn read_same(id: ProcId) -> Option<ProcInfo> {
+    read(id.pid).filter(|info| info.id == id)
 }
 
 /// Whether this very process (not a later one with the same pid) is still alive.
 pub fn alive(id: ProcId) -> bool {
-    read(id.pid).is_some_and(|info| info.id == id)
+    read_same(id).is_some()
 }
 
 /// The command line, arguments joined by spaces (empty for kernel threads).
@@ -96,20 +177,45 @@ pub fn descendants(table: &[ProcInfo], root: i32) -> Vec<ProcId> {
 }
 
 /// Children of a process from `/proc/PID/task/*/children`, when the kernel provides that file
-/// (`CONFIG_PROC_CHILDREN`); `None` when it does not.
-pub fn children_of(pid: i32) -> Option<Vec<i32>> {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+/// (`CONFIG_PROC_CHILDREN`); `None` when it does not. `threads` is the process's thread count as
+/// just read: a single-threaded process has one such file, `task/PID/children`, read without
+/// listing `task/`.
+pub fn children_of(pid: i32, threads: u64) -> Option<Vec<i32>> {
+    let parse = |text: &[u8], out: &mut Vec<i32>| {
+        out.extend(
+            text.split(u8::is_ascii_whitespace)
+                .filter_map(|s| std::str::from_utf8(s).ok()?.parse::<i32>().ok()),
+        );
+    };
     let mut out = Vec::new();
+    if threads == 1 {
+        let path = format!("task/{pid}/children");
+        if with_proc_file(pid, &path, |text| {
+            parse(text, &mut out);
+            Some(())
+        })
+        .is_some()
+        {
+            return Some(out);
+        }
+        // The process may have started a thread meanwhile: list them below.
+    }
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
     let mut any = false;
     for task in tasks.flatten() {
-        let Ok(text) = std::fs::read_to_string(task.path().join("children")) else {
+        let name = task.file_name();
+        let Some(tid) = name.to_str() else {
             continue;
         };
-        any = true;
-        out.extend(
-            text.split_whitespace()
-                .filter_map(|s| s.parse::<i32>().ok()),
-        );
+        let path = format!("task/{tid}/children");
+        if with_proc_file(pid, &path, |text| {
+            parse(text, &mut out);
+            Some(())
+        })
+        .is_some()
+        {
+            any = true;
+        }
     }
     any.then_some(out)
 }
@@ -130,6 +236,52 @@ mod tests {
             "another start time is another process"
         );
         assert!(cmdline(me.id.pid).is_some_and(|c| !c.is_empty()));
+        // The hand parser agrees with procfs.
+        let stat = Process::myself().unwrap().stat().unwrap();
+        assert_eq!(me.id.start, stat.starttime);
+        assert_eq!(me.ppid, stat.ppid);
+        assert_eq!(me.comm, stat.comm);
+        assert!(me.threads >= 1);
+    }
+
+    #[test]
+    fn stat_with_spaces_and_parentheses_in_the_name() {
+        let text =
+            b"4242 (my (odd) name) S 1 4242 4242 0 -1 4194560 100 0 0 0 5 3 0 0 20 0 7 0 123456 \
+                     1000 10 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n";
+        let info = parse_stat(text).unwrap();
+        assert_eq!(
+            info.id,
+            ProcId {
+                pid: 4242,
+                start: 123456
+            }
+        );
+        assert_eq!((info.ppid, info.threads), (1, 7));
+        assert_eq!(info.comm, "my (odd) name");
+        let zombie = b"9 (z) Z 1 9 9 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 55 0 0\n";
+        assert!(parse_stat(zombie).is_none());
+    }
+
+    #[test]
+    fn children_of_a_child() {
+        let me = read(std::process::id() as i32).unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let kids = children_of(me.id.pid, me.threads).expect("kernel children files");
+        let kids_listed = children_of(me.id.pid, 2).expect("kernel children files");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(
+            kids.contains(&(child.id() as i32)) || me.threads > 1,
+            "{kids:?}"
+        );
+        assert!(
+            kids_listed.contains(&(child.id() as i32)),
+            "{kids_listed:?}"
+        );
     }
 
     #[test]
@@ -138,6 +290,7 @@ mod tests {
             id: ProcId { pid, start: 1 },
             ppid,
             comm: String::new(),
+            threads: 1,
         };
         let table = vec![p(1, 0), p(10, 1), p(11, 10), p(12, 10), p(13, 11), p(20, 1)];
         let mut d: Vec<i32> = descendants(&table, 10).iter().map(|id| id.pid).collect();

@@ -99,6 +99,15 @@ impl SampleContext {
         }
     }
 
+    /// The context of one tick whose processes' threads were already counted (by the locator,
+    /// which reads every process's `stat` anyway).
+    pub fn with_threads(mut self, threads: Option<u64>) -> Self {
+        if let Some(threads) = threads {
+            self.threads = OnceLock::from(threads);
+        }
+        self
+    }
+
     /// The cgroup directory, if known.
     pub fn cgroup(&self) -> Option<&Path> {
         self.cgroup.as_deref()

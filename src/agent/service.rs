@@ -174,7 +174,8 @@ impl ServiceWatch {
             .processes
             .get_or_create(&labels)
             .set(located.procs.len() as i64);
-        let ctx = SampleContext::new(&name, located.procs.clone(), located.cgroup.clone());
+        let ctx = SampleContext::new(&name, located.procs.clone(), located.cgroup.clone())
+            .with_threads(located.threads);
 
         // The process figures, always: they are the contract metrics.
         if up {

@@ -61,10 +61,11 @@ pub fn parse_smaps_rollup(text: &str) -> MemoryTotals {
 pub fn read_totals(procs: &[ProcId]) -> MemoryTotals {
     let mut totals = MemoryTotals::default();
     for id in procs {
-        let Ok(text) = std::fs::read_to_string(format!("/proc/{}/smaps_rollup", id.pid)) else {
+        let Some(one) = crate::agent::proc::with_proc_file(id.pid, "smaps_rollup", |text| {
+            std::str::from_utf8(text).ok().map(parse_smaps_rollup)
+        }) else {
             continue;
         };
-        let one = parse_smaps_rollup(&text);
         totals.rss += one.rss;
         totals.pss += one.pss;
         totals.uss += one.uss;

@@ -9,8 +9,8 @@ use crate::agent::sampler::{Reading, SampleContext, SampleFuture, Sampler};
 pub fn read_total(procs: &[ProcId]) -> u64 {
     procs
         .iter()
-        .filter_map(|id| procfs::process::Process::new(id.pid).ok()?.stat().ok())
-        .map(|stat| stat.num_threads.max(0) as u64)
+        .filter_map(|id| crate::agent::proc::read(id.pid))
+        .map(|info| info.threads)
         .sum()
 }
 
