@@ -14,4 +14,5 @@ pub mod daemon;
 pub mod duration;
 pub mod leak;
 pub mod leak_cmd;
+pub mod metrics_text;
 pub mod probe_cmd;

@@ -183,7 +183,7 @@ impl AgentMetrics {
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();
         }
-        openmetrics_to_prometheus_text(&out)
+        crate::metrics_text::openmetrics_to_prometheus_text(&out)
     }
 
     /// Removes the per-process series of a service that has no process.
@@ -205,35 +205,6 @@ impl AgentMetrics {
 
 /// The content type of [`AgentMetrics::encode`]'s output.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-/// Turns the OpenMetrics text `prometheus-client` writes into the classic Prometheus text format:
-/// a counter family's `# HELP`/`# TYPE` lines name its `_total` samples, and there is no `# EOF`.
-/// (Prometheus reads both; `promtool check metrics` and older scrapers read only the classic one.)
-pub fn openmetrics_to_prometheus_text(text: &str) -> String {
-    let counters: Vec<&str> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
-        .collect();
-    let mut out = String::with_capacity(text.len());
-    for line in text.lines() {
-        if line == "# EOF" {
-            continue;
-        }
-        let rewritten = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
-            let rest = line.strip_prefix(prefix)?;
-            let (name, tail) = rest.split_once(' ')?;
-            counters
-                .contains(&name)
-                .then(|| format!("{prefix}{name}_total {tail}"))
-        });
-        match rewritten {
-            Some(l) => out.push_str(&l),
-            None => out.push_str(line),
-        }
-        out.push('\n');
-    }
-    out
-}
 
 /// The `{service,gauge}` labels.
 pub fn gauge_labels(service: &str, gauge: &str) -> GaugeLabels {

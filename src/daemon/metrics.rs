@@ -98,8 +98,6 @@ pub struct Metrics {
     lateness: Histogram,
     targets: Gauge,
     nodes: Family<StateLabels, Gauge>,
-    /// Counter families that prometheus-client names without `_total` in HELP/TYPE.
-    counter_families: Vec<&'static str>,
     /// `result` label values seen per target, so `remove_target` can drop every series.
     results_seen: Mutex<BTreeMap<String, BTreeSet<String>>>,
 }
@@ -184,7 +182,6 @@ impl Metrics {
             lateness,
             targets,
             nodes,
-            counter_families: vec!["sipwatch_probes", "sipwatch_store_errors"],
             results_seen: Mutex::new(BTreeMap::new()),
         };
         // Every state series exists from the first scrape.
@@ -317,7 +314,7 @@ impl Metrics {
     /// Prometheus text format 0.0.4 (passes `promtool check metrics`); serve with
     /// [`PROMETHEUS_TEXT_CONTENT_TYPE`].
     pub fn encode(&self) -> String {
-        openmetrics_to_prometheus_text(&self.encode_openmetrics(), &self.counter_families)
+        crate::metrics_text::openmetrics_to_prometheus_text(&self.encode_openmetrics())
     }
 }
 
@@ -326,31 +323,6 @@ fn target_group(target: &str, group: Option<&str>) -> TargetGroupLabels {
         target: target.to_owned(),
         group: group.unwrap_or("").to_owned(),
     }
-}
-
-/// Rewrite prometheus-client's OpenMetrics into the 0.0.4 text format: counter families are named
-/// with their `_total` suffix in HELP and TYPE (their samples already carry it), and the `# EOF`
-/// and `# UNIT` lines, which 0.0.4 does not know, go.
-fn openmetrics_to_prometheus_text(openmetrics: &str, counters: &[&str]) -> String {
-    let mut out = String::with_capacity(openmetrics.len());
-    for line in openmetrics.lines() {
-        if line == "# EOF" || line.starts_with("# UNIT ") {
-            continue;
-        }
-        let rewritten = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
-            let rest = line.strip_prefix(prefix)?;
-            let (name, tail) = rest.split_once(' ')?;
-            counters
-                .contains(&name)
-                .then(|| format!("{prefix}{name}_total {tail}"))
-        });
-        match rewritten {
-            Some(l) => out.push_str(&l),
-            None => out.push_str(line),
-        }
-        out.push('\n');
-    }
-    out
 }
 
 #[cfg(test)]
