@@ -348,16 +348,26 @@ request_route {{
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        let alive = |p: &u32| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .map(|s| !s.contains(") Z "))
+                .unwrap_or(false)
+        };
+        // Children normally exit with the main process; on a loaded machine give them a while,
+        // then kill what is left so no orphan keeps the ports.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while pids.iter().any(alive) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for p in pids.iter().filter(|p| alive(p)) {
+            unsafe {
+                libc::kill(*p as i32, libc::SIGKILL);
+            }
+        }
         wait_for(
             "all kamailio processes to exit",
             Duration::from_secs(10),
-            || {
-                pids.iter().all(|p| {
-                    std::fs::read_to_string(format!("/proc/{p}/stat"))
-                        .map(|s| s.contains(") Z "))
-                        .unwrap_or(true)
-                })
-            },
+            || !pids.iter().any(alive),
         );
     }
 
