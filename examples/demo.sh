@@ -141,7 +141,7 @@ uri = "sip:127.0.0.1:$PORT"
 probe = "register"
 username = "alice"
 password = "demo-secret"
-interval = "10s"
+interval = "4s"
 timeout = "2s"
 TOML
 cat > agent.toml <<TOML
