@@ -4,14 +4,14 @@
 //! - [`leak`]: the online leak detector (pure: samples in, verdicts out).
 //! - [`agent`]: the node agent: finds services, samples their gauges, runs the detector.
 //! - [`daemon`]: the prober daemon (`sipwatch run`).
-//! - [`calendar`], [`config_error`], [`duration`]: small shared pieces.
+//! - [`calendar`], [`config_error`]: small shared pieces (durations are parsed by the
+//!   `sipwatch-units` crate, shared with the alerting crate).
 
 pub mod agent;
 pub mod alerts;
 pub mod calendar;
 pub mod config_error;
 pub mod daemon;
-pub mod duration;
 pub mod leak;
 pub mod leak_cmd;
 pub mod metrics_text;

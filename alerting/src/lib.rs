@@ -31,8 +31,6 @@ pub mod receivers;
 pub mod retry;
 pub mod secret;
 
-mod duration;
-
 /// Implement [`Notifier`] with `#[sipwatch_alerting::async_trait]`.
 pub use async_trait::async_trait;
 

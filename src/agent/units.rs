@@ -16,43 +16,17 @@ use serde::{Deserialize, Serialize, Serializer};
 pub struct ConfigDuration(pub Duration);
 
 impl ConfigDuration {
-    /// Parses `"10s"`, `"2m"`, `"1h"`, `"1.5h"`, `"7d"`, `"250ms"`.
+    /// Parses `"10s"`, `"2m"`, `"1h"`, `"1.5h"`, `"7d"`, `"250ms"` (the workspace's one syntax,
+    /// `sipwatch_units`); zero is refused here, every agent duration is a period or a timeout.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let text = text.trim();
-        let split = text
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(text.len());
-        let (number, unit) = text.split_at(split);
-        if number.is_empty() {
+        let seconds = sipwatch_units::parse_seconds(text)?;
+        if seconds <= 0.0 {
             return Err(format!(
-                "duration \"{text}\" does not start with a number; write e.g. \"10s\", \"2m\", \"1h\""
+                "duration \"{}\" must be greater than zero",
+                text.trim()
             ));
         }
-        let value: f64 = number.parse().map_err(|_| {
-            format!("duration \"{text}\": \"{number}\" is not a number; write e.g. \"10s\"")
-        })?;
-        let seconds_per_unit = match unit.trim() {
-            "ms" => 0.001,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            "d" => 86400.0,
-            "" => {
-                return Err(format!(
-                    "duration \"{text}\" has no unit; write \"{number}s\" (or ms, m, h, d)"
-                ))
-            }
-            other => {
-                return Err(format!(
-                    "duration \"{text}\": unknown unit \"{other}\"; use ms, s, m, h or d, e.g. \"{number}s\""
-                ))
-            }
-        };
-        let seconds = value * seconds_per_unit;
-        if !seconds.is_finite() || seconds <= 0.0 {
-            return Err(format!("duration \"{text}\" must be greater than zero"));
-        }
-        Ok(ConfigDuration(Duration::from_secs_f64(seconds)))
+        sipwatch_units::parse_duration(text).map(ConfigDuration)
     }
 
     /// The duration.
@@ -63,18 +37,7 @@ impl ConfigDuration {
 
 impl fmt::Display for ConfigDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let secs = self.0.as_secs_f64();
-        if secs >= 86400.0 && secs % 86400.0 == 0.0 {
-            write!(f, "{}d", secs / 86400.0)
-        } else if secs >= 3600.0 && secs % 3600.0 == 0.0 {
-            write!(f, "{}h", secs / 3600.0)
-        } else if secs >= 60.0 && secs % 60.0 == 0.0 {
-            write!(f, "{}m", secs / 60.0)
-        } else if secs >= 1.0 {
-            write!(f, "{secs}s")
-        } else {
-            write!(f, "{}ms", (secs * 1000.0).round())
-        }
+        f.write_str(&sipwatch_units::format_seconds(self.0.as_secs_f64()))
     }
 }
 
