@@ -20,6 +20,10 @@ pub struct DetectorConfig {
     /// oscillation) with a period shorter than this is flattened to its troughs. Default `30m`.
     #[serde(with = "duration_secs")]
     pub envelope: f64,
+    /// Start each segment with a one-bucket envelope and widen it to `envelope` at the first sharp
+    /// fall (a garbage collection, a freed cache, a spike going away). A gauge that never falls (a
+    /// shared-memory pool, a session count) then shows its growth `envelope` sooner. Default `true`.
+    pub adaptive_envelope: bool,
     /// Least time growth must have been seen, however close the limit is. Default `1h`.
     #[serde(with = "duration_secs")]
     pub min_span: f64,
@@ -32,7 +36,7 @@ pub struct DetectorConfig {
     pub no_limit_span: f64,
     /// With a limit, growth must have been seen for `eta_fraction` x the time left to the limit (clamped
     /// to `min_span..=max_span`): an urgent leak is raised on little evidence, a slow one waits until a
-    /// warm-up or a cache fill would have levelled off. Default `0.75` (the least delay with no false
+    /// warm-up or a cache fill would have levelled off. Default `0.8` (the least delay with no false
     /// alarm on the benchmark's benign shapes; 0.5 raises leaks ~25% sooner but alarms on caches that
     /// fill linearly for hours).
     pub eta_fraction: f64,
@@ -71,10 +75,11 @@ impl Default for DetectorConfig {
         DetectorConfig {
             bucket: 300.0,
             envelope: 1800.0,
+            adaptive_envelope: true,
             min_span: 3600.0,
             max_span: 86_400.0,
             no_limit_span: 43_200.0,
-            eta_fraction: 0.75,
+            eta_fraction: 0.8,
             plateau_ratio: 0.7,
             significance_z: 3.0,
             staircase_min_steps: 3,
@@ -174,51 +179,14 @@ pub mod duration_secs {
         d.deserialize_any(Visitor)
     }
 
-    /// Parses `"1h30m"`, `"90s"`, `"7d"`, `"0.5h"`. A string needs a unit (a TOML number is seconds).
+    /// Parses `"1h30m"`, `"90s"`, `"7d"`, `"0.5h"` (`sipwatch_units`). A string needs a unit (a
+    /// TOML number is seconds).
     pub fn parse_duration(text: &str) -> Result<f64, String> {
-        let text = text.trim();
-        let mut total = 0.0;
-        let mut number = String::new();
-        let mut saw_unit = false;
-        for c in text.chars() {
-            if c.is_ascii_digit() || c == '.' {
-                number.push(c);
-                continue;
-            }
-            let unit = match c {
-                's' => 1.0,
-                'm' => 60.0,
-                'h' => 3600.0,
-                'd' => 86_400.0,
-                'w' => 7.0 * 86_400.0,
-                _ => {
-                    return Err(format!(
-                    "duration \"{text}\": unknown unit '{c}'; use s, m, h, d or w (e.g. \"30m\")"
-                ))
-                }
-            };
-            let value: f64 = number.parse().map_err(|_| {
-                format!("duration \"{text}\": expected a number before '{c}' (e.g. \"30m\")")
-            })?;
-            total += value * unit;
-            number.clear();
-            saw_unit = true;
-        }
-        if !number.is_empty() || !saw_unit {
-            return Err(format!(
-                "duration \"{text}\" has no unit at the end; write e.g. \"{text}s\" or \"{text}m\""
-            ));
-        }
-        Ok(total)
+        sipwatch_units::parse_seconds(text)
     }
 
     pub fn format_duration(secs: f64) -> String {
-        for (unit, size) in [("d", 86_400.0), ("h", 3600.0), ("m", 60.0)] {
-            if secs >= size && (secs / size).fract() == 0.0 {
-                return format!("{}{unit}", secs / size);
-            }
-        }
-        format!("{secs}s")
+        sipwatch_units::format_seconds(secs)
     }
 }
 

@@ -15,7 +15,13 @@
 //!   little evidence, a slow one waits until a warm-up would have shown it levels off;
 //! - the daily guard rejects growth that the same hours of yesterday also had (a load cycle); on the
 //!   first day, growth on a gauge that also fell by half as much needs half a day of evidence;
+//! - evidence must be found at two evaluations in a row before `Leak` is raised (a window that
+//!   qualifies for one bucket only is a flicker);
 //! - once raised, `Leak` holds for the segment until the growth since the onset stops.
+//!
+//! The envelope of a segment is one bucket wide until the gauge shows its first sharp fall (more
+//! than six noise deviations between two samples), then `envelope` wide: a gauge that never
+//! oscillates (a shared-memory pool, a session count) shows its growth half an hour sooner.
 //!
 //! A restart (from the agent, or seen as a fall back to the segment's start level) starts a new
 //! segment with empty history. Memory is bounded by `history.rs` (a few hundred points).
@@ -30,10 +36,16 @@ use super::{DetectorConfig, LeakVerdict, Sample, Shape, VerdictState};
 const DAY: f64 = 86_400.0;
 /// Longer than the rising half of a daily load cycle.
 const HALF_DAY: f64 = 43_200.0;
+/// Consecutive evaluations (closed buckets) that must find leak evidence before a leak is raised:
+/// one bucket where a window just qualifies is a flicker (the top of a load cycle, a fill's end).
+const CONFIRMATIONS: u32 = 2;
 /// Growth between consecutive windows of the ladder.
 const LADDER_FACTOR: f64 = 1.5;
 /// Most points the onset fit uses.
 const ONSET_POINTS: usize = 64;
+/// A fall between two samples larger than this many noise deviations (and three quanta) widens an
+/// adaptive envelope: the gauge oscillates. A false call only costs the lag of the wide envelope.
+const FALL_NOISE_K: f64 = 6.0;
 
 /// The online leak detector for one gauge of one service.
 #[derive(Clone, Debug)]
@@ -56,17 +68,24 @@ struct Segment {
     restart: RestartWatch,
     raised_at: Option<f64>,
     onset: Option<f64>,
+    /// Evaluations in a row that found leak evidence, before it is raised.
+    streak: u32,
 }
 
 impl Segment {
     fn new(config: &DetectorConfig, start: f64) -> Self {
         Segment {
             start,
-            envelope: LowerEnvelope::new(config.bucket, config.envelope),
+            envelope: if config.adaptive_envelope {
+                LowerEnvelope::adaptive(config.bucket, config.envelope)
+            } else {
+                LowerEnvelope::new(config.bucket, config.envelope)
+            },
             history: EnvelopeHistory::new(config.window),
             restart: RestartWatch::new(config.restart_drop_fraction, config.envelope, start),
             raised_at: None,
             onset: None,
+            streak: 0,
         }
     }
 }
@@ -119,6 +138,8 @@ impl LeakDetector {
     /// The agent saw the service restart at `t`: the next samples start a new segment.
     pub fn mark_restart(&mut self, t: f64) {
         self.segment = Segment::new(&self.config, t);
+        // The fall to the new process's level is not an oscillation of the new segment.
+        self.last_value = None;
         self.verdict = LeakVerdict::learning(t);
     }
 
@@ -136,6 +157,11 @@ impl LeakDetector {
             let change = (sample.value - last).abs();
             if change > 0.0 {
                 self.quantum = self.quantum.min(change);
+            }
+            let fall_floor =
+                (FALL_NOISE_K * self.segment.restart.noise()).max(3.0 * self.quantum());
+            if last - sample.value > fall_floor && !self.segment.envelope.is_wide() {
+                self.segment.envelope.widen();
             }
         }
         self.last_value = Some(sample.value);
@@ -248,6 +274,16 @@ impl LeakDetector {
             span *= LADDER_FACTOR;
         }
 
+        if self.segment.raised_at.is_none() {
+            self.segment.streak = if leak.is_some() {
+                self.segment.streak + 1
+            } else {
+                0
+            };
+            if self.segment.streak < CONFIRMATIONS {
+                leak = None;
+            }
+        }
         let mut state = if leak.is_some() {
             VerdictState::Leak
         } else {

@@ -3,6 +3,10 @@
 //! top of the live set; the troughs are what a leak raises. One [`EnvelopePoint`] comes out each time a
 //! bucket closes, which is also when the detector re-evaluates.
 //!
+//! The trailing minimum lags a rising gauge by its width. A gauge that has not oscillated needs no
+//! flattening, so an adaptive envelope starts one bucket wide and widens for good (in this segment)
+//! when the detector sees the first sharp fall ([`LowerEnvelope::widen`]).
+//!
 //! It keeps the upper envelope (trailing maximum) too: the limit is hit by the peaks, so the time left
 //! to the limit is measured from them. This file does not store history; see `history.rs`.
 
@@ -32,20 +36,43 @@ struct Bucket {
 pub struct LowerEnvelope {
     bucket_secs: f64,
     buckets_per_envelope: i64,
+    /// Buckets the trailing minimum spans now: 1 while an adaptive envelope is narrow.
+    low_buckets: i64,
     current: Option<Bucket>,
     closed: VecDeque<Bucket>,
     first_index: Option<i64>,
 }
 
 impl LowerEnvelope {
+    /// A fixed-width envelope.
     pub fn new(bucket_secs: f64, envelope_secs: f64) -> Self {
+        let buckets_per_envelope = ((envelope_secs / bucket_secs).round() as i64).max(1);
         LowerEnvelope {
             bucket_secs,
-            buckets_per_envelope: ((envelope_secs / bucket_secs).round() as i64).max(1),
+            buckets_per_envelope,
+            low_buckets: buckets_per_envelope,
             current: None,
             closed: VecDeque::new(),
             first_index: None,
         }
+    }
+
+    /// An envelope one bucket wide until [`widen`](Self::widen) is called.
+    pub fn adaptive(bucket_secs: f64, envelope_secs: f64) -> Self {
+        LowerEnvelope {
+            low_buckets: 1,
+            ..LowerEnvelope::new(bucket_secs, envelope_secs)
+        }
+    }
+
+    /// From the next closed bucket on, the trailing minimum spans the full envelope width.
+    pub fn widen(&mut self) {
+        self.low_buckets = self.buckets_per_envelope;
+    }
+
+    /// Whether the trailing minimum spans the full width.
+    pub fn is_wide(&self) -> bool {
+        self.low_buckets == self.buckets_per_envelope
     }
 
     /// Adds a sample; returns the envelope point of the bucket it closed, if it closed one. No point
@@ -62,6 +89,8 @@ impl LowerEnvelope {
                 None
             }
             _ => {
+                // The first point waits for a full width even while narrow: the first half hour
+                // of a segment is where warm-ups are steepest.
                 let window = self.buckets_per_envelope;
                 let closed = self
                     .current
@@ -93,6 +122,7 @@ impl LowerEnvelope {
         let low = self
             .closed
             .iter()
+            .filter(|b| b.index > bucket.index - self.low_buckets)
             .map(|b| b.min)
             .fold(f64::INFINITY, f64::min);
         let high = self
@@ -142,6 +172,33 @@ mod tests {
         assert!(points.len() > 100);
         assert!(points.iter().all(|p| p.low == 100.0), "troughs only");
         assert!(points.iter().skip(2).all(|p| p.high == 190.0));
+    }
+
+    #[test]
+    fn adaptive_envelope_follows_growth_until_widened() {
+        // 1 unit per minute, 5-minute buckets: narrow, each point is its own bucket's minimum;
+        // after `widen`, the trailing minimum lags by the 30-minute width again.
+        let mut env = LowerEnvelope::adaptive(300.0, 1800.0);
+        let mut points = Vec::new();
+        for i in 0..120 {
+            if i == 60 {
+                env.widen();
+            }
+            points.extend(env.push(Sample::new(f64::from(i) * 60.0, f64::from(i))));
+        }
+        assert_eq!(
+            points[0].t,
+            29.0 * 60.0,
+            "the first point after a full width"
+        );
+        assert_eq!(
+            points[0].t - points[0].low * 60.0,
+            240.0,
+            "narrow: 4 minutes behind"
+        );
+        let last = points.last().expect("points");
+        assert!(env.is_wide());
+        assert_eq!(last.t - last.low * 60.0, 1740.0, "wide: 29 minutes behind");
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! - [`MonitRule`]: monit's `if memory > X for N cycles then alert`, with X a share of the limit;
 //! - [`PredictLinear`]: a Prometheus alert rule `predict_linear(gauge[W], H) > limit` with `for: F`,
 //!   evaluated at every sample (an ordinary least-squares line over the samples of the last W seconds,
-//!   extrapolated H seconds ahead), as in the node-exporter mixin's "filling up" alerts.
+//!   extrapolated H seconds ahead). The node-exporter mixin's `NodeFilesystemSpaceFillingUp` rules
+//!   also require the gauge to be above a share of the limit already (`avail / size < 40%` with the
+//!   24 h horizon, `< 20%` with 4 h); that guard is the optional `level`.
 //!
 //! Each returns `true` on the sample at which its alert starts firing (a rising edge).
 
@@ -44,9 +46,11 @@ impl MonitRule {
     }
 }
 
-/// `predict_linear(gauge[window], horizon) > limit for: hold`.
+/// `[gauge > level and] predict_linear(gauge[window], horizon) > limit for: hold`.
 pub struct PredictLinear {
     window: f64,
+    /// The mixin's level guard, as an absolute value (a share of the limit); `None` for the bare rule.
+    level: Option<f64>,
     horizon: f64,
     hold: f64,
     limit: f64,
@@ -59,9 +63,11 @@ pub struct PredictLinear {
 }
 
 impl PredictLinear {
-    pub fn new(window: f64, horizon: f64, hold: f64, limit: f64) -> Self {
+    /// `level_share`: the rule also needs `value > level_share x limit` (the mixin's guard).
+    pub fn new(window: f64, horizon: f64, hold: f64, limit: f64, level_share: Option<f64>) -> Self {
         PredictLinear {
             window,
+            level: level_share.map(|share| share * limit),
             horizon,
             hold,
             limit,
@@ -119,6 +125,7 @@ impl PredictLinear {
         } else {
             false
         };
+        let condition = condition && self.level.is_none_or(|level| sample.value > level);
         if !condition {
             self.pending_since = None;
             self.firing = false;
@@ -151,8 +158,16 @@ mod tests {
     #[test]
     fn predict_linear_fires_after_hold() {
         // 1 unit/s growth, limit 1000 above start: at t the prediction is t + 100.
-        let mut p = PredictLinear::new(50.0, 100.0, 20.0, 1000.0);
+        let mut p = PredictLinear::new(50.0, 100.0, 20.0, 1000.0, None);
         let first = (0..2000).find(|&t| p.push(Sample::new(f64::from(t), f64::from(t))));
         assert_eq!(first, Some(921));
+    }
+
+    #[test]
+    fn level_guard_holds_the_rule_until_the_gauge_is_high() {
+        // Same growth; the guard needs value > 950 first, then the hold of 20 s.
+        let mut p = PredictLinear::new(50.0, 100.0, 20.0, 1000.0, Some(0.95));
+        let first = (0..2000).find(|&t| p.push(Sample::new(f64::from(t), f64::from(t))));
+        assert_eq!(first, Some(971));
     }
 }
