@@ -2,7 +2,9 @@
 //! expires, under SIPp load, sampled every 10 s (`bench/record_kamailio_leak.py`, data in
 //! `tests/data/`). `sipwatch leak analyze` must raise the leak well before Kamailio logged
 //! `no more shm`, and must stay quiet on the same Kamailio with entries that expire (a pool that
-//! fills a little and levels off), under the same load.
+//! fills a little and levels off), under the same load. Two recordings: 60 OPTIONS/s (the pool is
+//! full in 37 minutes; detector time constants scaled to it) and 20 OPTIONS/s (full in about two
+//! hours; the default settings, as the agent runs them).
 
 use std::process::Command;
 
@@ -72,4 +74,35 @@ fn the_same_kamailio_without_the_leak_raises_nothing() {
         assert_eq!(v["verdict"], "no_leak", "{file}");
         assert_eq!(v["detected_at"], serde_json::Value::Null, "{file}");
     }
+}
+
+/// The 20 OPTIONS/s recording (`kamailio-slow-*`), analysed with the detector's defaults.
+#[test]
+fn a_two_hour_real_leak_is_raised_with_the_default_settings_and_its_control_is_not() {
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data("kamailio-slow-leak.json")).unwrap())
+            .unwrap();
+    let started = meta["leak"]["started_at"].as_f64().unwrap();
+    let exhausted = meta["leak"]["no_more_shm_at"]
+        .as_f64()
+        .expect("the recording reached `no more shm`");
+    let run = exhausted - started;
+    assert!(
+        run > 5400.0,
+        "a recording of {run:.0} s is not the slow one"
+    );
+    let (code, v) = analyze("kamailio-slow-htable-leak-shm.csv", &["--limit", "64M"]);
+    assert_eq!(code, 1, "exit 1 means leak: {v:#}");
+    assert_eq!(v["verdict"], "leak");
+    let detected = v["detected_at"].as_f64().unwrap();
+    assert!(
+        detected <= exhausted - 0.25 * run,
+        "raised at +{:.0} s, `no more shm` at +{:.0} s: not well before",
+        detected - started,
+        run
+    );
+    let (code, v) = analyze("kamailio-slow-noleak-shm.csv", &["--limit", "64M"]);
+    assert_eq!(code, 0, "control: {v:#}");
+    assert_eq!(v["verdict"], "no_leak");
+    assert_eq!(v["detected_at"], serde_json::Value::Null);
 }

@@ -36,6 +36,10 @@ use super::{DetectorConfig, LeakVerdict, Sample, Shape, VerdictState};
 const DAY: f64 = 86_400.0;
 /// Longer than the rising half of a daily load cycle.
 const HALF_DAY: f64 = 43_200.0;
+/// On the first day, growth on a gauge whose envelope also fell by this share of the growth needs
+/// half a day of evidence: with no yesterday to compare with, a rising half of a load cycle looks
+/// like a leak.
+const FIRST_DAY_DRAWDOWN: f64 = 0.5;
 /// Consecutive evaluations (closed buckets) that must find leak evidence before a leak is raised:
 /// one bucket where a window just qualifies is a flicker (the top of a load cycle, a fill's end).
 const CONFIRMATIONS: u32 = 2;
@@ -73,11 +77,12 @@ struct Segment {
 }
 
 impl Segment {
+    /// `start` is NaN for the first segment (the gauge was already running when first seen).
     fn new(config: &DetectorConfig, start: f64) -> Self {
         Segment {
             start,
             envelope: if config.adaptive_envelope {
-                LowerEnvelope::adaptive(config.bucket, config.envelope)
+                LowerEnvelope::adaptive(config.bucket, config.envelope, !start.is_nan())
             } else {
                 LowerEnvelope::new(config.bucket, config.envelope)
             },
@@ -247,7 +252,7 @@ impl LeakDetector {
             let window = thin(&all[all.partition_point(|p| p.t < from)..], MAX_FIT_POINTS);
             if let Some(ev) = examine(&window, config, quantum) {
                 let mut required = self.required_span(&ev, upper);
-                if !has_yesterday && drawdown >= 0.5 * ev.rate().slope * ev.span() {
+                if !has_yesterday && drawdown >= FIRST_DAY_DRAWDOWN * ev.rate().slope * ev.span() {
                     required = required.max(HALF_DAY);
                 }
                 // Two steps whose pace would reach the limit within two `min_span`s cannot wait

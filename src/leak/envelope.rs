@@ -38,6 +38,8 @@ pub struct LowerEnvelope {
     buckets_per_envelope: i64,
     /// Buckets the trailing minimum spans now: 1 while an adaptive envelope is narrow.
     low_buckets: i64,
+    /// Buckets before the first point comes out.
+    first_point_after: i64,
     current: Option<Bucket>,
     closed: VecDeque<Bucket>,
     first_index: Option<i64>,
@@ -51,17 +53,27 @@ impl LowerEnvelope {
             bucket_secs,
             buckets_per_envelope,
             low_buckets: buckets_per_envelope,
+            first_point_after: buckets_per_envelope,
             current: None,
             closed: VecDeque::new(),
             first_index: None,
         }
     }
 
-    /// An envelope one bucket wide until [`widen`](Self::widen) is called.
-    pub fn adaptive(bucket_secs: f64, envelope_secs: f64) -> Self {
+    /// An envelope one bucket wide until [`widen`](Self::widen) is called. `after_restart`: the
+    /// first point still waits for a full width, because the first half hour after a service starts
+    /// is where warm-ups are steepest; a gauge first seen while its service is already running has
+    /// no such start.
+    pub fn adaptive(bucket_secs: f64, envelope_secs: f64, after_restart: bool) -> Self {
+        let wide = LowerEnvelope::new(bucket_secs, envelope_secs);
         LowerEnvelope {
             low_buckets: 1,
-            ..LowerEnvelope::new(bucket_secs, envelope_secs)
+            first_point_after: if after_restart {
+                wide.buckets_per_envelope
+            } else {
+                1
+            },
+            ..wide
         }
     }
 
@@ -89,9 +101,7 @@ impl LowerEnvelope {
                 None
             }
             _ => {
-                // The first point waits for a full width even while narrow: the first half hour
-                // of a segment is where warm-ups are steepest.
-                let window = self.buckets_per_envelope;
+                let window = self.first_point_after.max(self.low_buckets);
                 let closed = self
                     .current
                     .take()
@@ -178,7 +188,7 @@ mod tests {
     fn adaptive_envelope_follows_growth_until_widened() {
         // 1 unit per minute, 5-minute buckets: narrow, each point is its own bucket's minimum;
         // after `widen`, the trailing minimum lags by the 30-minute width again.
-        let mut env = LowerEnvelope::adaptive(300.0, 1800.0);
+        let mut env = LowerEnvelope::adaptive(300.0, 1800.0, true);
         let mut points = Vec::new();
         for i in 0..120 {
             if i == 60 {
@@ -199,6 +209,15 @@ mod tests {
         let last = points.last().expect("points");
         assert!(env.is_wide());
         assert_eq!(last.t - last.low * 60.0, 1740.0, "wide: 29 minutes behind");
+
+        let mut env = LowerEnvelope::adaptive(300.0, 1800.0, false);
+        let first = (0..20)
+            .find_map(|i| env.push(Sample::new(f64::from(i) * 60.0, f64::from(i))))
+            .expect("a point");
+        assert_eq!(
+            first.t, 240.0,
+            "not after a restart: a point from the first bucket"
+        );
     }
 
     #[test]
