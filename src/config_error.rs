@@ -105,6 +105,24 @@ impl<'a> Problems<'a> {
     }
 }
 
+/// Where the first `[name]` or `[[name...]]` header line of a table is, for problems found in a
+/// table that was deserialised without spans (a tagged enum inside cannot carry them).
+pub fn table_span(source: &str, name: &str) -> Option<Range<usize>> {
+    let mut offset = 0;
+    for line in source.split_inclusive('\n') {
+        let header = line.trim_start().trim_start_matches('[').trim_start();
+        if line.trim_start().starts_with('[')
+            && header.starts_with(name)
+            && header[name.len()..].starts_with([']', '.'])
+        {
+            let start = offset + (line.len() - line.trim_start().len());
+            return Some(start..offset + line.trim_end().len());
+        }
+        offset += line.len();
+    }
+    None
+}
+
 /// Parses TOML into `T`, turning a syntax or shape error (unknown key, wrong type) into a
 /// located [`ConfigErrors`].
 pub fn parse_toml<T: serde::de::DeserializeOwned>(
@@ -155,5 +173,14 @@ mod tests {
             text.starts_with("config error at x.toml:2:1: unknown field `bee`"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn table_span_finds_the_first_header() {
+        let src = "[agent]\nx = 1\n\n  [[alerting.receiver]]\nname = \"a\"\n[alerting]\n";
+        let span = super::table_span(src, "alerting").expect("found");
+        assert_eq!(&src[span], "[[alerting.receiver]]");
+        assert_eq!(super::table_span(src, "alert"), None);
+        assert_eq!(super::table_span(src, "daemon"), None);
     }
 }

@@ -531,10 +531,11 @@ fn validate(raw: RawFile, c: &mut Checker<'_>) -> AgentConfig {
             }
         }
     });
+    let alerting_span = crate::config_error::table_span(c.source, "alerting").unwrap_or(0..0);
     let alerting = raw.alerting.unwrap_or_default();
     if let Err(e) = sipwatch_alerting::build(&alerting.receiver) {
         for line in e.to_string().lines() {
-            c.error(0..0, format!("[alerting]: {line}"));
+            c.error(alerting_span.clone(), format!("[alerting]: {line}"));
         }
     }
     AgentConfig {
@@ -1051,6 +1052,17 @@ limit = 149
         let g = &config.services[0].gauges[0];
         assert_eq!(g.name, "pss");
         assert_eq!(g.limit, Some(1024.0 * 1024.0 * 1024.0));
+    }
+
+    #[test]
+    fn alerting_errors_point_into_the_alerting_table() {
+        let e = errors(
+            "[agent]\ninterval = \"5s\"\n\n[[alerting.receiver]]\nname = \"hook\"\nkind = \"webhook\"\n\
+             url = \"http://127.0.0.1:9/a\"\n[[alerting.receiver]]\nname = \"hook\"\nkind = \"webhook\"\n\
+             url = \"http://127.0.0.1:9/b\"\n",
+        );
+        assert!(e[0].message.contains("[alerting]"), "{}", e[0].message);
+        assert!(e[0].line >= 4, "line {} is not in [alerting]", e[0].line);
     }
 
     #[test]

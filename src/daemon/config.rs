@@ -589,10 +589,11 @@ impl DaemonConfig {
                 });
             }
         }
+        let alerting_span = crate::config_error::table_span(source, "alerting");
         let alerting = raw.alerting.clone().unwrap_or_default();
         if let Err(e) = sipwatch_alerting::build(&alerting.receiver) {
             for line in e.to_string().lines() {
-                p.at(None, format!("[alerting]: {line}"));
+                p.at(alerting_span.clone(), format!("[alerting]: {line}"));
             }
         }
         let agent_token = match &raw.agents {
@@ -688,6 +689,20 @@ mod tests {
 
     fn load(src: &str) -> Result<DaemonConfig, String> {
         DaemonConfig::from_source(Path::new("sipwatch.toml"), src).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn alerting_errors_name_the_alerting_line() {
+        let src = format!(
+            "{GOOD}\n[[alerting.receiver]]\nname = \"x\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\n\
+             [[alerting.receiver]]\nname = \"x\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\n"
+        );
+        let header = GOOD.lines().count() + 2;
+        let e = load(&src).unwrap_err();
+        assert!(
+            e.contains(&format!("sipwatch.toml:{header}:")) && e.contains("[alerting]"),
+            "{e}"
+        );
     }
 
     const GOOD: &str = r#"
