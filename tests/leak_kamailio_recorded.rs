@@ -3,8 +3,8 @@
 //! `tests/data/`). `sipwatch leak analyze` must raise the leak well before Kamailio logged
 //! `no more shm`, and must stay quiet on the same Kamailio with entries that expire (a pool that
 //! fills a little and levels off), under the same load. Two recordings: 60 OPTIONS/s (the pool is
-//! full in 37 minutes; detector time constants scaled to it) and 20 OPTIONS/s (full in about two
-//! hours; the default settings, as the agent runs them).
+//! full in 37 minutes; detector time constants scaled to it) and 20 OPTIONS/s (full in 112
+//! minutes; the default settings, as the agent runs them).
 
 use std::process::Command;
 
