@@ -100,6 +100,11 @@ impl Agent {
             )
         })?;
         let local = listener.local_addr().context("reading the bound address")?;
+        let nofile = super::handle::raise_nofile_limit();
+        tracing::debug!(
+            nofile,
+            "descriptor limit (files of watched processes are held open)"
+        );
         let metrics = AgentMetrics::new();
         let sink = EventSink::new(events, metrics.events_dropped.clone());
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
