@@ -8,10 +8,11 @@
 //! - A systemd unit: its cgroup's `cgroup.procs` (sub-cgroups included), read every tick; only pids
 //!   not known yet are opened.
 //! - A pidfile: the file is read every tick, and so are the kernel's children lists of the main
-//!   process and of every known process that has children (one `pread` each). A new main process,
-//!   a change in those lists, or a known process gone makes the locator walk the descendants again,
-//!   and so does every `rescan_every`-th tick (a grandchild forked by a process that had no children
-//!   is found then). Without the kernel's children files, that walk is a walk of all of `/proc`.
+//!   process and of every known process that has children (one `pread` each); every
+//!   `rescan_every`-th tick, those of all known processes (a grandchild forked by a process that
+//!   had none is found then). A new main process, a change in those lists, or a known process gone
+//!   makes the locator walk the descendants again. Without the kernel's children files, that walk
+//!   is a walk of all of `/proc`, made every `rescan_every` ticks.
 //! - A process name or command line: a walk of all of `/proc` every `rescan_every` ticks, or at
 //!   once when a known process vanished (a restart replaces every pid; while the service is then
 //!   missing, it is searched for on every tick for a while).
@@ -70,8 +71,7 @@ struct Tracked {
     handle: ProcHandle,
     /// This tick's reading, once read.
     reading: Option<ProcReading>,
-    /// The children seen at the last walk (sorted), for a process whose children are checked on
-    /// every tick: the main process of a pidfile service, and every process that had children.
+    /// The children seen at the last walk (sorted), for the processes of a pidfile service.
     children: Option<Vec<i32>>,
 }
 
@@ -220,13 +220,18 @@ impl Tracking {
             .first()
             .is_some_and(|t| t.handle.id().pid == main);
         let due = self.ticks_since_scan >= self.rescan_every;
-        let mut walk =
-            self.first || self.walk_next || !main_known || due || self.children_changed();
+        if due {
+            self.ticks_since_scan = 0;
+        }
+        let mut walk = self.first
+            || self.walk_next
+            || !main_known
+            || (due && !proc::has_children_files())
+            || self.children_changed(due);
         let (mut walked, mut scanned) = (false, false);
         loop {
             if walk {
                 self.walk_next = false;
-                self.ticks_since_scan = 0;
                 walked = true;
                 match self.walk(main) {
                     Ok(table) => scanned |= table,
@@ -268,13 +273,17 @@ impl Tracking {
         }
     }
 
-    /// Whether a process whose children are watched has other children than at the last walk
-    /// (or cannot tell any more).
-    fn children_changed(&mut self) -> bool {
-        self.tracked.iter_mut().any(|t| {
+    /// Whether a known process has other children than at the last walk (or cannot tell any
+    /// more). Checked on every tick: the main process and the processes that had children; on a
+    /// `due` tick, every known process.
+    fn children_changed(&mut self, due: bool) -> bool {
+        self.tracked.iter_mut().enumerate().any(|(i, t)| {
             let Some(before) = &t.children else {
                 return false;
             };
+            if !(due || i == 0 || !before.is_empty()) {
+                return false;
+            }
             let Some(mut now) = t.handle.children() else {
                 return true;
             };
@@ -305,14 +314,13 @@ impl Tracking {
             }
             return Ok(true);
         }
-        // Breadth first through the kernel's children files (read by path here: only the files of
-        // processes that have children are held, for the checks between walks).
+        // Breadth first through the kernel's children files.
         let mut seen = std::collections::HashSet::from([main]);
         let mut next = 0;
         while next < self.tracked.len() && self.tracked.len() < 100_000 {
-            let handle = &self.tracked[next].handle;
-            let (pid, threads) = (handle.id().pid, handle.threads());
-            let mut children = proc::children_of(pid, threads).unwrap_or_default();
+            let handle = &mut self.tracked[next].handle;
+            let pid = handle.id().pid;
+            let mut children = handle.children().unwrap_or_default();
             children.sort_unstable();
             for &child in &children {
                 if seen.insert(child) {
@@ -321,7 +329,7 @@ impl Tracking {
                     }
                 }
             }
-            self.tracked[next].children = (next == 0 || !children.is_empty()).then_some(children);
+            self.tracked[next].children = Some(children);
             next += 1;
         }
         Ok(false)
