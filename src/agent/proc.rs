@@ -4,9 +4,10 @@
 //! These are the only places that list `/proc`; the locator decides how rarely to call [`scan`].
 //! Zombies are treated as gone: they hold no memory and no descriptors and cannot be sampled.
 //!
-//! Cost matters here: the agent reads every watched process every tick. [`read`] is one `open`,
-//! one `read` and one `close` of `/proc/PID/stat` (parsed by hand, into a reused buffer), and its
-//! answer carries the thread count too, so that nothing reads `stat` twice in a tick.
+//! These reads happen when processes are discovered (a known process is read every tick through
+//! its held files, [`super::handle`]); still, a walk may read hundreds. [`read`] is one `open`, one
+//! `read` and one `close` of `/proc/PID/stat` (parsed by hand, into a reused buffer), and [`scan`]
+//! lists `/proc` once and reads each `stat` that way.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
