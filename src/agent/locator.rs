@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use super::config::Finder;
 use super::handle::{ProcFigures, ProcHandle, ProcReading};
 use super::proc::{self, ProcId, ProcInfo};
+use super::samplers::memory::MemoryTotals;
 
 /// The processes of a service at one tick.
 #[derive(Clone, Debug, Default)]
@@ -71,6 +72,8 @@ struct Tracked {
     handle: ProcHandle,
     /// This tick's reading, once read.
     reading: Option<ProcReading>,
+    /// This tick's memory, between the two halves of the read.
+    memory: Option<Option<MemoryTotals>>,
     /// The children seen at the last walk (sorted), for the processes of a pidfile service.
     children: Option<Vec<i32>>,
 }
@@ -143,13 +146,22 @@ impl Locator {
 
 impl Tracking {
     /// Reads every known process not read yet this tick; drops those gone. Returns whether any was.
+    /// Memory first for all of them, then their counts (see [`ProcHandle::read_counts`]).
     fn read_all(&mut self) -> bool {
         let before = self.tracked.len();
         self.tracked.retain_mut(|t| {
-            if t.reading.is_none() {
-                t.reading = t.handle.read();
+            if t.reading.is_some() {
+                return true;
             }
-            t.reading.is_some()
+            t.memory = t.handle.read_memory();
+            t.memory.is_some()
+        });
+        self.tracked.retain_mut(|t| {
+            if let Some(memory) = t.memory.take() {
+                t.reading = t.handle.read_counts(memory);
+                return t.reading.is_some();
+            }
+            true
         });
         self.tracked.len() < before
     }
@@ -394,6 +406,7 @@ fn adopt(
     Some(Tracked {
         handle,
         reading: None,
+        memory: None,
         children: None,
     })
 }
@@ -459,6 +472,112 @@ fn read_procs_recursive(dir: &Path, out: &mut Vec<i32>, depth: u32) {
             if entry.file_type().is_ok_and(|t| t.is_dir()) {
                 read_procs_recursive(&entry.path(), out, depth + 1);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn children(pid: i32) -> Vec<i32> {
+        proc::children_of(pid, 1).unwrap_or_default()
+    }
+
+    #[test]
+    fn pidfile_descendants_come_and_go_through_held_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("go");
+        let c_fifo = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c_fifo.as_ptr(), 0o600) }, 0);
+        // The main process: a child that forks a grandchild when told (through the fifo), and a
+        // second child of its own when told (through its stdin).
+        let script = format!(
+            "sh -c 'read x < {}; sleep 30 & wait' & read y; sleep 30 & read z",
+            fifo.display()
+        );
+        let mut main = Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let main_pid = main.id() as i32;
+        let pidfile = dir.path().join("main.pid");
+        std::fs::write(&pidfile, format!("{main_pid}\n")).unwrap();
+        let mut locator = Locator::new(Finder::Pidfile(pidfile), "/sys/fs/cgroup".into(), 3);
+        wait_for("the first child", || children(main_pid).len() == 1);
+        let inner = children(main_pid)[0];
+
+        let located = locator.locate();
+        assert_eq!(
+            located.procs.iter().map(|p| p.pid).collect::<Vec<_>>(),
+            vec![main_pid, inner]
+        );
+        let f = located.figures;
+        assert_eq!(
+            (f.memory.processes, f.fds.processes, f.threads),
+            (2, 2, 2),
+            "every process read once: {f:?}"
+        );
+        assert!(f.memory.pss > 0 && f.memory.pss <= f.memory.rss, "{f:?}");
+        assert!(f.fds.open >= 2 * 3, "{f:?}");
+
+        // A new child of the main process: at the next tick.
+        main.stdin.as_mut().unwrap().write_all(b"y\n").unwrap();
+        wait_for("the second child", || children(main_pid).len() == 2);
+        let second = *children(main_pid).iter().find(|p| **p != inner).unwrap();
+        let located = locator.locate();
+        assert_eq!(located.procs.len(), 3, "{:?}", located.procs);
+        assert!(located.procs.iter().any(|p| p.pid == second));
+
+        // A grandchild forked by a process that had no children: within rescan_every ticks.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&fifo)
+            .unwrap()
+            .write_all(b"go\n")
+            .unwrap();
+        wait_for("the grandchild", || children(inner).len() == 1);
+        let grandchild = children(inner)[0];
+        let found_at = (1..=3).find(|_| locator.locate().procs.iter().any(|p| p.pid == grandchild));
+        assert!(found_at.is_some(), "grandchild not found within 3 ticks");
+
+        // The grandchild dies: its parent reaps it and exits, left a zombie (the main process
+        // does not reap it): both are gone at the next tick.
+        unsafe {
+            libc::kill(grandchild, libc::SIGKILL);
+        }
+        wait_for("the inner shell a zombie", || {
+            proc::read(grandchild).is_none() && proc::read(inner).is_none()
+        });
+        let located = locator.locate();
+        assert_eq!(
+            located.procs.iter().map(|p| p.pid).collect::<Vec<_>>(),
+            vec![main_pid, second],
+            "zombies and exited processes are gone"
+        );
+        assert_eq!(located.figures.memory.processes, 2);
+
+        // The main process exits: the pidfile is stale.
+        main.kill().unwrap();
+        main.wait().unwrap();
+        let located = locator.locate();
+        assert!(located.procs.is_empty());
+        let problem = located.problem.unwrap_or_default();
+        assert!(problem.contains("stale pidfile"), "{problem}");
+        unsafe {
+            libc::kill(second, libc::SIGKILL);
         }
     }
 }
