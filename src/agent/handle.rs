@@ -274,30 +274,38 @@ mod tests {
         let files: Vec<File> = (0..64)
             .map(|_| File::open("/proc/self/stat").unwrap())
             .collect();
-        let threads: Vec<_> = (0..3)
-            .map(|_| {
-                std::thread::spawn(|| std::thread::sleep(std::time::Duration::from_millis(300)))
-            })
-            .collect();
         let second = handle.read().expect("alive");
         assert!(
             second.fds.unwrap() >= first.fds.unwrap() + 48,
             "{first:?} -> {second:?}"
         );
-        assert!(
-            second.threads >= first.threads + 3,
-            "{first:?} -> {second:?}"
-        );
-        assert_eq!(
-            second.threads,
-            proc::read(me).unwrap().threads,
-            "task's link count is the thread count"
-        );
         assert!(second.nofile.is_some_and(|l| l >= second.fds.unwrap()));
         drop(files);
-        for t in threads {
-            t.join().unwrap();
+
+        // Threads, of a process whose threads no other test changes: 1 + 4.
+        let mut child = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import threading, time\n\
+                 for _ in range(4): threading.Thread(target=time.sleep, args=(30,), daemon=True).start()\n\
+                 time.sleep(30)",
+            ])
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while proc::read(pid).map(|i| i.threads) != Some(5) {
+            assert!(std::time::Instant::now() < deadline, "python3 threads");
+            std::thread::sleep(std::time::Duration::from_millis(10));
         }
+        let (mut handle, _) = ProcHandle::open(pid).unwrap();
+        assert_eq!(
+            handle.read().map(|r| r.threads),
+            Some(5),
+            "task's link count is the thread count"
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 
     #[test]

@@ -7,12 +7,13 @@
 //!
 //! - A systemd unit: its cgroup's `cgroup.procs` (sub-cgroups included), read every tick; only pids
 //!   not known yet are opened.
-//! - A pidfile: the file is read every tick, and so are the kernel's children lists of the main
-//!   process and of every known process that has children (one `pread` each); every
-//!   `rescan_every`-th tick, those of all known processes (a grandchild forked by a process that
-//!   had none is found then). A new main process, a change in those lists, or a known process gone
-//!   makes the locator walk the descendants again. Without the kernel's children files, that walk
-//!   is a walk of all of `/proc`, made every `rescan_every` ticks.
+//! - A pidfile: the file is read again when its `stat` changed (or every `rescan_every`-th tick);
+//!   the kernel's children lists of the main process and of every known process that has children
+//!   are read every tick (one `pread` each), those of all known processes every `rescan_every`-th
+//!   tick (a grandchild forked by a process that had none is found then). A new main process, a
+//!   change in those lists, or a known process gone makes the locator walk the descendants again.
+//!   Without the kernel's children files, that walk is a walk of all of `/proc`, made every
+//!   `rescan_every` ticks.
 //! - A process name or command line: a walk of all of `/proc` every `rescan_every` ticks, or at
 //!   once when a known process vanished (a restart replaces every pid; while the service is then
 //!   missing, it is searched for on every tick for a while).
@@ -22,6 +23,7 @@
 
 use std::collections::HashMap;
 use std::io::Read;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::config::Finder;
@@ -63,6 +65,7 @@ struct Tracking {
     eager_ticks: u32,
     /// A known process was found gone after this tick's walk: walk again at the next tick.
     walk_next: bool,
+    pidfile: PidfileCache,
     first: bool,
     own_pid: i32,
 }
@@ -108,6 +111,7 @@ impl Locator {
                 ticks_since_scan: 0,
                 eager_ticks: 0,
                 walk_next: false,
+                pidfile: PidfileCache::default(),
                 first: true,
                 own_pid: std::process::id() as i32,
             },
@@ -216,7 +220,12 @@ impl Tracking {
     }
 
     fn by_pidfile(&mut self, path: &Path) -> Found {
-        let main = match read_pidfile(path) {
+        self.ticks_since_scan += 1;
+        let due = self.ticks_since_scan >= self.rescan_every;
+        if due {
+            self.ticks_since_scan = 0;
+        }
+        let mut main = match self.pidfile.read(path, due) {
             Ok(pid) => pid,
             Err(problem) => {
                 self.tracked.clear();
@@ -226,15 +235,10 @@ impl Tracking {
                 };
             }
         };
-        self.ticks_since_scan += 1;
         let main_known = self
             .tracked
             .first()
             .is_some_and(|t| t.handle.id().pid == main);
-        let due = self.ticks_since_scan >= self.rescan_every;
-        if due {
-            self.ticks_since_scan = 0;
-        }
         let mut walk = self.first
             || self.walk_next
             || !main_known
@@ -262,6 +266,17 @@ impl Tracking {
                 .first()
                 .is_some_and(|t| t.handle.id().pid == main);
             if (vanished || !main_alive) && !walked {
+                // The pidfile may name a new main process already.
+                match self.pidfile.read(path, true) {
+                    Ok(pid) => main = pid,
+                    Err(problem) => {
+                        self.tracked.clear();
+                        return Found {
+                            problem: Some(problem),
+                            ..Found::default()
+                        };
+                    }
+                }
                 walk = true;
                 continue;
             }
@@ -429,6 +444,40 @@ fn matches(finder: &Finder, info: &ProcInfo) -> bool {
     }
 }
 
+/// The pid a pidfile named at its last read, with the file's identity and times then: while they
+/// do not change, neither did the pid, and one `stat` replaces an open, two reads and a close.
+#[derive(Default)]
+struct PidfileCache {
+    stamp: Option<[i64; 7]>,
+    pid: i32,
+}
+
+impl PidfileCache {
+    /// The pid `path` names (read again when the file changed, or when `force`d).
+    fn read(&mut self, path: &Path, force: bool) -> Result<i32, String> {
+        let meta = std::fs::metadata(path)
+            .map_err(|e| format!("cannot read pidfile {}: {e}", path.display()))?;
+        let stamp = [
+            meta.dev() as i64,
+            meta.ino() as i64,
+            meta.len() as i64,
+            meta.mtime(),
+            meta.mtime_nsec(),
+            meta.ctime(),
+            meta.ctime_nsec(),
+        ];
+        if !force && self.stamp == Some(stamp) {
+            return Ok(self.pid);
+        }
+        self.stamp = None;
+        // Read after the stat: a change in between shows as a new stamp at the next tick.
+        let pid = read_pidfile(path)?;
+        self.stamp = Some(stamp);
+        self.pid = pid;
+        Ok(pid)
+    }
+}
+
 /// The pid a pidfile names, or why there is none.
 fn read_pidfile(path: &Path) -> Result<i32, String> {
     // A plain read of a small file (`read_to_string` would ask for its size first).
@@ -493,6 +542,31 @@ mod tests {
 
     fn children(pid: i32) -> Vec<i32> {
         proc::children_of(pid, 1).unwrap_or_default()
+    }
+
+    #[test]
+    fn a_rewritten_pidfile_is_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.pid");
+        let mut cache = PidfileCache::default();
+        std::fs::write(&path, "1234\n").unwrap();
+        assert_eq!(cache.read(&path, false), Ok(1234));
+        assert_eq!(cache.read(&path, false), Ok(1234));
+        // Rewritten in place (a same-length rewrite is told by its times, which a test cannot
+        // count on changing within a clock tick on every kernel).
+        std::fs::write(&path, "56789\n").unwrap();
+        assert_eq!(cache.read(&path, false), Ok(56789));
+        std::fs::write(&path, "1234\n").unwrap();
+        assert_eq!(cache.read(&path, true), Ok(1234), "forced");
+        // Replaced by a rename.
+        std::fs::write(dir.path().join("tmp"), "4321\n").unwrap();
+        std::fs::rename(dir.path().join("tmp"), &path).unwrap();
+        assert_eq!(cache.read(&path, false), Ok(4321));
+        std::fs::remove_file(&path).unwrap();
+        assert!(cache
+            .read(&path, false)
+            .unwrap_err()
+            .contains("cannot read pidfile"));
     }
 
     #[test]
