@@ -157,12 +157,13 @@ impl ProcHandle {
         // (permission, descriptor limit): is it still this very process, and alive?
         let info = proc::read_same(self.id)?;
         self.threads = info.threads;
+        // Alive: open it again (after an `exec`, or once the permission or a descriptor is there).
         self.smaps = open_read(self.id.pid, "smaps_rollup");
-        let totals = match &self.smaps {
-            Some(file) => pread_with(file, memory::parse_smaps_rollup),
-            None => proc::with_proc_file(self.id.pid, "smaps_rollup", memory::parse_smaps_rollup),
-        };
-        Some(totals)
+        Some(
+            self.smaps
+                .as_ref()
+                .and_then(|file| pread_with(file, memory::parse_smaps_rollup)),
+        )
     }
 
     /// The process's children, from the kernel's children files; `None` when they cannot be read.
