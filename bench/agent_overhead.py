@@ -5,7 +5,8 @@ Starts 20 services of 10 processes each (a shell with 9 sleeping children, found
 the agent follows descendants as it does for Kamailio), runs `sipwatch agent` on them at a 10 s
 interval for --duration seconds (default 120) with the default gauges (PSS/RSS/USS, fds, threads),
 and reports the agent's CPU share of one core, its resident memory, and its time per tick, next to
-a sysinfo full process-table refresh on the same host (bench/src/bin/sysinfo_refresh.rs).
+a sysinfo full process-table refresh on the same host (bench/src/bin/sysinfo_refresh.rs). It also
+times the kernel's smaps_rollup walk of the same processes alone (the floor of PSS on every tick).
 
 Usage: bench/agent_overhead.py [--services 20] [--per-service 10] [--duration 120] [--interval 10s]
 """
@@ -42,6 +43,30 @@ def thread_cpu_ns(pid):
         except (OSError, ValueError, IndexError):
             pass
     return out
+
+
+def smaps_walk_ms(pids, passes=8, gap=2.0):
+    """The kernel's part of PSS alone: CPU time of one pread of each process's smaps_rollup (held
+    open, as the agent does), median of `passes` passes `gap` seconds apart, in ms per pass."""
+    fds = []
+    for pid in pids:
+        try:
+            fds.append(os.open(f"/proc/{pid}/smaps_rollup", os.O_RDONLY))
+        except OSError:
+            pass
+    times = []
+    try:
+        for _ in range(passes):
+            start = time.thread_time()
+            for fd in fds:
+                os.pread(fd, 4096, 0)
+            times.append((time.thread_time() - start) * 1e3)
+            time.sleep(gap)
+    finally:
+        for fd in fds:
+            os.close(fd)
+    times.sort()
+    return times[len(times) // 2], len(fds)
 
 
 def rss_mb(pid):
@@ -130,6 +155,7 @@ def main():
         followed = sum(s.get("processes", 0) for s in report.get("services", []))
         per_tick_ms = sum(ticks) * 1e3  # every service ticks once per interval
         ref = json.loads(subprocess.run([refresh, "20"], capture_output=True, text=True, check=True).stdout)
+        walk_ms, walked = smaps_walk_ms([pid for s in report.get("services", []) for pid in s.get("pids", [])])
         share = (c1 - c0) / (t1 - t0) * 100
         # utime+stime count in clock ticks (10 ms): over 120 s that is +-0.008 % of a core. The
         # threads' own run time is in ns; it is the whole agent's when no thread came or went.
@@ -145,6 +171,9 @@ def main():
                   f"{precise / ticks_in_window / 1e6:.2f} ms per tick |")
         else:
             print("| same, from the threads' run time | n/a (a thread started or ended in the window) |")
+        print(f"| of which the kernel's smaps_rollup walk alone: one pread of each of the {walked} processes, "
+              f"median of 8 passes 2 s apart (from Python, after the agent stopped) | {walk_ms:.2f} ms per tick, "
+              f"{walk_ms / interval_s / 10:.3f} % of a core |")
         print(f"| peak resident memory | **{peak:.1f} MB** (goal: at most 15 MB) |")
         print(f"| wall time per tick, all {args.services} services (sum of last tick durations) | {per_tick_ms:.2f} ms |")
         print(f"| sysinfo full process refresh, same host ({ref['processes']} processes), median | {ref['median_ms']:.2f} ms |")
