@@ -4,7 +4,9 @@
 //! Two append-only text files per gauge under `STATE_DIR/SERVICE/`: `GAUGE.raw` holds every sample
 //! for `history_raw` (hours), `GAUGE.min` one average per minute for `history_minutes` (days). A
 //! line is `UNIX_SECONDS VALUE`, or `UNIX_SECONDS restart` when the service was restarted (the
-//! detector starts a new segment there). A line cut short by a crash is skipped. Old lines are
+//! detector starts a new segment there). A line cut short by a crash is skipped. Raw samples are
+//! written in batches, once a minute, at a restart and when the agent stops: a crash loses at most
+//! the last minute of samples, which a detector looking at hours does not miss. Old lines are
 //! dropped by rewriting a file (write to a temporary file, then rename) when the agent starts and
 //! then once an hour. Replay takes the minute averages older than the oldest raw sample, then the
 //! raw samples: a bounded, time-ordered series.
@@ -48,10 +50,18 @@ impl HistoryEntry {
 
     /// The line for this entry (with its newline).
     pub fn line(&self) -> String {
-        match *self {
-            HistoryEntry::Sample { t, value } => format!("{t:.3} {value}\n"),
-            HistoryEntry::Restart { t } => format!("{t:.3} restart\n"),
-        }
+        let mut line = String::new();
+        self.write_line(&mut line);
+        line
+    }
+
+    /// Appends the line for this entry (with its newline) to `out`.
+    pub fn write_line(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let _ = match *self {
+            HistoryEntry::Sample { t, value } => writeln!(out, "{t:.3} {value}"),
+            HistoryEntry::Restart { t } => writeln!(out, "{t:.3} restart"),
+        };
     }
 }
 
@@ -131,12 +141,19 @@ pub struct GaugeHistory {
     min_path: PathBuf,
     raw: File,
     min: File,
+    /// Raw lines not written yet.
+    pending: String,
+    /// When the raw lines were last written.
+    last_write: f64,
     bucket: MinuteBucket,
     retention: Retention,
     last_compaction: f64,
 }
 
 const COMPACT_EVERY_SECS: f64 = 3600.0;
+
+/// Raw samples are written in batches, one `write` per this many seconds of samples.
+pub const WRITE_EVERY_SECS: f64 = 60.0;
 
 impl GaugeHistory {
     /// Opens (creating) the files of `gauge` in `dir`, drops entries past retention, and returns the
@@ -158,6 +175,9 @@ impl GaugeHistory {
             min: append_handle(&min_path)?,
             raw_path,
             min_path,
+            pending: String::new(),
+            // The first sample is written at once.
+            last_write: f64::NEG_INFINITY,
             bucket: MinuteBucket::default(),
             retention,
             last_compaction: now,
@@ -165,24 +185,40 @@ impl GaugeHistory {
         Ok((history, series))
     }
 
-    /// Stores a sample.
+    /// Stores a sample (written with the others of the last [`WRITE_EVERY_SECS`]).
     pub fn append(&mut self, t: f64, value: f64) -> io::Result<()> {
-        self.raw
-            .write_all(HistoryEntry::Sample { t, value }.line().as_bytes())?;
+        HistoryEntry::Sample { t, value }.write_line(&mut self.pending);
         if let Some(done) = self.bucket.add(t, value) {
             self.min.write_all(done.line().as_bytes())?;
+        }
+        // A clock stepped back does not hold the batch back either.
+        if (t - self.last_write).abs() >= WRITE_EVERY_SECS {
+            self.last_write = t;
+            self.write_pending()?;
         }
         self.maybe_compact(t)
     }
 
-    /// Stores a restart of the service.
+    /// Stores a restart of the service (written at once, with the samples before it).
     pub fn append_restart(&mut self, t: f64) -> io::Result<()> {
         if let Some(done) = self.bucket.take() {
             self.min.write_all(done.line().as_bytes())?;
         }
-        let line = HistoryEntry::Restart { t }.line();
-        self.raw.write_all(line.as_bytes())?;
-        self.min.write_all(line.as_bytes())
+        let entry = HistoryEntry::Restart { t };
+        entry.write_line(&mut self.pending);
+        self.write_pending()?;
+        self.min.write_all(entry.line().as_bytes())
+    }
+
+    /// Writes the raw lines not written yet (dropped if that fails: the error is reported, and the
+    /// batch does not grow while the disk refuses).
+    fn write_pending(&mut self) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let written = self.raw.write_all(self.pending.as_bytes());
+        self.pending.clear();
+        written
     }
 
     fn maybe_compact(&mut self, now: f64) -> io::Result<()> {
@@ -190,6 +226,7 @@ impl GaugeHistory {
             return Ok(());
         }
         self.last_compaction = now;
+        self.write_pending()?;
         compact(&self.raw_path, now - self.retention.raw.as_secs_f64(), now)?;
         compact(
             &self.min_path,
@@ -199,6 +236,13 @@ impl GaugeHistory {
         self.raw = append_handle(&self.raw_path)?;
         self.min = append_handle(&self.min_path)?;
         Ok(())
+    }
+}
+
+impl Drop for GaugeHistory {
+    /// The samples of the last minute are written when the agent stops.
+    fn drop(&mut self) {
+        let _ = self.write_pending();
     }
 }
 
@@ -327,6 +371,38 @@ mod tests {
             .lines()
             .count();
         assert!(raw_lines <= 362, "{raw_lines}");
+    }
+
+    #[test]
+    fn samples_are_written_once_a_minute_and_at_restarts_and_at_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let lines = || {
+            std::fs::read_to_string(dir.path().join("g.raw"))
+                .unwrap()
+                .lines()
+                .count()
+        };
+        let (mut h, _) = GaugeHistory::open(dir.path(), "g", retention(1, 1), 1000.0).unwrap();
+        h.append(1000.0, 1.0).unwrap();
+        assert_eq!(lines(), 1, "the first sample at once");
+        for i in 1..6 {
+            h.append(1000.0 + 10.0 * f64::from(i), 1.0).unwrap();
+        }
+        assert_eq!(lines(), 1, "the next ones wait for the minute");
+        h.append(1060.0, 1.0).unwrap();
+        assert_eq!(lines(), 7, "a minute later, all of them");
+        h.append(1070.0, 1.0).unwrap();
+        h.append_restart(1075.0).unwrap();
+        assert_eq!(
+            lines(),
+            9,
+            "a restart is written at once, with what came before"
+        );
+        h.append(1080.0, 1.0).unwrap();
+        drop(h);
+        assert_eq!(lines(), 10, "the rest when the agent stops");
+        let (_h, series) = GaugeHistory::open(dir.path(), "g", retention(1, 1), 1090.0).unwrap();
+        assert_eq!(series.iter().filter(|e| e.t() >= 1000.0).count(), 10);
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //!
 //! Table of contents:
 //! - [`config`]: the config file and its checks; [`units`]: durations and sizes as written.
-//! - [`proc`]: the process table; [`locator`]: a service's processes, cheaply, tick after tick;
-//!   [`presence`]: up, missing, restarted (pure).
+//! - [`proc`]: the process table; [`handle`]: a watched process's `/proc` files, held open, and
+//!   its figures; [`locator`]: a service's processes, cheaply, tick after tick; [`presence`]: up,
+//!   missing, restarted (pure).
 //! - [`sampler`]: the one trait of every gauge; [`samplers`]: one file per gauge kind;
 //!   [`log_tail`]: following a log file across rotation.
 //! - [`history`]: gauge history on disk, replayed at start; [`gauge`]: sample -> limit -> history ->
@@ -20,6 +21,7 @@
 pub mod config;
 pub mod events;
 pub mod gauge;
+pub mod handle;
 pub mod history;
 pub mod http;
 pub mod locator;

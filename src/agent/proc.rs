@@ -4,15 +4,15 @@
 //! These are the only places that list `/proc`; the locator decides how rarely to call [`scan`].
 //! Zombies are treated as gone: they hold no memory and no descriptors and cannot be sampled.
 //!
-//! Cost matters here: the agent reads every watched process every tick. [`read`] is one `open`,
-//! one `read` and one `close` of `/proc/PID/stat` (parsed by hand, into a reused buffer), and its
-//! answer carries the thread count too, so that nothing reads `stat` twice in a tick.
+//! These reads happen when processes are discovered (a known process is read every tick through
+//! its held files, [`super::handle`]); still, a walk may read hundreds. [`read`] is one `open`, one
+//! `read` and one `close` of `/proc/PID/stat` (parsed by hand, into a reused buffer), and [`scan`]
+//! lists `/proc` once and reads each `stat` that way.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 
-use procfs::process::Process;
 use serde::Serialize;
 
 /// A process, identified across time: the pid plus its start time (clock ticks after boot).
@@ -105,22 +105,6 @@ pub fn read(pid: i32) -> Option<ProcInfo> {
     with_proc_file(pid, "stat", parse_stat)
 }
 
-fn info_of(process: &Process) -> Option<ProcInfo> {
-    let stat = process.stat().ok()?;
-    if matches!(stat.state, 'Z' | 'X' | 'x') {
-        return None;
-    }
-    Some(ProcInfo {
-        id: ProcId {
-            pid: stat.pid,
-            start: stat.starttime,
-        },
-        ppid: stat.ppid,
-        comm: stat.comm,
-        threads: stat.num_threads.max(0) as u64,
-    })
-}
-
 /// This very process (not a later one with the same pid), if it is still alive.
 pub fn read_same(id: ProcId) -> Option<ProcInfo> {
     read(id.pid).filter(|info| info.id == id)
@@ -133,27 +117,54 @@ pub fn alive(id: ProcId) -> bool {
 
 /// The command line, arguments joined by spaces (empty for kernel threads).
 pub fn cmdline(pid: i32) -> Option<String> {
-    let process = Process::new(pid).ok()?;
-    process.cmdline().ok().map(|args| args.join(" "))
+    with_proc_file(pid, "cmdline", |text| {
+        let args: Vec<String> = split_args(text)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        Some(args.join(" "))
+    })
 }
 
 /// The executable name from the command line's first argument (for names longer than `comm`'s 15
 /// characters).
 pub fn argv0_name(pid: i32) -> Option<String> {
-    let process = Process::new(pid).ok()?;
-    let args = process.cmdline().ok()?;
-    let first = args.first()?;
-    Some(first.rsplit('/').next().unwrap_or(first).to_owned())
+    with_proc_file(pid, "cmdline", |text| {
+        let first = split_args(text).next()?;
+        let name = first.rsplit(|&b| b == b'/').next().unwrap_or(first);
+        Some(String::from_utf8_lossy(name).into_owned())
+    })
+}
+
+/// The arguments of a `cmdline` text (NUL-separated, NUL-terminated).
+fn split_args(text: &[u8]) -> impl Iterator<Item = &[u8]> {
+    text.strip_suffix(b"\0")
+        .unwrap_or(text)
+        .split(|&b| b == 0)
+        .filter(|_| !text.is_empty())
 }
 
 /// Every live, non-zombie process. This walks all of `/proc`: call it rarely.
 pub fn scan() -> Vec<ProcInfo> {
-    let Ok(all) = procfs::process::all_processes() else {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
-    all.filter_map(|p| p.ok())
-        .filter_map(|p| info_of(&p))
+    dir.flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(read)
         .collect()
+}
+
+/// Pids in the text of a children file (space-separated).
+pub fn parse_pids(text: &[u8]) -> Vec<i32> {
+    text.split(u8::is_ascii_whitespace)
+        .filter_map(|s| std::str::from_utf8(s).ok()?.parse::<i32>().ok())
+        .collect()
+}
+
+/// Whether the kernel has the children files (`CONFIG_PROC_CHILDREN`). Asked once.
+pub fn has_children_files() -> bool {
+    static ANSWER: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ANSWER.get_or_init(|| std::path::Path::new("/proc/thread-self/children").exists())
 }
 
 /// The descendants of `root` among `table` (children, grandchildren, ...), not `root` itself.
@@ -181,26 +192,15 @@ pub fn descendants(table: &[ProcInfo], root: i32) -> Vec<ProcId> {
 /// just read: a single-threaded process has one such file, `task/PID/children`, read without
 /// listing `task/`.
 pub fn children_of(pid: i32, threads: u64) -> Option<Vec<i32>> {
-    let parse = |text: &[u8], out: &mut Vec<i32>| {
-        out.extend(
-            text.split(u8::is_ascii_whitespace)
-                .filter_map(|s| std::str::from_utf8(s).ok()?.parse::<i32>().ok()),
-        );
-    };
-    let mut out = Vec::new();
     if threads == 1 {
         let path = format!("task/{pid}/children");
-        if with_proc_file(pid, &path, |text| {
-            parse(text, &mut out);
-            Some(())
-        })
-        .is_some()
-        {
-            return Some(out);
+        if let Some(children) = with_proc_file(pid, &path, |text| Some(parse_pids(text))) {
+            return Some(children);
         }
         // The process may have started a thread meanwhile: list them below.
     }
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut out = Vec::new();
     let mut any = false;
     for task in tasks.flatten() {
         let name = task.file_name();
@@ -208,12 +208,8 @@ pub fn children_of(pid: i32, threads: u64) -> Option<Vec<i32>> {
             continue;
         };
         let path = format!("task/{tid}/children");
-        if with_proc_file(pid, &path, |text| {
-            parse(text, &mut out);
-            Some(())
-        })
-        .is_some()
-        {
+        if let Some(children) = with_proc_file(pid, &path, |text| Some(parse_pids(text))) {
+            out.extend(children);
             any = true;
         }
     }
@@ -236,8 +232,20 @@ mod tests {
             "another start time is another process"
         );
         assert!(cmdline(me.id.pid).is_some_and(|c| !c.is_empty()));
+        let procfs_args = procfs::process::Process::myself()
+            .unwrap()
+            .cmdline()
+            .unwrap();
+        assert_eq!(cmdline(me.id.pid), Some(procfs_args.join(" ")));
+        let first = procfs_args[0].rsplit('/').next().unwrap().to_owned();
+        assert_eq!(argv0_name(me.id.pid), Some(first));
+        let table = scan();
+        assert!(
+            table.iter().any(|i| i.id == me.id),
+            "the scan finds this process"
+        );
         // The hand parser agrees with procfs.
-        let stat = Process::myself().unwrap().stat().unwrap();
+        let stat = procfs::process::Process::myself().unwrap().stat().unwrap();
         assert_eq!(me.id.start, stat.starttime);
         assert_eq!(me.ppid, stat.ppid);
         assert_eq!(me.comm, stat.comm);

@@ -100,6 +100,11 @@ impl Agent {
             )
         })?;
         let local = listener.local_addr().context("reading the bound address")?;
+        let nofile = super::handle::raise_nofile_limit();
+        tracing::debug!(
+            nofile,
+            "descriptor limit (files of watched processes are held open)"
+        );
         let metrics = AgentMetrics::new();
         let sink = EventSink::new(events, metrics.events_dropped.clone());
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -169,6 +174,9 @@ impl Agent {
             services = config.services.len(), state_dir = %config.state_dir.display(), "agent started");
         let mut tasks = tokio::task::JoinSet::new();
         let config = Arc::new(config);
+        // Every service ticks on a grid from here (after its first, immediate tick), so services
+        // with the same interval wake the agent once rather than each at its own moment.
+        let origin = tokio::time::Instant::now();
         for (index, service) in config.services.iter().enumerate() {
             // Restarts start at zero, so that rate() works from the first scrape.
             let _ = shared.metrics.restarts.get_or_create_owned(&RestartLabels {
@@ -198,8 +206,10 @@ impl Agent {
                     _ = stopped(&mut shutdown) => return,
                 };
                 shared.set(index, watch.initial_report());
-                let mut interval = tokio::time::interval(watch.interval());
-                interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                let period = watch.interval();
+                let mut interval = tokio::time::interval_at(first_tick(origin, period), period);
+                // A late tick (a slow gauge) is not made up for; the next one is on the grid.
+                interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
                 loop {
                     tokio::select! {
                         _ = interval.tick() => {
@@ -222,6 +232,15 @@ impl Agent {
         tracing::info!("agent stopped");
         served
     }
+}
+
+/// The grid point `origin + k * period` at or just before now: an interval started there (with
+/// [`MissedTickBehavior::Skip`]) ticks at once, then on the grid.
+fn first_tick(origin: tokio::time::Instant, period: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    let since = now.saturating_duration_since(origin);
+    let into = since.as_nanos() % period.as_nanos().max(1);
+    now - Duration::from_nanos(into as u64)
 }
 
 /// Resolves when the shutdown value is true or its sender is gone.

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::OnceLock;
 
+use super::handle::ProcFigures;
 use super::proc::ProcId;
 use super::samplers::{fds, memory, threads};
 
@@ -99,12 +100,12 @@ impl SampleContext {
         }
     }
 
-    /// The context of one tick whose processes' threads were already counted (by the locator,
-    /// which reads every process's `stat` anyway).
-    pub fn with_threads(mut self, threads: Option<u64>) -> Self {
-        if let Some(threads) = threads {
-            self.threads = OnceLock::from(threads);
-        }
+    /// The context of one tick whose processes' figures were already read (by the locator, whose
+    /// read of each process is also what finds it alive).
+    pub fn with_figures(self, figures: &ProcFigures) -> Self {
+        let _ = self.memory.set(figures.memory);
+        let _ = self.fds.set(figures.fds);
+        let _ = self.threads.set(figures.threads);
         self
     }
 

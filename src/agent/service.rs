@@ -175,7 +175,7 @@ impl ServiceWatch {
             .get_or_create(&labels)
             .set(located.procs.len() as i64);
         let ctx = SampleContext::new(&name, located.procs.clone(), located.cgroup.clone())
-            .with_threads(located.threads);
+            .with_figures(&located.figures);
 
         // The process figures, always: they are the contract metrics.
         if up {

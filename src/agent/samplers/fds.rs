@@ -5,9 +5,9 @@
 //! sum is that process's count). For a forking service the report still shows the lowest
 //! per-process limit and the fullest process, but the summed gauge gets no automatic limit.
 //!
-//! Per process and tick this costs one `stat` of `/proc/PID/fd` (its size is the count since
-//! Linux 6.2; older kernels list the directory) and one `prlimit` call (reading `/proc/PID/limits`
-//! only when `prlimit` is not allowed on that process).
+//! Per process and tick this costs one `fstat` of the held `/proc/PID/fd` (its size is the count
+//! since Linux 6.2; older kernels list the directory; see [`crate::agent::handle`]) and one
+//! `prlimit` call (reading `/proc/PID/limits` only when `prlimit` is not allowed on that process).
 
 use std::os::unix::fs::MetadataExt;
 
@@ -48,18 +48,20 @@ pub fn read_totals(procs: &[ProcId]) -> FdTotals {
 
 /// Open descriptors of a process; `None` if its `fd` directory cannot be read.
 fn fd_count(pid: i32) -> Option<u64> {
-    let dir = format!("/proc/{pid}/fd");
-    // Since Linux 6.2 the directory's size is the count; 0 on older kernels (and for a process
-    // with no descriptor at all, which the listing then confirms).
-    let size = std::fs::metadata(&dir).ok()?.size();
-    if size > 0 {
-        return Some(size);
+    if crate::agent::handle::fd_size_is_count() {
+        return Some(std::fs::metadata(format!("/proc/{pid}/fd")).ok()?.size());
     }
-    Some(std::fs::read_dir(&dir).ok()?.count() as u64)
+    count_by_listing(pid)
+}
+
+/// Open descriptors of a process, by listing `/proc/PID/fd` (kernels before 6.2, where the
+/// directory's size is 0).
+pub fn count_by_listing(pid: i32) -> Option<u64> {
+    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64)
 }
 
 /// The soft `RLIMIT_NOFILE` of a process; `None` when unlimited or unreadable.
-fn soft_nofile(pid: i32) -> Option<u64> {
+pub fn soft_nofile(pid: i32) -> Option<u64> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,

@@ -1,4 +1,5 @@
-//! Memory of a service's processes: RSS, PSS and USS summed from `/proc/PID/smaps_rollup`.
+//! Memory of a service's processes: RSS, PSS and USS summed from `/proc/PID/smaps_rollup` (read
+//! through held files by [`crate::agent::handle`] on every tick; by path in [`read_totals`]).
 //!
 //! PSS is the default memory gauge: shared pages (Kamailio's shared memory pool, libraries) are
 //! divided among the processes that map them, so the sum over a forking service is its real
@@ -32,38 +33,49 @@ impl MemoryTotals {
     }
 }
 
-/// One process's figures from the text of its `smaps_rollup` (values in kB).
-pub fn parse_smaps_rollup(text: &str) -> MemoryTotals {
+/// One process's figures from the text of its `smaps_rollup` (values in kB); `None` for a text
+/// without them (a process that is gone reads as empty).
+pub fn parse_smaps_rollup(text: &[u8]) -> Option<MemoryTotals> {
     let mut totals = MemoryTotals {
         processes: 1,
         ..MemoryTotals::default()
     };
-    for line in text.lines() {
-        let mut parts = line.split_whitespace();
-        let (Some(key), Some(value)) = (parts.next(), parts.next()) else {
+    let mut seen = false;
+    for line in text.split(|&b| b == b'\n') {
+        // Only the lines wanted are parsed; `Pss_Dirty:` and the like are not `Pss:`.
+        let (field, rest) = if let Some(rest) = line.strip_prefix(b"Rss:") {
+            seen = true;
+            (&mut totals.rss, rest)
+        } else if let Some(rest) = line.strip_prefix(b"Pss:") {
+            (&mut totals.pss, rest)
+        } else if let Some(rest) = line
+            .strip_prefix(b"Private_Clean:")
+            .or_else(|| line.strip_prefix(b"Private_Dirty:"))
+        {
+            (&mut totals.uss, rest)
+        } else {
             continue;
         };
-        let Ok(kb) = value.parse::<u64>() else {
-            continue;
-        };
-        let bytes = kb * 1024;
-        match key {
-            "Rss:" => totals.rss += bytes,
-            "Pss:" => totals.pss += bytes,
-            "Private_Clean:" | "Private_Dirty:" => totals.uss += bytes,
-            _ => {}
-        }
+        let digits = rest.trim_ascii_start();
+        let end = digits
+            .iter()
+            .position(|b| !b.is_ascii_digit())
+            .unwrap_or(digits.len());
+        let kb = digits[..end].iter().fold(0u64, |n, d| {
+            n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
+        });
+        *field += kb * 1024;
     }
-    totals
+    seen.then_some(totals)
 }
 
 /// Sums the figures over the processes; processes that exited meanwhile are skipped.
 pub fn read_totals(procs: &[ProcId]) -> MemoryTotals {
     let mut totals = MemoryTotals::default();
     for id in procs {
-        let Some(one) = crate::agent::proc::with_proc_file(id.pid, "smaps_rollup", |text| {
-            std::str::from_utf8(text).ok().map(parse_smaps_rollup)
-        }) else {
+        let Some(one) =
+            crate::agent::proc::with_proc_file(id.pid, "smaps_rollup", parse_smaps_rollup)
+        else {
             continue;
         };
         totals.rss += one.rss;
@@ -117,10 +129,15 @@ mod tests {
         let text = "55b30b3c4000-7ffc50734000 ---p 00000000 00:00 0 [rollup]\n\
                     Rss:                1728 kB\nPss:                 407 kB\nPss_Dirty:           112 kB\n\
                     Shared_Clean:       1576 kB\nPrivate_Clean:        40 kB\nPrivate_Dirty:       112 kB\n";
-        let t = parse_smaps_rollup(text);
+        let t = parse_smaps_rollup(text.as_bytes()).unwrap();
         assert_eq!(t.rss, 1728 * 1024);
         assert_eq!(t.pss, 407 * 1024, "Pss_Dirty is not Pss");
         assert_eq!(t.uss, 152 * 1024);
+        assert_eq!(
+            parse_smaps_rollup(b""),
+            None,
+            "a process gone reads as empty"
+        );
     }
 
     #[test]
