@@ -30,7 +30,8 @@ pub struct AgentConfig {
     pub interval: Duration,
     /// Where gauge histories are kept across agent restarts.
     pub state_dir: PathBuf,
-    /// Ticks between two full `/proc` scans for services found by process name or command line.
+    /// Ticks between two full `/proc` scans for services found by process name or command line, and
+    /// between two checks of every followed process's children for pidfile services.
     pub rescan_every: u32,
     /// How long raw samples are kept.
     pub history_raw: Duration,
