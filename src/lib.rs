@@ -5,7 +5,7 @@
 //! - [`agent`]: the node agent: finds services, samples their gauges, runs the detector.
 //! - [`daemon`]: the prober daemon (`sipwatch run`).
 //! - [`calendar`], [`config_error`]: small shared pieces (durations are parsed by the
-//!   `sipwatch-units` crate, shared with the alerting crate).
+//!   alerting crate's `duration` module, the one syntax of every config).
 
 pub mod agent;
 pub mod alerts;

@@ -19,7 +19,7 @@ use sipwatch_probes::probe::{ProbeSpec, Prober};
 use sipwatch_probes::transaction::Timers;
 use sipwatch_probes::transport::{TlsContext, TlsOptions};
 
-use sipwatch_units::parse_duration;
+use sipwatch_alerting::duration::parse_duration;
 
 /// Flags of `sipwatch probe`.
 #[derive(clap::Args, Debug)]

@@ -28,15 +28,21 @@ fn analyze(file: &str, extra: &[&str]) -> (i32, serde_json::Value) {
     (out.status.code().unwrap_or(-1), v)
 }
 
-#[test]
-fn a_real_kamailio_shm_leak_is_raised_well_before_no_more_shm() {
+/// When a recording started and when Kamailio first logged `no more shm` (unix seconds), from its
+/// metadata file.
+fn recording(meta: &str) -> (f64, f64) {
     let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(data("kamailio-leak.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(data(meta)).unwrap()).unwrap();
     let started = meta["leak"]["started_at"].as_f64().unwrap();
     let exhausted = meta["leak"]["no_more_shm_at"]
         .as_f64()
         .expect("the recording reached `no more shm`");
+    (started, exhausted)
+}
+
+#[test]
+fn a_real_kamailio_shm_leak_is_raised_well_before_no_more_shm() {
+    let (started, exhausted) = recording("kamailio-leak.json");
     let config = data("leak-10s.toml");
     let (code, v) = analyze(
         "kamailio-htable-leak-shm.csv",
@@ -79,13 +85,7 @@ fn the_same_kamailio_without_the_leak_raises_nothing() {
 /// The 20 OPTIONS/s recording (`kamailio-slow-*`), analysed with the detector's defaults.
 #[test]
 fn a_two_hour_real_leak_is_raised_with_the_default_settings_and_its_control_is_not() {
-    let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(data("kamailio-slow-leak.json")).unwrap())
-            .unwrap();
-    let started = meta["leak"]["started_at"].as_f64().unwrap();
-    let exhausted = meta["leak"]["no_more_shm_at"]
-        .as_f64()
-        .expect("the recording reached `no more shm`");
+    let (started, exhausted) = recording("kamailio-slow-leak.json");
     let run = exhausted - started;
     assert!(
         run > 5400.0,

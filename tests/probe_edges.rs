@@ -496,18 +496,7 @@ fn a_stale_nonce_is_retried_once_with_the_new_nonce() {
             n += 1;
         }
     });
-    let out = sipwatch_env(
-        &[
-            "probe",
-            "--json",
-            "-m",
-            "register",
-            "-u",
-            "eve",
-            &format!("sip:127.0.0.1:{port}"),
-        ],
-        &[("SIPWATCH_PASSWORD", "pw")],
-    );
+    let out = probe_register("--json", "eve", port, "pw");
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let line = &json_lines(&out)[0];
     assert_eq!(line["binding_confirmed"], true);

@@ -157,18 +157,7 @@ fn register_with_digest_succeeds_confirms_the_binding_and_unregisters() {
 fn register_with_a_wrong_password_is_auth_failed() {
     let port = free_port();
     let _k = Kamailio::start(KamailioSpec::new(port, ROUTE_OK));
-    let out = sipwatch_env(
-        &[
-            "probe",
-            "--json",
-            "-m",
-            "register",
-            "-u",
-            "alice",
-            &format!("sip:127.0.0.1:{port}"),
-        ],
-        &[("SIPWATCH_PASSWORD", "wrong-password")],
-    );
+    let out = probe_register("--json", "alice", port, "wrong-password");
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     let line = &json_lines(&out)[0];
     assert_eq!(line["result"], "auth_failed");
@@ -183,18 +172,7 @@ fn register_with_sha256_digest() {
     let mut spec = KamailioSpec::new(port, ROUTE_OK);
     spec.modules = "modparam(\"auth\", \"algorithm\", \"SHA-256\")".into();
     let _k = Kamailio::start(spec);
-    let out = sipwatch_env(
-        &[
-            "probe",
-            "-v",
-            "-m",
-            "register",
-            "-u",
-            "carol",
-            &format!("sip:127.0.0.1:{port}"),
-        ],
-        &[("SIPWATCH_PASSWORD", "secret")],
-    );
+    let out = probe_register("-v", "carol", port, "secret");
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("algorithm=SHA-256"), "{text}");
@@ -276,18 +254,7 @@ fn register_answers_a_407_proxy_challenge() {
   sl_send_reply("200", "OK");
 "#;
     let _k = Kamailio::start(KamailioSpec::new(port, route));
-    let out = sipwatch_env(
-        &[
-            "probe",
-            "-v",
-            "-m",
-            "register",
-            "-u",
-            "dave",
-            &format!("sip:127.0.0.1:{port}"),
-        ],
-        &[("SIPWATCH_PASSWORD", "secret")],
-    );
+    let out = probe_register("-v", "dave", port, "secret");
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("SIP/2.0 407"), "{text}");
@@ -295,18 +262,7 @@ fn register_answers_a_407_proxy_challenge() {
         text.contains("Proxy-Authorization: Digest username=\"dave\""),
         "{text}"
     );
-    let out = sipwatch_env(
-        &[
-            "probe",
-            "--json",
-            "-m",
-            "register",
-            "-u",
-            "dave",
-            &format!("sip:127.0.0.1:{port}"),
-        ],
-        &[("SIPWATCH_PASSWORD", "nope")],
-    );
+    let out = probe_register("--json", "dave", port, "nope");
     assert_eq!(
         json_lines(&out)[0]["result"],
         "auth_failed",

@@ -59,7 +59,7 @@ pub struct EmailConfig {
     pub username: Option<String>,
     #[serde(default)]
     pub password_file: Option<PathBuf>,
-    #[serde(default, deserialize_with = "sipwatch_units::deserialize_option")]
+    #[serde(default, deserialize_with = "crate::duration::deserialize_option")]
     pub timeout: Option<Duration>,
 }
 
@@ -73,7 +73,7 @@ pub struct WebhookConfig {
     /// Sent as `Authorization: Bearer TOKEN`.
     #[serde(default)]
     pub bearer_token_file: Option<PathBuf>,
-    #[serde(default, deserialize_with = "sipwatch_units::deserialize_option")]
+    #[serde(default, deserialize_with = "crate::duration::deserialize_option")]
     pub timeout: Option<Duration>,
 }
 
@@ -91,7 +91,7 @@ pub struct PagerDutyConfig {
     /// Default `https://events.pagerduty.com/v2/enqueue`.
     #[serde(default)]
     pub url: Option<String>,
-    #[serde(default, deserialize_with = "sipwatch_units::deserialize_option")]
+    #[serde(default, deserialize_with = "crate::duration::deserialize_option")]
     pub timeout: Option<Duration>,
 }
 
@@ -104,7 +104,7 @@ pub struct OpsgenieConfig {
     /// Default `https://api.opsgenie.com/v2/alerts` (EU: `https://api.eu.opsgenie.com/v2/alerts`).
     #[serde(default)]
     pub url: Option<String>,
-    #[serde(default, deserialize_with = "sipwatch_units::deserialize_option")]
+    #[serde(default, deserialize_with = "crate::duration::deserialize_option")]
     pub timeout: Option<Duration>,
 }
 
@@ -117,11 +117,11 @@ pub struct AlertmanagerConfig {
     /// `"http://am1:9093"` or `["http://am1:9093", "http://am2:9093"]`; every instance is sent
     /// every alert (the cluster dedups by labels).
     pub url: OneOrMany,
-    #[serde(default, deserialize_with = "sipwatch_units::deserialize_option")]
+    #[serde(default, deserialize_with = "crate::duration::deserialize_option")]
     pub timeout: Option<Duration>,
     /// How often a firing alert is re-sent so Alertmanager keeps it active (default `"1m"`);
     /// Alertmanager resolves it by itself 4 intervals after the last re-send.
-    #[serde(default, deserialize_with = "sipwatch_units::deserialize_option")]
+    #[serde(default, deserialize_with = "crate::duration::deserialize_option")]
     pub resend: Option<Duration>,
 }
 

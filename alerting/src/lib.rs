@@ -17,6 +17,7 @@
 //! - [`config`]: `[[alerting.receiver]]` tables as written by users.
 //! - [`receivers`]: [`build`] turns those tables into notifiers and reports every problem at once.
 //! - [`secret`]: secrets read from files, redacted everywhere they could leak.
+//! - [`duration`]: the workspace's one duration syntax (`"10s"`, `"1h30m"`), used by every config.
 //! - [`notifier`]: the one contract every receiver kind implements, and its error classes.
 //! - [`notifiers`]: one file per receiver kind (email, webhook, PagerDuty, Opsgenie, Alertmanager).
 //! - [`outbox`]: the durable queue with dedup, ordering per key and counters.
@@ -24,6 +25,7 @@
 
 pub mod alert;
 pub mod config;
+pub mod duration;
 pub mod notifier;
 pub mod notifiers;
 pub mod outbox;

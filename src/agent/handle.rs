@@ -264,6 +264,17 @@ fn pread_with<T>(file: &File, parse: impl FnOnce(&[u8]) -> Option<T>) -> Option<
 mod tests {
     use super::*;
 
+    /// Waits up to 10 s from `since` for `done`; fails with `what` when it does not happen.
+    fn wait_until(since: std::time::Instant, what: &str, mut done: impl FnMut() -> bool) {
+        while !done() {
+            assert!(
+                since.elapsed() < std::time::Duration::from_secs(10),
+                "{what}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
     #[test]
     fn own_figures_through_held_files() {
         let me = std::process::id() as i32;
@@ -294,11 +305,10 @@ mod tests {
             .spawn()
             .unwrap();
         let pid = child.id() as i32;
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while proc::read(pid).map(|i| i.threads) != Some(5) {
-            assert!(std::time::Instant::now() < deadline, "python3 threads");
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
+        let start = std::time::Instant::now();
+        wait_until(start, "python3 threads", || {
+            proc::read(pid).map(|i| i.threads) == Some(5)
+        });
         let (mut handle, _) = ProcHandle::open(pid).unwrap();
         assert_eq!(
             handle.read().map(|r| r.threads),
@@ -325,20 +335,16 @@ mod tests {
             let mut stdin = child.stdin.take().unwrap();
             stdin.write_all(b"go\n").unwrap();
         }
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while proc::read(pid).is_some_and(|i| i.comm != "sleep") {
-            assert!(std::time::Instant::now() < deadline, "sleep not exec'd");
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
+        let start = std::time::Instant::now();
+        wait_until(start, "sleep not exec'd", || {
+            proc::read(pid).is_none_or(|i| i.comm == "sleep")
+        });
         let after = handle.read().expect("exec keeps the process");
         assert!(after.memory.is_some_and(|m| m != before), "{after:?}");
 
         // Killed and not yet reaped: a zombie, gone.
         child.kill().unwrap();
-        while proc::read(pid).is_some() {
-            assert!(std::time::Instant::now() < deadline, "not a zombie yet");
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
+        wait_until(start, "not a zombie yet", || proc::read(pid).is_none());
         assert!(handle.read().is_none(), "a zombie is gone");
         child.wait().unwrap();
         assert!(handle.read().is_none(), "a reaped process is gone");

@@ -17,16 +17,16 @@ pub struct ConfigDuration(pub Duration);
 
 impl ConfigDuration {
     /// Parses `"10s"`, `"2m"`, `"1h"`, `"1.5h"`, `"7d"`, `"250ms"` (the workspace's one syntax,
-    /// `sipwatch_units`); zero is refused here, every agent duration is a period or a timeout.
+    /// `sipwatch_alerting::duration`); zero is refused here, every agent duration is a period or a timeout.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let seconds = sipwatch_units::parse_seconds(text)?;
+        let seconds = sipwatch_alerting::duration::parse_seconds(text)?;
         if seconds <= 0.0 {
             return Err(format!(
                 "duration \"{}\" must be greater than zero",
                 text.trim()
             ));
         }
-        sipwatch_units::parse_duration(text).map(ConfigDuration)
+        sipwatch_alerting::duration::parse_duration(text).map(ConfigDuration)
     }
 
     /// The duration.
@@ -37,7 +37,9 @@ impl ConfigDuration {
 
 impl fmt::Display for ConfigDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&sipwatch_units::format_seconds(self.0.as_secs_f64()))
+        f.write_str(&sipwatch_alerting::duration::format_seconds(
+            self.0.as_secs_f64(),
+        ))
     }
 }
 

@@ -41,7 +41,7 @@ use toml::Spanned;
 
 use crate::calendar::Calendar;
 use crate::config_error::{parse_toml, ConfigErrors, Problems};
-use sipwatch_units::parse_duration;
+use sipwatch_alerting::duration::parse_duration;
 
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]

@@ -179,14 +179,14 @@ pub mod duration_secs {
         d.deserialize_any(Visitor)
     }
 
-    /// Parses `"1h30m"`, `"90s"`, `"7d"`, `"0.5h"` (`sipwatch_units`). A string needs a unit (a
+    /// Parses `"1h30m"`, `"90s"`, `"7d"`, `"0.5h"` (`sipwatch_alerting::duration`). A string needs a unit (a
     /// TOML number is seconds).
     pub fn parse_duration(text: &str) -> Result<f64, String> {
-        sipwatch_units::parse_seconds(text)
+        sipwatch_alerting::duration::parse_seconds(text)
     }
 
     pub fn format_duration(secs: f64) -> String {
-        sipwatch_units::format_seconds(secs)
+        sipwatch_alerting::duration::format_seconds(secs)
     }
 }
 

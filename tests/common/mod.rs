@@ -98,6 +98,23 @@ pub fn sipwatch_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     c.output().expect("run sipwatch")
 }
 
+/// `sipwatch probe OUTPUT -m register -u USER sip:127.0.0.1:PORT` with the password in
+/// `SIPWATCH_PASSWORD`; `output` is `"--json"` or `"-v"`.
+pub fn probe_register(output: &str, user: &str, port: u16, password: &str) -> Output {
+    sipwatch_env(
+        &[
+            "probe",
+            output,
+            "-m",
+            "register",
+            "-u",
+            user,
+            &format!("sip:127.0.0.1:{port}"),
+        ],
+        &[("SIPWATCH_PASSWORD", password)],
+    )
+}
+
 /// The JSON lines of a `probe --json` run.
 pub fn json_lines(out: &Output) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(&out.stdout)

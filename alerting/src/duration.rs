@@ -1,6 +1,7 @@
 //! Durations as people write them in sipwatch's flags and configs: `500ms`, `10s`, `2m`, `1.5h`,
 //! `1h30m`, `7d`, `2w`. The one parser every crate of the workspace uses (the daemon, the agent, the
 //! alert receivers, the leak detector), so a duration that works in one file works in all of them.
+//! It lives here because this is the lowest crate that reads configs; the binary crate depends on it.
 //!
 //! A unit is always required: "5" could mean seconds or milliseconds, and a wrong guess turns a
 //! 5-second timeout into a 5-millisecond one. Units are the short ones only (`ms`, `s`, `m`, `h`,
