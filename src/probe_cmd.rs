@@ -75,9 +75,13 @@ pub struct ProbeArgs {
     /// REGISTER: read the password from this file (first line). Or set SIPWATCH_PASSWORD.
     #[arg(long, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
-    /// REGISTER: the domain of the address of record (default: the URI's host).
-    #[arg(long, alias = "realm")]
+    /// REGISTER: the domain of the address of record (default: --realm, else the URI's host).
+    #[arg(long)]
     pub domain: Option<String>,
+    /// REGISTER: answer digest challenges for this realm only; a challenge for another realm
+    /// is auth_failed and nothing is sent.
+    #[arg(long)]
+    pub realm: Option<String>,
     /// REGISTER: Expires of the test binding, in seconds.
     #[arg(long, default_value_t = 60)]
     pub expires: u32,
@@ -168,7 +172,8 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<i32> {
             max_forwards: args.max_forwards,
             policy: policy.clone(),
             credentials: credentials.clone(),
-            domain: args.domain.clone(),
+            domain: args.domain.clone().or_else(|| args.realm.clone()),
+            realm: args.realm.clone(),
             expires: args.expires,
             keep_binding: args.keep_binding,
             record_exchange: args.verbose,
@@ -271,7 +276,8 @@ pub fn human_line(o: &ProbeOutcome) -> String {
     if let Some(server) = &o.server {
         s.push_str(&format!(" ({server})"));
     }
-    s
+    // Reason phrase and Server come from the peer: no terminal escapes reach the screen.
+    sipwatch_probes::text::escape_control(&s).into_owned()
 }
 
 fn print_exchange(out: &mut impl Write, o: &ProbeOutcome) -> std::io::Result<()> {
@@ -279,7 +285,7 @@ fn print_exchange(out: &mut impl Write, o: &ProbeOutcome) -> std::io::Result<()>
         let arrow = if m.sent { "-->" } else { "<--" };
         writeln!(out, "{arrow} {} at +{:.3} ms", m.peer, m.at_ms)?;
         for line in m.text.trim_end().lines() {
-            writeln!(out, "    {line}")?;
+            writeln!(out, "    {}", sipwatch_probes::text::escape_control(line))?;
         }
     }
     Ok(())

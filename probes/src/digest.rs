@@ -138,6 +138,17 @@ pub enum DigestError {
     NoChallenge,
     #[error("none of the {} authentication challenge(s) is usable: {}", problems.len(), problems.join("; "))]
     NoUsableChallenge { problems: Vec<String> },
+    #[error(
+        "the server asked for realm {} but this target is pinned to realm \"{}\"; no credentials \
+         were sent (a server asking for another realm may be trying to capture a crackable \
+         response: fix `realm` only if the server's realm is really the right one)",
+        offered.iter().map(|r| format!("\"{}\"", crate::text::escape_control(r))).collect::<Vec<_>>().join(", "),
+        crate::text::escape_control(pinned)
+    )]
+    RealmNotPinned {
+        offered: Vec<String>,
+        pinned: String,
+    },
 }
 
 /// One Digest challenge from a `WWW-Authenticate` or `Proxy-Authenticate` header (RFC 7616 §3.3).
@@ -268,6 +279,45 @@ where
     }
     if let Some(best) = choose(&usable) {
         return Ok(best.clone());
+    }
+    if problems.is_empty() {
+        Err(DigestError::NoChallenge)
+    } else {
+        Err(DigestError::NoUsableChallenge { problems })
+    }
+}
+
+/// Like [`choose_from_headers`], but with `realm` set only a challenge for exactly that realm is
+/// answered: a challenge for any other realm is [`DigestError::RealmNotPinned`], so a server that
+/// asks for a realm of its choosing never gets a response computed with our password.
+pub fn choose_for_realm<'a, I>(
+    header_values: I,
+    realm: Option<&str>,
+) -> Result<Challenge, DigestError>
+where
+    I: IntoIterator<Item = &'a str>,
+{
+    let Some(pinned) = realm else {
+        return choose_from_headers(header_values);
+    };
+    let mut usable = Vec::new();
+    let mut offered = Vec::new();
+    let mut problems = Vec::new();
+    for (i, value) in header_values.into_iter().enumerate() {
+        match Challenge::parse(value) {
+            Ok(c) if c.realm == pinned => usable.push(c),
+            Ok(c) => offered.push(c.realm),
+            Err(e) => problems.push(format!("challenge #{}: {e}", i + 1)),
+        }
+    }
+    if let Some(best) = choose(&usable) {
+        return Ok(best.clone());
+    }
+    if !offered.is_empty() {
+        return Err(DigestError::RealmNotPinned {
+            offered,
+            pinned: pinned.to_string(),
+        });
     }
     if problems.is_empty() {
         Err(DigestError::NoChallenge)
@@ -1167,6 +1217,31 @@ mod tests {
         assert_eq!(choose(&list).map(|c| c.nonce.as_str()), Some("2"));
         let list = [ch(Md5, "1"), ch(Md5Sess, "2")];
         assert_eq!(choose(&list).map(|c| c.nonce.as_str()), Some("1"));
+    }
+
+    #[test]
+    fn a_pinned_realm_is_the_only_one_answered() {
+        let evil = r#"Digest realm="evil.example", nonce="n1", algorithm=SHA-256"#;
+        let good = r#"Digest realm="127.0.0.1", nonce="n2""#;
+        match choose_for_realm([evil], Some("127.0.0.1")) {
+            Err(DigestError::RealmNotPinned { offered, pinned }) => {
+                assert_eq!(offered, vec!["evil.example".to_string()]);
+                assert_eq!(pinned, "127.0.0.1");
+            }
+            other => panic!("hostile realm answered: {other:?}"),
+        }
+        // The stronger challenge is for the wrong realm: the pinned one is answered.
+        let chosen = choose_for_realm([evil, good], Some("127.0.0.1")).expect("pinned realm");
+        assert_eq!(chosen.nonce, "n2");
+        // Without a pin every realm is answered, as before.
+        assert_eq!(
+            choose_for_realm([evil], None).expect("any").realm,
+            "evil.example"
+        );
+        let msg = choose_for_realm(["Digest realm=\"\x1b[2J\", nonce=n"], Some("r"))
+            .unwrap_err()
+            .to_string();
+        assert!(!msg.contains('\x1b'), "{msg}");
     }
 
     #[test]

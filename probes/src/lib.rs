@@ -9,6 +9,7 @@
 //! - [`outcome`]: what a probe found, its status and result, and the Nagios exit code.
 //! - [`endpoint`]: a UDP socket shared by many probes, answers routed by Via branch.
 //! - [`probe`]: runs one probe (OPTIONS ping or REGISTER) against every located address.
+//! - [`text`]: text from the network made safe to print (control characters escaped).
 //!
 //! Pure parts (message, transaction, digest, outcome) take time and bytes as inputs; only
 //! `transport`, `locate` and `probe` touch sockets and clocks.
@@ -19,5 +20,6 @@ pub mod locate;
 pub mod message;
 pub mod outcome;
 pub mod probe;
+pub mod text;
 pub mod transaction;
 pub mod transport;

@@ -34,6 +34,9 @@ pub struct ProbeSpec {
     pub credentials: Option<Credentials>,
     /// REGISTER: the domain of the address of record (defaults to the target's host).
     pub domain: Option<String>,
+    /// REGISTER: the only digest realm answered. A challenge for another realm fails the probe
+    /// (`auth_failed`) and nothing is sent; None answers any realm.
+    pub realm: Option<String>,
     pub expires: u32,
     pub keep_binding: bool,
     /// Keep the messages exchanged for `--verbose`.
@@ -52,6 +55,7 @@ impl ProbeSpec {
             policy: Policy::default(),
             credentials: None,
             domain: None,
+            realm: None,
             expires: 60,
             keep_binding: false,
             record_exchange: false,
@@ -365,7 +369,7 @@ impl<W: Wire> Exchange<'_, W> {
             self.record_final(&head, rtt);
             ids.cseq += 1;
             match head.code {
-                401 | 407 => match auth.on_challenge(&head, answered) {
+                401 | 407 => match auth.on_challenge(&head, answered, self.spec.realm.as_deref()) {
                     Ok(()) => continue,
                     Err(why) => {
                         self.outcome.reason = format!("{}: {why}", head.reason);
@@ -450,7 +454,8 @@ impl<W: Wire> Exchange<'_, W> {
                     return !head.bindings.iter().any(|b| same_contact(&b.uri, contact));
                 }
                 TxEnd::Final { head, .. } if head.code == 401 || head.code == 407 => {
-                    if auth.on_challenge(&head, false).is_err() {
+                    let realm = self.spec.realm.clone();
+                    if auth.on_challenge(&head, false, realm.as_deref()).is_err() {
                         return false;
                     }
                 }
@@ -647,13 +652,18 @@ impl AuthState {
 
     /// Takes a 401/407. `answered` says whether the request carried our credentials. Errors say
     /// why we give up (wrong password, nothing we can answer).
-    fn on_challenge(&mut self, head: &ResponseHead, answered: bool) -> Result<(), String> {
+    fn on_challenge(
+        &mut self,
+        head: &ResponseHead,
+        answered: bool,
+        realm: Option<&str>,
+    ) -> Result<(), String> {
         let (which, values) = if head.code == 407 {
             (AuthHeader::ProxyAuthorization, &head.proxy_authenticate)
         } else {
             (AuthHeader::Authorization, &head.www_authenticate)
         };
-        let chosen = digest::choose_from_headers(values.iter().map(String::as_str))
+        let chosen = digest::choose_for_realm(values.iter().map(String::as_str), realm)
             .map_err(|e| e.to_string())?;
         if answered {
             // RFC 7616 §3.3: stale=true means the password was right but the nonce old: retry once.

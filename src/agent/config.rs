@@ -183,6 +183,17 @@ pub enum GaugeSpec {
 }
 
 impl GaugeSpec {
+    /// How long one sample may take, for the gauges that wait on something outside.
+    pub fn timeout(&self) -> Option<Duration> {
+        match self {
+            GaugeSpec::KamailioShm { timeout, .. }
+            | GaugeSpec::KamailioPkg { timeout, .. }
+            | GaugeSpec::HttpJson { timeout, .. }
+            | GaugeSpec::Command { timeout, .. } => Some(*timeout),
+            _ => None,
+        }
+    }
+
     /// The name of the kind, as written in `kind = "..."`.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -665,6 +676,18 @@ fn validate_service(
             &raw.leak,
             c,
         ) {
+            let interval = raw.interval.map_or(default_interval, ConfigDuration::get);
+            if let Some(timeout) = g.spec.timeout().filter(|t| *t >= interval) {
+                c.error(
+                    span.clone(),
+                    format!(
+                        "service \"{name}\": gauge \"{}\" has timeout = \"{timeout:?}\", not below the \
+                         service's interval = \"{interval:?}\"; a sample must end before the next one \
+                         starts (a hung one would pile up): lower timeout or raise interval",
+                        g.name
+                    ),
+                );
+            }
             if !gauge_names.insert(g.name.clone()) {
                 c.error(
                     span,

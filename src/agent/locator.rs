@@ -13,7 +13,9 @@
 //!   tick (a grandchild forked by a process that had none is found then). A new main process, a
 //!   change in those lists, or a known process gone makes the locator walk the descendants again.
 //!   Without the kernel's children files, that walk is a walk of all of `/proc`, made every
-//!   `rescan_every` ticks.
+//!   `rescan_every` ticks. The pid alone does not identify the process: if the process behind it
+//!   has another start time (`/proc/PID/stat`) than the one first found under the same pidfile,
+//!   or started after the pidfile was written, the pid was reused and the pidfile is stale.
 //! - A process name or command line: a walk of all of `/proc` every `rescan_every` ticks, or at
 //!   once when a known process vanished (a restart replaces every pid; while the service is then
 //!   missing, it is searched for on every tick for a while).
@@ -291,6 +293,19 @@ impl Tracking {
                     ..Found::default()
                 };
             }
+            // The pid alone is not the process: a pid reused by a stranger is a stale pidfile.
+            if let Some(problem) = self
+                .tracked
+                .first()
+                .and_then(|t| self.pidfile.stranger(t.handle.id(), path))
+            {
+                self.tracked.clear();
+                return Found {
+                    problem: Some(problem),
+                    scanned,
+                    ..Found::default()
+                };
+            }
             // Gone right after the walk: its pid may be someone's child by now; look next tick.
             self.walk_next |= vanished;
             return Found {
@@ -450,7 +465,12 @@ fn matches(finder: &Finder, info: &ProcInfo) -> bool {
 struct PidfileCache {
     stamp: Option<[i64; 7]>,
     pid: i32,
+    /// The process (pid and start time) first found under the current stamp.
+    owner: Option<ProcId>,
 }
+
+/// A process that started this long after its pidfile was written did not write it.
+const PIDFILE_SLACK_SECS: f64 = 5.0;
 
 impl PidfileCache {
     /// The pid `path` names (read again when the file changed, or when `force`d).
@@ -469,12 +489,49 @@ impl PidfileCache {
         if !force && self.stamp == Some(stamp) {
             return Ok(self.pid);
         }
+        if self.stamp != Some(stamp) {
+            self.owner = None;
+        }
         self.stamp = None;
         // Read after the stat: a change in between shows as a new stamp at the next tick.
         let pid = read_pidfile(path)?;
         self.stamp = Some(stamp);
         self.pid = pid;
         Ok(pid)
+    }
+}
+
+impl PidfileCache {
+    /// Why `main` (the process the pidfile's pid leads to now) is not the process the pidfile
+    /// was written for: the pid is the same but the start time is not the one seen before under
+    /// the same pidfile, or the process started after the file was last written. `None`: it is.
+    fn stranger(&mut self, main: ProcId, path: &Path) -> Option<String> {
+        let stale = |why: &str| {
+            format!(
+                "pidfile {} names pid {}, but {why}: the pid was reused by another process and \
+                 the service is not running (stale pidfile)",
+                path.display(),
+                main.pid
+            )
+        };
+        if let Some(owner) = self.owner {
+            if owner.pid == main.pid && owner.start != main.start {
+                return Some(stale(
+                    "that process is not the one seen before (start time differs)",
+                ));
+            }
+        }
+        if let (Some(stamp), Some(started)) = (self.stamp, proc::start_unix(main)) {
+            let written = stamp[3] as f64 + stamp[4] as f64 / 1e9;
+            if started > written + PIDFILE_SLACK_SECS {
+                return Some(stale(&format!(
+                    "that process started {:.0} s after the pidfile was written",
+                    started - written
+                )));
+            }
+        }
+        self.owner = Some(main);
+        None
     }
 }
 

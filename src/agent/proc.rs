@@ -110,6 +110,26 @@ pub fn read_same(id: ProcId) -> Option<ProcInfo> {
     read(id.pid).filter(|info| info.id == id)
 }
 
+/// When the process started, in unix seconds: boot time (`btime` of `/proc/stat`) plus its
+/// start time in clock ticks. Good to about a second (the boot time is rounded, and a clock
+/// stepped since boot shifts it).
+pub fn start_unix(id: ProcId) -> Option<f64> {
+    static BOOT: std::sync::OnceLock<Option<(f64, f64)>> = std::sync::OnceLock::new();
+    let (btime, hz) = (*BOOT.get_or_init(|| {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let btime: f64 = stat
+            .lines()
+            .find_map(|l| l.strip_prefix("btime "))?
+            .trim()
+            .parse()
+            .ok()?;
+        // SAFETY: sysconf only reads a configuration value.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        (hz > 0).then_some((btime, hz as f64))
+    }))?;
+    Some(btime + id.start as f64 / hz)
+}
+
 /// Whether this very process (not a later one with the same pid) is still alive.
 pub fn alive(id: ProcId) -> bool {
     read_same(id).is_some()

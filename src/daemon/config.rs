@@ -180,6 +180,8 @@ pub struct TargetSettings {
     pub group: Option<String>,
     pub credentials: Option<Credentials>,
     pub domain: Option<String>,
+    /// REGISTER: the only digest realm answered (`realm`); None answers any.
+    pub realm: Option<String>,
     pub fail_threshold: u32,
     pub ok_threshold: u32,
     pub flap_window: Duration,
@@ -204,6 +206,7 @@ impl TargetSettings {
             && self.group == other.group
             && self.credentials == other.credentials
             && self.domain == other.domain
+            && self.realm == other.realm
             && self.expect == other.expect
             && self.warn_rtt == other.warn_rtt
             && self.crit_rtt == other.crit_rtt
@@ -490,6 +493,7 @@ impl DaemonConfig {
                 group: t.group.as_ref().map(|g| g.get_ref().clone()),
                 credentials,
                 domain: t.domain.clone().or_else(|| t.realm.clone()),
+                realm: t.realm.clone(),
                 fail_threshold: threshold(
                     &mut p,
                     t.fail_threshold.as_ref(),

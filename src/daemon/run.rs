@@ -361,7 +361,7 @@ fn log_event(e: &BoardEvent) {
     match e {
         BoardEvent::Changed(c) => tracing::info!(
             target = %c.target, node = %c.node, from = c.from.as_str(), to = c.to.as_str(),
-            notify = c.notify, reason = %c.reason, "node state changed"
+            notify = c.notify, reason = %sipwatch_probes::text::escape_control(&c.reason), "node state changed"
         ),
         BoardEvent::GroupChanged {
             group,

@@ -186,6 +186,7 @@ pub fn spec_for(t: &TargetSettings) -> ProbeSpec {
         },
         credentials: t.credentials.clone(),
         domain: t.domain.clone(),
+        realm: t.realm.clone(),
         expires: 60,
         keep_binding: false,
         record_exchange: false,

@@ -1,8 +1,9 @@
 //! The output of a command: the first number it prints on stdout is the value. For services that
 //! expose a counter only through their own tool (`webbridge stats`, `asterisk -rx ...`).
 //!
-//! The command runs through `/bin/sh -c` in its own process group; past the timeout the whole group
-//! is killed, so a hung pipeline cannot pile up. A non-zero exit is an error that quotes stderr.
+//! The command runs through `/bin/sh -c` in its own process group; past the timeout, or when the
+//! sample is abandoned (the future dropped), the whole group is killed, so a hung pipeline cannot
+//! pile up. `check-config` refuses a timeout that is not below the service's interval. A non-zero exit is an error that quotes stderr.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -48,7 +49,9 @@ impl CommandSampler {
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| SampleError::new(format!("cannot start /bin/sh: {e}")))?;
-        let pgid = child.id();
+        // Whatever happens to this future (done, timed out, or dropped by a tick that gave up),
+        // the whole group goes: the shell and everything it started.
+        let _group = ProcessGroup(child.id());
         let mut stdout = child.stdout.take();
         let mut stderr = child.stderr.take();
         let work = async {
@@ -71,12 +74,6 @@ impl CommandSampler {
         let (out, err, status) = match tokio::time::timeout(self.timeout, work).await {
             Ok(done) => done,
             Err(_) => {
-                if let Some(pgid) = pgid {
-                    // SAFETY: kill(2) with a negative pid signals the process group we created.
-                    unsafe {
-                        libc::kill(-(pgid as i32), libc::SIGKILL);
-                    }
-                }
                 return Err(SampleError::new(format!(
                     "command did not finish within {:?}; killed",
                     self.timeout
@@ -108,6 +105,25 @@ impl CommandSampler {
     }
 }
 
+/// The process group of a command (its id is the shell's pid); dropping it kills the group.
+struct ProcessGroup(Option<u32>);
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        if let Some(pgid) = self
+            .0
+            .and_then(|p| i32::try_from(p).ok())
+            .filter(|p| *p > 1)
+        {
+            // SAFETY: kill(2) with a negative pid signals the process group we created with
+            // process_group(0); it touches no memory. ESRCH (group already gone) is fine.
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
 impl Sampler for CommandSampler {
     fn sample<'a>(&'a mut self, _ctx: &'a SampleContext) -> SampleFuture<'a> {
         Box::pin(async move { self.run().await.map(Reading::value) })
@@ -117,6 +133,71 @@ impl Sampler for CommandSampler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whether `pid` still runs (a zombie awaiting its reaper counts as gone).
+    fn running(pid: i32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| {
+                let state = s
+                    .rsplit_once(')')
+                    .map(|(_, r)| r.trim_start().chars().next());
+                !matches!(state, Some(Some('Z' | 'X')))
+            })
+            .unwrap_or(false)
+    }
+
+    fn pids_in(file: &std::path::Path) -> Vec<i32> {
+        std::fs::read_to_string(file)
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    }
+
+    async fn wait_gone(pids: &[i32]) -> bool {
+        for _ in 0..100 {
+            if !pids.iter().any(|p| running(*p)) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    /// A tick that gives up on a hung command drops the sample; the whole group must go with it,
+    /// not only the shell.
+    #[tokio::test]
+    async fn an_abandoned_sample_leaves_no_process_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pids");
+        let command = format!(
+            "sleep 300 & echo $! >> {f}; (sleep 300; echo 1) & echo $! >> {f}; echo $$ >> {f}; wait",
+            f = file.display()
+        );
+        let sampler = CommandSampler::new(command, Duration::from_secs(60));
+        let abandoned = tokio::time::timeout(Duration::from_millis(300), sampler.run()).await;
+        assert!(abandoned.is_err(), "the command was meant to hang");
+        let pids = pids_in(&file);
+        assert_eq!(pids.len(), 3, "shell and two children recorded: {pids:?}");
+        assert!(wait_gone(&pids).await, "left behind: {pids:?}");
+    }
+
+    /// Past its own timeout the command's group is killed, background children included.
+    #[tokio::test]
+    async fn a_timed_out_command_leaves_no_process_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pids");
+        let command = format!(
+            "sleep 300 >/dev/null 2>&1 & echo $! >> {f}; echo $$ >> {f}; sleep 300",
+            f = file.display()
+        );
+        let sampler = CommandSampler::new(command, Duration::from_millis(300));
+        let err = sampler.run().await.expect_err("timed out");
+        assert!(err.0.contains("killed"), "{}", err.0);
+        let pids = pids_in(&file);
+        assert_eq!(pids.len(), 2, "{pids:?}");
+        assert!(wait_gone(&pids).await, "left behind: {pids:?}");
+    }
 
     #[test]
     fn first_number_in_text() {
