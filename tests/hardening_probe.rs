@@ -27,7 +27,8 @@ fn peer(answer: fn(&str, &str) -> String) -> (u16, Arc<Mutex<Vec<String>>>) {
     let seen = Arc::new(Mutex::new(Vec::<String>::new()));
     let log = seen.clone();
     std::thread::spawn(move || {
-        sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         let mut buf = [0u8; 4096];
         while let Ok((len, from)) = sock.recv_from(&mut buf) {
             let req = String::from_utf8_lossy(&buf[..len]).to_string();
@@ -109,7 +110,10 @@ fn terminal_escapes_from_a_peer_are_escaped_in_human_output() {
             );
         }
         assert!(stdout.contains("O\\x1b[2JK"), "{flags:?}: {stdout}");
-        assert!(stdout.contains("evil\\x1b]0;pwned\\x07"), "{flags:?}: {stdout}");
+        assert!(
+            stdout.contains("evil\\x1b]0;pwned\\x07"),
+            "{flags:?}: {stdout}"
+        );
     }
     // JSON keeps the exact text (serde escapes it).
     let out = sipwatch(&["probe", "--json", &format!("sip:127.0.0.1:{port}")]);

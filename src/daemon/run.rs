@@ -484,14 +484,13 @@ pub async fn run(config_path: &Path, mut shutdown: watch::Receiver<bool>) -> any
         history,
         agents: intake,
     });
-    let mut http_shutdown = shutdown.clone();
-    let http = tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = http_shutdown.wait_for(|v| *v).await;
-            })
-            .await;
-    });
+    let http = tokio::spawn(super::http::serve::serve(
+        listener,
+        app,
+        super::http::serve::Limits::default(),
+        Default::default(),
+        shutdown.clone(),
+    ));
 
     let (tx, mut rx) = mpsc::channel::<SchedulerMsg>(4096);
     let mut scheduler = Scheduler::new(cfg.udp_sockets, cfg.max_in_flight, tx).await?;

@@ -8,7 +8,7 @@
 //! refused with 403 and a message saying how to enable them.
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use sipwatch_alerting::{Alert, Secret};
@@ -33,7 +33,9 @@ pub struct AgentIntake {
 }
 
 /// The largest report accepted (a host with many services and gauges stays far below).
-const MAX_BODY: usize = 1 << 20;
+pub const MAX_REPORT_BODY: usize = 1 << 20;
+/// The largest alert accepted (one alert with its labels and description).
+pub const MAX_ALERT_BODY: usize = 64 << 10;
 
 fn authorized(intake: &AgentIntake, headers: &HeaderMap) -> bool {
     let Some(value) = headers
@@ -55,11 +57,13 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn check(
+/// Checks who is asking (from the headers alone), then reads at most `max` bytes of body. A
+/// stranger's body is never read: the answer goes out and the connection closes.
+async fn check(
     state: &HttpState,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Result<AgentIntake, Box<Response>> {
+    request: Request,
+    max: usize,
+) -> Result<(AgentIntake, Bytes), Box<Response>> {
     let Some(intake) = state.agents.clone() else {
         return Err(Box::new(
             (
@@ -69,7 +73,7 @@ fn check(
                 .into_response(),
         ));
     };
-    if !authorized(&intake, headers) {
+    if !authorized(&intake, request.headers()) {
         return Err(Box::new(
             (
                 StatusCode::UNAUTHORIZED,
@@ -78,20 +82,20 @@ fn check(
                 .into_response(),
         ));
     }
-    if body.len() > MAX_BODY {
-        return Err(Box::new(
-            (StatusCode::PAYLOAD_TOO_LARGE, "report too large\n").into_response(),
-        ));
+    match axum::body::to_bytes(request.into_body(), max).await {
+        Ok(body) => Ok((intake, body)),
+        Err(_) => Err(Box::new(
+            (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("body too large or cut short (at most {max} bytes)\n"),
+            )
+                .into_response(),
+        )),
     }
-    Ok(intake)
 }
 
-pub(super) async fn post_report(
-    State(state): State<HttpState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let intake = match check(&state, &headers, &body) {
+pub(super) async fn post_report(State(state): State<HttpState>, request: Request) -> Response {
+    let (intake, body) = match check(&state, request, MAX_REPORT_BODY).await {
         Ok(i) => i,
         Err(r) => return *r,
     };
@@ -111,12 +115,8 @@ pub(super) async fn post_report(
     }
 }
 
-pub(super) async fn post_alert(
-    State(state): State<HttpState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let intake = match check(&state, &headers, &body) {
+pub(super) async fn post_alert(State(state): State<HttpState>, request: Request) -> Response {
+    let (intake, body) = match check(&state, request, MAX_ALERT_BODY).await {
         Ok(i) => i,
         Err(r) => return *r,
     };

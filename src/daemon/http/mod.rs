@@ -7,6 +7,10 @@
 //! | `/history.atom` | incidents as an Atom 1.0 feed ([`atom`]) |
 //! | `/metrics` | Prometheus text 0.0.4, or OpenMetrics when the scraper asks for it |
 //! | `/healthz` | `200 ok` while the daemon runs, with the store's state in the body |
+//! | `/api/v1/agents/report`, `/api/v1/agents/alert` | node agents (bearer token checked before the body is read; bodies capped at 1 MiB and 64 KiB) |
+//!
+//! [`serve`] bounds what a peer can hold (connections, concurrent requests, header and idle
+//! timeouts); GET routes never read a body.
 //!
 //! Handlers read the latest [`Snapshot`] from the watch channel (never wait for the state task),
 //! run [`History`] queries on the blocking pool, and hand both to pure renderers. The page URL
@@ -16,6 +20,7 @@
 pub mod agents;
 pub mod atom;
 pub mod page;
+pub mod serve;
 pub mod statuspage;
 
 use std::borrow::Cow;
@@ -72,11 +77,15 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/v1/agents", get(agents::list))
         .route(
             "/api/v1/agents/report",
-            axum::routing::post(agents::post_report),
+            axum::routing::post(agents::post_report).layer(
+                tower_http::limit::RequestBodyLimitLayer::new(agents::MAX_REPORT_BODY),
+            ),
         )
         .route(
             "/api/v1/agents/alert",
-            axum::routing::post(agents::post_alert),
+            axum::routing::post(agents::post_alert).layer(
+                tower_http::limit::RequestBodyLimitLayer::new(agents::MAX_ALERT_BODY),
+            ),
         )
         .fallback(not_found)
         .with_state(state)
