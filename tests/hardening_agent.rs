@@ -139,3 +139,97 @@ timeout = "9s"
         "9s below 10s is fine: {errors}"
     );
 }
+
+/// An agent whose daemon token is wrong keeps its alert (paused, retried) and says why, instead
+/// of dropping it as "refused" after a few seconds.
+#[test]
+fn a_wrong_daemon_token_keeps_the_alert_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon_token = dir.path().join("daemon.token");
+    std::fs::write(&daemon_token, "the-daemon-token\n").unwrap();
+    let agent_token = dir.path().join("agent.token");
+    std::fs::write(&agent_token, "a-wrong-token\n").unwrap();
+    let listen = format!("127.0.0.1:{}", agent_support::free_port());
+    let daemon_cfg = dir.path().join("sipwatch.toml");
+    std::fs::write(
+        &daemon_cfg,
+        format!(
+            "[http]\nlisten = \"{listen}\"\n[store]\npath = \"{db}\"\n[agents]\ntoken_file = \"{t}\"\n\
+             [[target]]\nname = \"x\"\nuri = \"sip:127.0.0.1:9\"\ninterval = \"10s\"\ntimeout = \"1s\"\n",
+            db = dir.path().join("state.db").display(),
+            t = daemon_token.display()
+        ),
+    )
+    .unwrap();
+    let daemon_log = dir.path().join("daemon.log");
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_sipwatch"))
+        .args(["run", "-c"])
+        .arg(&daemon_cfg)
+        .stderr(std::fs::File::create(&daemon_log).unwrap())
+        .spawn()
+        .unwrap();
+    let state = dir.path().join("agent-state");
+    let agent_cfg = dir.path().join("agent.toml");
+    std::fs::write(
+        &agent_cfg,
+        format!(
+            "[agent]\nlisten = \"127.0.0.1:{port}\"\ninterval = \"300ms\"\nstate_dir = \"{state}\"\n\
+             [daemon]\nurl = \"http://{listen}\"\ntoken_file = \"{t}\"\nreport_interval = \"500ms\"\n\
+             [[service]]\nname = \"ghost\"\nprocess = \"{ghost}\"\n",
+            port = agent_support::free_port(),
+            state = state.display(),
+            t = agent_token.display(),
+            ghost = agent_support::unique_name("nope"),
+        ),
+    )
+    .unwrap();
+    let agent_log = dir.path().join("agent.log");
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_sipwatch"))
+        .args(["agent", "-c"])
+        .arg(&agent_cfg)
+        .env("SIPWATCH_LOG", "info")
+        .stderr(std::fs::File::create(&agent_log).unwrap())
+        .spawn()
+        .unwrap();
+    // The missing service raises an alert; with back-off 1, 2, 4 s the old code gave up (and
+    // dropped it) after its third attempt, 3 s in. Wait for the refusal to be logged, then well
+    // past that point.
+    agent_support::wait_until(
+        Duration::from_secs(20),
+        "the token refusal in the log",
+        || {
+            std::fs::read_to_string(&agent_log)
+                .unwrap_or_default()
+                .contains("refused this agent's token")
+        },
+    );
+    std::thread::sleep(Duration::from_secs(8));
+    unsafe {
+        libc::kill(agent.id() as i32, libc::SIGTERM);
+    }
+    let _ = agent.wait();
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let log = std::fs::read_to_string(&agent_log).unwrap();
+    assert!(!log.contains("DROPPING"), "the alert was dropped:\n{log}");
+    assert!(
+        !log.contains("a-wrong-token"),
+        "the token reached the log:\n{log}"
+    );
+    let db = rusqlite::Connection::open(state.join("outbox.db")).unwrap();
+    let pending: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM delivery WHERE state = 'pending'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let dropped: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM delivery WHERE state = 'dropped'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!((pending, dropped), (1, 0), "the alert stays queued:\n{log}");
+}

@@ -68,6 +68,16 @@ impl Notifier for DaemonNotifier {
             return Ok(());
         }
         let body = response.text().await.unwrap_or_default();
+        if status == 401 || status == 403 {
+            // Our token (or the daemon's [agents] setup) is wrong: a fix on our side, not a
+            // refusal of this alert. Keep it queued, paused with back-off, until it is fixed.
+            return Err(NotifyError::retryable(format!(
+                "daemon {} refused this agent (HTTP {status}: {}); the alert is kept and retried: \
+                 make [daemon] token_file hold the same token as the daemon's [agents] token_file",
+                self.url,
+                self.token.scrub(body.trim())
+            )));
+        }
         // 503: the daemon is up but cannot queue it yet (no receivers, stopping): keep retrying.
         Err(NotifyError::from_http_status(
             status,
@@ -214,8 +224,14 @@ pub fn start(
                         failing = false;
                     }
                     Ok(r) => {
-                        if !failing {
-                            tracing::warn!(daemon = %link.url, status = r.status().as_u16(), "the daemon refused the report");
+                        let status = r.status().as_u16();
+                        if !failing && (status == 401 || status == 403) {
+                            tracing::error!(daemon = %link.url, status,
+                                "the daemon refused this agent's token: reports and alerts do not \
+                                 reach it (alerts are kept and retried); make [daemon] token_file \
+                                 hold the same token as the daemon's [agents] token_file");
+                        } else if !failing {
+                            tracing::warn!(daemon = %link.url, status, "the daemon refused the report");
                         }
                         failing = true;
                     }
