@@ -41,7 +41,9 @@ pub use config::{
     AlertmanagerConfig, EmailConfig, OpsgenieConfig, PagerDutyConfig, ReceiverConfig, WebhookConfig,
 };
 pub use notifier::{ErrorClass, Notifier, NotifyError};
-pub use outbox::{Enqueued, Outbox, OutboxError, OutboxOptions, OutboxStats, ReceiverStats};
+pub use outbox::{
+    Enqueued, Outbox, OutboxError, OutboxHealth, OutboxOptions, OutboxStats, ReceiverStats,
+};
 pub use receivers::{build, ConfigError, ConfigProblem};
 pub use retry::RetryPolicy;
 pub use secret::Secret;

@@ -127,6 +127,8 @@ struct StateTask {
     source: String,
     /// Last report of each node agent, by host.
     agents: std::collections::BTreeMap<String, AgentSummary>,
+    /// What is wrong with the alert outbox's storage (disk full: alerts held in memory).
+    outbox_problem: Option<String>,
 }
 
 impl StateTask {
@@ -146,7 +148,23 @@ impl StateTask {
             tracing::info!(path = %self.cfg.store_path.display(), "store writable again");
             self.dirty = true;
         }
-        self.metrics.set_store_ok(true);
+        self.metrics.set_store_ok(self.outbox_problem.is_none());
+    }
+
+    /// Follows the alert outbox's storage: a full disk shows on the page, `/healthz` and
+    /// `sipwatch_store_ok` (the outbox logs it itself, at a bounded rate).
+    fn check_outbox(&mut self) {
+        let problem = self
+            .outbox
+            .as_ref()
+            .and_then(|o| o.health().describe())
+            .map(|d| format!("alert outbox: {d}"));
+        if problem != self.outbox_problem {
+            self.outbox_problem = problem;
+            self.dirty = true;
+        }
+        self.metrics
+            .set_store_ok(self.store_error.is_none() && self.outbox_problem.is_none());
     }
 
     fn events(&mut self, events: Vec<BoardEvent>) {
@@ -192,10 +210,17 @@ impl StateTask {
             }
             AgentMsg::Alert(alert, reply) => {
                 let result = match &self.outbox {
-                    Some(outbox) => outbox
-                        .enqueue(&alert)
-                        .map(|_| ())
-                        .map_err(|e| format!("cannot queue the alert: {e}")),
+                    Some(outbox) => match outbox.enqueue(&alert) {
+                        // Only in the daemon's memory: the agent keeps it durably and retries
+                        // (a repeat is folded by key once the outbox can be written).
+                        Ok(sipwatch_alerting::Enqueued::Held { .. }) => Err(
+                            "the daemon's alert outbox cannot be written (disk full?); keep the \
+                             alert and retry"
+                                .to_string(),
+                        ),
+                        Ok(_) => Ok(()),
+                        Err(e) => Err(format!("cannot queue the alert: {e}")),
+                    },
                     None => Err("this daemon has no [alerting] receivers: configure some, or give the agent its own [alerting] receivers instead of [daemon]".to_string()),
                 };
                 if result.is_ok() {
@@ -267,7 +292,10 @@ impl StateTask {
         }
         self.dirty = false;
         let mut snap = self.board.snapshot(now_unix());
-        snap.store_error = self.store_error.clone();
+        snap.store_error = match (&self.store_error, &self.outbox_problem) {
+            (Some(s), Some(o)) => Some(format!("{s}; {o}")),
+            (s, o) => s.clone().or_else(|| o.clone()),
+        };
         snap.agents = self.agents.values().cloned().collect();
         self.refresh_metrics(&snap);
         let _ = self.snapshot_tx.send(Arc::new(snap));
@@ -510,6 +538,7 @@ pub async fn run(config_path: &Path, mut shutdown: watch::Receiver<bool>) -> any
         outbox,
         source,
         agents: Default::default(),
+        outbox_problem: None,
         cfg,
         board,
         store,
@@ -560,6 +589,7 @@ pub async fn run(config_path: &Path, mut shutdown: watch::Receiver<bool>) -> any
                 if ticks.is_multiple_of(3600) {
                     task.prune();
                 }
+                task.check_outbox();
                 task.publish();
             }
             Some(msg) = agent_rx.recv() => task.agent(msg),

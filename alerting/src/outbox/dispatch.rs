@@ -14,7 +14,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::notifier::NotifyError;
-use crate::outbox::{unix_now, Receiver, Shared};
+use crate::outbox::memory::Mark;
+use crate::outbox::{lock, unix_now, Receiver, Shared};
 use crate::retry::NextStep;
 
 /// Longest sleep with nothing to do (a safety net; enqueues wake the task anyway).
@@ -23,12 +24,15 @@ const IDLE: Duration = Duration::from_secs(60);
 const STORE_RETRY: Duration = Duration::from_secs(5);
 /// Finished rows are pruned after this many completions.
 const PRUNE_EVERY: u64 = 100;
+/// How often what waits in memory (disk full) is tried again.
+const MEND_EVERY: Duration = Duration::from_secs(2);
 
 pub(crate) async fn run(shared: Arc<Shared>, shutdown: watch::Receiver<bool>) {
     let mut tasks = tokio::task::JoinSet::new();
     for index in 0..shared.receivers.len() {
         tasks.spawn(deliver_loop(shared.clone(), index, shutdown.clone()));
     }
+    tasks.spawn(mend_loop(shared.clone(), shutdown.clone()));
     while let Some(joined) = tasks.join_next().await {
         if let Err(e) = joined {
             tracing::error!(error = %e, "an outbox delivery task ended abnormally");
@@ -37,6 +41,27 @@ pub(crate) async fn run(shared: Arc<Shared>, shutdown: watch::Receiver<bool>) {
     // Leave the file small for the next start.
     if let Err(e) = shared.store().prune(shared.options.keep_done) {
         tracing::warn!(error = %e, "could not prune the outbox");
+    }
+}
+
+/// Writes what the store could not take (alerts, outcomes) once it can again.
+async fn mend_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(MEND_EVERY) => {}
+            changed = shutdown.changed() => {
+                if changed.is_err() || *shutdown.borrow() {
+                    break;
+                }
+            }
+        }
+        if shared.needs_mending() {
+            shared.mend();
+        }
+    }
+    // A last try, so what can be written is not left to memory.
+    if shared.needs_mending() {
+        shared.mend();
     }
 }
 
@@ -95,7 +120,9 @@ async fn deliver_loop(shared: Arc<Shared>, index: usize, mut shutdown: watch::Re
             break;
         }
         let now = unix_now();
-        let due = shared.store().next_due(&name, now);
+        // Deliveries whose outcome waits in memory (disk full) are not due: never re-sent.
+        let (skip, done) = lock(&shared.marks).skip_lists(now);
+        let due = shared.store().next_due(&name, now, &skip, &done);
         let delivery = match due {
             Ok(found) => found,
             Err(e) => {
@@ -108,15 +135,26 @@ async fn deliver_loop(shared: Arc<Shared>, index: usize, mut shutdown: watch::Re
         };
 
         if let Some(delivery) = delivery {
-            let attempts = delivery.attempts.saturating_add(1);
+            let known = lock(&shared.marks).attempts(delivery.id);
+            let attempts = known.unwrap_or(delivery.attempts).saturating_add(1);
             let alert = match delivery.alert {
                 Ok(alert) => alert,
                 Err(reason) => {
                     tracing::error!(receiver = %name, key = %delivery.key, %reason,
                         "unreadable delivery in the outbox; dropping it");
-                    let _ = shared
+                    let written = shared
                         .store()
                         .mark_dropped(delivery.id, attempts, now, &reason);
+                    if let Err(e) = written {
+                        let mark = Mark::Dropped {
+                            attempts,
+                            at: now,
+                            error: reason.clone(),
+                        };
+                        shared.keep_mark(delivery.id, mark, &e);
+                    } else {
+                        lock(&shared.marks).0.remove(&delivery.id);
+                    }
                     receiver.dropped.fetch_add(1, Ordering::Relaxed);
                     decrement(&receiver.pending);
                     continue;
@@ -136,12 +174,22 @@ async fn deliver_loop(shared: Arc<Shared>, index: usize, mut shutdown: watch::Re
             let pause = match result {
                 Ok(()) => {
                     failures = 0;
-                    if let Err(e) = shared
+                    let written = shared
                         .store()
-                        .mark_delivered(delivery.id, attempts, done_at)
-                    {
-                        tracing::error!(receiver = %name, key = %alert.key, error = %e,
-                            "alert delivered but the outbox could not record it; it may be sent again");
+                        .mark_delivered(delivery.id, attempts, done_at);
+                    match written {
+                        // Kept in memory and skipped until written: not sent again.
+                        Err(e) => shared.keep_mark(
+                            delivery.id,
+                            Mark::Delivered {
+                                attempts,
+                                at: done_at,
+                            },
+                            &e,
+                        ),
+                        Ok(()) => {
+                            lock(&shared.marks).0.remove(&delivery.id);
+                        }
                     }
                     receiver.sent.fetch_add(1, Ordering::Relaxed);
                     decrement(&receiver.pending);
@@ -160,7 +208,8 @@ async fn deliver_loop(shared: Arc<Shared>, index: usize, mut shutdown: watch::Re
                             tracing::warn!(receiver = %name, kind, key = %alert.key,
                                 status = alert.status.as_str(), attempts, retry_in = ?after,
                                 %error, "receiver unavailable; the alert stays queued");
-                            let _ = shared.store().record_failure(
+                            record_failure(
+                                &shared,
                                 delivery.id,
                                 attempts,
                                 done_at + after.as_secs_f64(),
@@ -173,7 +222,8 @@ async fn deliver_loop(shared: Arc<Shared>, index: usize, mut shutdown: watch::Re
                                 status = alert.status.as_str(), attempts,
                                 max_attempts = policy.permanent_attempts, retry_in = ?after,
                                 %error, "receiver REFUSED the alert; check the receiver config");
-                            let _ = shared.store().record_failure(
+                            record_failure(
+                                &shared,
                                 delivery.id,
                                 attempts,
                                 done_at + after.as_secs_f64(),
@@ -186,12 +236,26 @@ async fn deliver_loop(shared: Arc<Shared>, index: usize, mut shutdown: watch::Re
                                 status = alert.status.as_str(), attempts, %error,
                                 "receiver REFUSED the alert again; DROPPING it: on-call was not \
                                  told through this receiver, fix its config");
-                            let _ = shared.store().mark_dropped(
+                            let written = shared.store().mark_dropped(
                                 delivery.id,
                                 attempts,
                                 done_at,
                                 &error.message,
                             );
+                            match written {
+                                Err(e) => shared.keep_mark(
+                                    delivery.id,
+                                    Mark::Dropped {
+                                        attempts,
+                                        at: done_at,
+                                        error: error.message.clone(),
+                                    },
+                                    &e,
+                                ),
+                                Ok(()) => {
+                                    lock(&shared.marks).0.remove(&delivery.id);
+                                }
+                            }
                             receiver.dropped.fetch_add(1, Ordering::Relaxed);
                             decrement(&receiver.pending);
                             since_prune += 1;
@@ -225,11 +289,21 @@ async fn deliver_loop(shared: Arc<Shared>, index: usize, mut shutdown: watch::Re
             }
         }
 
-        let mut sleep = match shared.store().next_due_at(&name) {
-            Ok(Some(due_at)) => Duration::from_secs_f64((due_at - unix_now()).clamp(0.0, 3600.0)),
+        let (all_marked, next_retry, done) = {
+            let marks = lock(&shared.marks);
+            (marks.all(), marks.next_retry(), marks.skip_lists(now).1)
+        };
+        let next = shared.store().next_due_at(&name, &all_marked, &done);
+        let until = |at: f64| Duration::from_secs_f64((at - unix_now()).clamp(0.0, 3600.0));
+        let mut sleep = match next {
+            Ok(Some(due_at)) => until(due_at),
             Ok(None) => IDLE,
             Err(_) => STORE_RETRY,
         };
+        if let Some(at) = next_retry {
+            // Never a busy loop: a retry kept in memory is at most polled every second.
+            sleep = sleep.min(until(at).max(Duration::from_secs(1)));
+        }
         sleep = sleep.min(IDLE);
         if let Some(at) = next_resend {
             sleep = sleep.min(at.saturating_duration_since(Instant::now()));
@@ -242,10 +316,30 @@ async fn deliver_loop(shared: Arc<Shared>, index: usize, mut shutdown: watch::Re
     tracing::debug!(receiver = %name, "outbox delivery task stopped");
 }
 
+/// Records a failed attempt, or keeps it in memory when the store cannot.
+fn record_failure(shared: &Shared, id: i64, attempts: u32, next_at: f64, error: &str) {
+    let written = shared.store().record_failure(id, attempts, next_at, error);
+    match written {
+        Err(e) => shared.keep_mark(
+            id,
+            Mark::Retry {
+                attempts,
+                next_at,
+                error: error.to_string(),
+            },
+            &e,
+        ),
+        Ok(()) => {
+            lock(&shared.marks).0.remove(&id);
+        }
+    }
+}
+
 /// Re-sends every firing alert that has nothing pending for this receiver. Best effort: a
 /// failure is logged and the next round tries again.
 async fn resend_firing(shared: &Shared, receiver: &Receiver, name: &str) {
-    let alerts = match shared.store().firing_settled(name) {
+    let done = lock(&shared.marks).skip_lists(unix_now()).1;
+    let alerts = match shared.store().firing_settled(name, &done) {
         Ok(alerts) => alerts,
         Err(e) => {
             tracing::warn!(receiver = %name, error = %e, "cannot read firing alerts to re-send");

@@ -27,6 +27,7 @@
 //! ```
 
 mod dispatch;
+mod memory;
 mod store;
 
 use std::collections::BTreeMap;
@@ -41,6 +42,7 @@ use tokio::sync::{watch, Notify};
 use crate::alert::Alert;
 use crate::notifier::Notifier;
 use crate::retry::RetryPolicy;
+use memory::{Degraded, Held, Mark, Marks, Unwritten};
 use store::Store;
 
 /// Tuning of the outbox; the defaults suit production.
@@ -54,6 +56,9 @@ pub struct OutboxOptions {
     pub max_pending_per_receiver: usize,
     /// Upper bound on one send, on top of the notifier's own timeout; exceeding it is retryable.
     pub send_timeout: Duration,
+    /// Alerts kept in memory while the outbox file cannot be written (disk full); past it the
+    /// oldest are lost (counted and logged).
+    pub max_unwritten: usize,
 }
 
 impl Default for OutboxOptions {
@@ -63,6 +68,7 @@ impl Default for OutboxOptions {
             keep_done: 10_000,
             max_pending_per_receiver: 10_000,
             send_timeout: Duration::from_secs(60),
+            max_unwritten: 10_000,
         }
     }
 }
@@ -76,6 +82,60 @@ pub enum Enqueued {
     AlreadyFiring,
     /// Not stored: the key is not firing, so there is nothing to resolve.
     NotFiring,
+    /// The outbox file cannot be written (disk full, I/O error): the alert is kept in memory,
+    /// with `unwritten` others, and written and sent when the file takes writes again.
+    Held { unwritten: usize },
+}
+
+/// How the outbox's storage is doing (for metrics, `/healthz` and the status page).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct OutboxHealth {
+    /// The last storage error, while the store refuses writes.
+    pub error: Option<String>,
+    /// Alerts waiting in memory to be written.
+    pub unwritten: usize,
+    /// Delivery outcomes waiting in memory to be recorded.
+    pub unrecorded: usize,
+    /// Alerts lost because more than `max_unwritten` waited.
+    pub lost: u64,
+}
+
+impl OutboxHealth {
+    /// Whether anything is wrong or waiting.
+    pub fn is_degraded(&self) -> bool {
+        self.error.is_some() || self.unwritten > 0 || self.unrecorded > 0 || self.lost > 0
+    }
+
+    /// One line for people, e.g. `cannot write: database or disk is full; 12 alert(s) held in
+    /// memory`; None when all is well.
+    pub fn describe(&self) -> Option<String> {
+        if !self.is_degraded() {
+            return None;
+        }
+        let mut parts = Vec::new();
+        if let Some(e) = &self.error {
+            parts.push(format!("cannot write: {e}"));
+        }
+        if self.unwritten > 0 {
+            parts.push(format!(
+                "{} alert(s) held in memory until it can",
+                self.unwritten
+            ));
+        }
+        if self.unrecorded > 0 {
+            parts.push(format!(
+                "{} delivery outcome(s) not recorded yet",
+                self.unrecorded
+            ));
+        }
+        if self.lost > 0 {
+            parts.push(format!(
+                "{} alert(s) LOST (more were waiting than the memory bound)",
+                self.lost
+            ));
+        }
+        Some(parts.join("; "))
+    }
 }
 
 /// The outbox could not be opened or written.
@@ -153,6 +213,11 @@ struct Shared {
     receivers: Vec<Receiver>,
     options: OutboxOptions,
     suppressed: AtomicU64,
+    /// Outcomes the store could not record, by delivery id.
+    marks: Mutex<Marks>,
+    /// Alerts the store could not take, oldest first.
+    unwritten: Mutex<Unwritten>,
+    degraded: Mutex<Degraded>,
 }
 
 /// One configured receiver: its notifier, its wake-up bell and its counters.
@@ -213,59 +278,37 @@ impl Outbox {
                 receivers,
                 options,
                 suppressed: AtomicU64::new(0),
+                marks: Mutex::new(Marks::default()),
+                unwritten: Mutex::new(Unwritten::default()),
+                degraded: Mutex::new(Degraded::default()),
             }),
         })
     }
 
     /// Stores `alert` for every receiver (durably, before returning) and wakes the dispatcher;
-    /// an alert that repeats its key's state is not stored.
+    /// an alert that repeats its key's state is not stored. When the file cannot be written
+    /// (disk full), the alert is kept in memory ([`Enqueued::Held`]) and written, then sent,
+    /// once it can: nothing is lost up to `max_unwritten` alerts.
     pub fn enqueue(&self, alert: &Alert) -> Result<Enqueued, OutboxError> {
-        let names: Vec<String> = self
-            .shared
-            .receivers
-            .iter()
-            .map(|r| r.notifier.name().to_string())
-            .collect();
-        let outcome = self
-            .shared
-            .store()
-            .enqueue(
-                alert,
-                &names,
-                unix_now(),
-                self.shared.options.max_pending_per_receiver,
-            )
-            .map_err(|e| self.shared.storage_error(e))?;
-        for (receiver, count) in &outcome.evicted {
-            tracing::error!(receiver = %receiver, evicted = count,
-                limit = self.shared.options.max_pending_per_receiver,
-                "outbox full for this receiver: oldest pending alerts were dropped; the receiver \
-                 has been failing for a long time, check it");
-            if let Some(r) = self.shared.receiver(receiver) {
-                r.dropped.fetch_add(*count, Ordering::Relaxed);
-                let _ = r
-                    .pending
-                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-                        Some(v.saturating_sub(*count))
-                    });
+        // Alerts kept from earlier go first: a key's changes stay in order.
+        if !self.shared.write_unwritten() {
+            return Ok(self.shared.hold(alert));
+        }
+        match self.shared.try_enqueue(alert) {
+            Ok(e) => {
+                self.shared.recovered();
+                Ok(e)
+            }
+            Err(e) => {
+                self.shared.failed("queueing an alert", &e);
+                Ok(self.shared.hold(alert))
             }
         }
-        match outcome.enqueued {
-            Enqueued::Queued { .. } => {
-                tracing::info!(key = %alert.key, status = alert.status.as_str(),
-                    severity = alert.severity.as_str(), receivers = names.len(), "alert queued");
-                for r in &self.shared.receivers {
-                    r.pending.fetch_add(1, Ordering::Relaxed);
-                    r.wake.notify_one();
-                }
-            }
-            Enqueued::AlreadyFiring | Enqueued::NotFiring => {
-                self.shared.suppressed.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(key = %alert.key, status = alert.status.as_str(),
-                    outcome = ?outcome.enqueued, "alert repeats its state; not queued");
-            }
-        }
-        Ok(outcome.enqueued)
+    }
+
+    /// How the outbox's storage is doing.
+    pub fn health(&self) -> OutboxHealth {
+        self.shared.health()
     }
 
     /// The alerts firing now (as first raised), oldest first: what a restarted daemon compares
@@ -313,6 +356,180 @@ impl Outbox {
 }
 
 impl Shared {
+    /// One write attempt of `alert`, with the counters and log lines of a success.
+    fn try_enqueue(&self, alert: &Alert) -> Result<Enqueued, rusqlite::Error> {
+        let names: Vec<String> = self
+            .receivers
+            .iter()
+            .map(|r| r.notifier.name().to_string())
+            .collect();
+        let outcome = self.store().enqueue(
+            alert,
+            &names,
+            unix_now(),
+            self.options.max_pending_per_receiver,
+        )?;
+        for (receiver, count) in &outcome.evicted {
+            tracing::error!(receiver = %receiver, evicted = count,
+                limit = self.options.max_pending_per_receiver,
+                "outbox full for this receiver: oldest pending alerts were dropped; the receiver \
+                 has been failing for a long time, check it");
+            if let Some(r) = self.receiver(receiver) {
+                r.dropped.fetch_add(*count, Ordering::Relaxed);
+                let _ = r
+                    .pending
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                        Some(v.saturating_sub(*count))
+                    });
+            }
+        }
+        match outcome.enqueued {
+            Enqueued::Queued { .. } => {
+                tracing::info!(key = %alert.key, status = alert.status.as_str(),
+                    severity = alert.severity.as_str(), receivers = names.len(), "alert queued");
+                for r in &self.receivers {
+                    r.pending.fetch_add(1, Ordering::Relaxed);
+                    r.wake.notify_one();
+                }
+            }
+            Enqueued::AlreadyFiring | Enqueued::NotFiring | Enqueued::Held { .. } => {
+                self.suppressed.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(key = %alert.key, status = alert.status.as_str(),
+                    outcome = ?outcome.enqueued, "alert repeats its state; not queued");
+            }
+        }
+        Ok(outcome.enqueued)
+    }
+
+    /// Keeps `alert` in memory until the store takes it.
+    fn hold(&self, alert: &Alert) -> Enqueued {
+        let mut unwritten = lock(&self.unwritten);
+        match unwritten.hold(alert, self.options.max_unwritten) {
+            Held::Repeat => {
+                self.suppressed.fetch_add(1, Ordering::Relaxed);
+            }
+            Held::Kept => {
+                tracing::warn!(key = %alert.key, status = alert.status.as_str(),
+                    held = unwritten.alerts.len(), path = %self.path.display(),
+                    "the alert outbox cannot be written: alert kept in memory, it is written \
+                     and sent when the file can be written again");
+            }
+            Held::KeptLosingOldest => {
+                tracing::error!(key = %alert.key, lost = unwritten.lost,
+                    limit = self.options.max_unwritten, path = %self.path.display(),
+                    "the alert outbox cannot be written and the memory bound is reached: the \
+                     OLDEST unwritten alert was LOST; free space for the outbox");
+            }
+        }
+        Enqueued::Held {
+            unwritten: unwritten.alerts.len(),
+        }
+    }
+
+    /// Writes the alerts kept in memory, oldest first; true when none is left.
+    fn write_unwritten(&self) -> bool {
+        let mut unwritten = lock(&self.unwritten);
+        while let Some(alert) = unwritten.alerts.pop_front() {
+            if let Err(e) = self.try_enqueue(&alert) {
+                unwritten.alerts.push_front(alert);
+                drop(unwritten);
+                self.failed("writing alerts kept in memory", &e);
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Records the outcomes kept in memory; true when none is left.
+    fn write_marks(&self) -> bool {
+        let mut marks = lock(&self.marks);
+        let ids: Vec<i64> = marks.0.keys().copied().collect();
+        for id in ids {
+            let Some(mark) = marks.0.get(&id).cloned() else {
+                continue;
+            };
+            let store = self.store();
+            let written = match &mark {
+                Mark::Delivered { attempts, at } => store.mark_delivered(id, *attempts, *at),
+                Mark::Dropped {
+                    attempts,
+                    at,
+                    error,
+                } => store.mark_dropped(id, *attempts, *at, error),
+                Mark::Retry {
+                    attempts,
+                    next_at,
+                    error,
+                } => store.record_failure(id, *attempts, *next_at, error),
+            };
+            drop(store);
+            if let Err(e) = written {
+                drop(marks);
+                self.failed("recording delivery outcomes", &e);
+                return false;
+            }
+            marks.0.remove(&id);
+        }
+        true
+    }
+
+    /// Writes what waits in memory; wakes the receivers when something was written.
+    fn mend(&self) {
+        let had_alerts = !lock(&self.unwritten).alerts.is_empty();
+        let marks_ok = self.write_marks();
+        let alerts_ok = self.write_unwritten();
+        if marks_ok && alerts_ok {
+            self.recovered();
+        }
+        if had_alerts && alerts_ok {
+            for r in &self.receivers {
+                r.wake.notify_one();
+            }
+        }
+    }
+
+    fn needs_mending(&self) -> bool {
+        !lock(&self.unwritten).alerts.is_empty()
+            || !lock(&self.marks).0.is_empty()
+            || lock(&self.degraded).error.is_some()
+    }
+
+    /// Keeps an outcome the store could not record.
+    fn keep_mark(&self, id: i64, mark: Mark, e: &rusqlite::Error) {
+        lock(&self.marks).0.insert(id, mark);
+        self.failed("recording a delivery outcome", e);
+    }
+
+    fn failed(&self, what: &str, e: &rusqlite::Error) {
+        let error = format!("{what}: {e}");
+        let log = lock(&self.degraded).failed(error.clone(), std::time::Instant::now());
+        if let Some(swallowed) = log {
+            let unwritten = lock(&self.unwritten).alerts.len();
+            let unrecorded = lock(&self.marks).0.len();
+            tracing::error!(path = %self.path.display(), %error, unwritten, unrecorded,
+                similar_since_last = swallowed,
+                "the alert outbox cannot be written (disk full?); alerts and outcomes are kept \
+                 in memory and written when it can; free space or fix the file");
+        }
+    }
+
+    fn recovered(&self) {
+        if let Some(was) = lock(&self.degraded).recovered() {
+            tracing::info!(path = %self.path.display(), was = %was,
+                "the alert outbox can be written again");
+        }
+    }
+
+    fn health(&self) -> OutboxHealth {
+        let unwritten = lock(&self.unwritten);
+        OutboxHealth {
+            error: lock(&self.degraded).error.clone(),
+            unwritten: unwritten.alerts.len(),
+            unrecorded: lock(&self.marks).0.len(),
+            lost: unwritten.lost,
+        }
+    }
+
     fn store(&self) -> MutexGuard<'_, Store> {
         // A panic while holding the lock leaves SQLite consistent (transactions roll back).
         self.store
@@ -346,6 +563,11 @@ impl fmt::Debug for Outbox {
             .field("options", &self.shared.options)
             .finish()
     }
+}
+
+/// Locks a mutex whose data stays valid even if a holder panicked.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 pub(crate) fn unix_now() -> f64 {

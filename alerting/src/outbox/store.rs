@@ -180,16 +180,27 @@ impl Store {
 
     /// The oldest pending delivery of `receiver` that is due and is the first pending one of
     /// its key (so a key's deliveries go out in order).
-    pub fn next_due(&self, receiver: &str, now: f64) -> Result<Option<Delivery>, rusqlite::Error> {
+    /// `skip` (a JSON array of ids) is held back by the caller (outcome known in memory but not
+    /// written yet); `done` (a JSON array, a subset of `skip`) no longer holds later deliveries
+    /// of its key back.
+    pub fn next_due(
+        &self,
+        receiver: &str,
+        now: f64,
+        skip: &str,
+        done: &str,
+    ) -> Result<Option<Delivery>, rusqlite::Error> {
         self.conn
             .query_row(
                 "SELECT d.id, d.alert_key, d.alert, d.attempts FROM delivery d
                  WHERE d.receiver = ?1 AND d.state = 'pending' AND d.next_attempt_at <= ?2
+                   AND d.id NOT IN (SELECT value FROM json_each(?3))
                    AND NOT EXISTS (SELECT 1 FROM delivery e
                                    WHERE e.receiver = d.receiver AND e.alert_key = d.alert_key
-                                     AND e.state = 'pending' AND e.id < d.id)
+                                     AND e.state = 'pending' AND e.id < d.id
+                                     AND e.id NOT IN (SELECT value FROM json_each(?4)))
                  ORDER BY d.id LIMIT 1",
-                params![receiver, now],
+                params![receiver, now, skip, done],
                 |row| {
                     let json: String = row.get(2)?;
                     Ok(Delivery {
@@ -205,14 +216,22 @@ impl Store {
 
     /// When the next delivery of `receiver` becomes due (unix seconds); only the first pending
     /// delivery of each key counts, the others wait for it.
-    pub fn next_due_at(&self, receiver: &str) -> Result<Option<f64>, rusqlite::Error> {
+    /// `skip` and `done` as in [`Store::next_due`].
+    pub fn next_due_at(
+        &self,
+        receiver: &str,
+        skip: &str,
+        done: &str,
+    ) -> Result<Option<f64>, rusqlite::Error> {
         self.conn.query_row(
             "SELECT MIN(d.next_attempt_at) FROM delivery d
              WHERE d.receiver = ?1 AND d.state = 'pending'
+               AND d.id NOT IN (SELECT value FROM json_each(?2))
                AND NOT EXISTS (SELECT 1 FROM delivery e
                                WHERE e.receiver = d.receiver AND e.alert_key = d.alert_key
-                                 AND e.state = 'pending' AND e.id < d.id)",
-            params![receiver],
+                                 AND e.state = 'pending' AND e.id < d.id
+                                 AND e.id NOT IN (SELECT value FROM json_each(?3)))",
+            params![receiver, skip, done],
             |row| row.get(0),
         )
     }
@@ -293,15 +312,21 @@ impl Store {
     }
 
     /// Firing alerts with nothing pending for `receiver` (safe to re-send as they are).
-    pub fn firing_settled(&self, receiver: &str) -> Result<Vec<Alert>, rusqlite::Error> {
+    /// `done` as in [`Store::next_due`].
+    pub fn firing_settled(
+        &self,
+        receiver: &str,
+        done: &str,
+    ) -> Result<Vec<Alert>, rusqlite::Error> {
         let mut stmt = self.conn.prepare(
             "SELECT f.alert FROM firing f
              WHERE NOT EXISTS (SELECT 1 FROM delivery d
                                WHERE d.receiver = ?1 AND d.alert_key = f.alert_key
-                                 AND d.state = 'pending')
+                                 AND d.state = 'pending'
+                                 AND d.id NOT IN (SELECT value FROM json_each(?2)))
              ORDER BY f.since, f.alert_key",
         )?;
-        let rows = stmt.query_map(params![receiver], |row| row.get::<_, String>(0))?;
+        let rows = stmt.query_map(params![receiver, done], |row| row.get::<_, String>(0))?;
         let mut alerts = Vec::new();
         for json in rows {
             if let Ok(alert) = serde_json::from_str(&json?) {
@@ -399,16 +424,16 @@ mod tests {
             .unwrap();
         s.enqueue(&alert("k2", AlertStatus::Firing, 3.0), &r, 3.0, 100)
             .unwrap();
-        let first = s.next_due("a", 10.0).unwrap().unwrap();
+        let first = s.next_due("a", 10.0, "[]", "[]").unwrap().unwrap();
         assert_eq!(first.key, "k1");
         // k1's firing is delayed: k1's resolve must wait, k2 may go.
         s.record_failure(first.id, 1, 100.0, "refused").unwrap();
-        let next = s.next_due("a", 10.0).unwrap().unwrap();
+        let next = s.next_due("a", 10.0, "[]", "[]").unwrap().unwrap();
         assert_eq!(next.key, "k2");
         s.mark_delivered(next.id, 1, 10.0).unwrap();
-        assert!(s.next_due("a", 10.0).unwrap().is_none());
-        assert_eq!(s.next_due_at("a").unwrap(), Some(100.0));
-        let again = s.next_due("a", 100.0).unwrap().unwrap();
+        assert!(s.next_due("a", 10.0, "[]", "[]").unwrap().is_none());
+        assert_eq!(s.next_due_at("a", "[]", "[]").unwrap(), Some(100.0));
+        let again = s.next_due("a", 100.0, "[]", "[]").unwrap().unwrap();
         assert_eq!(again.id, first.id);
         assert_eq!(again.attempts, 1);
     }
@@ -432,7 +457,7 @@ mod tests {
         }
         assert_eq!(evicted, 6);
         assert_eq!(s.pending_counts().unwrap()["a"], 4);
-        assert_eq!(s.next_due("a", 0.0).unwrap().unwrap().key, "k6");
+        assert_eq!(s.next_due("a", 0.0, "[]", "[]").unwrap().unwrap().key, "k6");
         assert_eq!(s.prune(2).unwrap(), 4);
         assert_eq!(s.count_by_state().unwrap()["dropped"], 2);
     }
