@@ -284,7 +284,7 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<i32> {
 
 /// The first line when there are several probes: the worst status, the counts per status and the
 /// first probe with the worst status, e.g.
-/// `CRITICAL: 2 probes: 1 critical, 1 ok; sip:10.0.0.6 OPTIONS udp 10.0.0.6:5060 timeout: ...`.
+/// `CRITICAL: 2 probes: 1 critical, 1 ok - sip:10.0.0.6 OPTIONS udp 10.0.0.6:5060 timeout: ...`.
 pub fn summary_line(outcomes: &[ProbeOutcome], worst: Status) -> String {
     let mut counts = Vec::new();
     for status in [
@@ -311,7 +311,8 @@ pub fn summary_line(outcomes: &[ProbeOutcome], worst: Status) -> String {
                 .split_once(": ")
                 .map(|(_, rest)| rest)
                 .unwrap_or(&detail);
-            line.push_str(&format!("; {detail}"));
+            // Not `;`: Nagios turns it into `:` (it delimits its external commands).
+            line.push_str(&format!(" - {detail}"));
         }
     }
     line
@@ -598,7 +599,7 @@ mod tests {
         let down = outcome("sip:b", "10.0.0.2:5060", Status::Critical, None);
         let line = summary_line(&[ok.clone(), down], Status::Critical);
         assert!(
-            line.starts_with("CRITICAL: 2 probes: 1 critical, 1 ok; sip:b OPTIONS udp 10.0.0.2:5060"),
+            line.starts_with("CRITICAL: 2 probes: 1 critical, 1 ok - sip:b OPTIONS udp 10.0.0.2:5060"),
             "{line}"
         );
         assert_eq!(

@@ -249,7 +249,7 @@ fn count_repeats_like_ping_and_the_worst_status_wins() {
     let text = String::from_utf8_lossy(&out.stdout);
     let first = text.lines().next().unwrap_or_default();
     assert!(
-        first.starts_with("CRITICAL: 2 probes: 1 critical, 1 ok; "),
+        first.starts_with("CRITICAL: 2 probes: 1 critical, 1 ok - "),
         "{text}"
     );
     assert!(first.contains(&closed), "{text}");
