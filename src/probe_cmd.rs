@@ -534,6 +534,7 @@ mod tests {
             server: None,
             cert_days_left: None,
             cert_name_matches: None,
+            cert_not_after: None,
             mismatched_responses: 0,
             provisional: Vec::new(),
             located_by: Some("literal".into()),

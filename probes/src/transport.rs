@@ -140,6 +140,8 @@ impl TlsContext {
 #[derive(Clone, Debug, PartialEq)]
 pub struct CertInfo {
     pub days_left: i64,
+    /// `notAfter`, unix seconds (None when the certificate cannot be parsed).
+    pub not_after: Option<i64>,
     pub name_matches: bool,
     pub subject: String,
 }
@@ -435,6 +437,7 @@ pub fn cert_info(der: &[u8], host: &str) -> CertInfo {
     let Ok((_, cert)) = X509Certificate::from_der(der) else {
         return CertInfo {
             days_left: 0,
+            not_after: None,
             name_matches: false,
             subject: "<unparseable certificate>".into(),
         };
@@ -483,6 +486,7 @@ pub fn cert_info(der: &[u8], host: &str) -> CertInfo {
     }
     CertInfo {
         days_left,
+        not_after: Some(not_after),
         name_matches: matches,
         subject: cert.subject().to_string(),
     }
