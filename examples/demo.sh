@@ -9,8 +9,13 @@
 #   DEMO_SECONDS=600 examples/demo.sh # keep the daemon and agent up longer (open the status page)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tests/install-deps.sh
-cargo build --release --locked -q
+# Only what the demo runs: Kamailio (with TLS), openssl for the certificates, curl and python3 to
+# read the daemon's JSON. The tests need more (tests/packages.txt); the demo does not.
+echo "== installing what the demo needs (if missing): kamailio kamailio-tls-modules openssl curl python3"
+tests/install-deps.sh kamailio kamailio-tls-modules openssl curl python3
+echo "== building sipwatch (cargo build --release; the first build compiles every dependency and"
+echo "   takes several minutes on a small machine, later runs take seconds)"
+cargo build --release --locked
 bin="$PWD/target/release/sipwatch"
 DEMO_DIR="${DEMO_DIR:-/tmp/sipwatch-demo}"
 PORT="${PORT:-25060}"
@@ -110,7 +115,7 @@ echo "== the prober daemon and the node agent:"
 head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > agent.token
 cat > sipwatch.toml <<TOML
 [http]
-listen = "127.0.0.1:9090"
+listen = "127.0.0.1:8479"
 [store]
 path = "$DEMO_DIR/state.db"
 [defaults]
@@ -150,7 +155,7 @@ listen = "127.0.0.1:9198"
 interval = "2s"
 state_dir = "$DEMO_DIR/agent"
 [daemon]
-url = "http://127.0.0.1:9090"
+url = "http://127.0.0.1:8479"
 token_file = "$DEMO_DIR/agent.token"
 report_interval = "2s"
 [[service]]
@@ -172,20 +177,20 @@ TOML
 "$bin" check-config sipwatch.toml
 "$bin" check-config agent.toml
 SIPWATCH_LOG=info "$bin" run -c sipwatch.toml 2>daemon.log & pids+=($!)
-for _ in $(seq 100); do curl -fsS http://127.0.0.1:9090/healthz >/dev/null 2>&1 && break; sleep 0.1; done
+for _ in $(seq 100); do curl -fsS http://127.0.0.1:8479/healthz >/dev/null 2>&1 && break; sleep 0.1; done
 SIPWATCH_LOG=info "$bin" agent -c agent.toml 2>agent.log & pids+=($!)
 secs="${DEMO_SECONDS:-30}"
-echo "   status page  http://127.0.0.1:9090/      (components: /api/v2/components.json, agents: /api/v1/agents)"
-echo "   metrics      http://127.0.0.1:9090/metrics and http://127.0.0.1:9198/metrics (agent)"
+echo "   status page  http://127.0.0.1:8479/      (components: /api/v2/components.json, agents: /api/v1/agents)"
+echo "   metrics      http://127.0.0.1:8479/metrics and http://127.0.0.1:9198/metrics (agent)"
 echo "   logs         $DEMO_DIR/daemon.log, $DEMO_DIR/agent.log; running for $secs s (DEMO_SECONDS=...)"
 sleep "$secs"
 echo "== components after $secs s:"
-curl -fsS http://127.0.0.1:9090/api/v2/components.json | python3 -c '
+curl -fsS http://127.0.0.1:8479/api/v2/components.json | python3 -c '
 import json, sys
 for c in json.load(sys.stdin)["components"]:
     print("   %-22s %s" % (c["name"], c["status"]))'
 echo "== what the agent reports about kamailio-1:"
-curl -fsS http://127.0.0.1:9090/api/v1/agents | python3 -c '
+curl -fsS http://127.0.0.1:8479/api/v1/agents | python3 -c '
 import json, sys
 for a in json.load(sys.stdin)["agents"]:
     for s in a["services"]:
@@ -193,4 +198,4 @@ for a in json.load(sys.stdin)["agents"]:
             v = g["value"]
             print("   %s %s %-14s %s %s verdict=%s" % (a["host"], s["name"], g["name"], v if v is None else round(v), g["unit"], g["verdict"] or "-"))'
 echo "== metrics (a few lines):"
-curl -fsS http://127.0.0.1:9090/metrics | grep -E "^sipwatch_(probe_up|group_up)" | head -8
+curl -fsS http://127.0.0.1:8479/metrics | grep -E "^sipwatch_(probe_up|group_up)" | head -8

@@ -101,7 +101,16 @@ fn parse_days(spec: &str) -> Result<String, String> {
     let mut out = Vec::new();
     for item in spec.split(',') {
         match item.split_once('-') {
-            Some((a, b)) => out.push(format!("{}-{}", day(a)?, day(b)?)),
+            Some((a, b)) => {
+                let (a, b) = (day(a)?, day(b)?);
+                if a <= b {
+                    out.push(format!("{a}-{b}"));
+                } else {
+                    // Across the week end ("Fri-Sun", "Sat-Mon"): cron ranges cannot wrap, so
+                    // list the days, Friday to Saturday then Sunday onwards.
+                    out.extend((a..7).chain(0..=b).map(|d| d.to_string()));
+                }
+            }
             None => out.push(day(item)?.to_string()),
         }
     }
@@ -115,6 +124,23 @@ mod tests {
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn day_ranges_wrap_across_the_week_end() {
+        let c = Calendar::parse("Fri-Sun 03:00").unwrap();
+        // 2024-06-06 is a Thursday.
+        let mut t = at("2024-06-06T12:00:00Z");
+        let mut days = Vec::new();
+        for _ in 0..4 {
+            let next = c.next_from(&t).unwrap();
+            days.push(next.format("%a %H:%M").to_string());
+            t = next + chrono::Duration::minutes(1);
+        }
+        assert_eq!(days, ["Fri 03:00", "Sat 03:00", "Sun 03:00", "Fri 03:00"]);
+        let c = Calendar::parse("Sat-Mon,Wed 01:30").unwrap();
+        let next = c.next_from(&at("2024-06-09T02:00:00Z")).unwrap();
+        assert_eq!(next.format("%a %H:%M").to_string(), "Mon 01:30");
     }
 
     #[test]

@@ -14,5 +14,6 @@ pub mod config_error;
 pub mod daemon;
 pub mod leak;
 pub mod leak_cmd;
+pub mod manual;
 pub mod metrics_text;
 pub mod probe_cmd;

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -20,12 +20,14 @@ enum Command {
     /// Probe SIP nodes once (OPTIONS or REGISTER); Nagios exit codes.
     Probe(Box<sipwatch::probe_cmd::ProbeArgs>),
     /// The prober daemon: probe every target, keep state, serve the status page and metrics.
+    #[command(after_long_help = RUN_HELP)]
     Run {
         /// The daemon config file.
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
     },
     /// The node agent: watch the memory and other gauges of this host's services.
+    #[command(after_long_help = AGENT_HELP)]
     Agent {
         /// The agent config file.
         #[arg(short, long, value_name = "FILE")]
@@ -41,12 +43,64 @@ enum Command {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+    /// Write the man pages or a shell completion script (from these very definitions).
+    Generate {
+        #[command(subcommand)]
+        what: sipwatch::manual::GenerateCommand,
+    },
 }
+
+/// `sipwatch run --help`: what a service manager and an operator need beyond the flags.
+const RUN_HELP: &str = "\
+Signals:
+  SIGHUP   reload the config; unchanged targets keep their state (systemctl reload sipwatch)
+  SIGTERM, SIGINT
+           stop cleanly: in-flight probes finish, the store is flushed
+
+Environment:
+  SIPWATCH_LOG   log filter (tracing EnvFilter syntax), e.g. info, debug,
+                 sipwatch::daemon=debug; default info. Logs go to stderr, without
+                 colours unless stderr is a terminal.
+
+Files:
+  /etc/sipwatch/sipwatch.toml   the config (check it with sipwatch check-config)
+  /var/lib/sipwatch/state.db    the state store ([store] path)
+  [http] listen                 status page, /api/v2/*.json, /metrics, /healthz;
+                                default 127.0.0.1:8479
+
+Exit codes:
+  0  stopped by SIGTERM or SIGINT
+  1  failed while running (e.g. the listen address is taken, the store cannot open)
+  2  the config is wrong (the error names file:line:column and the fix), or bad arguments";
+
+/// `sipwatch agent --help`.
+const AGENT_HELP: &str = "\
+Signals:
+  SIGTERM, SIGINT
+           stop cleanly: gauge histories are saved in the state directory
+
+Environment:
+  SIPWATCH_LOG   log filter (tracing EnvFilter syntax), e.g. info, debug,
+                 sipwatch::agent=debug; default info. Logs go to stderr, without
+                 colours unless stderr is a terminal.
+
+Files:
+  /etc/sipwatch/agent.toml      the config (check it with sipwatch check-config)
+  /var/lib/sipwatch/agent/      gauge histories kept across restarts ([agent] state_dir)
+  [agent] listen                /metrics, /healthz, /api/v1/services; default 127.0.0.1:9198
+  /proc/PID/smaps_rollup, /proc/PID/fd
+                                read for every watched process (needs CAP_SYS_PTRACE and
+                                CAP_DAC_READ_SEARCH for other users' processes)
+
+Exit codes:
+  0  stopped by SIGTERM or SIGINT
+  1  failed while running (e.g. the listen address is taken)
+  2  the config is wrong (the error names file:line:column and the fix), or bad arguments";
 
 #[derive(Subcommand)]
 enum LeakCommand {
     /// Replay a CSV (timestamp,value) through the agent's online leak detector.
-    /// Exit 0: no leak, 1: leak, 2: bad input.
+    /// Exit 0: no leak, 1: leak, 2: bad input or bad arguments.
     Analyze(sipwatch::leak_cmd::AnalyzeArgs),
 }
 
@@ -58,17 +112,13 @@ const EXIT_CONFIG: i32 = 2;
 fn main() {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => {
-            let code = match e.kind() {
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
-                _ => EXIT_UNKNOWN,
-            };
-            let _ = e.print();
-            std::process::exit(code);
-        }
+        Err(e) => std::process::exit(usage_error(&e)),
     };
     let default_level = match cli.command {
-        Command::Probe(_) | Command::CheckConfig { .. } | Command::Leak { .. } => "warn",
+        Command::Probe(_)
+        | Command::CheckConfig { .. }
+        | Command::Leak { .. }
+        | Command::Generate { .. } => "warn",
         _ => "info",
     };
     tracing_subscriber::fmt()
@@ -77,6 +127,7 @@ fn main() {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -93,6 +144,8 @@ fn main() {
             Command::Probe(args) => match sipwatch::probe_cmd::run(*args).await {
                 Ok(code) => code,
                 Err(e) => {
+                    // Nagios reads stdout; a person running it by hand reads stderr too.
+                    println!("UNKNOWN: {}", one_line(&format!("{e:#}")));
                     eprintln!("UNKNOWN: {e:#}");
                     EXIT_UNKNOWN
                 }
@@ -138,9 +191,55 @@ fn main() {
                 }
             },
             Command::CheckConfig { file } => check_config(&file),
+            Command::Generate { what } => match sipwatch::manual::run(Cli::command(), &what) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("sipwatch generate: {e:#}");
+                    1
+                }
+            },
         }
     });
     std::process::exit(code);
+}
+
+/// Prints a command-line error and returns its exit code: 0 for --help/--version; for `probe`
+/// UNKNOWN (3) with an `UNKNOWN: ...` line on stdout, where Nagios reads; otherwise 2, the code every
+/// other command's help gives for bad input.
+fn usage_error(e: &clap::Error) -> i32 {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = e.print();
+        return 0;
+    }
+    let subcommand = std::env::args().nth(1).unwrap_or_default();
+    if subcommand == "probe" {
+        let text = e.render().to_string();
+        let first = text
+            .lines()
+            .map(|l| l.trim_start_matches("error: ").trim())
+            .find(|l| !l.is_empty())
+            .unwrap_or("bad arguments");
+        println!("UNKNOWN: {first} (see sipwatch probe --help)");
+        let _ = e.print();
+        return EXIT_UNKNOWN;
+    }
+    let _ = e.print();
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            | ErrorKind::MissingSubcommand
+            | ErrorKind::InvalidSubcommand
+    ) && subcommand.is_empty()
+    {
+        return EXIT_UNKNOWN;
+    }
+    EXIT_CONFIG
+}
+
+/// An error as one line (Nagios shows only the first line of plugin output in its overviews).
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// A shutdown signal that turns true on SIGTERM or SIGINT.

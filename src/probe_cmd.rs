@@ -21,8 +21,28 @@ use sipwatch_probes::transport::{TlsContext, TlsOptions};
 
 use sipwatch_alerting::duration::parse_duration;
 
+/// `sipwatch probe --help`: the Nagios plugin contract.
+const PROBE_HELP: &str = "\
+Output (Nagios plugin guidelines):
+  The first line carries the worst status of all probes, then `|` and the performance data
+  (rtt in ms with the -w/-c thresholds, retransmissions, cert_days with the certificate
+  thresholds); one line per probe follows. With several URIs every label is prefixed with
+  the URI. Errors before any probe print one `UNKNOWN: ...` line on stdout.
+
+Exit codes (the worst probe wins):
+  0  OK        2xx; for OPTIONS any answer that proves the node alive (404, 405, 483)
+  1  WARNING   503, slower than -w, certificate within --cert-warn-days
+  2  CRITICAL  timeout, transport or TLS error, auth rejected, unexpected code, slower
+               than -c, certificate within --cert-crit-days or not naming the host
+  3  UNKNOWN   bad arguments, unreadable password file, DNS failure before any probe
+
+Environment:
+  SIPWATCH_PASSWORD  the REGISTER password when --password-file is not given
+  SIPWATCH_LOG       log filter for stderr (default warn)";
+
 /// Flags of `sipwatch probe`.
 #[derive(clap::Args, Debug)]
+#[command(after_long_help = PROBE_HELP)]
 pub struct ProbeArgs {
     /// SIP URIs to probe: sip:host[:port][;transport=udp|tcp|tls] or sips:host[:port].
     #[arg(required = true, value_name = "URI")]
@@ -31,10 +51,10 @@ pub struct ProbeArgs {
     #[arg(long, short = 'm', default_value = "options", value_parser = parse_method)]
     pub method: Method,
     /// Force a transport (otherwise the URI's ;transport= or RFC 3263 decides).
-    #[arg(long, short = 't', value_parser = parse_transport)]
+    #[arg(long, value_parser = parse_transport)]
     pub transport: Option<Transport>,
-    /// Timer F: give up on a request after this long (e.g. 5s, 800ms).
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    /// Timer F: give up on a request after this long (e.g. 5s, 800ms; a bare number is seconds).
+    #[arg(long, short = 't', default_value = "5s", value_parser = parse_timeout)]
     pub timeout: Duration,
     /// Timer T1: first UDP retransmission interval (RFC 3261 default 500ms).
     #[arg(long, default_value = "500ms", value_parser = parse_duration)]
@@ -48,11 +68,12 @@ pub struct ProbeArgs {
     /// Final codes that count as OK, comma-separated (makes the policy strict), e.g. 200 or 200,404.
     #[arg(long, value_delimiter = ',')]
     pub expect: Option<Vec<u16>>,
-    /// WARNING when the answer takes longer than this (e.g. 200ms).
-    #[arg(long, value_parser = parse_duration)]
+    /// WARNING when the answer takes longer than this (e.g. 200ms, 0.2s; a bare number is ms,
+    /// the unit of the rtt performance data).
+    #[arg(long, short = 'w', value_parser = parse_rtt_threshold)]
     pub warn_rtt: Option<Duration>,
-    /// CRITICAL when the answer takes longer than this.
-    #[arg(long, value_parser = parse_duration)]
+    /// CRITICAL when the answer takes longer than this (a bare number is ms).
+    #[arg(long, short = 'c', value_parser = parse_rtt_threshold)]
     pub crit_rtt: Option<Duration>,
     /// WARNING when the TLS certificate expires within this many days.
     #[arg(long, default_value_t = 14)]
@@ -95,7 +116,7 @@ pub struct ProbeArgs {
     #[arg(long, short = 'v')]
     pub verbose: bool,
     /// Probe this many times, like ping, then print min/avg/max/loss.
-    #[arg(long, short = 'c', default_value_t = 1)]
+    #[arg(long, default_value_t = 1)]
     pub count: u32,
     /// Pause between rounds with --count.
     #[arg(long, short = 'i', default_value = "1s", value_parser = parse_duration)]
@@ -107,6 +128,25 @@ fn parse_method(s: &str) -> Result<Method, String> {
         "options" => Ok(Method::Options),
         "register" => Ok(Method::Register),
         _ => Err(format!("unknown method {s:?}: use options or register")),
+    }
+}
+
+/// `-t`: a duration, or a bare number of seconds as every Nagios plugin takes it.
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    bare_number_or_duration(s, 1.0)
+}
+
+/// `-w`/`-c`: a duration, or a bare number of milliseconds (the unit of the `rtt` perfdata).
+fn parse_rtt_threshold(s: &str) -> Result<Duration, String> {
+    bare_number_or_duration(s, 1e-3)
+}
+
+fn bare_number_or_duration(s: &str, bare_unit_seconds: f64) -> Result<Duration, String> {
+    match s.trim().parse::<f64>() {
+        Ok(n) if n.is_finite() && n >= 0.0 => Duration::try_from_secs_f64(n * bare_unit_seconds)
+            .map_err(|_| format!("{s:?} is too large")),
+        Ok(_) => Err(format!("{s:?} must be a positive number")),
+        Err(_) => parse_duration(s),
     }
 }
 
@@ -182,6 +222,8 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<i32> {
 
     let mut worst = Status::Ok;
     let mut stats = RoundStats::default();
+    let mut outcomes_seen: Vec<ProbeOutcome> = Vec::new();
+    let mut body: Vec<u8> = Vec::new();
     let stdout = std::io::stdout();
     for round in 0..args.count.max(1) {
         if round > 0 {
@@ -197,27 +239,171 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<i32> {
             results.push(joined.context("probe task failed")?);
         }
         results.sort_by_key(|(i, _)| *i);
-        let mut out = stdout.lock();
         for (_, outcomes) in results {
             for o in outcomes {
                 worst = worst.worst(o.status);
                 stats.add(&o);
-                if args.verbose && !args.json {
-                    print_exchange(&mut out, &o)?;
-                }
                 if args.json {
+                    // JSON lines stream as they come: they are for programs, not for Nagios.
+                    let mut out = stdout.lock();
                     writeln!(out, "{}", serde_json::to_string(&o)?)?;
+                    out.flush()?;
                 } else {
-                    writeln!(out, "{}", human_line(&o))?;
+                    writeln!(body, "{}", human_line(&o))?;
+                    if args.verbose {
+                        print_exchange(&mut body, &o)?;
+                    }
                 }
+                outcomes_seen.push(o);
             }
+        }
+    }
+    if !args.json {
+        // Nagios plugin guidelines: the first line carries the worst status and the performance
+        // data; the per-probe lines follow as long output.
+        let mut out = stdout.lock();
+        let thresholds = PerfThresholds {
+            warn_rtt_ms: policy.warn_rtt_ms,
+            crit_rtt_ms: policy.crit_rtt_ms,
+            cert_warn_days: policy.cert_warn_days,
+            cert_crit_days: policy.cert_crit_days,
+        };
+        let perf = perfdata(&outcomes_seen, &thresholds);
+        if outcomes_seen.len() == 1 {
+            let line = human_line(&outcomes_seen[0]);
+            writeln!(out, "{line} | {perf}")?;
+            if args.verbose {
+                print_exchange(&mut out, &outcomes_seen[0])?;
+            }
+        } else {
+            writeln!(out, "{} | {perf}", summary_line(&outcomes_seen, worst))?;
+            out.write_all(&body)?;
+        }
+        if args.count > 1 {
+            writeln!(out, "{}", stats.summary())?;
         }
         out.flush()?;
     }
-    if args.count > 1 && !args.json {
-        println!("{}", stats.summary());
-    }
     Ok(worst.exit_code())
+}
+
+/// The first line when there are several probes: the worst status, the counts per status and the
+/// first probe with the worst status, e.g.
+/// `CRITICAL: 2 probes: 1 critical, 1 ok - sip:10.0.0.6 OPTIONS udp 10.0.0.6:5060 timeout: ...`.
+pub fn summary_line(outcomes: &[ProbeOutcome], worst: Status) -> String {
+    let mut counts = Vec::new();
+    for status in [
+        Status::Critical,
+        Status::Warning,
+        Status::Unknown,
+        Status::Ok,
+    ] {
+        let n = outcomes.iter().filter(|o| o.status == status).count();
+        if n > 0 {
+            counts.push(format!("{n} {}", status.label().to_ascii_lowercase()));
+        }
+    }
+    let mut line = format!(
+        "{}: {} probes: {}",
+        worst.label(),
+        outcomes.len(),
+        counts.join(", ")
+    );
+    if worst != Status::Ok {
+        if let Some(o) = outcomes.iter().find(|o| o.status == worst) {
+            let detail = human_line(o);
+            let detail = detail
+                .split_once(": ")
+                .map(|(_, rest)| rest)
+                .unwrap_or(&detail);
+            // Not `;`: Nagios turns it into `:` (it delimits its external commands).
+            line.push_str(&format!(" - {detail}"));
+        }
+    }
+    line
+}
+
+/// The thresholds the performance data shows next to each value.
+#[derive(Debug, Clone, Copy)]
+pub struct PerfThresholds {
+    pub warn_rtt_ms: Option<f64>,
+    pub crit_rtt_ms: Option<f64>,
+    pub cert_warn_days: i64,
+    pub cert_crit_days: i64,
+}
+
+/// Nagios performance data (plugin guidelines: `'label'=value[UOM];[warn];[crit];[min];[max]`,
+/// space-separated): `rtt` in ms (the median over `--count` rounds, `U` when nothing answered),
+/// `retransmissions` (the sum) and, for TLS, `cert_days` (alerting below the thresholds: `14:`).
+/// One series per URI and remote node; with several, each label starts with the URI (and node).
+pub fn perfdata(outcomes: &[ProbeOutcome], th: &PerfThresholds) -> String {
+    let mut series: Vec<((String, String), Vec<&ProbeOutcome>)> = Vec::new();
+    for o in outcomes {
+        let key = (o.target.clone(), o.remote.clone().unwrap_or_default());
+        match series.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, list)) => list.push(o),
+            None => series.push((key, vec![o])),
+        }
+    }
+    let many = series.len() > 1;
+    let mut fields = Vec::new();
+    for ((target, remote), list) in &series {
+        let nodes_of_target = series.iter().filter(|((t, _), _)| t == target).count();
+        let prefix = match (many, nodes_of_target > 1) {
+            (false, _) => String::new(),
+            (true, false) => format!("{target} "),
+            (true, true) => format!("{target} {remote} "),
+        };
+        let label = |name: &str| perf_label(&format!("{prefix}{name}"));
+        let mut rtts: Vec<f64> = list.iter().filter_map(|o| o.rtt_ms).collect();
+        rtts.sort_by(f64::total_cmp);
+        let rtt = match rtts.get(rtts.len() / 2) {
+            Some(ms) => format!("{}ms", perf_number(*ms)),
+            None => "U".to_string(),
+        };
+        fields.push(format!(
+            "{}={rtt};{};{};0",
+            label("rtt"),
+            th.warn_rtt_ms.map(perf_number).unwrap_or_default(),
+            th.crit_rtt_ms.map(perf_number).unwrap_or_default(),
+        ));
+        let retransmissions: u32 = list.iter().map(|o| o.retransmissions).sum();
+        fields.push(format!("{}={retransmissions};;;0", label("retransmissions")));
+        if let Some(days) = list.iter().filter_map(|o| o.cert_days_left).min() {
+            fields.push(format!(
+                "{}={days};{}:;{}:",
+                label("cert_days"),
+                th.cert_warn_days,
+                th.cert_crit_days
+            ));
+        }
+    }
+    fields.join(" ")
+}
+
+/// A perfdata label: `=` and `'` are not allowed in one, so they become `_`; quoted when it has
+/// a space.
+fn perf_label(text: &str) -> String {
+    let clean: String = text
+        .chars()
+        .map(|c| if c == '=' || c == '\'' { '_' } else { c })
+        .collect();
+    if clean.contains(' ') {
+        format!("'{clean}'")
+    } else {
+        clean
+    }
+}
+
+/// A number as perfdata writes it: at most three decimals, no trailing zeros, no exponent.
+fn perf_number(x: f64) -> String {
+    let text = format!("{x:.3}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    if text.is_empty() || text == "-" {
+        "0".to_string()
+    } else {
+        text.to_string()
+    }
 }
 
 /// The password, from `--password-file` (first line) or `SIPWATCH_PASSWORD`. Never printed.
@@ -327,5 +513,114 @@ impl RoundStats {
             "--- {} probes, {} answered, {loss:.1}% loss, rtt min/avg/median/max = {min:.3}/{avg:.3}/{median:.3}/{max:.3} ms ---",
             self.sent, self.answered
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sipwatch_probes::outcome::ResultKind;
+
+    fn outcome(target: &str, remote: &str, status: Status, rtt: Option<f64>) -> ProbeOutcome {
+        ProbeOutcome {
+            target: target.into(),
+            method: Method::Options,
+            transport: Transport::Udp,
+            remote: Some(remote.into()),
+            status,
+            result: if rtt.is_some() {
+                ResultKind::Ok
+            } else {
+                ResultKind::Timeout
+            },
+            code: rtt.map(|_| 200),
+            reason: if rtt.is_some() { "OK" } else { "no answer" }.into(),
+            rtt_ms: rtt,
+            retransmissions: if rtt.is_some() { 0 } else { 6 },
+            server: None,
+            cert_days_left: None,
+            cert_name_matches: None,
+            cert_not_after: None,
+            mismatched_responses: 0,
+            provisional: Vec::new(),
+            located_by: Some("literal".into()),
+            binding_confirmed: None,
+            unregistered: None,
+            started_at: 0.0,
+            exchange: Vec::new(),
+        }
+    }
+
+    const TH: PerfThresholds = PerfThresholds {
+        warn_rtt_ms: Some(50.0),
+        crit_rtt_ms: Some(200.0),
+        cert_warn_days: 14,
+        cert_crit_days: 3,
+    };
+
+    #[test]
+    fn perfdata_of_one_probe_has_plain_labels_and_thresholds() {
+        let mut o = outcome("sips:a", "10.0.0.1:5061", Status::Ok, Some(0.3104));
+        o.cert_days_left = Some(87);
+        assert_eq!(
+            perfdata(&[o], &TH),
+            "rtt=0.31ms;50;200;0 retransmissions=0;;;0 cert_days=87;14:;3:"
+        );
+        let none = PerfThresholds {
+            warn_rtt_ms: None,
+            crit_rtt_ms: None,
+            ..TH
+        };
+        let o = outcome("sip:a", "10.0.0.1:5060", Status::Ok, Some(12.0));
+        assert_eq!(perfdata(&[o], &none), "rtt=12ms;;;0 retransmissions=0;;;0");
+    }
+
+    #[test]
+    fn perfdata_of_several_uris_names_each_and_quotes_labels() {
+        let a = outcome("sip:a;transport=tcp", "10.0.0.1:5060", Status::Ok, Some(1.5));
+        let b = outcome("sip:b", "10.0.0.2:5060", Status::Critical, None);
+        assert_eq!(
+            perfdata(&[a, b], &TH),
+            "'sip:a;transport_tcp rtt'=1.5ms;50;200;0 'sip:a;transport_tcp retransmissions'=0;;;0 \
+             'sip:b rtt'=U;50;200;0 'sip:b retransmissions'=6;;;0"
+        );
+    }
+
+    #[test]
+    fn rounds_give_the_median_rtt_and_nodes_behind_one_name_are_separate() {
+        let rounds: Vec<_> = [3.0, 1.0, 2.0]
+            .iter()
+            .map(|ms| outcome("sip:a", "10.0.0.1:5060", Status::Ok, Some(*ms)))
+            .collect();
+        assert!(perfdata(&rounds, &TH).starts_with("rtt=2ms;"));
+        let n1 = outcome("sip:edge", "10.0.0.1:5060", Status::Ok, Some(1.0));
+        let n2 = outcome("sip:edge", "10.0.0.2:5060", Status::Ok, Some(2.0));
+        let text = perfdata(&[n1, n2], &TH);
+        assert!(text.starts_with("'sip:edge 10.0.0.1:5060 rtt'=1ms;"), "{text}");
+        assert!(text.contains("'sip:edge 10.0.0.2:5060 rtt'=2ms;"), "{text}");
+    }
+
+    #[test]
+    fn the_summary_line_leads_with_the_worst_status() {
+        let ok = outcome("sip:a", "10.0.0.1:5060", Status::Ok, Some(1.0));
+        let down = outcome("sip:b", "10.0.0.2:5060", Status::Critical, None);
+        let line = summary_line(&[ok.clone(), down], Status::Critical);
+        assert!(
+            line.starts_with("CRITICAL: 2 probes: 1 critical, 1 ok - sip:b OPTIONS udp 10.0.0.2:5060"),
+            "{line}"
+        );
+        assert_eq!(
+            summary_line(&[ok.clone(), ok], Status::Ok),
+            "OK: 2 probes: 2 ok"
+        );
+    }
+
+    #[test]
+    fn bare_numbers_follow_the_nagios_units() {
+        assert_eq!(parse_timeout("10").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_timeout("800ms").unwrap(), Duration::from_millis(800));
+        assert_eq!(parse_rtt_threshold("50").unwrap(), Duration::from_millis(50));
+        assert_eq!(parse_rtt_threshold("0.2s").unwrap(), Duration::from_millis(200));
+        assert!(parse_rtt_threshold("-1").is_err());
     }
 }

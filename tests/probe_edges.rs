@@ -315,7 +315,8 @@ fn bad_input_is_unknown_with_a_message() {
             &["probe", "sip:127.0.0.1;transport=sctp"],
             "unknown transport",
         ),
-        (&["probe", "--timeout", "5", "sip:127.0.0.1"], "has no unit"),
+        // A bare number is seconds (-t of every Nagios plugin); a word is no duration.
+        (&["probe", "--timeout", "fast", "sip:127.0.0.1"], "write e.g. \"10s\""),
         (
             &[
                 "probe",
@@ -343,6 +344,13 @@ fn bad_input_is_unknown_with_a_message() {
     for (args, needle) in cases {
         let out = sipwatch(args);
         assert_eq!(out.status.code(), Some(3), "{args:?}: {}", describe(&out));
+        // Nagios reads stdout: one UNKNOWN line there too.
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.starts_with("UNKNOWN: ") && stdout.lines().count() == 1,
+            "{args:?}: {}",
+            describe(&out)
+        );
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
             err.contains(needle),

@@ -226,8 +226,13 @@ fn count_repeats_like_ping_and_the_worst_status_wins() {
     let out = sipwatch(&["probe", "--count", "3", "--interval", "50ms", &up]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let text = String::from_utf8_lossy(&out.stdout);
+    // Nagios: the first line is the worst status with the performance data, then one line per probe.
+    assert!(
+        text.starts_with("OK: 3 probes: 3 ok | rtt="),
+        "{text}"
+    );
     assert_eq!(
-        text.lines().filter(|l| l.starts_with("OK: ")).count(),
+        text.lines().filter(|l| l.starts_with("OK: sip:")).count(),
         3,
         "{text}"
     );
@@ -240,6 +245,15 @@ fn count_repeats_like_ping_and_the_worst_status_wins() {
     let closed = format!("sip:127.0.0.1:{}", free_port());
     let out = sipwatch(&["probe", &up, &closed]);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    // ... and the first line says so, although the first URI is OK.
+    let text = String::from_utf8_lossy(&out.stdout);
+    let first = text.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("CRITICAL: 2 probes: 1 critical, 1 ok - "),
+        "{text}"
+    );
+    assert!(first.contains(&closed), "{text}");
+    assert!(first.contains(&format!("'{up} rtt'=")), "{text}");
 }
 
 #[test]

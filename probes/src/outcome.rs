@@ -111,6 +111,9 @@ pub struct ProbeOutcome {
     pub cert_days_left: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cert_name_matches: Option<bool>,
+    /// The certificate's `notAfter`, unix seconds (TLS only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_not_after: Option<i64>,
     /// Responses that did not match our transaction and were dropped (RFC 3261 §17.1.3).
     pub mismatched_responses: u32,
     /// Provisional codes seen before the final answer.

@@ -171,6 +171,7 @@ impl Prober {
         let mut verdict = verdict;
         if let Some(cert) = conn.peer_certificate() {
             o.cert_days_left = Some(cert.days_left);
+            o.cert_not_after = cert.not_after;
             o.cert_name_matches = Some(cert.name_matches);
             if o.code.is_some() {
                 verdict = spec
@@ -218,6 +219,7 @@ pub fn blank_outcome(
         server: None,
         cert_days_left: None,
         cert_name_matches: None,
+        cert_not_after: None,
         mismatched_responses: 0,
         provisional: Vec::new(),
         located_by: dest.map(|d| d.located_by.to_string()),

@@ -89,6 +89,7 @@ impl TlsContext {
                 .with_no_client_auth()
         } else {
             let mut roots = rustls::RootCertStore::empty();
+            let mut pinned: Vec<CertificateDer<'static>> = Vec::new();
             match &opts.ca_file {
                 Some(path) => {
                     let pem = std::fs::read(path).map_err(|e| {
@@ -105,6 +106,7 @@ impl TlsContext {
                                 path.display()
                             ))
                         })?;
+                        pinned.push(cert.clone());
                         roots.add(cert).map_err(|e| {
                             TransportError::TlsSetup(format!(
                                 "CA file {}: unusable certificate: {e}",
@@ -128,7 +130,23 @@ impl TlsContext {
                     }
                 }
             }
-            builder.with_root_certificates(roots).with_no_client_auth()
+            if pinned.is_empty() {
+                builder.with_root_certificates(roots).with_no_client_auth()
+            } else {
+                // A `--ca` file may hold the server's own self-signed certificate (made with
+                // `openssl req -x509`, which marks it CA:TRUE): curl, sipsak and Kamailio accept
+                // that as pinning, so do we (see `PinnedOrWebPki`).
+                let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider.clone(),
+                )
+                .build()
+                .map_err(|e| TransportError::TlsSetup(e.to_string()))?;
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(PinnedOrWebPki { webpki, pinned }))
+                    .with_no_client_auth()
+            }
         };
         Ok(TlsContext {
             connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
@@ -140,6 +158,8 @@ impl TlsContext {
 #[derive(Clone, Debug, PartialEq)]
 pub struct CertInfo {
     pub days_left: i64,
+    /// `notAfter`, unix seconds (None when the certificate cannot be parsed).
+    pub not_after: Option<i64>,
     pub name_matches: bool,
     pub subject: String,
 }
@@ -435,6 +455,7 @@ pub fn cert_info(der: &[u8], host: &str) -> CertInfo {
     let Ok((_, cert)) = X509Certificate::from_der(der) else {
         return CertInfo {
             days_left: 0,
+            not_after: None,
             name_matches: false,
             subject: "<unparseable certificate>".into(),
         };
@@ -483,6 +504,7 @@ pub fn cert_info(der: &[u8], host: &str) -> CertInfo {
     }
     CertInfo {
         days_left,
+        not_after: Some(not_after),
         name_matches: matches,
         subject: cert.subject().to_string(),
     }
@@ -499,6 +521,95 @@ fn dns_name_matches(pattern: &str, host: &str) -> bool {
     } else {
         pattern == host
     }
+}
+
+/// The usual chain verification against the CA file, plus pinning: a server certificate that is
+/// itself in the CA file is accepted even where WebPKI refuses it (a self-signed certificate
+/// with CA:TRUE is `CaUsedAsEndEntity` there), as long as it is valid now and names the host.
+/// The handshake signatures are checked as always, so the server proves it holds the key.
+#[derive(Debug)]
+struct PinnedOrWebPki {
+    webpki: Arc<rustls::client::WebPkiServerVerifier>,
+    pinned: Vec<CertificateDer<'static>>,
+}
+
+impl ServerCertVerifier for PinnedOrWebPki {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let chain = self.webpki.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        );
+        let Err(chain_error) = chain else {
+            return chain;
+        };
+        if !self
+            .pinned
+            .iter()
+            .any(|p| p.as_ref() == end_entity.as_ref())
+        {
+            return Err(chain_error);
+        }
+        pinned_cert_usable(end_entity.as_ref(), server_name, now.as_secs())
+            .map(|()| ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
+}
+
+/// A pinned certificate still has to be within its validity dates and name the host.
+fn pinned_cert_usable(der: &[u8], server_name: &ServerName<'_>, now: u64) -> Result<(), rustls::Error> {
+    use rustls::CertificateError;
+    use x509_parser::prelude::*;
+    let (_, cert) = X509Certificate::from_der(der)
+        .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+    let now = i64::try_from(now).unwrap_or(i64::MAX);
+    if now < cert.validity().not_before.timestamp() {
+        return Err(rustls::Error::InvalidCertificate(CertificateError::NotValidYet));
+    }
+    if now > cert.validity().not_after.timestamp() {
+        return Err(rustls::Error::InvalidCertificate(CertificateError::Expired));
+    }
+    let host = match server_name {
+        ServerName::DnsName(name) => name.as_ref().to_string(),
+        ServerName::IpAddress(ip) => IpAddr::from(*ip).to_string(),
+        _ => String::new(),
+    };
+    if !cert_info(der, &host).name_matches {
+        return Err(rustls::Error::InvalidCertificate(
+            CertificateError::NotValidForName,
+        ));
+    }
+    Ok(())
 }
 
 /// Accepts every certificate; used only with `--insecure`. Signatures are still checked so the

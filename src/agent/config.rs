@@ -50,7 +50,7 @@ pub struct AgentConfig {
 /// Where and how the agent reports to the daemon.
 #[derive(Clone, Debug)]
 pub struct DaemonLink {
-    /// The daemon's base URL, e.g. `http://prober.example.org:9090`.
+    /// The daemon's base URL, e.g. `http://prober.example.org:8479`.
     pub url: String,
     /// The bearer token (the daemon's `[agents] token_file`); redacted in Debug.
     pub token: sipwatch_alerting::Secret,
@@ -525,7 +525,7 @@ fn validate(raw: RawFile, c: &mut Checker<'_>) -> AgentConfig {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             c.error(
                 d.url.span(),
-                format!("[daemon] url = \"{url}\" is not an http(s) URL; write e.g. \"http://prober:9090\""),
+                format!("[daemon] url = \"{url}\" is not an http(s) URL; write e.g. \"http://prober:8479\""),
             );
             return None;
         }

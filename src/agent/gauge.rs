@@ -167,14 +167,15 @@ impl GaugeTrack {
 
         let Some(value) = reading.value else {
             if needs_processes(&self.config.spec) {
-                metrics.gauge_value.remove(&labels);
+                metrics.remove_gauge_value(&labels);
             }
             return;
         };
+        let bytes = self.config.spec.unit() == "bytes";
         self.samples += 1;
         self.value = Some(value);
         self.sampled_at = Some(now);
-        metrics.gauge_value.get_or_create(&labels).set(value);
+        metrics.set_gauge_value(&labels, bytes, value);
 
         // The limit: written in the config, else what the sampler found.
         if self.config.limit.is_none() {
@@ -189,10 +190,10 @@ impl GaugeTrack {
         }
         match self.limit {
             Some(limit) => {
-                metrics.gauge_limit.get_or_create(&labels).set(limit);
+                metrics.set_gauge_limit(&labels, bytes, limit);
             }
             None => {
-                metrics.gauge_limit.remove(&labels);
+                metrics.remove_gauge_limit(&labels);
             }
         }
 
@@ -213,10 +214,7 @@ impl GaugeTrack {
             return;
         };
         let verdict = detector.push(Sample { t: now, value });
-        metrics
-            .leak_slope
-            .get_or_create(&labels)
-            .set(verdict.slope_per_sec);
+        metrics.set_leak_slope(&labels, bytes, verdict.slope_per_sec);
         let leak = verdict.state == VerdictState::Leak;
         metrics
             .leak_suspected

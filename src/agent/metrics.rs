@@ -3,9 +3,17 @@
 //! `sipwatch_leak_slope_bytes_per_second{service,gauge}`, `sipwatch_leak_suspected{service,gauge}`,
 //! `sipwatch_restarts_total{service,reason}`. The others are extensions.
 //!
-//! The slope metric keeps its contract name for every gauge, in the gauge's own unit per second
-//! (bytes for memory gauges, sessions for a session counter). Series of a service that is missing
-//! are removed rather than left at their last value. Served in the classic Prometheus text format.
+//! Named by the Prometheus naming best practices (one unit per metric name, the unit in the name),
+//! each gauge of a service is served twice while the old names are deprecated:
+//!
+//! | gauges in bytes (memory, shm, disk) | gauges without a unit (fds, threads, sessions, matches) | deprecated, one release |
+//! |---|---|---|
+//! | `sipwatch_service_gauge_bytes` | `sipwatch_service_gauge` | `sipwatch_service_value` |
+//! | `sipwatch_service_gauge_limit_bytes` | `sipwatch_service_gauge_limit` | `sipwatch_service_limit` |
+//! | `sipwatch_leak_slope_bytes_per_second` | `sipwatch_leak_slope_per_second` | `sipwatch_leak_slope_bytes_per_second` for a gauge without a unit |
+//!
+//! Series of a service that is missing are removed rather than left at their last value. Served
+//! in the classic Prometheus text format, with `sipwatch_build_info{version}`.
 
 use std::sync::atomic::AtomicU64;
 
@@ -63,6 +71,18 @@ pub struct AgentMetrics {
     pub log_alerts: Family<GaugeLabels, Counter>,
     pub tick_duration: Family<ServiceLabels, FloatGauge>,
     pub events_dropped: Counter,
+    gauge_bytes: Family<GaugeLabels, FloatGauge>,
+    gauge_unitless: Family<GaugeLabels, FloatGauge>,
+    limit_bytes: Family<GaugeLabels, FloatGauge>,
+    limit_unitless: Family<GaugeLabels, FloatGauge>,
+    slope_unitless: Family<GaugeLabels, FloatGauge>,
+    build_info: Family<VersionLabels, Gauge>,
+}
+
+/// `{version}` of `sipwatch_build_info`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VersionLabels {
+    pub version: String,
 }
 
 impl Default for AgentMetrics {
@@ -92,6 +112,12 @@ impl AgentMetrics {
             log_alerts: Family::default(),
             tick_duration: Family::default(),
             events_dropped: Counter::default(),
+            gauge_bytes: Family::default(),
+            gauge_unitless: Family::default(),
+            limit_bytes: Family::default(),
+            limit_unitless: Family::default(),
+            slope_unitless: Family::default(),
+            build_info: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -126,17 +152,17 @@ impl AgentMetrics {
         );
         registry.register(
             "sipwatch_service_value",
-            "Last value of each configured gauge of the service, in the gauge's own unit",
+            "Deprecated (mixes units), use sipwatch_service_gauge_bytes or sipwatch_service_gauge: last value of each configured gauge of the service, in the gauge's own unit",
             m.gauge_value.clone(),
         );
         registry.register(
             "sipwatch_service_limit",
-            "Limit of each gauge (from the config, or found: cgroup memory.max, RLIMIT_NOFILE, Kamailio shm total, disk size)",
+            "Deprecated (mixes units), use sipwatch_service_gauge_limit_bytes or sipwatch_service_gauge_limit: limit of each gauge (from the config, or found: cgroup memory.max, RLIMIT_NOFILE, Kamailio shm total, disk size)",
             m.gauge_limit.clone(),
         );
         registry.register(
             "sipwatch_leak_slope_bytes_per_second",
-            "Growth rate estimated by the leak detector, in the gauge's unit per second (bytes for memory gauges)",
+            "Growth rate of a gauge in bytes estimated by the leak detector, bytes per second (deprecated for gauges without a unit: use sipwatch_leak_slope_per_second)",
             m.leak_slope.clone(),
         );
         registry.register(
@@ -174,7 +200,85 @@ impl AgentMetrics {
             "Events dropped because their consumer fell behind",
             m.events_dropped.clone(),
         );
+        registry.register(
+            "sipwatch_service_gauge_bytes",
+            "Last value of each gauge of the service that counts bytes (memory, Kamailio shm/pkg, disk)",
+            m.gauge_bytes.clone(),
+        );
+        registry.register(
+            "sipwatch_service_gauge",
+            "Last value of each gauge of the service without a unit (fds, threads, sessions, log matches, command or JSON values)",
+            m.gauge_unitless.clone(),
+        );
+        registry.register(
+            "sipwatch_service_gauge_limit_bytes",
+            "Limit of each gauge in bytes (from the config, or found: cgroup memory.max, Kamailio shm total, disk size)",
+            m.limit_bytes.clone(),
+        );
+        registry.register(
+            "sipwatch_service_gauge_limit",
+            "Limit of each gauge without a unit (from the config, or found: RLIMIT_NOFILE)",
+            m.limit_unitless.clone(),
+        );
+        registry.register(
+            "sipwatch_leak_slope_per_second",
+            "Growth rate estimated by the leak detector for a gauge without a unit, per second",
+            m.slope_unitless.clone(),
+        );
+        registry.register(
+            "sipwatch_build_info",
+            "Always 1; the version of sipwatch serving these metrics",
+            m.build_info.clone(),
+        );
+        m.build_info
+            .get_or_create(&VersionLabels {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+            })
+            .set(1);
         AgentMetrics { registry, ..m }
+    }
+
+    /// The last value of a gauge: under its unit's name and the deprecated `sipwatch_service_value`.
+    pub fn set_gauge_value(&self, labels: &GaugeLabels, bytes: bool, value: f64) {
+        self.gauge_value.get_or_create(labels).set(value);
+        let family = if bytes {
+            &self.gauge_bytes
+        } else {
+            &self.gauge_unitless
+        };
+        family.get_or_create(labels).set(value);
+    }
+
+    pub fn remove_gauge_value(&self, labels: &GaugeLabels) {
+        self.gauge_value.remove(labels);
+        self.gauge_bytes.remove(labels);
+        self.gauge_unitless.remove(labels);
+    }
+
+    /// The limit of a gauge: under its unit's name and the deprecated `sipwatch_service_limit`.
+    pub fn set_gauge_limit(&self, labels: &GaugeLabels, bytes: bool, limit: f64) {
+        self.gauge_limit.get_or_create(labels).set(limit);
+        let family = if bytes {
+            &self.limit_bytes
+        } else {
+            &self.limit_unitless
+        };
+        family.get_or_create(labels).set(limit);
+    }
+
+    pub fn remove_gauge_limit(&self, labels: &GaugeLabels) {
+        self.gauge_limit.remove(labels);
+        self.limit_bytes.remove(labels);
+        self.limit_unitless.remove(labels);
+    }
+
+    /// The leak detector's slope: `sipwatch_leak_slope_bytes_per_second` for a byte gauge,
+    /// `sipwatch_leak_slope_per_second` otherwise (and, deprecated, the byte name too).
+    pub fn set_leak_slope(&self, labels: &GaugeLabels, bytes: bool, per_second: f64) {
+        self.leak_slope.get_or_create(labels).set(per_second);
+        if !bytes {
+            self.slope_unitless.get_or_create(labels).set(per_second);
+        }
     }
 
     /// Every metric in the Prometheus text format (version 0.0.4).
@@ -224,6 +328,45 @@ pub fn service_labels(service: &str) -> ServiceLabels {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_unit_has_its_own_name_and_the_old_names_stay() {
+        let m = AgentMetrics::new();
+        let mem = gauge_labels("kamailio", "shm");
+        let fds = gauge_labels("kamailio", "fds");
+        m.set_gauge_value(&mem, true, 1e6);
+        m.set_gauge_limit(&mem, true, 32e6);
+        m.set_leak_slope(&mem, true, 12.5);
+        m.set_gauge_value(&fds, false, 40.0);
+        m.set_gauge_limit(&fds, false, 1024.0);
+        m.set_leak_slope(&fds, false, 0.5);
+        let text = m.encode();
+        for needle in [
+            r#"sipwatch_service_gauge_bytes{service="kamailio",gauge="shm"} 1000000"#,
+            r#"sipwatch_service_gauge_limit_bytes{service="kamailio",gauge="shm"} 32000000"#,
+            r#"sipwatch_service_gauge{service="kamailio",gauge="fds"} 40"#,
+            r#"sipwatch_service_gauge_limit{service="kamailio",gauge="fds"} 1024"#,
+            r#"sipwatch_leak_slope_bytes_per_second{service="kamailio",gauge="shm"} 12.5"#,
+            r#"sipwatch_leak_slope_per_second{service="kamailio",gauge="fds"} 0.5"#,
+            // Deprecated, kept one release.
+            r#"sipwatch_service_value{service="kamailio",gauge="fds"} 40"#,
+            r#"sipwatch_service_limit{service="kamailio",gauge="shm"} 32000000"#,
+            r#"sipwatch_leak_slope_bytes_per_second{service="kamailio",gauge="fds"} 0.5"#,
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
+        assert!(!text.contains(r#"sipwatch_service_gauge_bytes{service="kamailio",gauge="fds"}"#));
+        assert!(!text.contains(r#"sipwatch_leak_slope_per_second{service="kamailio",gauge="shm"}"#));
+        assert!(text.contains(&format!(
+            "sipwatch_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )));
+        m.remove_gauge_value(&fds);
+        m.remove_gauge_limit(&mem);
+        let text = m.encode();
+        assert!(!text.contains(r#"gauge="fds"} 40"#), "{text}");
+        assert!(!text.contains("32000000"), "{text}");
+    }
 
     #[test]
     fn counters_are_named_with_total_in_classic_text() {

@@ -2,7 +2,7 @@
 //!
 //! ```toml
 //! [http]
-//! listen = "127.0.0.1:9090"
+//! listen = "127.0.0.1:8479"         # the default
 //! [store]
 //! path = "/var/lib/sipwatch/state.db"
 //! retention = "30d"
@@ -42,6 +42,9 @@ use toml::Spanned;
 use crate::calendar::Calendar;
 use crate::config_error::{parse_toml, ConfigErrors, Problems};
 use sipwatch_alerting::duration::parse_duration;
+
+/// Where the status page and /metrics listen when `[http] listen` is not given.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8479";
 
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
@@ -122,6 +125,8 @@ struct RawTarget {
     domain: Option<String>,
     fail_threshold: Option<Spanned<u32>>,
     ok_threshold: Option<Spanned<u32>>,
+    flap_window: Option<Spanned<String>>,
+    flap_max_changes: Option<u32>,
     expect: Option<Vec<u16>>,
     warn_rtt: Option<Spanned<String>>,
     crit_rtt: Option<Spanned<String>>,
@@ -256,14 +261,16 @@ impl DaemonConfig {
                     p.at(
                         Some(h.listen.span()),
                         format!(
-                            "[http] listen {:?} is not IP:PORT; write e.g. \"127.0.0.1:9090\"",
+                            "[http] listen {:?} is not IP:PORT; write e.g. \"127.0.0.1:8479\"",
                             h.listen.get_ref()
                         ),
                     );
                     "127.0.0.1:0".parse().expect("literal")
                 }
             },
-            None => "127.0.0.1:9090".parse().expect("literal"),
+            // 8479: not Prometheus's 9090 (a prober often runs next to one), outside the
+            // exporters' 9100-9999 (fully allocated), not in /etc/services.
+            None => DEFAULT_LISTEN.parse().expect("literal"),
         };
         let (store_path, retention) = match &raw.store {
             Some(s) => {
@@ -506,8 +513,13 @@ impl DaemonConfig {
                     &format!("{what}: ok_threshold"),
                     def_ok,
                 ),
-                flap_window,
-                flap_max_changes,
+                flap_window: dur(
+                    &mut p,
+                    t.flap_window.as_ref(),
+                    &format!("{what}: flap_window"),
+                    flap_window,
+                ),
+                flap_max_changes: t.flap_max_changes.unwrap_or(flap_max_changes),
                 expect: t.expect.clone(),
                 warn_rtt: t.warn_rtt.as_ref().map(|s| {
                     dur(
@@ -732,6 +744,25 @@ schedule = "Tue,Fri 03:00"
 duration = "30m"
 groups = ["edges"]
 "#;
+
+    #[test]
+    fn a_target_may_override_the_flap_settings_and_the_listen_default_is_8479() {
+        let src = GOOD
+            .replace("[http]\nlisten = \"127.0.0.1:9090\"\n", "")
+            .replace(
+                "interval = \"2s\"",
+                "interval = \"2s\"\nflap_window = \"30m\"\nflap_max_changes = 8",
+            );
+        let c = load(&src).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8479");
+        assert_eq!(c.targets[0].flap_window, Duration::from_secs(600));
+        assert_eq!(c.targets[0].flap_max_changes, 4);
+        assert_eq!(c.targets[1].flap_window, Duration::from_secs(1800));
+        assert_eq!(c.targets[1].flap_max_changes, 8);
+        let e = load(&GOOD.replace("interval = \"2s\"", "interval = \"2s\"\nflap_window = \"x\""))
+            .unwrap_err();
+        assert!(e.contains("target \"edge-2\": flap_window"), "{e}");
+    }
 
     #[test]
     fn a_good_config_loads_with_defaults() {

@@ -6,6 +6,13 @@
 //! `sipwatch_cert_expiry_seconds`, plus the daemon's own health (`sipwatch_store_*`,
 //! `sipwatch_probe_start_lateness_seconds`, `sipwatch_targets`, `sipwatch_nodes`).
 //!
+//! Added by the Prometheus naming best practices: `sipwatch_build_info{version}`,
+//! `sipwatch_node_up{target,node}` (per resolved node, absent until the node has a verdict),
+//! `sipwatch_cert_not_after_timestamp_seconds{target}` (alert on
+//! `... - time() < 14 * 86400`). `sipwatch_cert_expiry_seconds` is deprecated (a timestamp does not
+//! go stale between probes) and stays for one release. `sipwatch_probe_up` is absent until the
+//! target has its first verdict, so an `== 0` rule does not fire while a daemon starts.
+//!
 //! [`Metrics::encode`] writes the Prometheus text format 0.0.4 (what `promtool check metrics`
 //! checks, and what `curl` users expect); [`Metrics::encode_openmetrics`] writes OpenMetrics 1.0 as
 //! prometheus-client produces it. The two differ only in counter family names (`x_total` in the
@@ -75,6 +82,17 @@ struct GroupLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TargetNodeLabels {
+    target: String,
+    node: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabels {
+    version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     state: String,
 }
@@ -100,6 +118,10 @@ pub struct Metrics {
     nodes: Family<StateLabels, Gauge>,
     /// `result` label values seen per target, so `remove_target` can drop every series.
     results_seen: Mutex<BTreeMap<String, BTreeSet<String>>>,
+    node_up: Family<TargetNodeLabels, Gauge>,
+    /// Nodes with a `sipwatch_node_up` series, per target (nodes come and go with DNS).
+    nodes_seen: Mutex<BTreeMap<String, BTreeSet<String>>>,
+    cert_not_after: Family<TargetLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -141,7 +163,7 @@ impl Metrics {
         let cert_expiry = Family::<TargetLabels, F64Gauge>::default();
         registry.register(
             "sipwatch_cert_expiry_seconds",
-            "Seconds until the TLS certificate presented by the target expires",
+            "Deprecated, use sipwatch_cert_not_after_timestamp_seconds - time(): seconds until the TLS certificate presented by the target expires, as of the last probe",
             cert_expiry.clone(),
         );
         let store_errors = Counter::default();
@@ -170,6 +192,29 @@ impl Metrics {
             "Resolved target nodes by state",
             nodes.clone(),
         );
+        let node_up = Family::<TargetNodeLabels, Gauge>::default();
+        registry.register(
+            "sipwatch_node_up",
+            "Whether the resolved node (ip:port) of the target is serving (1) or not (0), after hysteresis; absent until the node has a verdict",
+            node_up.clone(),
+        );
+        let cert_not_after = Family::<TargetLabels, Gauge>::default();
+        registry.register(
+            "sipwatch_cert_not_after_timestamp_seconds",
+            "notAfter of the TLS certificate the target presented last, as a unix timestamp",
+            cert_not_after.clone(),
+        );
+        let build_info = Family::<VersionLabels, Gauge>::default();
+        registry.register(
+            "sipwatch_build_info",
+            "Always 1; the version of sipwatch serving these metrics",
+            build_info.clone(),
+        );
+        build_info
+            .get_or_create(&VersionLabels {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+            })
+            .set(1);
         let metrics = Metrics {
             registry,
             probe_up,
@@ -183,6 +228,9 @@ impl Metrics {
             targets,
             nodes,
             results_seen: Mutex::new(BTreeMap::new()),
+            node_up,
+            nodes_seen: Mutex::new(BTreeMap::new()),
+            cert_not_after,
         };
         // Every state series exists from the first scrape.
         metrics.set_node_counts(&[]);
@@ -237,6 +285,53 @@ impl Metrics {
             .set(secs);
     }
 
+    /// The `notAfter` (unix seconds) of the target's TLS certificate.
+    pub fn set_cert_not_after(&self, target: &str, unix_secs: i64) {
+        self.cert_not_after
+            .get_or_create(&TargetLabels {
+                target: target.to_owned(),
+            })
+            .set(unix_secs);
+    }
+
+    /// The target has no verdict yet (every node unknown): no `sipwatch_probe_up` series, so an
+    /// `== 0` rule cannot fire on a daemon that just started.
+    pub fn clear_target_up(&self, target: &str, group: Option<&str>) {
+        self.probe_up.remove(&target_group(target, group));
+    }
+
+    /// Per-node serving state of a target: `Some(up)` once the node has a verdict, `None` before
+    /// (no series). Nodes not in `nodes` (gone from DNS) lose their series.
+    pub fn set_node_states(&self, target: &str, nodes: &[(&str, Option<bool>)]) {
+        let Ok(mut seen) = self.nodes_seen.lock() else {
+            return;
+        };
+        let entry = seen.entry(target.to_owned()).or_default();
+        let mut now_seen = BTreeSet::new();
+        for (node, up) in nodes {
+            let labels = TargetNodeLabels {
+                target: target.to_owned(),
+                node: (*node).to_owned(),
+            };
+            match up {
+                Some(up) => {
+                    self.node_up.get_or_create(&labels).set(i64::from(*up));
+                    now_seen.insert((*node).to_owned());
+                }
+                None => {
+                    self.node_up.remove(&labels);
+                }
+            }
+        }
+        for gone in entry.difference(&now_seen) {
+            self.node_up.remove(&TargetNodeLabels {
+                target: target.to_owned(),
+                node: gone.clone(),
+            });
+        }
+        *entry = now_seen;
+    }
+
     pub fn store_error(&self) {
         self.store_errors.inc();
     }
@@ -280,6 +375,11 @@ impl Metrics {
         };
         self.probe_duration.remove(&labels);
         self.cert_expiry.remove(&labels);
+        self.cert_not_after.remove(&labels);
+        self.set_node_states(target, &[]);
+        if let Ok(mut seen) = self.nodes_seen.lock() {
+            seen.remove(target);
+        }
         let results = self
             .results_seen
             .lock()
@@ -345,6 +445,8 @@ mod tests {
         m.probe_lateness(0.002);
         m.set_node_counts(&[(NodeState::Up, 3), (NodeState::Down, 1)]);
         m.set_targets(3);
+        m.set_cert_not_after("edge-1", 1_800_000_000);
+        m.set_node_states("edge-1", &[("10.0.0.1:5060", Some(true)), ("10.0.0.2:5060", None)]);
         m
     }
 
@@ -408,6 +510,12 @@ mod tests {
             r#"sipwatch_nodes{state="down"} 1"#,
             r#"sipwatch_nodes{state="degraded"} 0"#,
             r#"sipwatch_nodes{state="unknown"} 0"#,
+            r#"sipwatch_cert_not_after_timestamp_seconds{target="edge-1"} 1800000000"#,
+            r#"sipwatch_node_up{target="edge-1",node="10.0.0.1:5060"} 1"#,
+            &format!(
+                "sipwatch_build_info{{version=\"{}\"}} 1",
+                env!("CARGO_PKG_VERSION")
+            ),
         ] {
             assert!(text.contains(needle), "missing {needle:?} in\n{text}");
         }
@@ -415,6 +523,26 @@ mod tests {
         let om = exercised().encode_openmetrics();
         assert!(om.ends_with("# EOF\n"));
         assert!(om.contains("# TYPE sipwatch_probes counter"));
+    }
+
+    #[test]
+    fn probe_up_and_node_up_are_absent_until_a_verdict() {
+        let m = Metrics::new();
+        m.set_node_states("edge-1", &[("10.0.0.1:5060", None)]);
+        m.clear_target_up("edge-1", None);
+        let text = m.encode();
+        assert!(!text.contains("sipwatch_probe_up{"), "{text}");
+        assert!(!text.contains("sipwatch_node_up{"), "{text}");
+        m.set_node_states("edge-1", &[("10.0.0.1:5060", Some(false))]);
+        m.set_target_up("edge-1", None, false);
+        let text = m.encode();
+        assert!(text.contains(r#"sipwatch_node_up{target="edge-1",node="10.0.0.1:5060"} 0"#));
+        assert!(text.contains(r#"sipwatch_probe_up{target="edge-1",group=""} 0"#));
+        // The node left DNS: its series goes.
+        m.set_node_states("edge-1", &[("10.0.0.9:5060", Some(true))]);
+        let text = m.encode();
+        assert!(!text.contains("10.0.0.1:5060"), "{text}");
+        assert!(text.contains(r#"node="10.0.0.9:5060"} 1"#), "{text}");
     }
 
     #[test]

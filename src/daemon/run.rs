@@ -252,6 +252,9 @@ impl StateTask {
             self.metrics
                 .set_cert_expiry(&r.target, days as f64 * 86_400.0);
         }
+        if let Some(not_after) = o.cert_not_after {
+            self.metrics.set_cert_not_after(&r.target, not_after);
+        }
         if let Some(store) = self.store.as_mut() {
             store.record_probe(&r.target, &r.node, &obs);
         }
@@ -264,7 +267,21 @@ impl StateTask {
         let mut counts = std::collections::HashMap::new();
         for t in &snap.targets {
             let up = t.nodes.iter().any(|n| n.state.is_serving());
-            self.metrics.set_target_up(&t.name, t.group.as_deref(), up);
+            // No verdict yet (every node unknown): no probe_up series, not a 0.
+            if t.nodes.iter().any(|n| n.state != NodeState::Unknown) {
+                self.metrics.set_target_up(&t.name, t.group.as_deref(), up);
+            } else {
+                self.metrics.clear_target_up(&t.name, t.group.as_deref());
+            }
+            let nodes: Vec<(&str, Option<bool>)> = t
+                .nodes
+                .iter()
+                .map(|n| {
+                    let verdict = (n.state != NodeState::Unknown).then(|| n.state.is_serving());
+                    (n.node.as_str(), verdict)
+                })
+                .collect();
+            self.metrics.set_node_states(&t.name, &nodes);
             for n in &t.nodes {
                 *counts.entry(n.state).or_insert(0usize) += 1;
             }
