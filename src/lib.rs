@@ -4,6 +4,7 @@
 //! - [`leak`]: the online leak detector (pure: samples in, verdicts out).
 //! - [`agent`]: the node agent: finds services, samples their gauges, runs the detector.
 //! - [`daemon`]: the prober daemon (`sipwatch run`).
+//! - [`watchdog`]: the restart watchdog (policy, executor, audit, `sipwatch restart`).
 //! - [`calendar`], [`config_error`]: small shared pieces (durations are parsed by the
 //!   alerting crate's `duration` module, the one syntax of every config).
 
@@ -16,3 +17,4 @@ pub mod leak;
 pub mod leak_cmd;
 pub mod metrics_text;
 pub mod probe_cmd;
+pub mod watchdog;

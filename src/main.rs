@@ -36,6 +36,11 @@ enum Command {
         #[command(subcommand)]
         command: LeakCommand,
     },
+    /// The restart watchdog: `plan` shows what it would do; `now`, `pause`, `resume` command it.
+    Restart {
+        #[command(subcommand)]
+        command: sipwatch::watchdog::commands::RestartCommand,
+    },
     /// Validate a daemon or agent config file and explain every error with its line.
     CheckConfig {
         #[arg(value_name = "FILE")]
@@ -68,7 +73,10 @@ fn main() {
         }
     };
     let default_level = match cli.command {
-        Command::Probe(_) | Command::CheckConfig { .. } | Command::Leak { .. } => "warn",
+        Command::Probe(_)
+        | Command::CheckConfig { .. }
+        | Command::Leak { .. }
+        | Command::Restart { .. } => "warn",
         _ => "info",
     };
     tracing_subscriber::fmt()
@@ -137,6 +145,7 @@ fn main() {
                     EXIT_CONFIG
                 }
             },
+            Command::Restart { command } => sipwatch::watchdog::commands::run(command).await,
             Command::CheckConfig { file } => check_config(&file),
         }
     });

@@ -63,6 +63,8 @@ pub struct AgentMetrics {
     pub log_alerts: Family<GaugeLabels, Counter>,
     pub tick_duration: Family<ServiceLabels, FloatGauge>,
     pub events_dropped: Counter,
+    /// The restart watchdog's decisions and next planned restart.
+    pub watchdog: crate::watchdog::task::WatchdogMetrics,
 }
 
 impl Default for AgentMetrics {
@@ -92,6 +94,7 @@ impl AgentMetrics {
             log_alerts: Family::default(),
             tick_duration: Family::default(),
             events_dropped: Counter::default(),
+            watchdog: Default::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -151,7 +154,7 @@ impl AgentMetrics {
         );
         registry.register(
             "sipwatch_restarts",
-            "Restarts of the service (reason observed: its processes were all replaced, not by sipwatch)",
+            "Restarts of the service (reason: observed when its processes were all replaced not by sipwatch, else the watchdog's trigger)",
             m.restarts.clone(),
         );
         registry.register(
@@ -173,6 +176,16 @@ impl AgentMetrics {
             "sipwatch_agent_events_dropped",
             "Events dropped because their consumer fell behind",
             m.events_dropped.clone(),
+        );
+        registry.register(
+            "sipwatch_restart_decisions",
+            "Decisions of the restart watchdog (decision: restarted, would_restart, deferred, skipped, failed)",
+            m.watchdog.decisions.clone(),
+        );
+        registry.register(
+            "sipwatch_restart_next_timestamp_seconds",
+            "When the watchdog's next scheduled or deferred restart of the service is due (unix seconds)",
+            m.watchdog.next.clone(),
         );
         AgentMetrics { registry, ..m }
     }
