@@ -127,6 +127,8 @@ struct StateTask {
     source: String,
     /// Last report of each node agent, by host.
     agents: std::collections::BTreeMap<String, AgentSummary>,
+    /// Restart leases out (the watchdog's quorum leases).
+    leases: super::leases::LeaseBook,
 }
 
 impl StateTask {
@@ -190,6 +192,9 @@ impl StateTask {
                 self.agents.insert(summary.host.clone(), summary);
                 self.dirty = true;
             }
+            AgentMsg::Lease(op, reply) => {
+                let _ = reply.send(self.lease(op));
+            }
             AgentMsg::Alert(alert, reply) => {
                 let result = match &self.outbox {
                     Some(outbox) => outbox
@@ -202,6 +207,101 @@ impl StateTask {
                     tracing::warn!(key = %alert.key, status = ?alert.status, source = %alert.source, summary = %alert.summary, "agent alert");
                 }
                 let _ = reply.send(result);
+            }
+        }
+    }
+
+    /// Answers a restart lease operation from the group's current probe state.
+    fn lease(&mut self, op: super::leases::LeaseOp) -> (axum::http::StatusCode, serde_json::Value) {
+        use super::leases::{GroupView, LeaseOp};
+        use axum::http::StatusCode;
+        let now = now_unix();
+        match op {
+            LeaseOp::Acquire(req) => {
+                let snap = self.board.snapshot(now);
+                let Some(target) = snap.targets.iter().find(|t| t.name == req.target) else {
+                    return (
+                        StatusCode::CONFLICT,
+                        serde_json::json!({"why": "unknown_target", "reason": format!("the daemon has no target {:?}; set [service.restart] target to a [[target]] name", req.target)}),
+                    );
+                };
+                let group = target.group.as_deref().and_then(|g| {
+                    let settings = self.cfg.groups.iter().find(|s| s.name == g)?;
+                    Some(GroupView {
+                        name: &settings.name,
+                        min_up: settings.min_up,
+                        max_parallel: settings.max_parallel,
+                        members: snap
+                            .targets
+                            .iter()
+                            .filter(|t| t.group.as_deref() == Some(g))
+                            .map(|t| {
+                                (
+                                    t.name.as_str(),
+                                    t.nodes.iter().any(|n| n.state.is_serving()),
+                                )
+                            })
+                            .collect(),
+                    })
+                });
+                let id = format!("{:016x}", rand::random::<u64>());
+                match self.leases.grant(
+                    now,
+                    &req.target,
+                    &req.holder,
+                    req.ttl_seconds.clamp(10.0, 86_400.0),
+                    group,
+                    id,
+                ) {
+                    Ok(lease) => {
+                        tracing::info!(
+                            target = lease.target,
+                            holder = req.holder,
+                            "restart lease granted"
+                        );
+                        (
+                            StatusCode::OK,
+                            serde_json::to_value(&lease).unwrap_or_default(),
+                        )
+                    }
+                    Err(refusal) => {
+                        tracing::info!(
+                            target = req.target,
+                            holder = req.holder,
+                            why = refusal.why,
+                            reason = refusal.reason,
+                            "restart lease refused"
+                        );
+                        (
+                            StatusCode::CONFLICT,
+                            serde_json::to_value(&refusal).unwrap_or_default(),
+                        )
+                    }
+                }
+            }
+            LeaseOp::Renew { id, ttl_seconds } => {
+                if self
+                    .leases
+                    .renew(now, &id, ttl_seconds.clamp(10.0, 86_400.0))
+                {
+                    (StatusCode::OK, serde_json::json!({"renewed": id}))
+                } else {
+                    (
+                        StatusCode::NOT_FOUND,
+                        serde_json::json!({"why": "unknown_lease", "reason": "no such lease (expired or released)"}),
+                    )
+                }
+            }
+            LeaseOp::Release { id } => {
+                if self.leases.release(&id) {
+                    tracing::info!(lease = id, "restart lease released");
+                    (StatusCode::OK, serde_json::json!({"released": id}))
+                } else {
+                    (
+                        StatusCode::NOT_FOUND,
+                        serde_json::json!({"why": "unknown_lease", "reason": "no such lease (expired or released)"}),
+                    )
+                }
             }
         }
     }
@@ -511,6 +611,9 @@ pub async fn run(config_path: &Path, mut shutdown: watch::Receiver<bool>) -> any
         outbox,
         source,
         agents: Default::default(),
+        leases: super::leases::LeaseBook::open(super::leases::LeaseBook::path_for_store(
+            &cfg.store_path,
+        )),
         cfg,
         board,
         store,

@@ -21,6 +21,11 @@ use crate::daemon::model::AgentSummary;
 #[derive(Debug)]
 pub enum AgentMsg {
     Report(AgentSummary),
+    /// A restart lease operation; replies with the answer to send.
+    Lease(
+        crate::daemon::leases::LeaseOp,
+        oneshot::Sender<(StatusCode, serde_json::Value)>,
+    ),
     /// Reply Ok once the alert is durably queued.
     Alert(Box<Alert>, oneshot::Sender<Result<(), String>>),
 }
@@ -55,7 +60,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn check(
+pub(super) fn check(
     state: &HttpState,
     headers: &HeaderMap,
     body: &Bytes,
@@ -138,6 +143,82 @@ pub(super) async fn post_alert(
         Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "daemon is stopping\n").into_response(),
     }
+}
+
+/// `POST /api/v1/leases`, `POST /api/v1/leases/ID/renew`, `DELETE /api/v1/leases/ID`.
+async fn lease_op(
+    state: &HttpState,
+    headers: &HeaderMap,
+    body: &Bytes,
+    op: impl FnOnce() -> Result<crate::daemon::leases::LeaseOp, String>,
+) -> Response {
+    let intake = match check(state, headers, body) {
+        Ok(i) => i,
+        Err(r) => return *r,
+    };
+    let op = match op() {
+        Ok(op) => op,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+    };
+    let (reply, answer) = oneshot::channel();
+    if intake.tx.send(AgentMsg::Lease(op, reply)).await.is_err() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "daemon is stopping\n").into_response();
+    }
+    match answer.await {
+        Ok((status, value)) => (status, axum::Json(value)).into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "daemon is stopping\n").into_response(),
+    }
+}
+
+pub(super) async fn lease_acquire(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let parsed = serde_json::from_slice::<crate::watchdog::leases::LeaseRequest>(&body);
+    lease_op(&state, &headers, &body, move || {
+        parsed
+            .map(crate::daemon::leases::LeaseOp::Acquire)
+            .map_err(|e| {
+                format!(
+                    "not a lease request: {e}; send {{\"target\", \"holder\", \"ttl_seconds\"}}"
+                )
+            })
+    })
+    .await
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct RenewQuery {
+    ttl_seconds: Option<f64>,
+}
+
+pub(super) async fn lease_renew(
+    State(state): State<HttpState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    axum::extract::Query(q): axum::extract::Query<RenewQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    lease_op(&state, &headers, &body, move || {
+        Ok(crate::daemon::leases::LeaseOp::Renew {
+            id,
+            ttl_seconds: q.ttl_seconds.unwrap_or(600.0),
+        })
+    })
+    .await
+}
+
+pub(super) async fn lease_release(
+    State(state): State<HttpState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    lease_op(&state, &headers, &body, move || {
+        Ok(crate::daemon::leases::LeaseOp::Release { id })
+    })
+    .await
 }
 
 pub(super) async fn list(State(state): State<HttpState>) -> Response {

@@ -78,6 +78,15 @@ pub fn router(state: HttpState) -> Router {
             "/api/v1/agents/alert",
             axum::routing::post(agents::post_alert),
         )
+        .route("/api/v1/leases", axum::routing::post(agents::lease_acquire))
+        .route(
+            "/api/v1/leases/{id}/renew",
+            axum::routing::post(agents::lease_renew),
+        )
+        .route(
+            "/api/v1/leases/{id}",
+            axum::routing::delete(agents::lease_release),
+        )
         .fallback(not_found)
         .with_state(state)
 }
