@@ -60,10 +60,10 @@ pub async fn run_command(argv: &[String], timeout: Duration) -> Result<String, S
     let Some((program, args)) = argv.split_first() else {
         return Err("empty command".into());
     };
-    let child = tokio::process::Command::new(program)
+    let mut child = tokio::process::Command::new(program)
         .args(args)
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
+        .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -72,19 +72,46 @@ pub async fn run_command(argv: &[String], timeout: Duration) -> Result<String, S
                 "cannot run {program}: {e}; check the path and that the agent's user may run it"
             )
         })?;
-    match tokio::time::timeout(timeout, child.wait_with_output()).await {
-        Err(_) => Err(format!(
-            "{program} did not finish within {}; it was killed (raise timeout or make the command return)",
-            sipwatch_alerting::duration::format_seconds(timeout.as_secs_f64())
-        )),
-        Ok(Err(e)) => Err(format!("{program}: {e}")),
-        Ok(Ok(out)) if out.status.success() => Ok(format!("{program} exited 0")),
-        Ok(Ok(out)) => {
-            let text = String::from_utf8_lossy(&out.stderr);
-            let tail: String = text.trim().chars().rev().take(300).collect::<Vec<_>>().into_iter().rev().collect();
-            Err(format!("{program} failed ({}): {tail}", out.status))
+    // The error output is read aside: a daemon the command starts may keep the pipe open.
+    let mut stderr = child.stderr.take();
+    let reader = tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = Vec::new();
+        if let Some(s) = stderr.as_mut() {
+            let _ = s.take(64 * 1024).read_to_end(&mut buf).await;
         }
+        buf
+    });
+    let status = match tokio::time::timeout(timeout, child.wait()).await {
+        Err(_) => {
+            let _ = child.kill().await;
+            reader.abort();
+            return Err(format!(
+                "{program} did not finish within {}; it was killed (raise timeout or make the command return)",
+                sipwatch_alerting::duration::format_seconds(timeout.as_secs_f64())
+            ));
+        }
+        Ok(Err(e)) => return Err(format!("{program}: {e}")),
+        Ok(Ok(status)) => status,
+    };
+    if status.success() {
+        reader.abort();
+        return Ok(format!("{program} exited 0"));
     }
+    let text = match tokio::time::timeout(Duration::from_millis(300), reader).await {
+        Ok(Ok(buf)) => String::from_utf8_lossy(&buf).into_owned(),
+        _ => String::new(),
+    };
+    let tail: String = text
+        .trim()
+        .chars()
+        .rev()
+        .take(300)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    Err(format!("{program} failed ({status}): {tail}"))
 }
 
 /// Calls a JSON-RPC 2.0 method over HTTP; an `error` member in the answer is a failure.
