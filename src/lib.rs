@@ -16,5 +16,6 @@ pub mod daemon;
 pub mod leak;
 pub mod leak_cmd;
 pub mod metrics_text;
+pub mod notify;
 pub mod probe_cmd;
 pub mod watchdog;

@@ -245,6 +245,36 @@ impl Agent {
             &config, &shared, &sink, &client, &logs, &shutdown, &mut tasks,
         );
         let router = http::router(shared.clone());
+        let watched = config
+            .services
+            .iter()
+            .filter(|s| s.restart.is_some())
+            .count();
+        crate::notify::ready(&format!(
+            "watching {} services ({} with a restart policy)",
+            config.services.len(),
+            watched
+        ));
+        let status_shared = shared.clone();
+        crate::notify::spawn_watchdog(
+            shared.progress.clone(),
+            move || {
+                let report = status_shared.report();
+                let up = report.services.iter().filter(|s| s.up).count();
+                let leaking = report
+                    .services
+                    .iter()
+                    .flat_map(|s| &s.gauges)
+                    .filter(|g| g.leak_suspected)
+                    .count();
+                format!(
+                    "{up}/{} services up, {leaking} gauges leaking, {} watchdog decisions",
+                    report.services.len(),
+                    status_shared.audit.newest_first().len()
+                )
+            },
+            shutdown.clone(),
+        );
         let mut http_shutdown = shutdown.clone();
         let server = axum::serve(listener, router).with_graceful_shutdown(async move {
             stopped(&mut http_shutdown).await;

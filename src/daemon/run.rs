@@ -630,6 +630,30 @@ pub async fn run(config_path: &Path, mut shutdown: watch::Receiver<bool>) -> any
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut ticks: u64 = 0;
+    let progress = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    crate::notify::ready(&format!(
+        "probing {} targets in {} groups",
+        task.cfg.targets.len(),
+        task.cfg.groups.len()
+    ));
+    let status_rx = task.snapshot_tx.subscribe();
+    crate::notify::spawn_watchdog(
+        progress.clone(),
+        move || {
+            let snap = status_rx.borrow().clone();
+            let down = snap
+                .targets
+                .iter()
+                .filter(|t| !t.nodes.iter().any(|n| n.state.is_serving()))
+                .count();
+            format!(
+                "{} targets, {down} down, {} open incidents",
+                snap.targets.len(),
+                snap.open_incidents.len()
+            )
+        },
+        shutdown.clone(),
+    );
     loop {
         tokio::select! {
             msg = rx.recv() => {
@@ -655,6 +679,7 @@ pub async fn run(config_path: &Path, mut shutdown: watch::Receiver<bool>) -> any
             }
             _ = tick.tick() => {
                 ticks += 1;
+                progress.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if ticks.is_multiple_of(10) {
                     task.maintenance();
                 }
