@@ -696,3 +696,111 @@ fn drain_waits_for_a_gauge_the_test_controls_then_undrains() {
     assert!(r["summary"].as_str().unwrap().contains("drained in"), "{r}");
     wait_until(T, "undrained after the verification", || undrained.exists());
 }
+
+/// The daemon (`sipwatch run`), started by the test.
+struct Daemon {
+    child: Child,
+    listen: String,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn two_agents_of_a_group_of_three_with_min_up_2_take_turns_by_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let ks: Vec<Kamailio> = (0..3)
+        .map(|i| {
+            let d = dir.path().join(format!("k{i}"));
+            std::fs::create_dir_all(&d).unwrap();
+            Kamailio::start(&d, 16)
+        })
+        .collect();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "s3cret-token-for-agents\n").unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut cfg = format!(
+        "[http]\nlisten = \"{listen}\"\n[store]\npath = \"{}\"\n[agents]\ntoken_file = \"{}\"\n[defaults]\ninterval = \"1s\"\ntimeout = \"1s\"\nfail_threshold = 1\nok_threshold = 1\n[[group]]\nname = \"fe\"\nmin_up = 2\n",
+        dir.path().join("state.db").display(),
+        token.display()
+    );
+    for (i, k) in ks.iter().enumerate() {
+        cfg.push_str(&format!("[[target]]\nname = \"fe-{}\"\nuri = \"sip:127.0.0.1:{}\"\ngroup = \"fe\"\n", i + 1, k.sip_port));
+    }
+    let daemon_cfg = dir.path().join("sipwatch.toml");
+    std::fs::write(&daemon_cfg, cfg).unwrap();
+    let daemon_log = dir.path().join("daemon.log");
+    let daemon = Daemon {
+        child: Command::new(env!("CARGO_BIN_EXE_sipwatch"))
+            .args(["run", "-c"])
+            .arg(&daemon_cfg)
+            .env("SIPWATCH_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&daemon_log).unwrap())
+            .spawn()
+            .unwrap(),
+        listen: listen.clone(),
+    };
+    wait_until(T, "the daemon sees all three up", || {
+        std::net::TcpStream::connect(&daemon.listen).is_ok() && {
+            let (_, body) = agent_http_get(&daemon.listen, "/api/v2/components.json");
+            serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["components"].as_array().cloned())
+                .is_some_and(|c| c.iter().filter(|c| c["status"] == "operational" && c["name"].as_str().is_some_and(|n| n.starts_with("fe-"))).count() == 3)
+        }
+    });
+    let agents: Vec<Agent> = (0..2)
+        .map(|i| {
+            let d = dir.path().join(format!("agent{i}"));
+            std::fs::create_dir_all(&d).unwrap();
+            let body = format!(
+                "[daemon]\nurl = \"http://{listen}\"\ntoken_file = \"{}\"\nreport_interval = \"1s\"\n\n{}",
+                token.display(),
+                service_toml(&ks[i], &format!("on_log = [\"shm_exhausted\"]\ntarget = \"fe-{}\"\nlease_ttl = \"2m\"", i + 1))
+            );
+            Agent::start(&d, &body)
+        })
+        .collect();
+    for a in &agents {
+        wait_until(T, "the agent watching", || a.gauge("kamailio_shm").is_some());
+    }
+    // Both ask at once.
+    append_log(&ks[0], "ERROR: WATCHDOG-TEST both");
+    append_log(&ks[1], "ERROR: WATCHDOG-TEST both");
+    wait_until(Duration::from_secs(120), "both restarted, one after the other", || {
+        agents.iter().all(|a| a.restarts().iter().any(|r| r["decision"] == "restarted"))
+    });
+    let done: Vec<serde_json::Value> = agents
+        .iter()
+        .map(|a| a.restarts().into_iter().find(|r| r["decision"] == "restarted").unwrap())
+        .collect();
+    let waited: Vec<bool> = agents
+        .iter()
+        .map(|a| a.restarts().iter().any(|r| r["decision"] == "deferred" && (r["why"] == "lease" || r["why"] == "quorum")))
+        .collect();
+    assert_eq!(waited.iter().filter(|w| **w).count(), 1, "exactly one waited for a lease: {waited:?}");
+    let (first, second) = if waited[0] { (&done[1], &done[0]) } else { (&done[0], &done[1]) };
+    let t = |v: &serde_json::Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap();
+    assert!(
+        t(&second["at"]) >= t(&first["verified_at"]),
+        "the second restart began after the first was verified: {first} / {second}"
+    );
+    assert_eq!(ks[2].restarts_done(), 0);
+    // The daemon's page shows the restarts the agents reported (both agents run on this one
+    // host, so the page shows the latest report of the host: at least one restart).
+    wait_until(T, "the Restarts section", || {
+        let (_, page) = agent_http_get(&daemon.listen, "/");
+        page.contains("id=\"restarts\"") && page.contains("<td>restarted <span")
+    });
+    let log = std::fs::read_to_string(&daemon_log).unwrap();
+    assert!(log.contains("restart lease refused"), "{log}");
+    assert!(!log.contains("s3cret-token"), "the token never reaches the log");
+}

@@ -38,6 +38,9 @@ pub struct RestartRecord {
     pub verify: Option<String>,
     pub old_pid: Option<i32>,
     pub new_pid: Option<i32>,
+    /// When the verification passed (RFC 3339), for restarts.
+    #[serde(default)]
+    pub verified_at: Option<String>,
     /// Set on a forced manual restart: who forced it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forced_by: Option<String>,
@@ -64,6 +67,7 @@ impl RestartRecord {
             verify: None,
             old_pid: None,
             new_pid: None,
+            verified_at: None,
             forced_by: None,
         }
     }

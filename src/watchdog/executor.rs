@@ -304,6 +304,7 @@ impl Executor {
         }
 
         if failures.is_empty() {
+            record.verified_at = Some(super::audit::rfc3339(crate::agent::runtime::unix_now()));
             self.undrain().await;
             self.release(lease.as_ref(), renewer).await;
             record.verify = Some("ok".into());
