@@ -344,6 +344,40 @@ pub fn agent_alert(e: &AgentEvent, host: &str) -> Option<Alert> {
                 ("service", service),
             ],
         )),
+        AgentEvent::Restart {
+            service,
+            at,
+            summary,
+            critical,
+        } => Some(alert(
+            // Each restart is its own notice; a failure stays one alert per service.
+            if *critical {
+                format!("sipwatch/restart/{host}/{service}/failed")
+            } else {
+                format!("sipwatch/restart/{host}/{service}/{}", *at as i64)
+            },
+            AlertStatus::Firing,
+            if *critical {
+                Severity::Critical
+            } else {
+                Severity::Info
+            },
+            summary.clone(),
+            host,
+            *at,
+            &[
+                (
+                    "alertname",
+                    if *critical {
+                        "ServiceRestartFailed"
+                    } else {
+                        "ServiceRestarted"
+                    },
+                ),
+                ("host", host),
+                ("service", service),
+            ],
+        )),
         _ => None,
     }
 }

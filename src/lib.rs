@@ -4,6 +4,7 @@
 //! - [`leak`]: the online leak detector (pure: samples in, verdicts out).
 //! - [`agent`]: the node agent: finds services, samples their gauges, runs the detector.
 //! - [`daemon`]: the prober daemon (`sipwatch run`).
+//! - [`watchdog`]: the restart watchdog (policy, executor, audit, `sipwatch restart`).
 //! - [`calendar`], [`config_error`]: small shared pieces (durations are parsed by the
 //!   alerting crate's `duration` module, the one syntax of every config).
 
@@ -16,4 +17,6 @@ pub mod leak;
 pub mod leak_cmd;
 pub mod manual;
 pub mod metrics_text;
+pub mod notify;
 pub mod probe_cmd;
+pub mod watchdog;

@@ -38,6 +38,11 @@ enum Command {
         #[command(subcommand)]
         command: LeakCommand,
     },
+    /// The restart watchdog: `plan` shows what it would do; `now`, `pause`, `resume` command it.
+    Restart {
+        #[command(subcommand)]
+        command: sipwatch::watchdog::commands::RestartCommand,
+    },
     /// Validate a daemon or agent config file and explain every error with its line.
     CheckConfig {
         #[arg(value_name = "FILE")]
@@ -118,7 +123,8 @@ fn main() {
         Command::Probe(_)
         | Command::CheckConfig { .. }
         | Command::Leak { .. }
-        | Command::Generate { .. } => "warn",
+        | Command::Generate { .. }
+        | Command::Restart { .. } => "warn",
         _ => "info",
     };
     tracing_subscriber::fmt()
@@ -190,6 +196,7 @@ fn main() {
                     EXIT_CONFIG
                 }
             },
+            Command::Restart { command } => sipwatch::watchdog::commands::run(command).await,
             Command::CheckConfig { file } => check_config(&file),
             Command::Generate { what } => match sipwatch::manual::run(Cli::command(), &what) {
                 Ok(()) => 0,

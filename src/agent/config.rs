@@ -69,6 +69,8 @@ pub struct ServiceConfig {
     pub interval: Duration,
     /// The gauges sampled and fed to the leak detector.
     pub gauges: Vec<GaugeConfig>,
+    /// `[service.restart]`: the watchdog's policy (none: never restarted by sipwatch).
+    pub restart: Option<crate::watchdog::config::RestartConfig>,
 }
 
 /// How the processes of a service are found.
@@ -333,6 +335,7 @@ struct RawService {
     leak: DetectorConfig,
     #[serde(default)]
     gauge: Vec<Spanned<RawGauge>>,
+    restart: Option<Spanned<crate::watchdog::config::RawRestart>>,
 }
 
 #[derive(Deserialize)]
@@ -444,11 +447,6 @@ pub fn parse(source: &str, path: &Path) -> Result<AgentConfig, ConfigErrors> {
 
 fn explain_parse_error(message: &str) -> String {
     let message = message.trim_end();
-    if message.starts_with("unknown field `restart`") {
-        return "[service.restart] is not supported by this version of the agent (restart policies come \
-                later); remove the table"
-            .to_owned();
-    }
     if message.starts_with("unknown field") {
         return format!("{message}; remove it or fix its spelling");
     }
@@ -700,11 +698,36 @@ fn validate_service(
             gauges.push(g);
         }
     }
+    let restart = raw.restart.and_then(|r| {
+        let span = r.span();
+        let unit = match &finder {
+            Some(Finder::SystemdUnit(u)) => Some(u.as_str()),
+            _ => None,
+        };
+        let names: Vec<String> = gauges.iter().map(|g| g.name.clone()).collect();
+        let mut errors = Vec::new();
+        let checked = crate::watchdog::config::validate(
+            r.into_inner(),
+            span,
+            &name,
+            unit,
+            &names,
+            &mut errors,
+        );
+        for (span, message) in errors {
+            c.error(
+                span,
+                format!("service \"{name}\" [service.restart]: {message}"),
+            );
+        }
+        checked
+    });
     Some(ServiceConfig {
         name,
         finder: finder?,
         interval: raw.interval.map_or(default_interval, ConfigDuration::get),
         gauges,
+        restart,
     })
 }
 
@@ -1108,7 +1131,7 @@ limit = 149
         let e =
             errors("[[service]]\nname = \"a\"\nprocess = \"a\"\n[service.restart]\nat = \"x\"\n");
         assert!(
-            e[0].message.contains("[service.restart] is not supported"),
+            e[0].message.contains("unknown field `at`"),
             "{}",
             e[0].message
         );

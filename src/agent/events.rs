@@ -89,6 +89,13 @@ pub enum AgentEvent {
         gauge: String,
         at: f64,
     },
+    /// The watchdog restarted the service, or tried and failed (`critical`): one line for people.
+    Restart {
+        service: String,
+        at: f64,
+        summary: String,
+        critical: bool,
+    },
 }
 
 impl AgentEvent {
@@ -102,7 +109,8 @@ impl AgentEvent {
             | AgentEvent::ServiceFound { service, .. }
             | AgentEvent::ServiceRestarted { service, .. }
             | AgentEvent::GaugeFailed { service, .. }
-            | AgentEvent::GaugeRecovered { service, .. } => service,
+            | AgentEvent::GaugeRecovered { service, .. }
+            | AgentEvent::Restart { service, .. } => service,
         }
     }
 
@@ -169,6 +177,15 @@ impl AgentEvent {
                 tracing::warn!(service, gauge, error, "gauge cannot be read")
             }
             AgentEvent::GaugeRecovered { .. } => tracing::info!(service, gauge, "gauge read again"),
+            AgentEvent::Restart {
+                summary, critical, ..
+            } => {
+                if *critical {
+                    tracing::error!(service, summary, "watchdog restart failed")
+                } else {
+                    tracing::warn!(service, summary, "watchdog restart")
+                }
+            }
         }
     }
 }
@@ -178,17 +195,32 @@ impl AgentEvent {
 pub struct EventSink {
     tx: Option<mpsc::Sender<AgentEvent>>,
     dropped: Counter,
+    /// The watchdog's copy of log alerts (a receiver that lags loses the oldest).
+    tap: Option<tokio::sync::broadcast::Sender<AgentEvent>>,
 }
 
 impl EventSink {
     /// Sends to `tx` (`None` only logs); counts dropped events in `dropped`.
     pub fn new(tx: Option<mpsc::Sender<AgentEvent>>, dropped: Counter) -> Self {
-        EventSink { tx, dropped }
+        EventSink {
+            tx,
+            dropped,
+            tap: None,
+        }
+    }
+
+    /// Also copies log alerts to `tap` (for the restart watchdog's `on_log`).
+    pub fn with_tap(mut self, tap: tokio::sync::broadcast::Sender<AgentEvent>) -> Self {
+        self.tap = Some(tap);
+        self
     }
 
     /// Logs and sends an event without waiting.
     pub fn emit(&self, event: AgentEvent) {
         event.log();
+        if let (Some(tap), AgentEvent::LogAlert { .. }) = (&self.tap, &event) {
+            let _ = tap.send(event.clone());
+        }
         let Some(tx) = &self.tx else {
             return;
         };

@@ -1,6 +1,7 @@
 //! The agent's HTTP face: `GET /metrics` (Prometheus text format), `GET /healthz` (the
 //! agent runs), `GET /api/v1/services` (the [`super::report::Report`] as JSON: every service, its
-//! gauges, last values, limits and verdicts). Read-only; nothing here changes the agent.
+//! gauges, last values, limits and verdicts), `GET /api/v1/restarts` (the watchdog's audit,
+//! `{"restarts": [...]}` newest first). Read-only; nothing here changes the agent.
 
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/api/v1/services", get(services))
+        .route("/api/v1/restarts", get(restarts))
         .with_state(shared)
 }
 
@@ -30,6 +32,10 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
 
 async fn healthz() -> &'static str {
     "ok\n"
+}
+
+async fn restarts(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    Json(serde_json::json!({ "restarts": shared.audit.newest_first() }))
 }
 
 async fn services(State(shared): State<Arc<Shared>>) -> impl IntoResponse {

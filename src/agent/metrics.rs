@@ -77,6 +77,8 @@ pub struct AgentMetrics {
     limit_unitless: Family<GaugeLabels, FloatGauge>,
     slope_unitless: Family<GaugeLabels, FloatGauge>,
     build_info: Family<VersionLabels, Gauge>,
+    /// The restart watchdog's decisions and next planned restart.
+    pub watchdog: crate::watchdog::task::WatchdogMetrics,
 }
 
 /// `{version}` of `sipwatch_build_info`.
@@ -118,6 +120,7 @@ impl AgentMetrics {
             limit_unitless: Family::default(),
             slope_unitless: Family::default(),
             build_info: Family::default(),
+            watchdog: Default::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -177,7 +180,7 @@ impl AgentMetrics {
         );
         registry.register(
             "sipwatch_restarts",
-            "Restarts of the service (reason observed: its processes were all replaced, not by sipwatch)",
+            "Restarts of the service (reason: observed when its processes were all replaced not by sipwatch, else the watchdog's trigger)",
             m.restarts.clone(),
         );
         registry.register(
@@ -235,6 +238,16 @@ impl AgentMetrics {
                 version: env!("CARGO_PKG_VERSION").to_owned(),
             })
             .set(1);
+        registry.register(
+            "sipwatch_restart_decisions",
+            "Decisions of the restart watchdog (decision: restarted, would_restart, deferred, skipped, failed)",
+            m.watchdog.decisions.clone(),
+        );
+        registry.register(
+            "sipwatch_restart_next_timestamp_seconds",
+            "When the watchdog's next scheduled or deferred restart of the service is due (unix seconds)",
+            m.watchdog.next.clone(),
+        );
         AgentMetrics { registry, ..m }
     }
 

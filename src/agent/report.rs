@@ -12,6 +12,8 @@ pub struct Report {
     /// Unix seconds.
     pub generated_at: f64,
     pub services: Vec<ServiceReport>,
+    /// The restart watchdog's newest decisions (all of them at `GET /api/v1/restarts`).
+    pub restarts: Vec<crate::watchdog::audit::RestartRecord>,
 }
 
 /// Who reports.

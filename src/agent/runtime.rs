@@ -33,6 +33,10 @@ pub fn unix_now() -> f64 {
 /// What the tasks and the HTTP handlers share.
 pub struct Shared {
     pub metrics: AgentMetrics,
+    /// The restart watchdog's decisions (`GET /api/v1/restarts`).
+    pub audit: Arc<crate::watchdog::audit::AuditLog>,
+    /// Bumped by every service and watchdog loop turn (the systemd watchdog feeds on progress).
+    pub progress: Arc<std::sync::atomic::AtomicU64>,
     services: RwLock<Vec<ServiceReport>>,
     info: AgentInfo,
 }
@@ -43,10 +47,13 @@ impl Shared {
         let services = self.services.read().map(|s| s.clone()).unwrap_or_default();
         let mut info = self.info.clone();
         info.events_dropped = self.metrics.events_dropped.get();
+        let mut restarts = self.audit.newest_first();
+        restarts.truncate(20);
         Report {
             agent: info,
             generated_at: unix_now(),
             services,
+            restarts,
         }
     }
 
@@ -56,6 +63,11 @@ impl Shared {
                 *slot = report;
             }
         }
+    }
+
+    /// The latest report of one service.
+    pub fn service(&self, index: usize) -> Option<ServiceReport> {
+        self.services.read().ok()?.get(index).cloned()
     }
 }
 
@@ -78,6 +90,7 @@ pub struct Agent {
     sink: EventSink,
     cgroup_root: PathBuf,
     client: reqwest::Client,
+    logs: tokio::sync::broadcast::Sender<AgentEvent>,
 }
 
 impl Agent {
@@ -106,12 +119,15 @@ impl Agent {
             "descriptor limit (files of watched processes are held open)"
         );
         let metrics = AgentMetrics::new();
-        let sink = EventSink::new(events, metrics.events_dropped.clone());
+        let (logs, _) = tokio::sync::broadcast::channel(256);
+        let sink = EventSink::new(events, metrics.events_dropped.clone()).with_tap(logs.clone());
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_owned())
             .unwrap_or_default();
         let shared = Arc::new(Shared {
             metrics,
+            audit: Arc::new(crate::watchdog::audit::AuditLog::open(&config.state_dir)),
+            progress: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             services: RwLock::new(
                 config
                     .services
@@ -147,6 +163,7 @@ impl Agent {
             sink,
             cgroup_root,
             client,
+            logs,
         })
     }
 
@@ -169,6 +186,7 @@ impl Agent {
             sink,
             cgroup_root,
             client,
+            logs,
         } = self;
         tracing::info!(listen = %listener.local_addr().map_or_else(|_| config.listen.to_string(), |a| a.to_string()),
             services = config.services.len(), state_dir = %config.state_dir.display(), "agent started");
@@ -215,6 +233,7 @@ impl Agent {
                         _ = interval.tick() => {
                             let report = watch.tick(unix_now(), &shared.metrics, &sink).await;
                             shared.set(index, report);
+                            shared.progress.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         }
                         _ = stopped(&mut shutdown) => break,
                     }
@@ -222,7 +241,40 @@ impl Agent {
                 tracing::debug!(service = watch.name(), "service loop stopped");
             });
         }
+        spawn_watchdogs(
+            &config, &shared, &sink, &client, &logs, &shutdown, &mut tasks,
+        );
         let router = http::router(shared.clone());
+        let watched = config
+            .services
+            .iter()
+            .filter(|s| s.restart.is_some())
+            .count();
+        crate::notify::ready(&format!(
+            "watching {} services ({} with a restart policy)",
+            config.services.len(),
+            watched
+        ));
+        let status_shared = shared.clone();
+        crate::notify::spawn_watchdog(
+            shared.progress.clone(),
+            move || {
+                let report = status_shared.report();
+                let up = report.services.iter().filter(|s| s.up).count();
+                let leaking = report
+                    .services
+                    .iter()
+                    .flat_map(|s| &s.gauges)
+                    .filter(|g| g.leak_suspected)
+                    .count();
+                format!(
+                    "{up}/{} services up, {leaking} gauges leaking, {} watchdog decisions",
+                    report.services.len(),
+                    status_shared.audit.newest_first().len()
+                )
+            },
+            shutdown.clone(),
+        );
         let mut http_shutdown = shutdown.clone();
         let server = axum::serve(listener, router).with_graceful_shutdown(async move {
             stopped(&mut http_shutdown).await;
@@ -231,6 +283,47 @@ impl Agent {
         while tasks.join_next().await.is_some() {}
         tracing::info!("agent stopped");
         served
+    }
+}
+
+/// One restart watchdog per service with a `[service.restart]`.
+fn spawn_watchdogs(
+    config: &Arc<AgentConfig>,
+    shared: &Arc<Shared>,
+    sink: &EventSink,
+    client: &reqwest::Client,
+    logs: &tokio::sync::broadcast::Sender<AgentEvent>,
+    shutdown: &watch::Receiver<bool>,
+    tasks: &mut tokio::task::JoinSet<()>,
+) {
+    let host = shared.info.host.clone();
+    let leases = config.daemon.as_ref().and_then(|link| {
+        crate::watchdog::leases::LeaseClient::new(link, &host)
+            .map_err(|e| tracing::error!(error = %e, "cannot build the lease client"))
+            .ok()
+    });
+    for (index, service) in config.services.iter().enumerate() {
+        let Some(restart) = service.restart.clone() else {
+            continue;
+        };
+        let view_shared = shared.clone();
+        let task = crate::watchdog::task::WatchdogTask {
+            service: service.name.clone(),
+            place: restart.target.clone().unwrap_or_else(|| host.clone()),
+            config: restart,
+            state_dir: config.state_dir.clone(),
+            view: Arc::new(move || view_shared.service(index)),
+            audit: shared.audit.clone(),
+            sink: sink.clone(),
+            logs: logs.subscribe(),
+            client: client.clone(),
+            leases: leases.clone(),
+            daemon_url: config.daemon.as_ref().map(|d| d.url.clone()),
+            restarts_total: shared.metrics.restarts.clone(),
+            metrics: shared.metrics.watchdog.clone(),
+            progress: shared.progress.clone(),
+        };
+        tasks.spawn(task.run(shutdown.clone()));
     }
 }
 

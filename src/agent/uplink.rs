@@ -122,6 +122,7 @@ pub fn summary_of(report: &Report) -> AgentSummary {
                     .collect(),
             })
             .collect(),
+        restarts: report.restarts.iter().take(10).cloned().collect(),
     }
 }
 

@@ -141,6 +141,8 @@ struct RawTarget {
 struct RawGroup {
     name: Spanned<String>,
     min_up: Spanned<usize>,
+    /// Restart leases out at once in the group (the watchdog's quorum leases).
+    max_parallel: Option<Spanned<usize>>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -225,6 +227,8 @@ impl TargetSettings {
 pub struct GroupSettings {
     pub name: String,
     pub min_up: usize,
+    /// Restart leases granted at once in the group (default 1).
+    pub max_parallel: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -350,9 +354,18 @@ impl DaemonConfig {
                     format!("group {name:?}: min_up must be at least 1"),
                 );
             }
+            if let Some(m) = &g.max_parallel {
+                if *m.get_ref() == 0 {
+                    p.at(
+                        Some(m.span()),
+                        format!("group {name:?}: max_parallel must be at least 1 (restart leases granted at once)"),
+                    );
+                }
+            }
             groups.push(GroupSettings {
                 name,
                 min_up: *g.min_up.get_ref(),
+                max_parallel: g.max_parallel.as_ref().map_or(1, |m| *m.get_ref()),
             });
         }
 

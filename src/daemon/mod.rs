@@ -13,6 +13,7 @@
 pub mod config;
 pub mod history;
 pub mod http;
+pub mod leases;
 pub mod metrics;
 pub mod model;
 pub mod run;

@@ -211,6 +211,9 @@ pub struct AgentSummary {
     #[serde(default)]
     pub received_at: UnixTime,
     pub services: Vec<ServiceSummary>,
+    /// The restart watchdog's newest decisions on this host (newest first).
+    #[serde(default)]
+    pub restarts: Vec<crate::watchdog::audit::RestartRecord>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

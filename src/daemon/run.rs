@@ -129,6 +129,8 @@ struct StateTask {
     agents: std::collections::BTreeMap<String, AgentSummary>,
     /// What is wrong with the alert outbox's storage (disk full: alerts held in memory).
     outbox_problem: Option<String>,
+    /// Restart leases out (the watchdog's quorum leases).
+    leases: super::leases::LeaseBook,
 }
 
 impl StateTask {
@@ -208,6 +210,9 @@ impl StateTask {
                 self.agents.insert(summary.host.clone(), summary);
                 self.dirty = true;
             }
+            AgentMsg::Lease(op, reply) => {
+                let _ = reply.send(self.lease(op));
+            }
             AgentMsg::Alert(alert, reply) => {
                 let result = match &self.outbox {
                     Some(outbox) => match outbox.enqueue(&alert) {
@@ -227,6 +232,101 @@ impl StateTask {
                     tracing::warn!(key = %alert.key, status = ?alert.status, source = %alert.source, summary = %alert.summary, "agent alert");
                 }
                 let _ = reply.send(result);
+            }
+        }
+    }
+
+    /// Answers a restart lease operation from the group's current probe state.
+    fn lease(&mut self, op: super::leases::LeaseOp) -> (axum::http::StatusCode, serde_json::Value) {
+        use super::leases::{GroupView, LeaseOp};
+        use axum::http::StatusCode;
+        let now = now_unix();
+        match op {
+            LeaseOp::Acquire(req) => {
+                let snap = self.board.snapshot(now);
+                let Some(target) = snap.targets.iter().find(|t| t.name == req.target) else {
+                    return (
+                        StatusCode::CONFLICT,
+                        serde_json::json!({"why": "unknown_target", "reason": format!("the daemon has no target {:?}; set [service.restart] target to a [[target]] name", req.target)}),
+                    );
+                };
+                let group = target.group.as_deref().and_then(|g| {
+                    let settings = self.cfg.groups.iter().find(|s| s.name == g)?;
+                    Some(GroupView {
+                        name: &settings.name,
+                        min_up: settings.min_up,
+                        max_parallel: settings.max_parallel,
+                        members: snap
+                            .targets
+                            .iter()
+                            .filter(|t| t.group.as_deref() == Some(g))
+                            .map(|t| {
+                                (
+                                    t.name.as_str(),
+                                    t.nodes.iter().any(|n| n.state.is_serving()),
+                                )
+                            })
+                            .collect(),
+                    })
+                });
+                let id = format!("{:016x}", rand::random::<u64>());
+                match self.leases.grant(
+                    now,
+                    &req.target,
+                    &req.holder,
+                    req.ttl_seconds.clamp(10.0, 86_400.0),
+                    group,
+                    id,
+                ) {
+                    Ok(lease) => {
+                        tracing::info!(
+                            target = lease.target,
+                            holder = req.holder,
+                            "restart lease granted"
+                        );
+                        (
+                            StatusCode::OK,
+                            serde_json::to_value(&lease).unwrap_or_default(),
+                        )
+                    }
+                    Err(refusal) => {
+                        tracing::info!(
+                            target = req.target,
+                            holder = req.holder,
+                            why = refusal.why,
+                            reason = refusal.reason,
+                            "restart lease refused"
+                        );
+                        (
+                            StatusCode::CONFLICT,
+                            serde_json::to_value(&refusal).unwrap_or_default(),
+                        )
+                    }
+                }
+            }
+            LeaseOp::Renew { id, ttl_seconds } => {
+                if self
+                    .leases
+                    .renew(now, &id, ttl_seconds.clamp(10.0, 86_400.0))
+                {
+                    (StatusCode::OK, serde_json::json!({"renewed": id}))
+                } else {
+                    (
+                        StatusCode::NOT_FOUND,
+                        serde_json::json!({"why": "unknown_lease", "reason": "no such lease (expired or released)"}),
+                    )
+                }
+            }
+            LeaseOp::Release { id } => {
+                if self.leases.release(&id) {
+                    tracing::info!(lease = id, "restart lease released");
+                    (StatusCode::OK, serde_json::json!({"released": id}))
+                } else {
+                    (
+                        StatusCode::NOT_FOUND,
+                        serde_json::json!({"why": "unknown_lease", "reason": "no such lease (expired or released)"}),
+                    )
+                }
             }
         }
     }
@@ -556,6 +656,9 @@ pub async fn run(config_path: &Path, mut shutdown: watch::Receiver<bool>) -> any
         source,
         agents: Default::default(),
         outbox_problem: None,
+        leases: super::leases::LeaseBook::open(super::leases::LeaseBook::path_for_store(
+            &cfg.store_path,
+        )),
         cfg,
         board,
         store,
@@ -572,6 +675,30 @@ pub async fn run(config_path: &Path, mut shutdown: watch::Receiver<bool>) -> any
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut ticks: u64 = 0;
+    let progress = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    crate::notify::ready(&format!(
+        "probing {} targets in {} groups",
+        task.cfg.targets.len(),
+        task.cfg.groups.len()
+    ));
+    let status_rx = task.snapshot_tx.subscribe();
+    crate::notify::spawn_watchdog(
+        progress.clone(),
+        move || {
+            let snap = status_rx.borrow().clone();
+            let down = snap
+                .targets
+                .iter()
+                .filter(|t| !t.nodes.iter().any(|n| n.state.is_serving()))
+                .count();
+            format!(
+                "{} targets, {down} down, {} open incidents",
+                snap.targets.len(),
+                snap.open_incidents.len()
+            )
+        },
+        shutdown.clone(),
+    );
     loop {
         tokio::select! {
             msg = rx.recv() => {
@@ -597,6 +724,7 @@ pub async fn run(config_path: &Path, mut shutdown: watch::Receiver<bool>) -> any
             }
             _ = tick.tick() => {
                 ticks += 1;
+                progress.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if ticks.is_multiple_of(10) {
                     task.maintenance();
                 }

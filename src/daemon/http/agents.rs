@@ -21,6 +21,11 @@ use crate::daemon::model::AgentSummary;
 #[derive(Debug)]
 pub enum AgentMsg {
     Report(AgentSummary),
+    /// A restart lease operation; replies with the answer to send.
+    Lease(
+        crate::daemon::leases::LeaseOp,
+        oneshot::Sender<(StatusCode, serde_json::Value)>,
+    ),
     /// Reply Ok once the alert is durably queued.
     Alert(Box<Alert>, oneshot::Sender<Result<(), String>>),
 }
@@ -36,6 +41,8 @@ pub struct AgentIntake {
 pub const MAX_REPORT_BODY: usize = 1 << 20;
 /// The largest alert accepted (one alert with its labels and description).
 pub const MAX_ALERT_BODY: usize = 64 << 10;
+/// The largest restart-lease request accepted (target, holder, TTL).
+pub const MAX_LEASE_BODY: usize = 16 << 10;
 
 fn authorized(intake: &AgentIntake, headers: &HeaderMap) -> bool {
     let Some(value) = headers
@@ -59,7 +66,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Checks who is asking (from the headers alone), then reads at most `max` bytes of body. A
 /// stranger's body is never read: the answer goes out and the connection closes.
-async fn check(
+pub(super) async fn check(
     state: &HttpState,
     request: Request,
     max: usize,
@@ -138,6 +145,74 @@ pub(super) async fn post_alert(State(state): State<HttpState>, request: Request)
         Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "daemon is stopping\n").into_response(),
     }
+}
+
+/// `POST /api/v1/leases`, `POST /api/v1/leases/ID/renew`, `DELETE /api/v1/leases/ID`.
+async fn lease_op(
+    state: &HttpState,
+    request: Request,
+    op: impl FnOnce(&Bytes) -> Result<crate::daemon::leases::LeaseOp, String>,
+) -> Response {
+    let (intake, body) = match check(state, request, MAX_LEASE_BODY).await {
+        Ok(i) => i,
+        Err(r) => return *r,
+    };
+    let op = match op(&body) {
+        Ok(op) => op,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+    };
+    let (reply, answer) = oneshot::channel();
+    if intake.tx.send(AgentMsg::Lease(op, reply)).await.is_err() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "daemon is stopping\n").into_response();
+    }
+    match answer.await {
+        Ok((status, value)) => (status, axum::Json(value)).into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "daemon is stopping\n").into_response(),
+    }
+}
+
+pub(super) async fn lease_acquire(State(state): State<HttpState>, request: Request) -> Response {
+    lease_op(&state, request, move |body| {
+        serde_json::from_slice::<crate::watchdog::leases::LeaseRequest>(body)
+            .map(crate::daemon::leases::LeaseOp::Acquire)
+            .map_err(|e| {
+                format!(
+                    "not a lease request: {e}; send {{\"target\", \"holder\", \"ttl_seconds\"}}"
+                )
+            })
+    })
+    .await
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct RenewQuery {
+    ttl_seconds: Option<f64>,
+}
+
+pub(super) async fn lease_renew(
+    State(state): State<HttpState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    axum::extract::Query(q): axum::extract::Query<RenewQuery>,
+    request: Request,
+) -> Response {
+    lease_op(&state, request, move |_| {
+        Ok(crate::daemon::leases::LeaseOp::Renew {
+            id,
+            ttl_seconds: q.ttl_seconds.unwrap_or(600.0),
+        })
+    })
+    .await
+}
+
+pub(super) async fn lease_release(
+    State(state): State<HttpState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    request: Request,
+) -> Response {
+    lease_op(&state, request, move |_| {
+        Ok(crate::daemon::leases::LeaseOp::Release { id })
+    })
+    .await
 }
 
 pub(super) async fn list(State(state): State<HttpState>) -> Response {

@@ -87,6 +87,24 @@ pub fn router(state: HttpState) -> Router {
                 tower_http::limit::RequestBodyLimitLayer::new(agents::MAX_ALERT_BODY),
             ),
         )
+        .route(
+            "/api/v1/leases",
+            axum::routing::post(agents::lease_acquire).layer(
+                tower_http::limit::RequestBodyLimitLayer::new(agents::MAX_LEASE_BODY),
+            ),
+        )
+        .route(
+            "/api/v1/leases/{id}/renew",
+            axum::routing::post(agents::lease_renew).layer(
+                tower_http::limit::RequestBodyLimitLayer::new(agents::MAX_LEASE_BODY),
+            ),
+        )
+        .route(
+            "/api/v1/leases/{id}",
+            axum::routing::delete(agents::lease_release).layer(
+                tower_http::limit::RequestBodyLimitLayer::new(agents::MAX_LEASE_BODY),
+            ),
+        )
         .fallback(not_found)
         .with_state(state)
 }

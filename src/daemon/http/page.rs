@@ -626,6 +626,41 @@ fn render_agents(out: &mut String, agents: &[crate::daemon::model::AgentSummary]
         out.push_str("</table>");
     }
     out.push_str("</section>");
+    render_restarts(out, agents);
+}
+
+/// "Restarts": the watchdog decisions each agent last reported, newest first.
+fn render_restarts(out: &mut String, agents: &[crate::daemon::model::AgentSummary]) {
+    let mut rows: Vec<(&str, &crate::watchdog::audit::RestartRecord)> = agents
+        .iter()
+        .flat_map(|a| a.restarts.iter().map(move |r| (a.host.as_str(), r)))
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    rows.sort_by(|a, b| b.1.at.cmp(&a.1.at));
+    out.push_str(
+        "<section class=\"card group\" id=\"restarts\"><div class=\"ghead\"><h2>Restarts</h2></div>\
+         <table class=\"nodes\"><tr><th>when</th><th>host</th><th>service</th><th>trigger</th><th>decision</th><th>what happened</th></tr>",
+    );
+    for (host, r) in rows.into_iter().take(30) {
+        let decision = match r.decision.as_str() {
+            "failed" => "<strong class=\"down\">failed</strong>".to_owned(),
+            other => escape(other).into_owned(),
+        };
+        w!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} <span class=\"muted\">{}</span></td><td>{}</td></tr>",
+            escape(&r.at),
+            escape(host),
+            escape(&r.service),
+            r.trigger.as_str(),
+            decision,
+            escape(&r.why),
+            escape(&r.summary)
+        );
+    }
+    out.push_str("</table></section>");
 }
 
 #[cfg(test)]

@@ -1,0 +1,806 @@
+//! The restart watchdog end to end: the `sipwatch agent` binary watching a real Kamailio (Debian's
+//! `kamailio`, started by the test on loopback with an htable that keeps every OPTIONS: a real
+//! shared-memory leak) and restarting it with the command method (a script the test writes, run
+//! without a shell by the agent), verified by SIP OPTIONS. Decisions are read where a person reads
+//! them: `GET /api/v1/restarts` of the agent, and `sipwatch restart plan`.
+
+mod agent_support;
+
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use agent_support::{free_port, free_udp_tcp_port, wait_until};
+
+const T: Duration = Duration::from_secs(60);
+
+fn kamailio_binary() -> PathBuf {
+    for c in [
+        "/usr/sbin/kamailio",
+        "/usr/local/sbin/kamailio",
+        "/usr/bin/kamailio",
+    ] {
+        if Path::new(c).exists() {
+            return PathBuf::from(c);
+        }
+    }
+    panic!("kamailio not found (this test needs a real Kamailio); install with: apt-get install kamailio");
+}
+
+fn modules_dir() -> String {
+    for dir in [
+        "/usr/lib/x86_64-linux-gnu/kamailio/modules",
+        "/usr/lib/aarch64-linux-gnu/kamailio/modules",
+        "/usr/lib/kamailio/modules",
+    ] {
+        if Path::new(dir).join("xhttp.so").exists() {
+            return dir.to_owned();
+        }
+    }
+    panic!("Kamailio modules (xhttp.so) not found; install with: apt-get install kamailio");
+}
+
+/// A Kamailio the test starts, with a restart script for the agent's command method.
+struct Kamailio {
+    dir: PathBuf,
+    pidfile: PathBuf,
+    log: PathBuf,
+    sip_port: u16,
+    http_port: u16,
+    script: PathBuf,
+}
+
+impl Kamailio {
+    fn start(dir: &Path, shm_mb: u32) -> Kamailio {
+        let sip_port = free_udp_tcp_port();
+        let http_port = free_port();
+        let cfg = dir.join("kamailio.cfg");
+        std::fs::write(
+            &cfg,
+            format!(
+                r#"#!KAMAILIO
+debug=2
+log_stderror=yes
+fork=yes
+children=2
+tcp_children=2
+listen=udp:127.0.0.1:{sip_port}
+listen=tcp:127.0.0.1:{http_port}
+mpath="{mpath}/"
+loadmodule "sl.so"
+loadmodule "kex.so"
+loadmodule "pv.so"
+loadmodule "htable.so"
+loadmodule "xhttp.so"
+loadmodule "jsonrpcs.so"
+modparam("jsonrpcs", "transport", 1)
+modparam("htable", "htable", "leak=>size=16;")
+request_route {{
+    if ($rm == "OPTIONS") {{
+        if ($ci =~ "^leak-") {{
+            $sht(leak=>$ci) = $mb;
+        }}
+        sl_send_reply("200", "OK");
+        exit;
+    }}
+    sl_send_reply("404", "Not here");
+}}
+event_route[xhttp:request] {{
+    if ($hu =~ "^/RPC") {{
+        jsonrpc_dispatch();
+    }} else {{
+        xhttp_reply("404", "Not Found", "text/plain", "no");
+    }}
+}}
+"#,
+                mpath = modules_dir()
+            ),
+        )
+        .unwrap();
+        let pidfile = dir.join("kamailio.pid");
+        let log = dir.join("kamailio.log");
+        // The restart the agent runs: stop (TERM, wait), start again; no shell involved on the
+        // agent's side, this script is the operator's own program.
+        let script = dir.join("restart-kamailio");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\nset -e\nPID=$(cat {pid} 2>/dev/null || true)\nif [ -n \"$PID\" ]; then kill -TERM \"$PID\" 2>/dev/null || true; \
+                 for i in $(seq 1 100); do kill -0 \"$PID\" 2>/dev/null || break; sleep 0.1; done; fi\n\
+                 echo restart >> {dir}/restarts.txt\n\
+                 exec {bin} -f {cfg} -P {pid} -w {dir} -m {shm_mb} -M 8 -E </dev/null >/dev/null 2>>{log}\n",
+                pid = pidfile.display(),
+                dir = dir.display(),
+                bin = kamailio_binary().display(),
+                cfg = cfg.display(),
+                log = log.display(),
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let k = Kamailio {
+            dir: dir.to_owned(),
+            pidfile,
+            log,
+            sip_port,
+            http_port,
+            script,
+        };
+        let status = Command::new(&k.script)
+            .stdin(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "kamailio did not start:\n{}",
+            std::fs::read_to_string(&k.log).unwrap_or_default()
+        );
+        let _ = std::fs::remove_file(dir.join("restarts.txt"));
+        wait_until(T, "kamailio's pidfile", || k.main_pid().is_some());
+        let addr = format!("127.0.0.1:{}", k.http_port);
+        wait_until(T, "kamailio's HTTP listener", || {
+            std::net::TcpStream::connect(&addr).is_ok()
+        });
+        k
+    }
+
+    fn main_pid(&self) -> Option<i32> {
+        std::fs::read_to_string(&self.pidfile)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/RPC", self.http_port)
+    }
+
+    fn restarts_done(&self) -> usize {
+        std::fs::read_to_string(self.dir.join("restarts.txt"))
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    }
+
+    /// Sends OPTIONS with distinct Call-IDs, each stored whole in the htable.
+    fn flood(&self, from: usize, count: usize) {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let local = sock.local_addr().unwrap();
+        let pad = "X".repeat(1500);
+        for i in from..from + count {
+            let msg = format!(
+                "OPTIONS sip:leak@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-{i}\r\n\
+                 From: <sip:t@127.0.0.1>;tag=t{i}\r\nTo: <sip:leak@127.0.0.1>\r\nCall-ID: leak-{i}@wd\r\n\
+                 CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nX-Pad: {pad}\r\nContent-Length: 0\r\n\r\n",
+                port = self.sip_port
+            );
+            let _ = sock.send_to(msg.as_bytes(), ("127.0.0.1", self.sip_port));
+            if i % 50 == 49 {
+                std::thread::sleep(Duration::from_millis(3));
+            }
+        }
+    }
+}
+
+impl Drop for Kamailio {
+    fn drop(&mut self) {
+        if let Some(pid) = self.main_pid() {
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+        }
+    }
+}
+
+/// The agent binary, run by the test.
+struct Agent {
+    child: Child,
+    listen: String,
+    config: PathBuf,
+    stderr: PathBuf,
+}
+
+impl Agent {
+    fn start(dir: &Path, body: &str) -> Agent {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let config = dir.join("agent.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[agent]\nlisten = \"{listen}\"\ninterval = \"1s\"\nstate_dir = \"{}\"\n\n{body}",
+                dir.join("state").display()
+            ),
+        )
+        .unwrap();
+        Agent::launch(config, listen, dir)
+    }
+
+    fn launch(config: PathBuf, listen: String, dir: &Path) -> Agent {
+        let stderr = dir.join(format!(
+            "agent-{}.log",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        let child = Command::new(env!("CARGO_BIN_EXE_sipwatch"))
+            .args(["agent", "-c"])
+            .arg(&config)
+            .env("SIPWATCH_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let a = Agent {
+            child,
+            listen,
+            config,
+            stderr,
+        };
+        wait_until(T, "the agent's HTTP listener", || {
+            std::net::TcpStream::connect(&a.listen).is_ok()
+        });
+        a
+    }
+
+    fn restart_process(self, dir: &Path) -> Agent {
+        let (config, listen) = (self.config.clone(), self.listen.clone());
+        drop(self);
+        Agent::launch(config, listen, dir)
+    }
+
+    fn get(&self, path: &str) -> serde_json::Value {
+        let (code, body) = agent_http_get(&self.listen, path);
+        assert_eq!(code, 200, "{path}: {body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    fn restarts(&self) -> Vec<serde_json::Value> {
+        self.get("/api/v1/restarts")["restarts"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn gauge(&self, name: &str) -> Option<(f64, f64)> {
+        let v = self.get("/api/v1/services");
+        let g = v["services"][0]["gauges"]
+            .as_array()?
+            .iter()
+            .find(|g| g["name"] == name)?
+            .clone();
+        Some((g["value"].as_f64()?, g["limit"].as_f64()?))
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn agent_http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        let mut out = String::new();
+        let mut rest = body;
+        while let Some((size, after)) = rest.split_once("\r\n") {
+            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            out.push_str(&after[..n]);
+            rest = &after[n + 2..];
+        }
+        out
+    } else {
+        body.to_owned()
+    };
+    (code, body)
+}
+
+fn service_toml(k: &Kamailio, restart: &str) -> String {
+    format!(
+        r#"[[service]]
+name = "kamailio"
+pidfile = "{pid}"
+[[service.gauge]]
+kind = "kamailio_shm"
+url = "{url}"
+[[service.gauge]]
+kind = "log_alert"
+name = "shm_exhausted"
+file = "{log}"
+patterns = ["no more shm", "WATCHDOG-TEST"]
+[service.restart]
+method = "command"
+command = ["{script}"]
+timeout = "30s"
+{restart}
+[service.restart.verify]
+uri = "sip:127.0.0.1:{sip}"
+within = "20s"
+"#,
+        pid = k.pidfile.display(),
+        url = k.url(),
+        log = k.log.display(),
+        script = k.script.display(),
+        sip = k.sip_port,
+    )
+}
+
+fn append_log(k: &Kamailio, line: &str) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&k.log)
+        .unwrap();
+    writeln!(f, "{line}").unwrap();
+}
+
+#[test]
+fn threshold_restart_before_no_more_shm_verified_by_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = Kamailio::start(dir.path(), 8);
+    let old = k.main_pid().unwrap();
+    let agent = Agent::start(
+        dir.path(),
+        &service_toml(&k, "threshold = \"kamailio_shm > 60% for 2s\"\ncooldown = \"1h\"\nmax_restarts = \"2 per 1d\""),
+    );
+    wait_until(T, "the shm gauge read", || {
+        agent.gauge("kamailio_shm").is_some()
+    });
+    // Leak in steps until the pool is past the threshold, then stop and watch.
+    let mut sent = 0;
+    let crossed = loop {
+        let (v, l) = agent.gauge("kamailio_shm").unwrap();
+        if v > 0.62 * l {
+            break Instant::now();
+        }
+        assert!(
+            sent < 40_000,
+            "the htable leak did not fill the pool: {v} of {l}"
+        );
+        k.flood(sent, 300);
+        sent += 300;
+        std::thread::sleep(Duration::from_millis(400));
+    };
+    wait_until(T, "a verified restart in the audit", || {
+        agent
+            .restarts()
+            .iter()
+            .any(|r| r["decision"] == "restarted")
+    });
+    let took = crossed.elapsed();
+    let records = agent.restarts();
+    let r = records
+        .iter()
+        .find(|r| r["decision"] == "restarted")
+        .unwrap();
+    println!(
+        "BENCH threshold_to_verified_restart_seconds={:.2}",
+        took.as_secs_f64()
+    );
+    assert_eq!(r["trigger"], "threshold", "{r}");
+    assert_eq!(r["verify"], "ok", "{r}");
+    assert_eq!(r["old_pid"].as_i64(), Some(i64::from(old)), "{r}");
+    assert_ne!(r["new_pid"].as_i64(), Some(i64::from(old)), "{r}");
+    assert_eq!(r["new_pid"].as_i64(), k.main_pid().map(i64::from), "{r}");
+    assert!(r["summary"].as_str().unwrap().contains("SIP OK"), "{r}");
+    assert!(r["at"].as_str().unwrap().ends_with('Z'), "RFC 3339: {r}");
+    assert_eq!(k.restarts_done(), 1, "one restart");
+    let log = std::fs::read_to_string(&k.log).unwrap();
+    assert!(
+        !log.contains("no more shm"),
+        "restarted before the pool ran out:\n{}",
+        &log[log.len().saturating_sub(2000)..]
+    );
+    // The pool is fresh: the threshold no longer holds, no second restart.
+    let (v, l) = agent.gauge("kamailio_shm").unwrap();
+    assert!(v < 0.5 * l, "shm after the restart: {v} of {l}");
+    let metrics = agent_http_get(&agent.listen, "/metrics").1;
+    assert!(
+        metrics.contains("sipwatch_restarts_total{service=\"kamailio\",reason=\"threshold\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "sipwatch_restart_decisions_total{service=\"kamailio\",decision=\"restarted\"} 1"
+        ),
+        "{metrics}"
+    );
+    // The alerting path got one line.
+    assert!(
+        agent.log_text().contains("watchdog restart"),
+        "{}",
+        agent.log_text()
+    );
+}
+
+#[test]
+fn log_line_restart_then_cooldown_and_dry_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = Kamailio::start(dir.path(), 16);
+    let agent = Agent::start(
+        dir.path(),
+        &service_toml(&k, "on_log = [\"shm_exhausted\"]\ncooldown = \"1h\""),
+    );
+    wait_until(T, "the agent watching", || {
+        agent.gauge("kamailio_shm").is_some()
+    });
+    append_log(
+        &k,
+        "ERROR: WATCHDOG-TEST no more shm memory (simulated line)",
+    );
+    wait_until(T, "a restart on the log line", || {
+        agent
+            .restarts()
+            .iter()
+            .any(|r| r["decision"] == "restarted")
+    });
+    let r = agent.restarts()[0].clone();
+    assert_eq!(
+        (r["trigger"].as_str(), r["verify"].as_str()),
+        (Some("log"), Some("ok")),
+        "{r}"
+    );
+    // A second line within the cooldown: recorded, skipped, nothing restarted.
+    append_log(&k, "ERROR: WATCHDOG-TEST again");
+    wait_until(T, "the cooldown decision", || {
+        agent.restarts().iter().any(|r| r["why"] == "cooldown")
+    });
+    assert_eq!(k.restarts_done(), 1);
+    let s = agent
+        .restarts()
+        .iter()
+        .find(|r| r["why"] == "cooldown")
+        .cloned()
+        .unwrap();
+    assert_eq!(s["decision"], "skipped", "{s}");
+    drop(agent);
+
+    // Dry run: the same line records would_restart and restarts nothing.
+    let dir2 = tempfile::tempdir().unwrap();
+    let pid = k.main_pid();
+    let agent = Agent::start(
+        dir2.path(),
+        &service_toml(&k, "on_log = [\"shm_exhausted\"]\ndry_run = true"),
+    );
+    wait_until(T, "the agent watching", || {
+        agent.gauge("kamailio_shm").is_some()
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    append_log(&k, "ERROR: WATCHDOG-TEST dry");
+    wait_until(T, "would_restart", || {
+        agent
+            .restarts()
+            .iter()
+            .any(|r| r["decision"] == "would_restart")
+    });
+    assert_eq!(k.main_pid(), pid, "dry run restarts nothing");
+    assert_eq!(k.restarts_done(), 1);
+}
+
+#[test]
+fn failed_verification_gives_one_critical_alert_and_no_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = Kamailio::start(dir.path(), 16);
+    // The verification asks a port where nothing answers.
+    let wrong = free_udp_tcp_port();
+    let body = service_toml(&k, "on_log = [\"shm_exhausted\"]\ncooldown = \"1s\"")
+        .replace(
+            &format!("sip:127.0.0.1:{}", k.sip_port),
+            &format!("sip:127.0.0.1:{wrong}"),
+        )
+        .replace("within = \"20s\"", "within = \"4s\"");
+    let agent = Agent::start(dir.path(), &body);
+    wait_until(T, "the agent watching", || {
+        agent.gauge("kamailio_shm").is_some()
+    });
+    append_log(&k, "ERROR: WATCHDOG-TEST first");
+    wait_until(T, "the failed verification", || {
+        agent.restarts().iter().any(|r| r["decision"] == "failed")
+    });
+    let f = agent
+        .restarts()
+        .iter()
+        .find(|r| r["decision"] == "failed")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (f["why"].as_str(), f["verify"].as_str()),
+        (Some("verify_failed"), Some("failed")),
+        "{f}"
+    );
+    assert!(
+        f["summary"]
+            .as_str()
+            .unwrap()
+            .contains("did not answer OPTIONS"),
+        "{f}"
+    );
+    for i in 0..3 {
+        append_log(&k, &format!("ERROR: WATCHDOG-TEST more {i}"));
+    }
+    wait_until(T, "paused decisions", || {
+        agent
+            .restarts()
+            .iter()
+            .filter(|r| r["why"] == "paused")
+            .count()
+            >= 3
+    });
+    assert_eq!(k.restarts_done(), 1, "no loop: one restart only");
+    let critical = agent.log_text().matches("watchdog restart failed").count();
+    assert_eq!(critical, 1, "one critical alert:\n{}", agent.log_text());
+    // A person resumes; the next line restarts again (and fails again: still one alert per failure).
+    let out = Command::new(env!("CARGO_BIN_EXE_sipwatch"))
+        .args(["restart", "resume", "kamailio", "-c"])
+        .arg(&agent.config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_until(T, "resumed in the audit", || {
+        agent.restarts().iter().any(|r| r["why"] == "resumed")
+    });
+}
+
+#[test]
+fn deferred_restart_survives_an_agent_restart_and_runs_in_the_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = Kamailio::start(dir.path(), 16);
+    // A window that opens at the next whole minute (at least 20 s from now) and lasts 10 minutes.
+    let now = chrono::Utc::now();
+    let mut open = chrono::Timelike::with_nanosecond(&now, 0).unwrap()
+        + chrono::Duration::seconds(60 - i64::from(chrono::Timelike::second(&now)));
+    if (open - now).num_seconds() < 20 {
+        open += chrono::Duration::seconds(60);
+    }
+    let close = open + chrono::Duration::minutes(10);
+    let window = format!(
+        "daily {}-{} UTC",
+        open.format("%H:%M"),
+        close.format("%H:%M")
+    );
+    let agent = Agent::start(
+        dir.path(),
+        &service_toml(
+            &k,
+            &format!("on_log = [\"shm_exhausted\"]\nwindows = [\"{window}\"]"),
+        ),
+    );
+    wait_until(T, "the agent watching", || {
+        agent.gauge("kamailio_shm").is_some()
+    });
+    append_log(&k, "ERROR: WATCHDOG-TEST deferred");
+    wait_until(T, "the deferral", || {
+        agent
+            .restarts()
+            .iter()
+            .any(|r| r["decision"] == "deferred" && r["why"] == "window")
+    });
+    // plan shows it.
+    let plan = Command::new(env!("CARGO_BIN_EXE_sipwatch"))
+        .args(["restart", "plan", "--json", "-c"])
+        .arg(&agent.config)
+        .output()
+        .unwrap();
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let s = &plan["services"][0];
+    assert_eq!(s["window_open"], false, "{plan}");
+    assert_eq!(s["would_restart_now"], false, "{plan}");
+    assert!(s["planned"]["at"].as_str().is_some(), "{plan}");
+    // The agent restarts while the restart is deferred.
+    let agent = agent.restart_process(dir.path());
+    assert_eq!(k.restarts_done(), 0);
+    let deadline = Duration::from_secs(100);
+    wait_until(deadline, "the deferred restart, in the window", || {
+        agent
+            .restarts()
+            .iter()
+            .any(|r| r["decision"] == "restarted")
+    });
+    let r = agent
+        .restarts()
+        .into_iter()
+        .find(|r| r["decision"] == "restarted")
+        .unwrap();
+    assert_eq!(r["trigger"], "log", "{r}");
+    let at = chrono::DateTime::parse_from_rfc3339(r["at"].as_str().unwrap()).unwrap();
+    assert!(at >= open, "not before the window opened: {at} < {open}");
+    assert_eq!(k.restarts_done(), 1);
+}
+
+#[test]
+fn drain_waits_for_a_gauge_the_test_controls_then_undrains() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = Kamailio::start(dir.path(), 16);
+    let active = dir.path().join("active");
+    std::fs::write(&active, "5\n").unwrap();
+    let drained = dir.path().join("drained");
+    let undrained = dir.path().join("undrained");
+    let body = service_toml(&k, "on_log = [\"shm_exhausted\"]").replace(
+        "[service.restart.verify]",
+        &format!(
+            "[service.restart.drain]\ncommand = [\"touch\", \"{}\"]\nuntil = \"active_dialogs <= 0\"\nmax_wait = \"60s\"\nundrain_command = [\"touch\", \"{}\"]\n[service.restart.verify]",
+            drained.display(),
+            undrained.display()
+        ),
+    ).replace(
+        "[service.restart]",
+        &format!("[[service.gauge]]\nkind = \"command\"\nname = \"active_dialogs\"\ncommand = \"cat {}\"\ndetect = false\n[service.restart]", active.display()),
+    );
+    let agent = Agent::start(dir.path(), &body);
+    wait_until(T, "the agent watching", || {
+        agent.gauge("kamailio_shm").is_some()
+    });
+    append_log(&k, "ERROR: WATCHDOG-TEST drain");
+    wait_until(T, "the drain command", || drained.exists());
+    let pid = k.main_pid();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(k.main_pid(), pid, "no restart while dialogs are active");
+    assert!(!undrained.exists());
+    std::fs::write(&active, "0\n").unwrap();
+    wait_until(T, "the restart after draining", || {
+        agent
+            .restarts()
+            .iter()
+            .any(|r| r["decision"] == "restarted")
+    });
+    let r = agent
+        .restarts()
+        .into_iter()
+        .find(|r| r["decision"] == "restarted")
+        .unwrap();
+    assert!(r["drained_seconds"].as_f64().unwrap() >= 3.0, "{r}");
+    assert!(r["summary"].as_str().unwrap().contains("drained in"), "{r}");
+    wait_until(T, "undrained after the verification", || undrained.exists());
+}
+
+/// The daemon (`sipwatch run`), started by the test.
+struct Daemon {
+    child: Child,
+    listen: String,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn two_agents_of_a_group_of_three_with_min_up_2_take_turns_by_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let ks: Vec<Kamailio> = (0..3)
+        .map(|i| {
+            let d = dir.path().join(format!("k{i}"));
+            std::fs::create_dir_all(&d).unwrap();
+            Kamailio::start(&d, 16)
+        })
+        .collect();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "s3cret-token-for-agents\n").unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut cfg = format!(
+        "[http]\nlisten = \"{listen}\"\n[store]\npath = \"{}\"\n[agents]\ntoken_file = \"{}\"\n[defaults]\ninterval = \"1s\"\ntimeout = \"1s\"\nfail_threshold = 1\nok_threshold = 1\n[[group]]\nname = \"fe\"\nmin_up = 2\n",
+        dir.path().join("state.db").display(),
+        token.display()
+    );
+    for (i, k) in ks.iter().enumerate() {
+        cfg.push_str(&format!("[[target]]\nname = \"fe-{}\"\nuri = \"sip:127.0.0.1:{}\"\ngroup = \"fe\"\n", i + 1, k.sip_port));
+    }
+    let daemon_cfg = dir.path().join("sipwatch.toml");
+    std::fs::write(&daemon_cfg, cfg).unwrap();
+    let daemon_log = dir.path().join("daemon.log");
+    let daemon = Daemon {
+        child: Command::new(env!("CARGO_BIN_EXE_sipwatch"))
+            .args(["run", "-c"])
+            .arg(&daemon_cfg)
+            .env("SIPWATCH_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&daemon_log).unwrap())
+            .spawn()
+            .unwrap(),
+        listen: listen.clone(),
+    };
+    wait_until(T, "the daemon sees all three up", || {
+        std::net::TcpStream::connect(&daemon.listen).is_ok() && {
+            let (_, body) = agent_http_get(&daemon.listen, "/api/v2/components.json");
+            serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["components"].as_array().cloned())
+                .is_some_and(|c| c.iter().filter(|c| c["status"] == "operational" && c["name"].as_str().is_some_and(|n| n.starts_with("fe-"))).count() == 3)
+        }
+    });
+    let agents: Vec<Agent> = (0..2)
+        .map(|i| {
+            let d = dir.path().join(format!("agent{i}"));
+            std::fs::create_dir_all(&d).unwrap();
+            let body = format!(
+                "[daemon]\nurl = \"http://{listen}\"\ntoken_file = \"{}\"\nreport_interval = \"1s\"\n\n{}",
+                token.display(),
+                service_toml(&ks[i], &format!("on_log = [\"shm_exhausted\"]\ntarget = \"fe-{}\"\nlease_ttl = \"2m\"", i + 1))
+            );
+            Agent::start(&d, &body)
+        })
+        .collect();
+    for a in &agents {
+        wait_until(T, "the agent watching", || a.gauge("kamailio_shm").is_some());
+    }
+    // Both ask at once.
+    append_log(&ks[0], "ERROR: WATCHDOG-TEST both");
+    append_log(&ks[1], "ERROR: WATCHDOG-TEST both");
+    wait_until(Duration::from_secs(120), "both restarted, one after the other", || {
+        agents.iter().all(|a| a.restarts().iter().any(|r| r["decision"] == "restarted"))
+    });
+    let done: Vec<serde_json::Value> = agents
+        .iter()
+        .map(|a| a.restarts().into_iter().find(|r| r["decision"] == "restarted").unwrap())
+        .collect();
+    let waited: Vec<bool> = agents
+        .iter()
+        .map(|a| a.restarts().iter().any(|r| r["decision"] == "deferred" && (r["why"] == "lease" || r["why"] == "quorum")))
+        .collect();
+    assert_eq!(waited.iter().filter(|w| **w).count(), 1, "exactly one waited for a lease: {waited:?}");
+    let (first, second) = if waited[0] { (&done[1], &done[0]) } else { (&done[0], &done[1]) };
+    let t = |v: &serde_json::Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap();
+    assert!(
+        t(&second["at"]) >= t(&first["verified_at"]),
+        "the second restart began after the first was verified: {first} / {second}"
+    );
+    assert_eq!(ks[2].restarts_done(), 0);
+    // The daemon's page shows the restarts the agents reported (both agents run on this one
+    // host, so the page shows the latest report of the host: at least one restart).
+    wait_until(T, "the Restarts section", || {
+        let (_, page) = agent_http_get(&daemon.listen, "/");
+        page.contains("id=\"restarts\"") && page.contains("<td>restarted <span")
+    });
+    let log = std::fs::read_to_string(&daemon_log).unwrap();
+    assert!(log.contains("restart lease refused"), "{log}");
+    assert!(!log.contains("s3cret-token"), "the token never reaches the log");
+}
