@@ -6,8 +6,10 @@
 //! floored at 5 s), reports node-set changes, then probes every node at once: UDP over a small pool
 //! of shared sockets (answers routed by Via branch), TCP and TLS over a connection kept per node and
 //! reopened once when a kept connection turns out to be dead. A global semaphore bounds the probes
-//! in flight; it is FIFO, so no target starves another. A tick that comes too late is skipped, not
-//! bunched up. Results go to the state task over a bounded channel.
+//! in flight; it is FIFO, so no target starves another. A tick never waits for the previous tick's
+//! probes (a probe of a dead node runs to its timeout while the next ones start on time); a tick
+//! that comes too late because the runtime was starved is skipped, not bunched up. Results go to
+//! the state task over a bounded channel.
 //!
 //! Not here: deciding what a result means (state.rs) or keeping it (store.rs).
 
@@ -26,6 +28,7 @@ use sipwatch_probes::outcome::{Policy, ProbeOutcome, ResultKind};
 use sipwatch_probes::probe::{blank_outcome, ProbeSpec, Prober};
 use sipwatch_probes::transaction::Timers;
 use sipwatch_probes::transport::{route_ip, Connection, TlsContext, TlsOptions, TransportError};
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::time::Instant;
 
@@ -53,8 +56,8 @@ pub enum SchedulerMsg {
 
 #[derive(Debug)]
 pub struct ProbeReport {
-    pub target: String,
-    pub node: String,
+    pub target: Arc<str>,
+    pub node: Arc<str>,
     pub outcome: ProbeOutcome,
     /// How long after its scheduled instant the probe actually started.
     pub lateness: Duration,
@@ -223,13 +226,29 @@ fn tls_for(shared: &Shared, t: &TargetSettings) -> Option<TlsContext> {
 
 /// A node's kept state between ticks.
 struct NodeSlot {
-    dest: Destination,
+    dest: Arc<Destination>,
+    /// `ip:port`, made once: every report of this node carries it.
+    name: Arc<str>,
+    local_ip: Option<IpAddr>,
+    /// The kept TCP/TLS connection, when no probe has it out.
+    conn: Option<Connection>,
+    /// Sequence number of the newest probe reported for this node: an older probe that ends
+    /// after a newer one (a timeout outliving the next tick's answer) is stale and not reported.
+    reported: u64,
+}
+
+/// What one probe hands back to its target worker.
+struct Finished {
+    seq: u64,
+    addr: SocketAddr,
+    transport: Transport,
     local_ip: Option<IpAddr>,
     conn: Option<Connection>,
+    report: Option<ProbeReport>,
 }
 
 async fn target_worker(shared: Arc<Shared>, t: TargetSettings, mut stop: watch::Receiver<bool>) {
-    let spec = Arc::new(spec_for(&t));
+    let spec = spec_for(&t);
     let needs_tls = t.uri.secure
         || t.transport == Some(Transport::Tls)
         || t.uri.transport == Some(Transport::Tls)
@@ -245,6 +264,7 @@ async fn target_worker(shared: Arc<Shared>, t: TargetSettings, mut stop: watch::
         t.name.hash(&mut h);
         shared.endpoints[(h.finish() as usize) % shared.endpoints.len()].clone()
     };
+    let target: Arc<str> = Arc::from(t.name.as_str());
     let mut nodes: Vec<NodeSlot> = Vec::new();
     let mut dns_valid_until: Option<Instant> = None;
     let mut dns_failing = false;
@@ -260,10 +280,44 @@ async fn target_worker(shared: Arc<Shared>, t: TargetSettings, mut stop: watch::
         interval - elapsed_in + ph
     };
     let mut next = Instant::now() + wait;
+    let mut seq: u64 = 0;
+    // Probes in flight run inside this task (no task per probe). A tick never waits for the
+    // previous tick's probes: a node that stopped answering is probed every interval while its
+    // earlier probes run to their timeout, so it is down `fail_threshold x interval + timeout`
+    // after it died at the latest.
+    let mut in_flight = FuturesUnordered::new();
+    let sleep = tokio::time::sleep_until(next);
+    tokio::pin!(sleep);
 
     loop {
         tokio::select! {
-            _ = tokio::time::sleep_until(next) => {}
+            _ = &mut sleep => {}
+            Some(done) = in_flight.next(), if !in_flight.is_empty() => {
+                let done: Finished = done;
+                let mut report = done.report;
+                if let Some(slot) = nodes
+                    .iter_mut()
+                    .find(|n| n.dest.addr == done.addr && n.dest.transport == done.transport)
+                {
+                    if done.local_ip.is_some() {
+                        slot.local_ip = done.local_ip;
+                    }
+                    if slot.conn.is_none() {
+                        slot.conn = done.conn;
+                    }
+                    if done.seq < slot.reported {
+                        report = None;
+                    } else {
+                        slot.reported = done.seq;
+                    }
+                }
+                if let Some(r) = report {
+                    if shared.tx.send(SchedulerMsg::Probe(Box::new(r))).await.is_err() {
+                        return;
+                    }
+                }
+                continue;
+            }
             _ = stop.changed() => return,
         }
         let scheduled = next;
@@ -279,27 +333,29 @@ async fn target_worker(shared: Arc<Shared>, t: TargetSettings, mut stop: watch::
                             .destinations
                             .iter()
                             .zip(&nodes)
-                            .any(|(d, n)| d != &n.dest);
+                            .any(|(d, n)| d != &*n.dest);
                     if changed {
                         let mut old: HashMap<SocketAddr, NodeSlot> =
                             nodes.drain(..).map(|n| (n.dest.addr, n)).collect();
                         for d in located.destinations {
                             let slot = match old.remove(&d.addr) {
                                 Some(mut s) if s.dest.transport == d.transport => {
-                                    s.dest = d;
+                                    s.dest = Arc::new(d);
                                     s
                                 }
                                 _ => NodeSlot {
-                                    dest: d,
+                                    name: Arc::from(d.addr.to_string()),
+                                    dest: Arc::new(d),
                                     local_ip: None,
                                     conn: None,
+                                    reported: 0,
                                 },
                             };
                             nodes.push(slot);
                         }
                         let list = nodes
                             .iter()
-                            .map(|n| (n.dest.addr.to_string(), n.dest.transport.to_string()))
+                            .map(|n| (n.name.to_string(), n.dest.transport.to_string()))
                             .collect();
                         if shared
                             .tx
@@ -343,47 +399,22 @@ async fn target_worker(shared: Arc<Shared>, t: TargetSettings, mut stop: watch::
         }
 
         // Probe every node at once; each holds a permit while in flight.
-        let mut set = tokio::task::JoinSet::new();
-        for (i, mut slot) in nodes.drain(..).enumerate() {
-            let shared = shared.clone();
-            let spec = spec.clone();
-            let prober = prober.clone();
-            let endpoint = endpoint.clone();
-            let name = t.name.clone();
-            set.spawn(async move {
-                let Ok(_permit) = shared.permits.clone().acquire_owned().await else {
-                    return (i, slot, None);
-                };
-                let lateness = Instant::now().saturating_duration_since(scheduled);
-                let outcome = probe_node(&prober, &spec, &endpoint, &mut slot).await;
-                let report = ProbeReport {
-                    target: name,
-                    node: slot.dest.addr.to_string(),
-                    outcome,
-                    lateness,
-                };
-                (i, slot, Some(report))
-            });
+        for slot in nodes.iter_mut() {
+            seq += 1;
+            in_flight.push(probe_node(
+                &shared,
+                &prober,
+                &spec,
+                &endpoint,
+                target.clone(),
+                slot.name.clone(),
+                slot.dest.clone(),
+                slot.local_ip,
+                slot.conn.take(),
+                scheduled,
+                seq,
+            ));
         }
-        let mut back: Vec<(usize, NodeSlot)> = Vec::new();
-        while let Some(joined) = set.join_next().await {
-            let Ok((i, slot, report)) = joined else {
-                continue;
-            };
-            back.push((i, slot));
-            if let Some(r) = report {
-                if shared
-                    .tx
-                    .send(SchedulerMsg::Probe(Box::new(r)))
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-            }
-        }
-        back.sort_by_key(|(i, _)| *i);
-        nodes = back.into_iter().map(|(_, s)| s).collect();
 
         // Next tick; skip the ticks we are already past instead of bunching them.
         next = scheduled + interval;
@@ -393,26 +424,68 @@ async fn target_worker(shared: Arc<Shared>, t: TargetSettings, mut stop: watch::
             let skip = (behind.as_nanos() / interval.as_nanos().max(1)) as u32 + 1;
             next += interval * skip;
         }
+        sleep.as_mut().reset(next);
     }
+}
+
+/// One probe of one node, from waiting for its permit to its report.
+#[allow(clippy::too_many_arguments)]
+async fn probe_node(
+    shared: &Shared,
+    prober: &Prober,
+    spec: &ProbeSpec,
+    endpoint: &Arc<UdpEndpoint>,
+    target: Arc<str>,
+    node: Arc<str>,
+    dest: Arc<Destination>,
+    mut local_ip: Option<IpAddr>,
+    mut conn: Option<Connection>,
+    scheduled: Instant,
+    seq: u64,
+) -> Finished {
+    let mut done = Finished {
+        seq,
+        addr: dest.addr,
+        transport: dest.transport,
+        local_ip: None,
+        conn: None,
+        report: None,
+    };
+    let Ok(_permit) = shared.permits.acquire().await else {
+        done.conn = conn;
+        return done;
+    };
+    let lateness = Instant::now().saturating_duration_since(scheduled);
+    let outcome = probe_on_path(prober, spec, endpoint, &dest, &mut local_ip, &mut conn).await;
+    done.local_ip = local_ip;
+    done.conn = conn;
+    done.report = Some(ProbeReport {
+        target,
+        node,
+        outcome,
+        lateness,
+    });
+    done
 }
 
 /// One probe of one node over the right path: a shared UDP socket slot, or the node's kept
 /// TCP/TLS connection (reopened once if it turned out to be dead).
-async fn probe_node(
+async fn probe_on_path(
     prober: &Prober,
     spec: &ProbeSpec,
     endpoint: &Arc<UdpEndpoint>,
-    slot: &mut NodeSlot,
+    dest: &Destination,
+    slot_ip: &mut Option<IpAddr>,
+    slot_conn: &mut Option<Connection>,
 ) -> ProbeOutcome {
-    let dest = slot.dest.clone();
-    let blank = blank_outcome(spec, dest.transport, Some(&dest));
+    let blank = blank_outcome(spec, dest.transport, Some(dest));
     match dest.transport {
         Transport::Udp => {
-            let local_ip = match slot.local_ip {
+            let local_ip = match *slot_ip {
                 Some(ip) => ip,
                 None => match route_ip(dest.addr).await {
                     Ok(ip) => {
-                        slot.local_ip = Some(ip);
+                        *slot_ip = Some(ip);
                         ip
                     }
                     Err(e) => {
@@ -425,27 +498,29 @@ async fn probe_node(
                 },
             };
             let mut wire = endpoint.slot(dest.addr, local_ip);
-            prober.probe_on(spec, &dest, &mut wire, blank).await
+            prober.probe_on(spec, dest, &mut wire, blank).await
         }
         Transport::Tcp | Transport::Tls => {
-            let reused = slot.conn.is_some();
-            if let Some(conn) = slot.conn.as_mut() {
-                let o = prober.probe_on(spec, &dest, conn, blank.clone()).await;
+            // The kept connection, unless a probe of the previous tick still has it out (then
+            // this one opens its own; the one handed back first is kept).
+            let reused = slot_conn.is_some();
+            if let Some(conn) = slot_conn.as_mut() {
+                let o = prober.probe_on(spec, dest, conn, blank.clone()).await;
                 if o.result != ResultKind::TransportError && o.result != ResultKind::BadResponse {
                     return o;
                 }
-                slot.conn = None;
+                *slot_conn = None;
                 if !reused {
                     return o;
                 }
                 tracing::debug!(node = %dest.addr, "kept connection was dead; reconnecting");
             }
-            match prober.open(&dest, spec.timers.timer_f).await {
+            match prober.open(dest, spec.timers.timer_f).await {
                 Ok(mut conn) => {
-                    let o = prober.probe_on(spec, &dest, &mut conn, blank).await;
+                    let o = prober.probe_on(spec, dest, &mut conn, blank).await;
                     if o.result != ResultKind::TransportError && o.result != ResultKind::BadResponse
                     {
-                        slot.conn = Some(conn);
+                        *slot_conn = Some(conn);
                     }
                     o
                 }
