@@ -11,14 +11,14 @@
 //! hands back the datagram that caused it: its top Via branch names the probe, which fails at once
 //! with "connection refused" instead of waiting for Timer F, as the one-shot `probe` does.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 
 use crate::message::Transport;
 use crate::transport::{CertInfo, TransportError, Wire, MAX_MESSAGE};
@@ -32,7 +32,40 @@ enum Delivery {
     Unreachable(i32),
 }
 
-type Route = mpsc::Sender<Delivery>;
+/// A probe's mailbox: what the receive task routed to it, and a wake-up. Starts empty and
+/// allocates nothing until something arrives (a bounded channel per probe allocated a block of
+/// slots each time, a large allocation on the hot path).
+#[derive(Default)]
+struct Inbox {
+    queue: Mutex<VecDeque<Delivery>>,
+    ready: Notify,
+}
+
+/// At most this many deliveries wait in one probe's inbox; more are dropped (a flood of
+/// retransmitted answers is not worth keeping).
+const INBOX_CAPACITY: usize = 16;
+
+impl Inbox {
+    /// Queues `d`; false when the inbox is full.
+    fn deliver(&self, d: Delivery) -> bool {
+        let Ok(mut q) = self.queue.lock() else {
+            return false;
+        };
+        if q.len() >= INBOX_CAPACITY {
+            return false;
+        }
+        q.push_back(d);
+        drop(q);
+        self.ready.notify_one();
+        true
+    }
+
+    fn take(&self) -> Option<Delivery> {
+        self.queue.lock().ok()?.pop_front()
+    }
+}
+
+type Route = Arc<Inbox>;
 
 /// A shared UDP socket and its branch router.
 pub struct UdpEndpoint {
@@ -73,13 +106,11 @@ impl UdpEndpoint {
 
     /// A slot for one probe of `peer`; `local_ip` is the address our Via and Contact carry.
     pub fn slot(self: &Arc<Self>, peer: SocketAddr, local_ip: IpAddr) -> EndpointSlot {
-        let (tx, rx) = mpsc::channel(16);
         EndpointSlot {
             endpoint: self.clone(),
             peer,
             local: SocketAddr::new(local_ip, self.local_port),
-            tx,
-            rx,
+            inbox: Arc::default(),
             branches: Vec::new(),
             foreign: 0,
         }
@@ -139,10 +170,7 @@ async fn receive_loop(
             .and_then(|b| routes.lock().ok().and_then(|r| r.get(b).cloned()));
         match route {
             Some(tx) => {
-                if tx
-                    .try_send(Delivery::Datagram(datagram.to_vec(), from))
-                    .is_err()
-                {
+                if !tx.deliver(Delivery::Datagram(datagram.to_vec(), from)) {
                     unrouted.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -172,7 +200,7 @@ fn route_icmp_errors(
         };
         let route = routes.lock().ok().and_then(|r| r.get(branch).cloned());
         if let Some(tx) = route {
-            let _ = tx.try_send(Delivery::Unreachable(errno));
+            let _ = tx.deliver(Delivery::Unreachable(errno));
         }
     }
     read
@@ -252,8 +280,7 @@ pub struct EndpointSlot {
     endpoint: Arc<UdpEndpoint>,
     peer: SocketAddr,
     local: SocketAddr,
-    tx: Route,
-    rx: mpsc::Receiver<Delivery>,
+    inbox: Route,
     branches: Vec<String>,
     foreign: u32,
 }
@@ -286,7 +313,7 @@ impl Wire for EndpointSlot {
     }
     fn expect_branch(&mut self, branch: &str) {
         if let Ok(mut routes) = self.endpoint.routes.lock() {
-            routes.insert(branch.to_string(), self.tx.clone());
+            routes.insert(branch.to_string(), self.inbox.clone());
         }
         self.branches.push(branch.to_string());
     }
@@ -301,16 +328,29 @@ impl Wire for EndpointSlot {
     }
     async fn recv(&mut self) -> Result<Vec<u8>, TransportError> {
         loop {
-            match self.rx.recv().await {
-                Some(Delivery::Datagram(bytes, from)) if from == self.peer => return Ok(bytes),
-                Some(Delivery::Datagram(..)) => self.foreign += 1,
-                Some(Delivery::Unreachable(errno)) => {
+            let next = match self.inbox.take() {
+                Some(d) => d,
+                None => {
+                    // Registered before looking again, so a delivery in between is not missed.
+                    let notified = self.inbox.ready.notified();
+                    match self.inbox.take() {
+                        Some(d) => d,
+                        None => {
+                            notified.await;
+                            continue;
+                        }
+                    }
+                }
+            };
+            match next {
+                Delivery::Datagram(bytes, from) if from == self.peer => return Ok(bytes),
+                Delivery::Datagram(..) => self.foreign += 1,
+                Delivery::Unreachable(errno) => {
                     return Err(TransportError::io(
                         self.peer,
                         std::io::Error::from_raw_os_error(errno),
                     ))
                 }
-                None => return Err(TransportError::Closed(self.peer)),
             }
         }
     }
@@ -333,6 +373,51 @@ mod tests {
             top_via_branch(b"SIP/2.0 200 OK\r\nTo: <sip:a;branch=x>\r\n\r\n"),
             None
         );
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_fails_the_probe_at_once() {
+        // A port nobody listens on: the kernel answers port unreachable, which must reach the
+        // probe that sent to it (by the branch of the datagram in the error queue), quickly.
+        let closed = {
+            let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            s.local_addr().unwrap()
+        };
+        let alive = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let ep = UdpEndpoint::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let mut dead = ep.slot(closed, "127.0.0.1".parse().unwrap());
+        let mut other = ep.slot(alive.local_addr().unwrap(), "127.0.0.1".parse().unwrap());
+        dead.expect_branch("z9hG4bKdead");
+        other.expect_branch("z9hG4bKother");
+        let request = |b: &str| {
+            format!("OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1;branch={b}\r\n\r\n")
+        };
+        other.send(request("z9hG4bKother").as_bytes()).await.unwrap();
+        dead.send(request("z9hG4bKdead").as_bytes()).await.unwrap();
+        let got = tokio::time::timeout(std::time::Duration::from_secs(2), dead.recv())
+            .await
+            .expect("the ICMP error should end the wait long before 2 s");
+        assert!(
+            matches!(got, Err(TransportError::Refused(p)) if p == closed),
+            "{got:?}"
+        );
+        // The other probe is untouched and still gets its answer.
+        let mut buf = [0u8; 200];
+        let (_, from) = alive.recv_from(&mut buf).await.unwrap();
+        alive
+            .send_to(
+                b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKother\r\n\r\n",
+                from,
+            )
+            .await
+            .unwrap();
+        let answer = tokio::time::timeout(std::time::Duration::from_secs(2), other.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&answer).contains("z9hG4bKother"));
     }
 
     #[tokio::test]

@@ -195,12 +195,24 @@ pub fn spec_for(t: &TargetSettings) -> ProbeSpec {
     }
 }
 
-/// The offset of a target inside its interval, stable across restarts and reloads.
+/// Phases are multiples of this. Targets whose ticks fall in the same slot of the grid wake the
+/// probe thread once between them and send back to back, and their answers come back while it
+/// is still awake: at 2,000 probes a second, 20 probes per wake-up instead of 2, which is most of
+/// what the thread's sleeping and waking cost per probe. Far below any lateness that matters.
+const PHASE_GRID_MS: u64 = 10;
+
+/// The offset of a target inside its interval, stable across restarts and reloads: a multiple
+/// of [`PHASE_GRID_MS`] (or of 1 ms for intervals shorter than 20 grid steps).
 fn phase(name: &str, interval: Duration) -> Duration {
     let mut h = DefaultHasher::new();
     name.hash(&mut h);
     let ms = interval.as_millis().max(1) as u64;
-    Duration::from_millis(h.finish() % ms)
+    let grid = if ms >= 20 * PHASE_GRID_MS {
+        PHASE_GRID_MS
+    } else {
+        1
+    };
+    Duration::from_millis((h.finish() % (ms / grid).max(1)) * grid)
 }
 
 fn tls_for(shared: &Shared, t: &TargetSettings) -> Option<TlsContext> {
@@ -269,17 +281,16 @@ async fn target_worker(shared: Arc<Shared>, t: TargetSettings, mut stop: watch::
     let mut dns_valid_until: Option<Instant> = None;
     let mut dns_failing = false;
     let since_epoch = shared.epoch.elapsed();
-    let interval = t.interval;
-    // The first tick: the next instant congruent to the phase.
+    let interval = t.interval.max(Duration::from_millis(1));
+    // The first tick: the next instant `epoch + phase + k x interval`, the very same instant for
+    // every target in the same slot (so they share one timer wake-up).
     let ph = phase(&t.name, interval);
-    let elapsed_in =
-        Duration::from_nanos((since_epoch.as_nanos() % interval.as_nanos().max(1)) as u64);
-    let wait = if ph >= elapsed_in {
-        ph - elapsed_in
+    let k = if since_epoch < ph {
+        0
     } else {
-        interval - elapsed_in + ph
+        (since_epoch - ph).as_nanos() / interval.as_nanos() + 1
     };
-    let mut next = Instant::now() + wait;
+    let mut next = shared.epoch + ph + interval * (k.min(u128::from(u32::MAX)) as u32);
     let mut seq: u64 = 0;
     // Probes in flight run inside this task (no task per probe). A tick never waits for the
     // previous tick's probes: a node that stopped answering is probed every interval while its

@@ -988,6 +988,16 @@ impl Board {
 
     fn sync_target_incident(&mut self, ti: usize, now: UnixTime, ev: &mut Vec<BoardEvent>) {
         let t = &self.targets[ti];
+        // The usual case, once per probe: nothing down, flapping or unresolvable and no incident
+        // open at all, so there is nothing to resolve either (no key to format).
+        if self.incidents.is_empty()
+            && !t.dns_outage()
+            && t.nodes
+                .iter()
+                .all(|n| n.state != NodeState::Down && !n.flapping)
+        {
+            return;
+        }
         let name = &t.spec.name;
         let key = format!("target:{name}");
         let total = t.nodes.len();
