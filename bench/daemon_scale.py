@@ -191,7 +191,8 @@ def part1(args, binary, work, kport):
     d.send_signal(signal.SIGTERM)
     d.wait(timeout=30)
     log = open(os.path.join(work, "daemon.log")).read()
-    false_downs = len(re.findall(r'to="?down', log))
+    # The log is coloured (ANSI): strip it before matching.
+    false_downs = len(re.findall(r'to="?down', re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", log)))
     elapsed = t1 - t0
     daemon_us = (c1 - c0) / probes * 1e6 if probes else float("nan")
     sipp_sent = rate * elapsed

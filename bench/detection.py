@@ -26,6 +26,7 @@ import tempfile
 import time
 import urllib.request
 import json
+import re
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -109,6 +110,7 @@ def down_at(log_path, name, after_offset):
     with open(log_path) as f:
         f.seek(after_offset)
         for line in f:
+            line = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", line)
             if "node state changed" in line and f"target={name} " in line and 'to="down"' in line:
                 stamp = line.split()[0]
                 return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()

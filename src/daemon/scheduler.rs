@@ -242,8 +242,9 @@ struct NodeSlot {
     /// `ip:port`, made once: every report of this node carries it.
     name: Arc<str>,
     local_ip: Option<IpAddr>,
-    /// The kept TCP/TLS connection, when no probe has it out.
-    conn: Option<Connection>,
+    /// The kept TCP/TLS connection, when no probe has it out (boxed: most nodes are UDP and
+    /// never have one).
+    conn: Option<Box<Connection>>,
     /// Sequence number of the newest probe reported for this node: an older probe that ends
     /// after a newer one (a timeout outliving the next tick's answer) is stale and not reported.
     reported: u64,
@@ -255,7 +256,7 @@ struct Finished {
     addr: SocketAddr,
     transport: Transport,
     local_ip: Option<IpAddr>,
-    conn: Option<Connection>,
+    conn: Option<Box<Connection>>,
     report: Option<ProbeReport>,
 }
 
@@ -332,87 +333,29 @@ async fn target_worker(shared: Arc<Shared>, t: TargetSettings, mut stop: watch::
             _ = stop.changed() => return,
         }
         let scheduled = next;
-        // DNS (RFC 3263) when the answer expired; literals never expire.
+        // DNS (RFC 3263) when the answer expired; literals never expire. Boxed: the resolver's
+        // future is large and only needed now and then, and the task lives as long as the target.
         let now = Instant::now();
         if nodes.is_empty() || dns_valid_until.is_some_and(|u| u <= now) {
-            match shared.locator.locate(&t.uri, t.transport).await {
-                Ok(located) => {
-                    let floor = Instant::now() + Duration::from_secs(5);
-                    dns_valid_until = located.valid_until.map(|u| Instant::from_std(u).max(floor));
-                    let changed = located.destinations.len() != nodes.len()
-                        || located
-                            .destinations
-                            .iter()
-                            .zip(&nodes)
-                            .any(|(d, n)| d != &*n.dest);
-                    if changed {
-                        let mut old: HashMap<SocketAddr, NodeSlot> =
-                            nodes.drain(..).map(|n| (n.dest.addr, n)).collect();
-                        for d in located.destinations {
-                            let slot = match old.remove(&d.addr) {
-                                Some(mut s) if s.dest.transport == d.transport => {
-                                    s.dest = Arc::new(d);
-                                    s
-                                }
-                                _ => NodeSlot {
-                                    name: Arc::from(d.addr.to_string()),
-                                    dest: Arc::new(d),
-                                    local_ip: None,
-                                    conn: None,
-                                    reported: 0,
-                                },
-                            };
-                            nodes.push(slot);
-                        }
-                        let list = nodes
-                            .iter()
-                            .map(|n| (n.name.to_string(), n.dest.transport.to_string()))
-                            .collect();
-                        if shared
-                            .tx
-                            .send(SchedulerMsg::Nodes {
-                                target: t.name.clone(),
-                                nodes: list,
-                            })
-                            .await
-                            .is_err()
-                        {
-                            return;
-                        }
-                    }
-                    if dns_failing {
-                        dns_failing = false;
-                        let _ = shared
-                            .tx
-                            .send(SchedulerMsg::DnsOk {
-                                target: t.name.clone(),
-                            })
-                            .await;
-                    }
-                }
-                Err(e) => {
-                    dns_failing = true;
-                    dns_valid_until = Some(Instant::now() + Duration::from_secs(5));
-                    tracing::warn!(target = %t.name, error = %e, "DNS lookup failed");
-                    if shared
-                        .tx
-                        .send(SchedulerMsg::DnsError {
-                            target: t.name.clone(),
-                            error: e.to_string(),
-                        })
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
+            let refreshed = Box::pin(locate_nodes(
+                &shared,
+                &t,
+                &mut nodes,
+                &mut dns_valid_until,
+                &mut dns_failing,
+            ))
+            .await;
+            if !refreshed {
+                return;
             }
         }
 
         // Probe every node at once; each holds a permit while in flight.
         for slot in nodes.iter_mut() {
             seq += 1;
-            in_flight.push(probe_node(
+            // Boxed, so the set's own bookkeeping (allocated for as long as the target lives)
+            // does not take the size of a probe.
+            in_flight.push(Box::pin(probe_node(
                 &shared,
                 &prober,
                 &spec,
@@ -424,7 +367,7 @@ async fn target_worker(shared: Arc<Shared>, t: TargetSettings, mut stop: watch::
                 slot.conn.take(),
                 scheduled,
                 seq,
-            ));
+            )));
         }
 
         // Next tick; skip the ticks we are already past instead of bunching them.
@@ -439,6 +382,90 @@ async fn target_worker(shared: Arc<Shared>, t: TargetSettings, mut stop: watch::
     }
 }
 
+/// Locates the target's nodes again and reports what changed; false when the state task is gone.
+async fn locate_nodes(
+    shared: &Shared,
+    t: &TargetSettings,
+    nodes: &mut Vec<NodeSlot>,
+    dns_valid_until: &mut Option<Instant>,
+    dns_failing: &mut bool,
+) -> bool {
+    match shared.locator.locate(&t.uri, t.transport).await {
+        Ok(located) => {
+            let floor = Instant::now() + Duration::from_secs(5);
+            *dns_valid_until = located.valid_until.map(|u| Instant::from_std(u).max(floor));
+            let changed = located.destinations.len() != nodes.len()
+                || located
+                    .destinations
+                    .iter()
+                    .zip(nodes.iter())
+                    .any(|(d, n)| d != &*n.dest);
+            if changed {
+                let mut old: HashMap<SocketAddr, NodeSlot> =
+                    nodes.drain(..).map(|n| (n.dest.addr, n)).collect();
+                *nodes = Vec::with_capacity(located.destinations.len());
+                for d in located.destinations {
+                    let slot = match old.remove(&d.addr) {
+                        Some(mut s) if s.dest.transport == d.transport => {
+                            s.dest = Arc::new(d);
+                            s
+                        }
+                        _ => NodeSlot {
+                            name: Arc::from(d.addr.to_string()),
+                            dest: Arc::new(d),
+                            local_ip: None,
+                            conn: None,
+                            reported: 0,
+                        },
+                    };
+                    nodes.push(slot);
+                }
+                let list = nodes
+                    .iter()
+                    .map(|n| (n.name.to_string(), n.dest.transport.to_string()))
+                    .collect();
+                if shared
+                    .tx
+                    .send(SchedulerMsg::Nodes {
+                        target: t.name.clone(),
+                        nodes: list,
+                    })
+                    .await
+                    .is_err()
+                {
+                    return false;
+                }
+            }
+            if *dns_failing {
+                *dns_failing = false;
+                let _ = shared
+                    .tx
+                    .send(SchedulerMsg::DnsOk {
+                        target: t.name.clone(),
+                    })
+                    .await;
+            }
+        }
+        Err(e) => {
+            *dns_failing = true;
+            *dns_valid_until = Some(Instant::now() + Duration::from_secs(5));
+            tracing::warn!(target = %t.name, error = %e, "DNS lookup failed");
+            if shared
+                .tx
+                .send(SchedulerMsg::DnsError {
+                    target: t.name.clone(),
+                    error: e.to_string(),
+                })
+                .await
+                .is_err()
+            {
+                return false;
+            }
+        }
+    }
+    true
+}
+
 /// One probe of one node, from waiting for its permit to its report.
 #[allow(clippy::too_many_arguments)]
 async fn probe_node(
@@ -450,7 +477,7 @@ async fn probe_node(
     node: Arc<str>,
     dest: Arc<Destination>,
     mut local_ip: Option<IpAddr>,
-    mut conn: Option<Connection>,
+    mut conn: Option<Box<Connection>>,
     scheduled: Instant,
     seq: u64,
 ) -> Finished {
@@ -487,14 +514,14 @@ async fn probe_on_path(
     endpoint: &Arc<UdpEndpoint>,
     dest: &Destination,
     slot_ip: &mut Option<IpAddr>,
-    slot_conn: &mut Option<Connection>,
+    slot_conn: &mut Option<Box<Connection>>,
 ) -> ProbeOutcome {
     let blank = blank_outcome(spec, dest.transport, Some(dest));
     match dest.transport {
         Transport::Udp => {
             let local_ip = match *slot_ip {
                 Some(ip) => ip,
-                None => match route_ip(dest.addr).await {
+                None => match Box::pin(route_ip(dest.addr)).await {
                     Ok(ip) => {
                         *slot_ip = Some(ip);
                         ip
@@ -511,33 +538,45 @@ async fn probe_on_path(
             let mut wire = endpoint.slot(dest.addr, local_ip);
             prober.probe_on(spec, dest, &mut wire, blank).await
         }
+        // Boxed: a TCP/TLS probe's future (connect, TLS handshake) is several times the size of
+        // a UDP one, and every UDP probe in flight would carry that size otherwise.
         Transport::Tcp | Transport::Tls => {
-            // The kept connection, unless a probe of the previous tick still has it out (then
-            // this one opens its own; the one handed back first is kept).
-            let reused = slot_conn.is_some();
-            if let Some(conn) = slot_conn.as_mut() {
-                let o = prober.probe_on(spec, dest, conn, blank.clone()).await;
-                if o.result != ResultKind::TransportError && o.result != ResultKind::BadResponse {
-                    return o;
-                }
-                *slot_conn = None;
-                if !reused {
-                    return o;
-                }
-                tracing::debug!(node = %dest.addr, "kept connection was dead; reconnecting");
-            }
-            match prober.open(dest, spec.timers.timer_f).await {
-                Ok(mut conn) => {
-                    let o = prober.probe_on(spec, dest, &mut conn, blank).await;
-                    if o.result != ResultKind::TransportError && o.result != ResultKind::BadResponse
-                    {
-                        *slot_conn = Some(conn);
-                    }
-                    o
-                }
-                Err(e) => failed(blank, e),
-            }
+            Box::pin(probe_stream(prober, spec, dest, slot_conn, blank)).await
         }
+    }
+}
+
+/// A probe over the node's kept TCP/TLS connection, unless a probe of the previous tick still has
+/// it out (then this one opens its own; the one handed back first is kept), reopened once if it
+/// turned out to be dead.
+async fn probe_stream(
+    prober: &Prober,
+    spec: &ProbeSpec,
+    dest: &Destination,
+    slot_conn: &mut Option<Box<Connection>>,
+    blank: ProbeOutcome,
+) -> ProbeOutcome {
+    let reused = slot_conn.is_some();
+    if let Some(conn) = slot_conn.as_mut() {
+        let o = prober.probe_on(spec, dest, &mut **conn, blank.clone()).await;
+        if o.result != ResultKind::TransportError && o.result != ResultKind::BadResponse {
+            return o;
+        }
+        *slot_conn = None;
+        if !reused {
+            return o;
+        }
+        tracing::debug!(node = %dest.addr, "kept connection was dead; reconnecting");
+    }
+    match prober.open(dest, spec.timers.timer_f).await {
+        Ok(mut conn) => {
+            let o = prober.probe_on(spec, dest, &mut conn, blank).await;
+            if o.result != ResultKind::TransportError && o.result != ResultKind::BadResponse {
+                *slot_conn = Some(Box::new(conn));
+            }
+            o
+        }
+        Err(e) => failed(blank, e),
     }
 }
 
@@ -567,5 +606,33 @@ mod tests {
             "{buckets:?}"
         );
         assert_eq!(phase("edge-1", interval), phase("edge-1", interval));
+    }
+}
+#[cfg(test)]
+mod size_probe {
+    use super::*;
+    #[tokio::test]
+    async fn print_sizes() {
+        let dir = std::env::temp_dir().join(format!("szp{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("c.toml");
+        std::fs::write(&p, "[store]\npath = \"/tmp/x.db\"\n[[target]]\nname = \"a\"\nuri = \"sip:probe@127.0.0.1:5060\"\n").unwrap();
+        let cfg = crate::daemon::config::DaemonConfig::load(&p).unwrap();
+        let (tx, _rx) = mpsc::channel(10);
+        let s = Scheduler::new(1, 10, tx).await.unwrap();
+        let (_stx, srx) = watch::channel(false);
+        let f = target_worker(s.shared.clone(), cfg.targets[0].clone(), srx);
+        eprintln!("target_worker future: {} bytes", std::mem::size_of_val(&f));
+        let spec = spec_for(&cfg.targets[0]);
+        let prober = Prober::new(s.shared.locator.clone(), None);
+        let dest = Destination { transport: Transport::Udp, addr: "127.0.0.1:5060".parse().unwrap(), server_name: "x".into(), located_by: "literal" };
+        let f2 = probe_node(&s.shared, &prober, &spec, &s.shared.endpoints[0], Arc::from("a"), Arc::from("b"), Arc::new(dest), None, None, Instant::now(), 1);
+        eprintln!("probe_node future: {} bytes", std::mem::size_of_val(&f2));
+        let set = FuturesUnordered::new();
+        set.push(Box::pin(f2));
+        eprintln!("set {}", std::mem::size_of_val(&set));
+        let f3 = s.shared.locator.locate(&cfg.targets[0].uri, None);
+        eprintln!("locate future: {} bytes", std::mem::size_of_val(&f3));
+        eprintln!("ProbeSpec {} TargetSettings {}", std::mem::size_of::<ProbeSpec>(), std::mem::size_of::<TargetSettings>());
     }
 }

@@ -606,6 +606,8 @@ impl Board {
             };
             t.nodes.push(tracker);
         }
+        // Kept for the target's lifetime: no spare capacity (10,000 targets x 3 unused slots).
+        t.nodes.shrink_to_fit();
         self.after_target_change(ti, now, &mut ev);
         ev
     }
