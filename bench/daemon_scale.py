@@ -2,16 +2,22 @@
 """Scale benchmark for `sipwatch run` (the prober daemon), printed as Markdown.
 
 1. N1 targets (default 2,000) at a 1 s interval against one Kamailio on loopback for D seconds
-   (default 60): false downs (must be 0), the daemon's CPU seconds per 1,000 probes, and, in the same
-   run, SIPp sending the same OPTIONS rate at the same Kamailio for the same time (its CPU per 1,000).
+   (default 60): false downs (must be 0), and the CPU per probe of the daemon and of SIPp sending
+   the same OPTIONS rate at the same Kamailio at the same time (side by side, same window), in
+   microseconds per probe, with their ratio.
 2. N2 targets (default 10,000) at a 10 s interval for D2 seconds (default 60): the daemon's resident
-   memory and the 99th percentile of probe start lateness (from its own histogram
-   sipwatch_probe_start_lateness_seconds).
+   memory (and per target, against a run with N2/10 targets), the 99th percentile of probe start
+   lateness (from its own histogram sipwatch_probe_start_lateness_seconds), the time to serve `/`
+   and /api/v2/components.json while probing (median of 20 loads each), then lateness again while
+   20 clients load pages back to back for --load seconds (default 30).
 
-Usage: bench/daemon_scale.py [--n1 2000] [--n2 10000] [--duration 60] [--duration2 60]
-Needs: kamailio, sipp (tests/install-deps.sh); builds sipwatch in release mode.
+Usage: bench/daemon_scale.py [--n1 2000] [--n2 10000] [--duration 60] [--duration2 60] [--load 30]
+Needs: kamailio, sipp (tests/install-deps.sh); builds sipwatch in release mode (honours
+CARGO_TARGET_DIR).
 """
 import argparse
+import statistics
+import threading
 import os
 import re
 import shutil
@@ -153,76 +159,126 @@ Content-Length: 0
 """
 
 
+def part1(args, binary, work, kport):
+    out = []
+    listen = f"127.0.0.1:{free_port()}"
+    cfg = os.path.join(work, "p1.toml")
+    write_config(cfg, os.path.join(work, "p1.db"), listen, kport, args.n1, "1s", "900ms")
+    d = run_daemon(binary, cfg, work, listen)
+    uac = os.path.join(work, "uac.xml")
+    open(uac, "w").write(UAC)
+    rate = args.n1  # 1 s interval: one probe per target per second
+    sipp = subprocess.Popen(["sipp", "-sf", uac, "-r", str(rate), "-m", str(rate * (args.duration + 20)),
+                             "-nostdin", "-i", "127.0.0.1", "-p", str(free_port()), f"127.0.0.1:{kport}",
+                             "-trace_stat", "-stf", os.path.join(work, "sipp.csv"), "-fd", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=work)
+    time.sleep(5)  # every target has had its first probes; SIPp is at its rate
+    m0 = http(f"http://{listen}/metrics")
+    c0, sc0, t0 = cpu_seconds(d.pid), cpu_seconds(sipp.pid), time.time()
+    time.sleep(args.duration)
+    m1 = http(f"http://{listen}/metrics")
+    c1, sc1, t1 = cpu_seconds(d.pid), cpu_seconds(sipp.pid), time.time()
+    sipp_calls = sipp_successful(work)
+    comps = http(f"http://{listen}/api/v2/components.json")
+    probes = metric_sum(m1, "sipwatch_probes_total") - metric_sum(m0, "sipwatch_probes_total")
+    ok = sum(float(l.rsplit(" ", 1)[1]) for l in m1.splitlines()
+             if l.startswith("sipwatch_probes_total{") and 'result="ok"' in l) - \
+        sum(float(l.rsplit(" ", 1)[1]) for l in m0.splitlines()
+            if l.startswith("sipwatch_probes_total{") and 'result="ok"' in l)
+    not_operational = comps.count('"status":"') - comps.count('"status":"operational"')
+    sipp.kill()
+    sipp.wait()
+    d.send_signal(signal.SIGTERM)
+    d.wait(timeout=30)
+    log = open(os.path.join(work, "daemon.log")).read()
+    # The log is coloured (ANSI): strip it before matching.
+    false_downs = len(re.findall(r'to="?down', re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", log)))
+    elapsed = t1 - t0
+    daemon_us = (c1 - c0) / probes * 1e6 if probes else float("nan")
+    sipp_sent = rate * elapsed
+    sipp_us = (sc1 - sc0) / sipp_sent * 1e6
+    out.append(f"### {args.n1} targets at 1 s for {args.duration} s, SIPp at the same rate next to it, one Kamailio on loopback ({time.strftime('%Y-%m-%d %H:%M')})\n")
+    out.append("| measure | value |\n|---|---|")
+    out.append(f"| probes in the window | {int(probes)} ({probes / elapsed:.0f}/s), ok {int(ok)} |")
+    out.append(f"| components not operational at the end | {not_operational} |")
+    out.append(f"| false downs (node state changes to down in the log) | **{false_downs}** |")
+    out.append(f"| sipwatch CPU per probe | **{daemon_us:.1f} us** ({c1 - c0:.2f} s in {elapsed:.0f} s) |")
+    out.append(f"| SIPp CPU per OPTIONS, {rate}/s, same window (successful calls at the end: {sipp_calls}) | **{sipp_us:.1f} us** ({sc1 - sc0:.2f} s) |")
+    out.append(f"| ratio sipwatch / SIPp | **{daemon_us / sipp_us:.2f}** (goal: at most 0.40, and at most 20 us) |")
+    out.append("")
+    return out
+
+
+def sipp_successful(work):
+    try:
+        lines = open(os.path.join(work, "sipp.csv")).read().splitlines()
+        head = lines[0].split(";")
+        last = lines[-1].split(";")
+        return last[head.index("SuccessfulCall(C)")]
+    except Exception:
+        return "?"
+
+
+def timed_get(url):
+    t = time.perf_counter()
+    http(url)
+    return time.perf_counter() - t
+
+
+def lateness_window(m0, m1):
+    name = "sipwatch_probe_start_lateness_seconds"
+    def buckets(text):
+        return {m.group(1): float(m.group(2)) for m in re.finditer(name + r'_bucket\{.*?le="([^"]+)".*?\} (\S+)', text)}
+    b0, b1 = buckets(m0), buckets(m1)
+    window = "\n".join(f'{name}_bucket{{le="{le}"}} {b1[le] - b0.get(le, 0)}' for le in b1)
+    return histogram_quantile(window, name, 0.50), histogram_quantile(window, name, 0.99)
+
+
+def memory_run(binary, work, kport, n, seconds):
+    """Peak RSS of the daemon with n targets at 10 s."""
+    listen = f"127.0.0.1:{free_port()}"
+    cfg = os.path.join(work, f"m{n}.toml")
+    write_config(cfg, os.path.join(work, f"m{n}.db"), listen, kport, n, "10s", "5s")
+    d = run_daemon(binary, cfg, work, listen)
+    peak = 0.0
+    end = time.time() + seconds
+    while time.time() < end:
+        peak = max(peak, rss_mb(d.pid))
+        time.sleep(1)
+    d.send_signal(signal.SIGTERM)
+    d.wait(timeout=60)
+    return peak
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n1", type=int, default=2000)
     ap.add_argument("--n2", type=int, default=10000)
     ap.add_argument("--duration", type=int, default=60)
     ap.add_argument("--duration2", type=int, default=60)
+    ap.add_argument("--load", type=int, default=30)
+    ap.add_argument("--binary", help="use this sipwatch binary instead of building one")
+    ap.add_argument("--skip1", action="store_true", help="only part 2")
     args = ap.parse_args()
-    subprocess.run([os.path.join(ROOT, "tests", "install-deps.sh")], check=True, stdout=subprocess.DEVNULL)
-    subprocess.run(["cargo", "build", "--release", "--locked", "-q"], cwd=ROOT, check=True)
-    binary = os.path.join(ROOT, "target", "release", "sipwatch")
+    if args.binary:
+        binary = args.binary
+    else:
+        subprocess.run([os.path.join(ROOT, "tests", "install-deps.sh")], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(["cargo", "build", "--release", "--locked", "-q", "-p", "sipwatch", "--bin", "sipwatch"],
+                       cwd=ROOT, check=True)
+        target_dir = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+        binary = os.path.join(target_dir, "release", "sipwatch")
     work = tempfile.mkdtemp(prefix="sipwatch-bench-")
     kport = free_port()
     kpid = start_kamailio(work, kport)
     out = []
     try:
-        # Part 1: N1 targets at 1 s, and SIPp at the same rate.
-        listen = f"127.0.0.1:{free_port()}"
-        cfg = os.path.join(work, "p1.toml")
-        write_config(cfg, os.path.join(work, "p1.db"), listen, kport, args.n1, "1s", "900ms")
-        d = run_daemon(binary, cfg, work, listen)
-        time.sleep(5)  # every target has had its first probes
-        m0 = http(f"http://{listen}/metrics")
-        c0, t0 = cpu_seconds(d.pid), time.time()
-        time.sleep(args.duration)
-        m1 = http(f"http://{listen}/metrics")
-        c1, t1 = cpu_seconds(d.pid), time.time()
-        comps = http(f"http://{listen}/api/v2/components.json")
-        probes = metric_sum(m1, "sipwatch_probes_total") - metric_sum(m0, "sipwatch_probes_total")
-        ok = sum(float(l.rsplit(" ", 1)[1]) for l in m1.splitlines()
-                 if l.startswith("sipwatch_probes_total{") and 'result="ok"' in l) - \
-            sum(float(l.rsplit(" ", 1)[1]) for l in m0.splitlines()
-                if l.startswith("sipwatch_probes_total{") and 'result="ok"' in l)
-        not_operational = comps.count('"status":"') - comps.count('"status":"operational"')
-        d.send_signal(signal.SIGTERM)
-        d.wait(timeout=30)
-        log = open(os.path.join(work, "daemon.log")).read()
-        false_downs = len(re.findall(r'to="?down', log))
-        daemon_cpu = (c1 - c0) / (probes / 1000) if probes else float("nan")
-        rate = probes / (t1 - t0)
-
-        # SIPp at the same rate for the same time.
-        uac = os.path.join(work, "uac.xml")
-        open(uac, "w").write(UAC)
-        sipp = subprocess.Popen(["sipp", "-sf", uac, "-r", str(int(round(rate))), "-m", str(int(probes)),
-                                 "-nostdin", "-i", "127.0.0.1", "-p", str(free_port()), f"127.0.0.1:{kport}",
-                                 "-trace_stat", "-stf", os.path.join(work, "sipp.csv")],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        sipp_t0 = time.time()
-        sc0 = cpu_seconds(sipp.pid)
-        sc1 = sc0
-        while sipp.poll() is None:
-            try:
-                sc1 = cpu_seconds(sipp.pid)
-            except Exception:
-                break
-            time.sleep(0.2)
-        sipp_elapsed = time.time() - sipp_t0
-        sipp_cpu = (sc1 - sc0) / (probes / 1000) if probes else float("nan")
-
-        out.append(f"### {args.n1} targets at 1 s for {args.duration} s, one Kamailio on loopback ({time.strftime('%Y-%m-%d')})\n")
-        out.append("| measure | value |\n|---|---|")
-        out.append(f"| probes in the window | {int(probes)} ({rate:.0f}/s), ok {int(ok)} |")
-        out.append(f"| components not operational at the end | {not_operational} |")
-        out.append(f"| false downs (node state changes to down in the log) | **{false_downs}** |")
-        out.append(f"| sipwatch CPU seconds per 1,000 probes | **{daemon_cpu:.3f}** |")
-        out.append(f"| SIPp CPU seconds per 1,000 OPTIONS, same rate, same Kamailio ({sipp_elapsed:.0f} s) | **{sipp_cpu:.3f}** |")
-        out.append(f"| ratio sipwatch / SIPp | **{daemon_cpu / sipp_cpu:.2f}** |" if sipp_cpu else "| ratio | n/a |")
-        out.append("")
-
+        # Part 1: N1 targets at 1 s, and SIPp at the same rate next to it, same window.
+        if not args.skip1:
+            out.extend(part1(args, binary, work, kport))
         # Part 2: N2 targets at 10 s.
+        small = max(1, args.n2 // 10)
+        rss_small = memory_run(binary, work, kport, small, 25)
         listen = f"127.0.0.1:{free_port()}"
         cfg = os.path.join(work, "p2.toml")
         write_config(cfg, os.path.join(work, "p2.db"), listen, kport, args.n2, "10s", "5s")
@@ -235,23 +291,47 @@ def main():
             peak = max(peak, rss_mb(d.pid))
             time.sleep(1)
         m1 = http(f"http://{listen}/metrics")
-        name = "sipwatch_probe_start_lateness_seconds"
-        # Lateness within the measured window only: subtract the bucket counts at its start.
-        def buckets(text):
-            return {m.group(1): float(m.group(2)) for m in re.finditer(name + r'_bucket\{.*?le="([^"]+)".*?\} (\S+)', text)}
-        b0, b1 = buckets(m0), buckets(m1)
-        window = "\n".join(f'{name}_bucket{{le="{le}"}} {b1[le] - b0.get(le, 0)}' for le in b1)
-        p99 = histogram_quantile(window, name, 0.99)
-        p50 = histogram_quantile(window, name, 0.50)
+        p50, p99 = lateness_window(m0, m1)
         probes2 = metric_sum(m1, "sipwatch_probes_total") - metric_sum(m0, "sipwatch_probes_total")
+        # The status page and the feed while probing: 20 loads each, one at a time.
+        page = [timed_get(f"http://{listen}/") for _ in range(20)]
+        feed = [timed_get(f"http://{listen}/api/v2/components.json") for _ in range(20)]
+        # 20 clients loading pages back to back: does probing keep its schedule?
+        m2 = http(f"http://{listen}/metrics")
+        stop = time.time() + args.load
+        loads = []
+        def client(i):
+            path = "/" if i % 2 == 0 else "/api/v2/components.json"
+            while time.time() < stop:
+                try:
+                    loads.append(timed_get(f"http://{listen}{path}"))
+                except Exception:
+                    loads.append(float("nan"))
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        m3 = http(f"http://{listen}/metrics")
+        peak = max(peak, rss_mb(d.pid))
+        lp50, lp99 = lateness_window(m2, m3)
         d.send_signal(signal.SIGTERM)
         d.wait(timeout=60)
+        per_target = (peak - rss_small) * 1024 * 1024 / (args.n2 - small)
+        fmt = lambda v: f"{v * 1e3:.2f} ms" if v is not None else "n/a"
         out.append(f"### {args.n2} targets at 10 s for {args.duration2} s\n")
         out.append("| measure | value |\n|---|---|")
         out.append(f"| probes in the window | {int(probes2)} ({probes2 / args.duration2:.0f}/s) |")
-        out.append(f"| peak resident memory (VmRSS) | **{peak:.1f} MB** (goal: at most 100 MB) |")
-        out.append(f"| probe start lateness, median | {p50 * 1e3:.2f} ms |" if p50 is not None else "| lateness | n/a |")
-        out.append(f"| probe start lateness, 99th percentile | **{p99 * 1e3:.2f} ms** (goal: at most 10 ms) |" if p99 is not None else "")
+        out.append(f"| peak resident memory (VmRSS) | **{peak:.1f} MB** (goal: at most 64 MB) |")
+        out.append(f"| same with {small} targets | {rss_small:.1f} MB |")
+        out.append(f"| per target, (RSS({args.n2}) - RSS({small})) / {args.n2 - small} | **{per_target:.0f} bytes** |")
+        out.append(f"| probe start lateness, median | {fmt(p50)} |")
+        out.append(f"| probe start lateness, 99th percentile | **{fmt(p99)}** (goal: at most 10 ms) |")
+        out.append(f"| `/` (status page), median of 20 loads while probing | **{statistics.median(page) * 1e3:.1f} ms** (goal: at most 100 ms) |")
+        out.append(f"| /api/v2/components.json, median of 20 loads | **{statistics.median(feed) * 1e3:.1f} ms** (goal: at most 100 ms) |")
+        ok_loads = [x for x in loads if x == x]
+        out.append(f"| 20 clients loading pages for {args.load} s: loads, median time | {len(ok_loads)} ({len(loads) - len(ok_loads)} failed), {statistics.median(ok_loads) * 1e3:.1f} ms |" if ok_loads else "| loads | none |")
+        out.append(f"| probe start lateness during those loads, median / 99th percentile | {fmt(lp50)} / **{fmt(lp99)}** (goal: p99 at most 10 ms) |")
         out.append("")
     finally:
         os.kill(kpid, signal.SIGTERM)

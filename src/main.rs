@@ -135,10 +135,16 @@ fn main() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // The daemon's probes, their state and the store live on one thread: a probe's answer, its
+    // report and its state change are handed along without waking another thread (work moved
+    // between runtime threads was a quarter of the CPU per probe). Its HTTP server has a runtime
+    // of its own (see daemon::run), so page loads do not delay probes.
+    let mut builder = if matches!(cli.command, Command::Run { .. }) {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("sipwatch: cannot start the async runtime: {e}");

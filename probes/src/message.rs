@@ -260,12 +260,10 @@ pub fn new_call_id(local: IpAddr) -> String {
 }
 
 fn random_token(bytes: usize) -> String {
-    let mut rng = rand::thread_rng();
-    let mut s = String::with_capacity(bytes * 2);
-    for _ in 0..bytes {
-        s.push_str(&format!("{:02x}", rng.gen::<u8>()));
-    }
-    s
+    let mut raw = [0u8; 32];
+    let raw = &mut raw[..bytes.min(32)];
+    rand::thread_rng().fill(raw);
+    hex::encode(raw)
 }
 
 /// Everything needed to build one request of a probe. Identifiers are chosen by the caller so a
@@ -301,7 +299,7 @@ pub enum AuthHeader {
 
 /// The `User-Agent` we send: `sipwatch/<version>`.
 pub fn user_agent() -> String {
-    format!("sipwatch/{}", env!("CARGO_PKG_VERSION"))
+    concat!("sipwatch/", env!("CARGO_PKG_VERSION")).to_string()
 }
 
 /// The Contact URI we register: our socket address, with the transport when it is not UDP.

@@ -166,7 +166,9 @@ impl Prober {
         };
         let verdict = match spec.method {
             Method::Options => run.options().await,
-            Method::Register => run.register().await,
+            // Boxed: the REGISTER exchange's future is several times the size of an OPTIONS
+            // ping's, and every probe in flight would carry that size otherwise.
+            Method::Register => Box::pin(run.register()).await,
         };
         let mut verdict = verdict;
         if let Some(cert) = conn.peer_certificate() {

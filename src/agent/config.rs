@@ -33,6 +33,10 @@ pub struct AgentConfig {
     /// Ticks between two full `/proc` scans for services found by process name or command line, and
     /// between two checks of every followed process's children for pidfile services.
     pub rescan_every: u32,
+    /// The longest a process's PSS/USS is taken from an earlier `smaps_rollup` read while its
+    /// `statm` (page counts, RSS among them) has not changed. `smaps_rollup` is read again at once
+    /// when `statm` moves.
+    pub pss_every: Duration,
     /// How long raw samples are kept.
     pub history_raw: Duration,
     /// How long per-minute averages are kept.
@@ -316,6 +320,7 @@ struct RawAgent {
     interval: Option<ConfigDuration>,
     state_dir: Option<PathBuf>,
     rescan_every: Option<Spanned<i64>>,
+    pss_every: Option<ConfigDuration>,
     history_raw: Option<ConfigDuration>,
     history_minutes: Option<ConfigDuration>,
     cgroup_root: Option<PathBuf>,
@@ -494,6 +499,9 @@ fn validate(raw: RawFile, c: &mut Checker<'_>) -> AgentConfig {
             6
         }
     };
+    let pss_every = agent
+        .pss_every
+        .map_or(super::locator::DEFAULT_PSS_EVERY, ConfigDuration::get);
     let history_raw = agent
         .history_raw
         .map_or(Duration::from_secs(6 * 3600), ConfigDuration::get);
@@ -557,6 +565,7 @@ fn validate(raw: RawFile, c: &mut Checker<'_>) -> AgentConfig {
             .state_dir
             .unwrap_or_else(|| PathBuf::from("/var/lib/sipwatch/agent")),
         rescan_every,
+        pss_every,
         history_raw,
         history_minutes,
         cgroup_root: agent.cgroup_root,

@@ -19,6 +19,7 @@ use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use super::proc::{self, ProcId, ProcInfo};
 use super::samplers::fds::{self, FdTotals};
@@ -29,6 +30,12 @@ use super::samplers::memory::{self, MemoryTotals};
 pub struct ProcHandle {
     id: ProcId,
     smaps: Option<File>,
+    /// `statm`, read every tick: while it stays the same, so do the page counts, and the last
+    /// `smaps_rollup` figures stand (for at most `pss_every`).
+    statm: Option<File>,
+    /// The `statm` text at the last `smaps_rollup` read, the figures it gave, and when.
+    last_statm: Vec<u8>,
+    last_memory: Option<(MemoryTotals, Instant)>,
     fd_dir: Option<File>,
     task_dir: Option<File>,
     children: Option<File>,
@@ -92,11 +99,15 @@ impl ProcHandle {
     pub fn open(pid: i32) -> Option<(ProcHandle, ProcInfo)> {
         let task_dir = open_path(pid, "task");
         let smaps = open_read(pid, "smaps_rollup");
+        let statm = open_read(pid, "statm");
         let fd_dir = open_path(pid, "fd");
         let info = proc::read(pid)?;
         let handle = ProcHandle {
             id: info.id,
             smaps,
+            statm,
+            last_statm: Vec::new(),
+            last_memory: None,
             fd_dir,
             task_dir,
             children: None,
@@ -118,7 +129,7 @@ impl ProcHandle {
     /// Reads the process's figures; `None` when it is gone (exited, a zombie, or its pid now
     /// another process's).
     pub fn read(&mut self) -> Option<ProcReading> {
-        let memory = self.read_memory()?;
+        let memory = self.read_memory(Duration::ZERO)?;
         self.read_counts(memory)
     }
 
@@ -147,9 +158,47 @@ impl ProcHandle {
 
     /// The first half of [`ProcHandle::read`]: `Some(memory)` when read, `Some(None)` when alive
     /// but unreadable, `None` when gone.
-    pub fn read_memory(&mut self) -> Option<Option<MemoryTotals>> {
+    ///
+    /// `smaps_rollup` (the kernel walks every page table entry: 80 % of the agent's CPU) is read
+    /// again only when `statm` changed since the last read, or `pss_every` has passed (PSS also
+    /// moves when another process maps or unmaps pages this one shares). Otherwise the last
+    /// figures stand: the page counts `statm` shows, RSS among them, are the same. A held `statm`
+    /// that reads is also the liveness check (it fails once the process is gone; a zombie's
+    /// reads all zero and differs).
+    pub fn read_memory(&mut self, pss_every: Duration) -> Option<Option<MemoryTotals>> {
+        let ProcHandle {
+            statm,
+            last_statm,
+            last_memory,
+            ..
+        } = self;
+        let mut statm_now = None;
+        if let Some(file) = statm.as_ref() {
+            statm_now = pread_with(file, |text| {
+                let same = !text.is_empty() && text == last_statm.as_slice();
+                if !same {
+                    last_statm.clear();
+                    last_statm.extend_from_slice(text);
+                }
+                Some(same)
+            });
+        }
+        if statm_now == Some(true) {
+            if let Some((totals, at)) = *last_memory {
+                if at.elapsed() < pss_every {
+                    return Some(Some(totals));
+                }
+            }
+        }
+        if statm_now.is_none() {
+            self.last_statm.clear();
+        }
+        self.last_memory = None;
         if let Some(file) = &self.smaps {
             if let Some(totals) = pread_with(file, memory::parse_smaps_rollup) {
+                if statm_now.is_some() && totals.rss > 0 {
+                    self.last_memory = Some((totals, Instant::now()));
+                }
                 return Some(Some(totals));
             }
         }
@@ -159,6 +208,8 @@ impl ProcHandle {
         self.threads = info.threads;
         // Alive: open it again (after an `exec`, or once the permission or a descriptor is there).
         self.smaps = open_read(self.id.pid, "smaps_rollup");
+        self.statm = open_read(self.id.pid, "statm");
+        self.last_statm.clear();
         Some(
             self.smaps
                 .as_ref()

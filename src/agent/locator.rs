@@ -27,6 +27,7 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::config::Finder;
 use super::handle::{ProcFigures, ProcHandle, ProcReading};
@@ -59,6 +60,8 @@ pub struct Locator {
 struct Tracking {
     cgroup_root: PathBuf,
     rescan_every: u32,
+    /// The longest a process's PSS is taken from an earlier read while its `statm` is unchanged.
+    pss_every: Duration,
     /// The known processes, main process first when known.
     tracked: Vec<Tracked>,
     ticks_since_scan: u32,
@@ -101,7 +104,18 @@ struct Found {
     scanned: bool,
 }
 
+/// `pss_every` when the config does not say: a process whose `statm` did not move has its PSS read
+/// again at least once a minute.
+pub const DEFAULT_PSS_EVERY: Duration = Duration::from_secs(60);
+
 impl Locator {
+    /// Re-reads `smaps_rollup` of a process whose `statm` is unchanged only every `pss_every`
+    /// (see [`ProcHandle::read_memory`]); zero reads it every tick.
+    pub fn with_pss_every(mut self, pss_every: Duration) -> Self {
+        self.tracking.pss_every = pss_every;
+        self
+    }
+
     /// A locator for `finder`; `cgroup_root` is the cgroup v2 mount.
     pub fn new(finder: Finder, cgroup_root: PathBuf, rescan_every: u32) -> Self {
         Locator {
@@ -109,6 +123,7 @@ impl Locator {
             tracking: Tracking {
                 cgroup_root,
                 rescan_every: rescan_every.max(1),
+                pss_every: DEFAULT_PSS_EVERY,
                 tracked: Vec::new(),
                 ticks_since_scan: 0,
                 eager_ticks: 0,
@@ -155,11 +170,12 @@ impl Tracking {
     /// Memory first for all of them, then their counts (see [`ProcHandle::read_counts`]).
     fn read_all(&mut self) -> bool {
         let before = self.tracked.len();
+        let pss_every = self.pss_every;
         self.tracked.retain_mut(|t| {
             if t.reading.is_some() {
                 return true;
             }
-            t.memory = t.handle.read_memory();
+            t.memory = t.handle.read_memory(pss_every);
             t.memory.is_some()
         });
         self.tracked.retain_mut(|t| {

@@ -83,7 +83,8 @@ impl ServiceWatch {
                 config.finder.clone(),
                 cgroup_root.to_owned(),
                 agent.rescan_every,
-            ),
+            )
+            .with_pss_every(agent.pss_every),
             sample_timeout: config.interval.max(Duration::from_secs(1)),
             config,
             presence,

@@ -335,10 +335,13 @@ impl StateTask {
         let o = &r.outcome;
         let obs = Observation {
             at: o.started_at,
-            status: serde_json::to_value(o.status)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_else(|| "unknown".into()),
+            status: match o.status {
+                sipwatch_probes::outcome::Status::Ok => "ok",
+                sipwatch_probes::outcome::Status::Warning => "warning",
+                sipwatch_probes::outcome::Status::Critical => "critical",
+                sipwatch_probes::outcome::Status::Unknown => "unknown",
+            }
+            .to_string(),
             result: o.result.as_str().to_string(),
             code: o.code,
             rtt_ms: o.rtt_ms,
@@ -619,8 +622,10 @@ pub async fn run(config_path: &Path, mut shutdown: watch::Receiver<bool>) -> any
     first.store_error = store_error.clone();
     let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(first));
 
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
+    let listener = std::net::TcpListener::bind(cfg.listen)
+        .with_context(|| format!("cannot listen on {} ([http] listen)", cfg.listen))?;
+    listener
+        .set_nonblocking(true)
         .with_context(|| format!("cannot listen on {} ([http] listen)", cfg.listen))?;
     tracing::info!(listen = %listener.local_addr()?, "status page and metrics");
     let app = router(HttpState {
@@ -629,13 +634,7 @@ pub async fn run(config_path: &Path, mut shutdown: watch::Receiver<bool>) -> any
         history,
         agents: intake,
     });
-    let http = tokio::spawn(super::http::serve::serve(
-        listener,
-        app,
-        super::http::serve::Limits::default(),
-        Default::default(),
-        shutdown.clone(),
-    ));
+    let http = serve_http(listener, app, shutdown.clone())?;
 
     let (tx, mut rx) = mpsc::channel::<SchedulerMsg>(4096);
     let mut scheduler = Scheduler::new(cfg.udp_sockets, cfg.max_in_flight, tx).await?;
@@ -752,6 +751,44 @@ pub async fn run(config_path: &Path, mut shutdown: watch::Receiver<bool>) -> any
         task.probe(*r);
     }
     task.flush();
-    let _ = http.await;
+    let _ = tokio::task::spawn_blocking(move || http.join()).await;
     Ok(())
+}
+
+/// Serves the status page, feed, metrics and agent intake on a runtime of their own (two worker
+/// threads): rendering a page of 10,000 targets or answering 20 clients at once then never holds
+/// up the probe thread, which only publishes snapshots and updates atomics for it.
+fn serve_http(
+    listener: std::net::TcpListener,
+    app: axum::Router,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("sipwatch-http")
+        .enable_all()
+        .build()
+        .context("cannot start the HTTP runtime")?;
+    std::thread::Builder::new()
+        .name("sipwatch-http".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let listener = match tokio::net::TcpListener::from_std(listener) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot serve HTTP");
+                        return;
+                    }
+                };
+                super::http::serve::serve(
+                    listener,
+                    app,
+                    super::http::serve::Limits::default(),
+                    Default::default(),
+                    shutdown,
+                )
+                .await;
+            })
+        })
+        .context("cannot start the HTTP thread")
 }

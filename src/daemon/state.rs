@@ -606,6 +606,8 @@ impl Board {
             };
             t.nodes.push(tracker);
         }
+        // Kept for the target's lifetime: no spare capacity (10,000 targets x 3 unused slots).
+        t.nodes.shrink_to_fit();
         self.after_target_change(ti, now, &mut ev);
         ev
     }
@@ -988,6 +990,16 @@ impl Board {
 
     fn sync_target_incident(&mut self, ti: usize, now: UnixTime, ev: &mut Vec<BoardEvent>) {
         let t = &self.targets[ti];
+        // The usual case, once per probe: nothing down, flapping or unresolvable and no incident
+        // open at all, so there is nothing to resolve either (no key to format).
+        if self.incidents.is_empty()
+            && !t.dns_outage()
+            && t.nodes
+                .iter()
+                .all(|n| n.state != NodeState::Down && !n.flapping)
+        {
+            return;
+        }
         let name = &t.spec.name;
         let key = format!("target:{name}");
         let total = t.nodes.len();
