@@ -274,17 +274,13 @@ impl WatchdogTask {
     fn finish(&mut self, policy: &mut RestartPolicy, done: Executed, _forced: bool, now: f64) {
         let outputs = policy.handle(now, done.input.clone());
         if let Some(record) = done.record {
-            if record.decision == DecisionKind::Restarted
-                || (record.decision == DecisionKind::Failed && done.critical)
-            {
-                if record.decision == DecisionKind::Restarted {
-                    self.restarts_total
-                        .get_or_create(&crate::agent::metrics::RestartLabels {
-                            service: self.service.clone(),
-                            reason: record.trigger.as_str().to_owned(),
-                        })
-                        .inc();
-                }
+            if record.decision == DecisionKind::Restarted {
+                self.restarts_total
+                    .get_or_create(&crate::agent::metrics::RestartLabels {
+                        service: self.service.clone(),
+                        reason: record.trigger.as_str().to_owned(),
+                    })
+                    .inc();
             }
             if record.decision != DecisionKind::Skipped || done.critical {
                 self.sink.emit(AgentEvent::Restart {
