@@ -106,6 +106,7 @@ struct RawScheduler {
 #[serde(deny_unknown_fields)]
 struct RawStatus {
     page_name: Option<String>,
+    time_zone: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -164,6 +165,9 @@ pub struct DaemonConfig {
     pub max_in_flight: usize,
     pub udp_sockets: usize,
     pub page_name: String,
+    /// `[status] time_zone`: page and incident times, and maintenance calendars, in this zone
+    /// (None: page in UTC, calendars in the machine's local time).
+    pub time_zone: Option<chrono_tz::Tz>,
     pub targets: Vec<TargetSettings>,
     pub groups: Vec<GroupSettings>,
     pub maintenance: Vec<MaintenanceWindow>,
@@ -558,6 +562,17 @@ impl DaemonConfig {
             }
         }
 
+        let time_zone = raw
+            .status
+            .as_ref()
+            .and_then(|s| s.time_zone.as_ref())
+            .and_then(|z| match super::timefmt::parse_zone(z.get_ref()) {
+                Ok(tz) => Some(tz),
+                Err(e) => {
+                    p.at(Some(z.span()), format!("[status] {e}"));
+                    None
+                }
+            });
         let mut maintenance = Vec::new();
         for m in &raw.maintenance {
             let calendar = match Calendar::parse(m.schedule.get_ref()) {
@@ -638,6 +653,7 @@ impl DaemonConfig {
             retention,
             max_in_flight,
             udp_sockets,
+            time_zone,
             page_name: raw
                 .status
                 .and_then(|s| s.page_name)

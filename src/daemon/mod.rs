@@ -19,3 +19,4 @@ pub mod run;
 pub mod scheduler;
 pub mod state;
 pub mod store;
+pub mod timefmt;
