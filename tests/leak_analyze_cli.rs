@@ -38,13 +38,29 @@ fn a_png_plot_is_refused_and_svg_has_round_ticks() {
     let dir = tempfile::tempdir().unwrap();
     let csv = series(dir.path());
     let png = dir.path().join("plot.png");
-    let out = sipwatch(&["leak", "analyze", csv.to_str().unwrap(), "--plot", png.to_str().unwrap()]);
+    let out = sipwatch(&[
+        "leak",
+        "analyze",
+        csv.to_str().unwrap(),
+        "--plot",
+        png.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains(".svg"), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(".svg"),
+        "{}",
+        describe(&out)
+    );
     assert!(!png.exists(), "nothing written under a .png name");
 
     let svg = dir.path().join("plot.svg");
-    let out = sipwatch(&["leak", "analyze", csv.to_str().unwrap(), "--plot", svg.to_str().unwrap()]);
+    let out = sipwatch(&[
+        "leak",
+        "analyze",
+        csv.to_str().unwrap(),
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let text = std::fs::read_to_string(&svg).unwrap();
     // Value ticks: round MiB values, none negative for a gauge that never is.
@@ -64,7 +80,10 @@ fn a_png_plot_is_refused_and_svg_has_round_ticks() {
         assert_eq!(n.fract(), 0.0, "round ticks: {labels:?}");
     }
     let step = values[1] - values[0];
-    assert!([1.0, 2.0, 5.0, 10.0, 20.0, 50.0].contains(&step), "{labels:?}");
+    assert!(
+        [1.0, 2.0, 5.0, 10.0, 20.0, 50.0].contains(&step),
+        "{labels:?}"
+    );
     assert!(values.windows(2).all(|w| w[1] - w[0] == step), "{labels:?}");
 }
 
@@ -73,7 +92,14 @@ fn limit_sizes_say_gb_or_gib() {
     let dir = tempfile::tempdir().unwrap();
     let csv = series(dir.path());
     let limit = |l: &str| {
-        let out = sipwatch(&["leak", "analyze", csv.to_str().unwrap(), "--json", "--limit", l]);
+        let out = sipwatch(&[
+            "leak",
+            "analyze",
+            csv.to_str().unwrap(),
+            "--json",
+            "--limit",
+            l,
+        ]);
         assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         v["limit"].as_f64().unwrap()

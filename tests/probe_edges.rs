@@ -316,7 +316,10 @@ fn bad_input_is_unknown_with_a_message() {
             "unknown transport",
         ),
         // A bare number is seconds (-t of every Nagios plugin); a word is no duration.
-        (&["probe", "--timeout", "fast", "sip:127.0.0.1"], "write e.g. \"10s\""),
+        (
+            &["probe", "--timeout", "fast", "sip:127.0.0.1"],
+            "write e.g. \"10s\"",
+        ),
         (
             &[
                 "probe",

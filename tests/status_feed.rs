@@ -66,7 +66,10 @@ groups = ["edges"]
 
     let summary = daemon.json("/api/v2/summary.json");
     assert_eq!(summary["page"]["time_zone"], "America/New_York");
-    let all = summary["scheduled_maintenances"].as_array().unwrap().clone();
+    let all = summary["scheduled_maintenances"]
+        .as_array()
+        .unwrap()
+        .clone();
     assert_eq!(all.len(), 2, "{summary:#}");
     // Soonest first: the open one.
     assert_eq!(all[0]["status"], "in_progress", "{summary:#}");
@@ -91,9 +94,15 @@ groups = ["edges"]
     let active = daemon.json("/api/v2/scheduled-maintenances/active.json");
     let upcoming = daemon.json("/api/v2/scheduled-maintenances/upcoming.json");
     let feed = daemon.json("/api/v2/scheduled-maintenances.json");
-    assert_eq!(active["scheduled_maintenances"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        active["scheduled_maintenances"].as_array().unwrap().len(),
+        1
+    );
     assert_eq!(active["scheduled_maintenances"][0]["status"], "in_progress");
-    assert_eq!(upcoming["scheduled_maintenances"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        upcoming["scheduled_maintenances"].as_array().unwrap().len(),
+        1
+    );
     assert_eq!(upcoming["scheduled_maintenances"][0]["status"], "scheduled");
     assert_eq!(feed["scheduled_maintenances"].as_array().unwrap().len(), 2);
 

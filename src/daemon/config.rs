@@ -771,8 +771,11 @@ groups = ["edges"]
         assert_eq!(c.targets[0].flap_max_changes, 4);
         assert_eq!(c.targets[1].flap_window, Duration::from_secs(1800));
         assert_eq!(c.targets[1].flap_max_changes, 8);
-        let e = load(&GOOD.replace("interval = \"2s\"", "interval = \"2s\"\nflap_window = \"x\""))
-            .unwrap_err();
+        let e = load(&GOOD.replace(
+            "interval = \"2s\"",
+            "interval = \"2s\"\nflap_window = \"x\"",
+        ))
+        .unwrap_err();
         assert!(e.contains("target \"edge-2\": flap_window"), "{e}");
     }
 

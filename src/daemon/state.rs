@@ -1845,7 +1845,10 @@ mod tests {
             body.starts_with("10.0.0.1:5060 down since 03:12 CET, 14 min:"),
             "{body}"
         );
-        assert!(!body.contains("1796"), "no unix times in words for people: {body}");
+        assert!(
+            !body.contains("1796"),
+            "no unix times in words for people: {body}"
+        );
 
         // A target with one node: no "all 1 nodes".
         let mut one = board_with(1, Thresholds::default());

@@ -93,7 +93,9 @@ mod tests {
         assert_eq!(clock(t, t + 86_400.0, berlin), "2026-11-30 03:12 CET");
         // Summer time.
         assert_eq!(date_time(1_782_871_920.0, berlin), "2026-07-01 04:12 CEST");
-        assert!(parse_zone("Europe/Berln").unwrap_err().contains("Europe/Berlin"));
+        assert!(parse_zone("Europe/Berln")
+            .unwrap_err()
+            .contains("Europe/Berlin"));
         assert_eq!(zone_or_utc(""), chrono_tz::UTC);
     }
 

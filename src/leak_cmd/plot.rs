@@ -274,8 +274,20 @@ fn tick_label(v: f64, scale: f64, unit: &str, step: f64) -> String {
 /// Time ticks on round UTC times (whole minutes, hours or days), about five to ten of them.
 fn time_ticks(t0: f64, t1: f64) -> Vec<f64> {
     const STEPS: [f64; 14] = [
-        60.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 10800.0, 21600.0, 43200.0, 86400.0,
-        172_800.0, 604_800.0, 2_592_000.0,
+        60.0,
+        300.0,
+        600.0,
+        900.0,
+        1800.0,
+        3600.0,
+        7200.0,
+        10800.0,
+        21600.0,
+        43200.0,
+        86400.0,
+        172_800.0,
+        604_800.0,
+        2_592_000.0,
     ];
     let span = t1 - t0;
     let step = STEPS
@@ -312,7 +324,10 @@ mod tests {
         assert_eq!(value_ticks(0.0, 10.0, 2.0), [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]);
         const MIB: f64 = 1024.0 * 1024.0;
         assert_eq!(tick_label(512.0 * MIB, MIB, " MiB", 128.0 * MIB), "512 MiB");
-        assert_eq!(tick_label(1.5 * 1024.0 * MIB, 1024.0 * MIB, " GiB", 0.5 * 1024.0 * MIB), "1.5 GiB");
+        assert_eq!(
+            tick_label(1.5 * 1024.0 * MIB, 1024.0 * MIB, " GiB", 0.5 * 1024.0 * MIB),
+            "1.5 GiB"
+        );
         // Six hours from 00:07: ticks on the hour.
         let t0 = 1_717_200_000.0 + 420.0;
         let ticks = time_ticks(t0, t0 + 6.0 * 3600.0);

@@ -760,7 +760,10 @@ mod tests {
         assert_eq!(fmt_duration(59.0), "59 s");
         assert_eq!(fmt_duration(3600.0 * 3.0 + 720.0), "3 h 12 min");
         assert_eq!(fmt_duration(86400.0 * 2.0 + 3600.0 * 4.0), "2 d 4 h");
-        assert_eq!(fmt_time(1_700_000_000.0, chrono_tz::UTC), "2023-11-14 22:13 UTC");
+        assert_eq!(
+            fmt_time(1_700_000_000.0, chrono_tz::UTC),
+            "2023-11-14 22:13 UTC"
+        );
         assert_eq!(
             fmt_time(1_700_000_000.0, "Europe/Berlin".parse().unwrap()),
             "2023-11-14 23:13 CET"

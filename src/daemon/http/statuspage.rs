@@ -166,7 +166,10 @@ pub fn scheduled_maintenances_feed(
 }
 
 /// Every maintenance window of the snapshot in the Statuspage shape, soonest first.
-pub fn scheduled_maintenances(snapshot: &Snapshot, page: &PageInfo) -> Vec<ScheduledMaintenanceJson> {
+pub fn scheduled_maintenances(
+    snapshot: &Snapshot,
+    page: &PageInfo,
+) -> Vec<ScheduledMaintenanceJson> {
     let zone = crate::daemon::timefmt::zone_or_utc(&snapshot.time_zone);
     let all_components = components(snapshot);
     snapshot
@@ -189,9 +192,9 @@ pub fn scheduled_maintenances(snapshot: &Snapshot, page: &PageInfo) -> Vec<Sched
                 .iter()
                 .filter(|c| {
                     covered.contains(&c.name.as_str())
-                        || c.group_id.as_ref().is_some_and(|gid| {
-                            m.groups.iter().any(|g| &group_id(g) == gid)
-                        })
+                        || c.group_id
+                            .as_ref()
+                            .is_some_and(|gid| m.groups.iter().any(|g| &group_id(g) == gid))
                 })
                 .cloned()
                 .collect();
@@ -962,7 +965,10 @@ pub(crate) mod tests {
             .iter()
             .map(|c| c["name"].as_str().unwrap())
             .collect();
-        assert!(names.contains(&"recorders") && names.contains(&"rec-1"), "{names:?}");
+        assert!(
+            names.contains(&"recorders") && names.contains(&"rec-1"),
+            "{names:?}"
+        );
         let body = m["incident_updates"][0]["body"].as_str().unwrap();
         assert!(
             body.contains("from 2023-11-17 03:00 CET to 03:30 CET (Tue,Fri 03:00, 30 min)"),
