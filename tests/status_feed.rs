@@ -135,6 +135,11 @@ groups = ["edges"]
         .unwrap_or(0);
     assert!(longest_number < 9, "no unix time: {text}");
 
+    // Logs to a file (not a terminal): no ANSI colour codes.
+    let log = daemon.log_text();
+    assert!(log.contains("INFO"), "{log}");
+    assert!(!log.contains('\u{1b}'), "ANSI codes in a log file:\n{log}");
+
     // The page shows its times in the zone too.
     let (status, page) = common::http_get(&listen, "/").unwrap();
     assert_eq!(status, 200);
