@@ -225,15 +225,6 @@ fn usage_error(e: &clap::Error) -> i32 {
         return EXIT_UNKNOWN;
     }
     let _ = e.print();
-    if matches!(
-        e.kind(),
-        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-            | ErrorKind::MissingSubcommand
-            | ErrorKind::InvalidSubcommand
-    ) && subcommand.is_empty()
-    {
-        return EXIT_UNKNOWN;
-    }
     EXIT_CONFIG
 }
 
