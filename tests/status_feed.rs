@@ -165,3 +165,37 @@ impl<Tz: chrono::TimeZone> Ymd for chrono::DateTime<Tz> {
         chrono::Datelike::day(self)
     }
 }
+
+/// `sipwatch_probe_up` (and `sipwatch_node_up`) are absent until the target has a verdict, so an
+/// `sipwatch_probe_up == 0` rule does not fire while a daemon starts; then the 0 appears.
+#[test]
+fn probe_up_is_absent_until_the_first_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let config = dir.path().join("sipwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[http]\nlisten = \"{listen}\"\n[store]\npath = \"{}\"\n\
+             [[target]]\nname = \"dead\"\nuri = \"sip:127.0.0.1:{}\"\ninterval = \"1s\"\n\
+             timeout = \"300ms\"\nfail_threshold = 3\n",
+            dir.path().join("state.db").display(),
+            free_port()
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&config, &listen, &dir.path().join("daemon.log"));
+    let metrics = || common::http_get(&listen, "/metrics").unwrap().1;
+    // Three failures one second apart are needed: for the first two seconds there is no verdict.
+    let body = metrics();
+    assert!(body.contains("sipwatch_build_info{"), "{body}");
+    assert!(!body.contains("sipwatch_probe_up{"), "{body}");
+    assert!(!body.contains("sipwatch_node_up{"), "{body}");
+    wait_for_or(
+        "sipwatch_probe_up 0 after three failures",
+        Duration::from_secs(20),
+        || daemon.log_text(),
+        || metrics().contains(r#"sipwatch_probe_up{target="dead",group=""} 0"#),
+    );
+    assert!(metrics().contains(r#"sipwatch_node_up{target="dead",node="127.0.0.1:"#));
+}
