@@ -92,3 +92,44 @@ fn run_agent_and_probe_help_explain_signals_environment_files_and_exit_codes() {
         }
     }
 }
+
+/// The demo installs what it runs (Kamailio with TLS, openssl, curl, python3) and nothing the
+/// tests alone need (Chromium, Prometheus, Alertmanager, SIPp, ...), and says what the long
+/// release build is doing.
+#[test]
+fn the_demo_installs_only_what_it_runs() {
+    let script = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/demo.sh"))
+        .expect("examples/demo.sh");
+    let install = script
+        .lines()
+        .find(|l| l.trim_start().starts_with("tests/install-deps.sh"))
+        .expect("the demo installs its packages through tests/install-deps.sh");
+    let packages: Vec<&str> = install.split_whitespace().skip(1).collect();
+    assert_eq!(
+        packages,
+        [
+            "kamailio",
+            "kamailio-tls-modules",
+            "openssl",
+            "curl",
+            "python3"
+        ],
+        "{install}"
+    );
+    for used in ["kamailio", "tls.so", "openssl req", "curl ", "python3 "] {
+        assert!(script.contains(used), "the demo no longer uses {used}");
+    }
+    let build = script
+        .lines()
+        .position(|l| l.trim_start().starts_with("cargo build --release"))
+        .expect("release build");
+    let before: Vec<&str> = script.lines().take(build).collect();
+    assert!(
+        before.last().is_some_and(|l| l.contains("echo")),
+        "the build is announced"
+    );
+    assert!(
+        !script.lines().nth(build).unwrap().contains(" -q"),
+        "cargo shows its progress"
+    );
+}
