@@ -120,6 +120,19 @@ fn the_deb_installs_and_runs() {
         describe(&out)
     );
 
+    // The installed units name the installed binary and an existing user.
+    require("systemd-analyze", "systemd");
+    let out = run(Command::new("systemd-analyze").args([
+        "verify",
+        "/usr/lib/systemd/system/sipwatch.service",
+        "/usr/lib/systemd/system/sipwatch-agent.service",
+    ]));
+    assert!(
+        out.status.success(),
+        "systemd-analyze verify: {}",
+        describe(&out)
+    );
+
     // postinst ran systemd-sysusers: the user exists, as a system user without a login shell.
     let out = run(Command::new("getent").args(["passwd", "sipwatch"]));
     let passwd = String::from_utf8_lossy(&out.stdout).to_string();
