@@ -35,14 +35,15 @@ Exit codes: 0 no leak, 1 leak (the alert would have been raised), 2 bad input (t
 pub struct AnalyzeArgs {
     /// CSV with a header and columns `timestamp` (unix seconds or RFC 3339) and `value`.
     pub file: PathBuf,
-    /// The gauge's limit in its unit (bytes for memory; suffixes K, M, G, T are powers of 1024),
-    /// for the time left until it is reached.
+    /// The gauge's limit in its unit, for the time left until it is reached: bytes for memory,
+    /// with KB, MB, GB, TB = powers of 1000 and KiB, MiB, GiB, TiB = powers of 1024 (as in agent.toml).
     #[arg(long, value_name = "BYTES", value_parser = parse_amount)]
     pub limit: Option<f64>,
     /// Print one JSON object instead of the human summary.
     #[arg(long)]
     pub json: bool,
-    /// Also draw the series, the trend and the detection point into this SVG file.
+    /// Also draw the series, the trend and the detection point into this SVG file (SVG only: a
+    /// name not ending in .svg is refused, exit 2).
     #[arg(long, value_name = "OUT.svg")]
     pub plot: Option<PathBuf>,
     /// Detector settings (TOML, the same keys as the agent's `[service.leak]` table, e.g.
@@ -215,6 +216,17 @@ pub fn run_analyze(args: &AnalyzeArgs) -> anyhow::Result<i32> {
         }
     };
     if let Some(out) = &args.plot {
+        if !out
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("svg"))
+        {
+            eprintln!(
+                "sipwatch leak analyze: --plot {} : the plot is written as SVG only; name the file \
+                 .svg (a PNG from it: rsvg-convert -o plot.png plot.svg)",
+                out.display()
+            );
+            return Ok(EXIT_BAD_INPUT);
+        }
         let title = format!("{}: {}", args.file.display(), headline(&report));
         std::fs::write(out, render_svg(&report, &title))
             .map_err(|e| anyhow::anyhow!("cannot write the plot to {}: {e}", out.display()))?;
@@ -328,33 +340,13 @@ pub fn format_duration(secs: f64) -> String {
     }
 }
 
-/// Parses `--limit`: a number, optionally with K, M, G or T (powers of 1024; `Ki`/`KiB`/`KB` alike).
+/// Parses `--limit` with the agent config's byte-size syntax ([`Quantity`]): `GB` is 10^9,
+/// `GiB` 2^30; a bare number is in the gauge's unit.
+///
+/// [`Quantity`]: crate::agent::units::Quantity
 pub fn parse_amount(text: &str) -> Result<f64, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
-    let (number, suffix) = t.split_at(split);
-    let number: f64 = number
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{text}` is not a number; write e.g. 2147483648 or 2G"))?;
-    let unit = match suffix
-        .trim()
-        .trim_end_matches(['B', 'b'])
-        .trim_end_matches('i')
-    {
-        "" => 1.0,
-        "k" | "K" => 1024.0,
-        "m" | "M" => 1024.0_f64.powi(2),
-        "g" | "G" => 1024.0_f64.powi(3),
-        "t" | "T" => 1024.0_f64.powi(4),
-        other => {
-            return Err(format!(
-                "unknown unit `{other}` in `{text}`; use K, M, G or T (powers of 1024)"
-            ))
-        }
-    };
-    let value = number * unit;
-    if value.is_finite() && value > 0.0 {
+    let value = crate::agent::units::Quantity::parse(text)?.0;
+    if value > 0.0 {
         Ok(value)
     } else {
         Err(format!("`{text}`: the limit must be a positive number"))
@@ -377,7 +369,7 @@ mod tests {
             "analyze", "rss.csv", "--limit", "2G", "--json", "--plot", "o.svg",
         ])
         .expect("parses");
-        assert_eq!(cli.analyze.limit, Some(2.0 * 1024.0 * 1024.0 * 1024.0));
+        assert_eq!(cli.analyze.limit, Some(2e9));
         assert!(cli.analyze.json);
         assert_eq!(cli.analyze.plot.as_deref(), Some(Path::new("o.svg")));
         let help = Cli::command().render_long_help().to_string();
@@ -387,8 +379,15 @@ mod tests {
 
     #[test]
     fn amounts_and_durations() {
-        assert_eq!(parse_amount("2G"), Ok(2.0 * 1024.0 * 1024.0 * 1024.0));
+        // The agent config's syntax: GB is 10^9, GiB 2^30.
+        assert_eq!(parse_amount("1GB"), Ok(1e9));
+        assert_eq!(parse_amount("1GiB"), Ok(1024.0 * 1024.0 * 1024.0));
+        assert_eq!(
+            parse_amount("1GB"),
+            crate::agent::units::Quantity::parse("1GB").map(|q| q.0)
+        );
         assert_eq!(parse_amount("512MiB"), Ok(512.0 * 1024.0 * 1024.0));
+        assert!(parse_amount("0").is_err());
         assert_eq!(parse_amount("149"), Ok(149.0));
         assert!(parse_amount("2X").is_err());
         assert!(parse_amount("-5").is_err());

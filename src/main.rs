@@ -153,15 +153,21 @@ fn main() {
     };
     let code = runtime.block_on(async {
         match cli.command {
-            Command::Probe(args) => match sipwatch::probe_cmd::run(*args).await {
-                Ok(code) => code,
-                Err(e) => {
-                    // Nagios reads stdout; a person running it by hand reads stderr too.
-                    println!("UNKNOWN: {}", one_line(&format!("{e:#}")));
-                    eprintln!("UNKNOWN: {e:#}");
-                    EXIT_UNKNOWN
+            Command::Probe(args) => {
+                let json = args.json;
+                match sipwatch::probe_cmd::run(*args).await {
+                    Ok(code) => code,
+                    Err(e) => {
+                        // Nagios reads stdout; a person running it by hand reads stderr too. With
+                        // --json stdout stays JSON lines only (nothing: no probe ran).
+                        if !json {
+                            println!("UNKNOWN: {}", one_line(&format!("{e:#}")));
+                        }
+                        eprintln!("UNKNOWN: {e:#}");
+                        EXIT_UNKNOWN
+                    }
                 }
-            },
+            }
             Command::Run { config } => {
                 if let Err(e) = sipwatch::daemon::config::DaemonConfig::load(&config) {
                     eprintln!("{e}");
@@ -217,8 +223,8 @@ fn main() {
 }
 
 /// Prints a command-line error and returns its exit code: 0 for --help/--version; for `probe`
-/// UNKNOWN (3) with an `UNKNOWN: ...` line on stdout, where Nagios reads; otherwise 2, the code every
-/// other command's help gives for bad input.
+/// UNKNOWN (3) with an `UNKNOWN: ...` line on stdout, where Nagios reads (not with `--json`, whose
+/// stdout is JSON lines only); otherwise 2, the code every other command's help gives for bad input.
 fn usage_error(e: &clap::Error) -> i32 {
     use clap::error::ErrorKind;
     if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
@@ -233,20 +239,13 @@ fn usage_error(e: &clap::Error) -> i32 {
             .map(|l| l.trim_start_matches("error: ").trim())
             .find(|l| !l.is_empty())
             .unwrap_or("bad arguments");
-        println!("UNKNOWN: {first} (see sipwatch probe --help)");
+        if !std::env::args().any(|a| a == "--json") {
+            println!("UNKNOWN: {first} (see sipwatch probe --help)");
+        }
         let _ = e.print();
         return EXIT_UNKNOWN;
     }
     let _ = e.print();
-    if matches!(
-        e.kind(),
-        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-            | ErrorKind::MissingSubcommand
-            | ErrorKind::InvalidSubcommand
-    ) && subcommand.is_empty()
-    {
-        return EXIT_UNKNOWN;
-    }
     EXIT_CONFIG
 }
 

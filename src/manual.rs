@@ -63,7 +63,10 @@ fn write_one(
     dir: &Path,
     written: &mut Vec<PathBuf>,
 ) -> anyhow::Result<()> {
-    let page = cmd.clone().name(name.to_string()).bin_name(name.replace('-', " "));
+    let page = cmd
+        .clone()
+        .name(name.to_string())
+        .bin_name(name.replace('-', " "));
     let man = clap_mangen::Man::new(page)
         .section("1")
         .manual("sipwatch manual")

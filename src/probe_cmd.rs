@@ -368,7 +368,10 @@ pub fn perfdata(outcomes: &[ProbeOutcome], th: &PerfThresholds) -> String {
             th.crit_rtt_ms.map(perf_number).unwrap_or_default(),
         ));
         let retransmissions: u32 = list.iter().map(|o| o.retransmissions).sum();
-        fields.push(format!("{}={retransmissions};;;0", label("retransmissions")));
+        fields.push(format!(
+            "{}={retransmissions};;;0",
+            label("retransmissions")
+        ));
         if let Some(days) = list.iter().filter_map(|o| o.cert_days_left).min() {
             fields.push(format!(
                 "{}={days};{}:;{}:",
@@ -577,7 +580,12 @@ mod tests {
 
     #[test]
     fn perfdata_of_several_uris_names_each_and_quotes_labels() {
-        let a = outcome("sip:a;transport=tcp", "10.0.0.1:5060", Status::Ok, Some(1.5));
+        let a = outcome(
+            "sip:a;transport=tcp",
+            "10.0.0.1:5060",
+            Status::Ok,
+            Some(1.5),
+        );
         let b = outcome("sip:b", "10.0.0.2:5060", Status::Critical, None);
         assert_eq!(
             perfdata(&[a, b], &TH),
@@ -596,7 +604,10 @@ mod tests {
         let n1 = outcome("sip:edge", "10.0.0.1:5060", Status::Ok, Some(1.0));
         let n2 = outcome("sip:edge", "10.0.0.2:5060", Status::Ok, Some(2.0));
         let text = perfdata(&[n1, n2], &TH);
-        assert!(text.starts_with("'sip:edge 10.0.0.1:5060 rtt'=1ms;"), "{text}");
+        assert!(
+            text.starts_with("'sip:edge 10.0.0.1:5060 rtt'=1ms;"),
+            "{text}"
+        );
         assert!(text.contains("'sip:edge 10.0.0.2:5060 rtt'=2ms;"), "{text}");
     }
 
@@ -606,7 +617,9 @@ mod tests {
         let down = outcome("sip:b", "10.0.0.2:5060", Status::Critical, None);
         let line = summary_line(&[ok.clone(), down], Status::Critical);
         assert!(
-            line.starts_with("CRITICAL: 2 probes: 1 critical, 1 ok - sip:b OPTIONS udp 10.0.0.2:5060"),
+            line.starts_with(
+                "CRITICAL: 2 probes: 1 critical, 1 ok - sip:b OPTIONS udp 10.0.0.2:5060"
+            ),
             "{line}"
         );
         assert_eq!(
@@ -619,8 +632,14 @@ mod tests {
     fn bare_numbers_follow_the_nagios_units() {
         assert_eq!(parse_timeout("10").unwrap(), Duration::from_secs(10));
         assert_eq!(parse_timeout("800ms").unwrap(), Duration::from_millis(800));
-        assert_eq!(parse_rtt_threshold("50").unwrap(), Duration::from_millis(50));
-        assert_eq!(parse_rtt_threshold("0.2s").unwrap(), Duration::from_millis(200));
+        assert_eq!(
+            parse_rtt_threshold("50").unwrap(),
+            Duration::from_millis(50)
+        );
+        assert_eq!(
+            parse_rtt_threshold("0.2s").unwrap(),
+            Duration::from_millis(200)
+        );
         assert!(parse_rtt_threshold("-1").is_err());
     }
 }

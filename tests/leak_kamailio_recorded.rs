@@ -46,7 +46,7 @@ fn a_real_kamailio_shm_leak_is_raised_well_before_no_more_shm() {
     let config = data("leak-10s.toml");
     let (code, v) = analyze(
         "kamailio-htable-leak-shm.csv",
-        &["--limit", "64M", "--config", &config],
+        &["--limit", "64MiB", "--config", &config],
     );
     assert_eq!(code, 1, "exit 1 means leak: {v:#}");
     assert_eq!(v["verdict"], "leak");
@@ -75,7 +75,7 @@ fn a_real_kamailio_shm_leak_is_raised_well_before_no_more_shm() {
 fn the_same_kamailio_without_the_leak_raises_nothing() {
     let config = data("leak-10s.toml");
     for file in ["kamailio-noleak-shm.csv", "kamailio-noleak-pss.csv"] {
-        let (code, v) = analyze(file, &["--limit", "64M", "--config", &config]);
+        let (code, v) = analyze(file, &["--limit", "64MiB", "--config", &config]);
         assert_eq!(code, 0, "{file}: {v:#}");
         assert_eq!(v["verdict"], "no_leak", "{file}");
         assert_eq!(v["detected_at"], serde_json::Value::Null, "{file}");
@@ -91,7 +91,7 @@ fn a_two_hour_real_leak_is_raised_with_the_default_settings_and_its_control_is_n
         run > 5400.0,
         "a recording of {run:.0} s is not the slow one"
     );
-    let (code, v) = analyze("kamailio-slow-htable-leak-shm.csv", &["--limit", "64M"]);
+    let (code, v) = analyze("kamailio-slow-htable-leak-shm.csv", &["--limit", "64MiB"]);
     assert_eq!(code, 1, "exit 1 means leak: {v:#}");
     assert_eq!(v["verdict"], "leak");
     let detected = v["detected_at"].as_f64().unwrap();
@@ -101,7 +101,7 @@ fn a_two_hour_real_leak_is_raised_with_the_default_settings_and_its_control_is_n
         detected - started,
         run
     );
-    let (code, v) = analyze("kamailio-slow-noleak-shm.csv", &["--limit", "64M"]);
+    let (code, v) = analyze("kamailio-slow-noleak-shm.csv", &["--limit", "64MiB"]);
     assert_eq!(code, 0, "control: {v:#}");
     assert_eq!(v["verdict"], "no_leak");
     assert_eq!(v["detected_at"], serde_json::Value::Null);

@@ -55,7 +55,11 @@ fn build_deb(out_dir: &Path) -> PathBuf {
         .args(["--profile", "dev", "--no-build"])
         .env("CARGO_TARGET_DIR", target_dir)
         .env("DEB_OUT", out_dir));
-    assert!(out.status.success(), ".ci/build-deb failed: {}", describe(&out));
+    assert!(
+        out.status.success(),
+        ".ci/build-deb failed: {}",
+        describe(&out)
+    );
     std::fs::read_dir(out_dir)
         .expect("read the .deb output dir")
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -96,7 +100,10 @@ fn the_deb_installs_and_runs() {
         "./usr/share/zsh/vendor-completions/_sipwatch",
         "./usr/share/fish/vendor_completions.d/sipwatch.fish",
     ] {
-        assert!(listing.contains(path), "{path} missing from the .deb:\n{listing}");
+        assert!(
+            listing.contains(path),
+            "{path} missing from the .deb:\n{listing}"
+        );
     }
 
     let _ = Command::new("dpkg").args(["--purge", "sipwatch"]).output();
@@ -113,6 +120,19 @@ fn the_deb_installs_and_runs() {
         describe(&out)
     );
 
+    // The installed units name the installed binary and an existing user.
+    require("systemd-analyze", "systemd");
+    let out = run(Command::new("systemd-analyze").args([
+        "verify",
+        "/usr/lib/systemd/system/sipwatch.service",
+        "/usr/lib/systemd/system/sipwatch-agent.service",
+    ]));
+    assert!(
+        out.status.success(),
+        "systemd-analyze verify: {}",
+        describe(&out)
+    );
+
     // postinst ran systemd-sysusers: the user exists, as a system user without a login shell.
     let out = run(Command::new("getent").args(["passwd", "sipwatch"]));
     let passwd = String::from_utf8_lossy(&out.stdout).to_string();
@@ -124,10 +144,15 @@ fn the_deb_installs_and_runs() {
 
     // The tmpfiles.d entry creates the state directories with the owner the units expect (boot
     // does this on a systemd machine; here we apply it as boot would).
-    let out = run(Command::new("systemd-tmpfiles")
-        .args(["--create", "/usr/lib/tmpfiles.d/sipwatch.conf"]));
+    let out =
+        run(Command::new("systemd-tmpfiles")
+            .args(["--create", "/usr/lib/tmpfiles.d/sipwatch.conf"]));
     assert!(out.status.success(), "systemd-tmpfiles: {}", describe(&out));
-    for dir in ["/var/lib/sipwatch", "/var/lib/sipwatch/agent", "/etc/sipwatch"] {
+    for dir in [
+        "/var/lib/sipwatch",
+        "/var/lib/sipwatch/agent",
+        "/etc/sipwatch",
+    ] {
         let meta = std::fs::metadata(dir).unwrap_or_else(|e| panic!("{dir}: {e}"));
         assert!(meta.is_dir(), "{dir} is not a directory");
     }
@@ -142,7 +167,11 @@ fn the_deb_installs_and_runs() {
         .args(["-P", "cat", "sipwatch-probe"])
         .env("MANWIDTH", "100"));
     let page = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success(), "man sipwatch-probe: {}", describe(&out));
+    assert!(
+        out.status.success(),
+        "man sipwatch-probe: {}",
+        describe(&out)
+    );
     assert!(page.contains("UNKNOWN"), "{page}");
     assert!(page.contains("--warn-rtt"), "{page}");
 
@@ -181,8 +210,10 @@ fn the_deb_installs_and_runs() {
         "{}",
         describe(&out)
     );
-    let out = run(Command::new("/usr/bin/sipwatch")
-        .args(["check-config", "/usr/share/doc/sipwatch/examples/agent.toml"]));
+    let out = run(Command::new("/usr/bin/sipwatch").args([
+        "check-config",
+        "/usr/share/doc/sipwatch/examples/agent.toml",
+    ]));
     assert!(out.status.success(), "{}", describe(&out));
 
     // The installed daemon starts as the sipwatch user, writes its store in /var/lib/sipwatch

@@ -316,7 +316,10 @@ fn bad_input_is_unknown_with_a_message() {
             "unknown transport",
         ),
         // A bare number is seconds (-t of every Nagios plugin); a word is no duration.
-        (&["probe", "--timeout", "fast", "sip:127.0.0.1"], "write e.g. \"10s\""),
+        (
+            &["probe", "--timeout", "fast", "sip:127.0.0.1"],
+            "write e.g. \"10s\"",
+        ),
         (
             &[
                 "probe",
@@ -351,6 +354,17 @@ fn bad_input_is_unknown_with_a_message() {
             "{args:?}: {}",
             describe(&out)
         );
+        // With --json stdout stays JSON lines only: nothing, no probe ran.
+        let mut json_args = args.to_vec();
+        json_args.insert(1, "--json");
+        let out = sipwatch(&json_args);
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{json_args:?}: {}",
+            describe(&out)
+        );
+        assert!(out.stdout.is_empty(), "{json_args:?}: {}", describe(&out));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
             err.contains(needle),

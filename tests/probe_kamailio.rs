@@ -227,10 +227,7 @@ fn count_repeats_like_ping_and_the_worst_status_wins() {
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     // Nagios: the first line is the worst status with the performance data, then one line per probe.
-    assert!(
-        text.starts_with("OK: 3 probes: 3 ok | rtt="),
-        "{text}"
-    );
+    assert!(text.starts_with("OK: 3 probes: 3 ok | rtt="), "{text}");
     assert_eq!(
         text.lines().filter(|l| l.starts_with("OK: sip:")).count(),
         3,

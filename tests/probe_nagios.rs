@@ -131,7 +131,10 @@ fn nagios_core_reads_status_perfdata_and_long_output() {
     assert!(!ok["plugin_output"].contains('|'), "{ok:?}");
     let perf = &ok["performance_data"];
     assert!(perf.starts_with("rtt="), "{ok:?}");
-    assert!(perf.contains("ms;150;500;0 retransmissions=0;;;0"), "{ok:?}");
+    assert!(
+        perf.contains("ms;150;500;0 retransmissions=0;;;0"),
+        "{ok:?}"
+    );
 
     // Two URIs, one down: CRITICAL on the first line (the one Nagios shows and alerts on),
     // both probes in the long output, a perfdata series per URI.
@@ -144,10 +147,16 @@ fn nagios_core_reads_status_perfdata_and_long_output() {
     assert!(mixed["plugin_output"].contains(&closed), "{mixed:?}");
     let long = &mixed["long_plugin_output"];
     assert!(long.contains(&format!("OK: {up} OPTIONS")), "{mixed:?}");
-    assert!(long.contains(&format!("CRITICAL: {closed} OPTIONS")), "{mixed:?}");
+    assert!(
+        long.contains(&format!("CRITICAL: {closed} OPTIONS")),
+        "{mixed:?}"
+    );
     let perf = &mixed["performance_data"];
     assert!(perf.contains(&format!("'{up} rtt'=")), "{mixed:?}");
-    assert!(perf.contains(&format!("'{closed} rtt'=U;150;500;0")), "{mixed:?}");
+    assert!(
+        perf.contains(&format!("'{closed} rtt'=U;150;500;0")),
+        "{mixed:?}"
+    );
 
     // Bad arguments: UNKNOWN, with a line on stdout saying what was wrong.
     let bad = &s["sip_bad_args"];

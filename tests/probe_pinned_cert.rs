@@ -9,8 +9,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::{
-    describe, free_port, json_lines, require, sipwatch, Kamailio, KamailioSpec, TlsFiles,
-    ROUTE_OK,
+    describe, free_port, json_lines, require, sipwatch, Kamailio, KamailioSpec, TlsFiles, ROUTE_OK,
 };
 
 /// `openssl req -x509` as a user types it: a self-signed certificate for `san`.
@@ -19,15 +18,26 @@ fn openssl_self_signed(dir: &Path, name: &str, san: &str, days: &str) -> TlsFile
     let cert = dir.join(format!("{name}.pem"));
     let key = dir.join(format!("{name}.key"));
     let out = Command::new(openssl)
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", days])
-        .args(["-subj", "/CN=127.0.0.1", "-addext", &format!("subjectAltName={san}")])
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", days,
+        ])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            &format!("subjectAltName={san}"),
+        ])
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
         .arg(&cert)
         .output()
         .expect("run openssl");
-    assert!(out.status.success(), "openssl req -x509: {}", describe(&out));
+    assert!(
+        out.status.success(),
+        "openssl req -x509: {}",
+        describe(&out)
+    );
     let text = Command::new("openssl")
         .args(["x509", "-noout", "-text", "-in"])
         .arg(&cert)

@@ -587,14 +587,20 @@ impl ServerCertVerifier for PinnedOrWebPki {
 }
 
 /// A pinned certificate still has to be within its validity dates and name the host.
-fn pinned_cert_usable(der: &[u8], server_name: &ServerName<'_>, now: u64) -> Result<(), rustls::Error> {
+fn pinned_cert_usable(
+    der: &[u8],
+    server_name: &ServerName<'_>,
+    now: u64,
+) -> Result<(), rustls::Error> {
     use rustls::CertificateError;
     use x509_parser::prelude::*;
     let (_, cert) = X509Certificate::from_der(der)
         .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
     let now = i64::try_from(now).unwrap_or(i64::MAX);
     if now < cert.validity().not_before.timestamp() {
-        return Err(rustls::Error::InvalidCertificate(CertificateError::NotValidYet));
+        return Err(rustls::Error::InvalidCertificate(
+            CertificateError::NotValidYet,
+        ));
     }
     if now > cert.validity().not_after.timestamp() {
         return Err(rustls::Error::InvalidCertificate(CertificateError::Expired));

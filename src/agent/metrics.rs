@@ -8,8 +8,8 @@
 //!
 //! | gauges in bytes (memory, shm, disk) | gauges without a unit (fds, threads, sessions, matches) | deprecated, one release |
 //! |---|---|---|
-//! | `sipwatch_service_gauge_bytes` | `sipwatch_service_gauge` | `sipwatch_service_value` |
-//! | `sipwatch_service_gauge_limit_bytes` | `sipwatch_service_gauge_limit` | `sipwatch_service_limit` |
+//! | `sipwatch_service_usage_bytes` | `sipwatch_service_usage` | `sipwatch_service_value` |
+//! | `sipwatch_service_usage_limit_bytes` | `sipwatch_service_usage_limit` | `sipwatch_service_limit` |
 //! | `sipwatch_leak_slope_bytes_per_second` | `sipwatch_leak_slope_per_second` | `sipwatch_leak_slope_bytes_per_second` for a gauge without a unit |
 //!
 //! Series of a service that is missing are removed rather than left at their last value. Served
@@ -155,12 +155,12 @@ impl AgentMetrics {
         );
         registry.register(
             "sipwatch_service_value",
-            "Deprecated (mixes units), use sipwatch_service_gauge_bytes or sipwatch_service_gauge: last value of each configured gauge of the service, in the gauge's own unit",
+            "Deprecated (mixes units), use sipwatch_service_usage_bytes or sipwatch_service_usage: last value of each configured gauge of the service, in the gauge's own unit",
             m.gauge_value.clone(),
         );
         registry.register(
             "sipwatch_service_limit",
-            "Deprecated (mixes units), use sipwatch_service_gauge_limit_bytes or sipwatch_service_gauge_limit: limit of each gauge (from the config, or found: cgroup memory.max, RLIMIT_NOFILE, Kamailio shm total, disk size)",
+            "Deprecated (mixes units), use sipwatch_service_usage_limit_bytes or sipwatch_service_usage_limit: limit of each gauge (from the config, or found: cgroup memory.max, RLIMIT_NOFILE, Kamailio shm total, disk size)",
             m.gauge_limit.clone(),
         );
         registry.register(
@@ -204,22 +204,22 @@ impl AgentMetrics {
             m.events_dropped.clone(),
         );
         registry.register(
-            "sipwatch_service_gauge_bytes",
+            "sipwatch_service_usage_bytes",
             "Last value of each gauge of the service that counts bytes (memory, Kamailio shm/pkg, disk)",
             m.gauge_bytes.clone(),
         );
         registry.register(
-            "sipwatch_service_gauge",
+            "sipwatch_service_usage",
             "Last value of each gauge of the service without a unit (fds, threads, sessions, log matches, command or JSON values)",
             m.gauge_unitless.clone(),
         );
         registry.register(
-            "sipwatch_service_gauge_limit_bytes",
+            "sipwatch_service_usage_limit_bytes",
             "Limit of each gauge in bytes (from the config, or found: cgroup memory.max, Kamailio shm total, disk size)",
             m.limit_bytes.clone(),
         );
         registry.register(
-            "sipwatch_service_gauge_limit",
+            "sipwatch_service_usage_limit",
             "Limit of each gauge without a unit (from the config, or found: RLIMIT_NOFILE)",
             m.limit_unitless.clone(),
         );
@@ -355,10 +355,10 @@ mod tests {
         m.set_leak_slope(&fds, false, 0.5);
         let text = m.encode();
         for needle in [
-            r#"sipwatch_service_gauge_bytes{service="kamailio",gauge="shm"} 1000000"#,
-            r#"sipwatch_service_gauge_limit_bytes{service="kamailio",gauge="shm"} 32000000"#,
-            r#"sipwatch_service_gauge{service="kamailio",gauge="fds"} 40"#,
-            r#"sipwatch_service_gauge_limit{service="kamailio",gauge="fds"} 1024"#,
+            r#"sipwatch_service_usage_bytes{service="kamailio",gauge="shm"} 1000000"#,
+            r#"sipwatch_service_usage_limit_bytes{service="kamailio",gauge="shm"} 32000000"#,
+            r#"sipwatch_service_usage{service="kamailio",gauge="fds"} 40"#,
+            r#"sipwatch_service_usage_limit{service="kamailio",gauge="fds"} 1024"#,
             r#"sipwatch_leak_slope_bytes_per_second{service="kamailio",gauge="shm"} 12.5"#,
             r#"sipwatch_leak_slope_per_second{service="kamailio",gauge="fds"} 0.5"#,
             // Deprecated, kept one release.
@@ -368,7 +368,7 @@ mod tests {
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }
-        assert!(!text.contains(r#"sipwatch_service_gauge_bytes{service="kamailio",gauge="fds"}"#));
+        assert!(!text.contains(r#"sipwatch_service_usage_bytes{service="kamailio",gauge="fds"}"#));
         assert!(!text.contains(r#"sipwatch_leak_slope_per_second{service="kamailio",gauge="shm"}"#));
         assert!(text.contains(&format!(
             "sipwatch_build_info{{version=\"{}\"}} 1",

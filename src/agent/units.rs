@@ -79,6 +79,10 @@ impl Serialize for ConfigDuration {
 
 /// A limit or threshold: a bare number (the gauge's own unit: bytes, sessions, descriptors) or a
 /// string with a byte unit (`B`, `kB`/`KB`, `KiB`, `MB`, `MiB`, `GB`, `GiB`, `TB`, `TiB`).
+///
+/// The one byte-size syntax of sipwatch (agent config, `leak analyze --limit`): `KB`, `MB`, `GB`,
+/// `TB` (and `K`, `M`, `G`, `T`) are powers of 1000, `KiB`, `MiB`, `GiB`, `TiB` powers of 1024:
+/// `"1GB"` is 1 000 000 000 bytes, `"1GiB"` 1 073 741 824.
 #[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
 pub struct Quantity(pub f64);
 
@@ -107,7 +111,7 @@ impl Quantity {
             "TiB" => 1024.0_f64.powi(4),
             other => {
                 return Err(format!(
-                    "quantity \"{text}\": unknown unit \"{other}\"; use B, KB, KiB, MB, MiB, GB, GiB, TB or TiB"
+                    "quantity \"{text}\": unknown unit \"{other}\"; use B, KB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024)"
                 ))
             }
         };

@@ -106,6 +106,7 @@ struct RawScheduler {
 #[serde(deny_unknown_fields)]
 struct RawStatus {
     page_name: Option<String>,
+    time_zone: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -166,6 +167,9 @@ pub struct DaemonConfig {
     pub max_in_flight: usize,
     pub udp_sockets: usize,
     pub page_name: String,
+    /// `[status] time_zone`: page and incident times, and maintenance calendars, in this zone
+    /// (None: page in UTC, calendars in the machine's local time).
+    pub time_zone: Option<chrono_tz::Tz>,
     pub targets: Vec<TargetSettings>,
     pub groups: Vec<GroupSettings>,
     pub maintenance: Vec<MaintenanceWindow>,
@@ -575,6 +579,17 @@ impl DaemonConfig {
             }
         }
 
+        let time_zone = raw
+            .status
+            .as_ref()
+            .and_then(|s| s.time_zone.as_ref())
+            .and_then(|z| match super::timefmt::parse_zone(z.get_ref()) {
+                Ok(tz) => Some(tz),
+                Err(e) => {
+                    p.at(Some(z.span()), format!("[status] {e}"));
+                    None
+                }
+            });
         let mut maintenance = Vec::new();
         for m in &raw.maintenance {
             let calendar = match Calendar::parse(m.schedule.get_ref()) {
@@ -655,6 +670,7 @@ impl DaemonConfig {
             retention,
             max_in_flight,
             udp_sockets,
+            time_zone,
             page_name: raw
                 .status
                 .and_then(|s| s.page_name)
@@ -772,8 +788,11 @@ groups = ["edges"]
         assert_eq!(c.targets[0].flap_max_changes, 4);
         assert_eq!(c.targets[1].flap_window, Duration::from_secs(1800));
         assert_eq!(c.targets[1].flap_max_changes, 8);
-        let e = load(&GOOD.replace("interval = \"2s\"", "interval = \"2s\"\nflap_window = \"x\""))
-            .unwrap_err();
+        let e = load(&GOOD.replace(
+            "interval = \"2s\"",
+            "interval = \"2s\"\nflap_window = \"x\"",
+        ))
+        .unwrap_err();
         assert!(e.contains("target \"edge-2\": flap_window"), "{e}");
     }
 

@@ -446,7 +446,10 @@ mod tests {
         m.set_node_counts(&[(NodeState::Up, 3), (NodeState::Down, 1)]);
         m.set_targets(3);
         m.set_cert_not_after("edge-1", 1_800_000_000);
-        m.set_node_states("edge-1", &[("10.0.0.1:5060", Some(true)), ("10.0.0.2:5060", None)]);
+        m.set_node_states(
+            "edge-1",
+            &[("10.0.0.1:5060", Some(true)), ("10.0.0.2:5060", None)],
+        );
         m
     }
 

@@ -20,3 +20,4 @@ pub mod run;
 pub mod scheduler;
 pub mod state;
 pub mod store;
+pub mod timefmt;

@@ -200,6 +200,24 @@ pub struct Snapshot {
     /// The last report of every node agent, by host.
     #[serde(default)]
     pub agents: Vec<AgentSummary>,
+    /// The page's time zone (IANA name, `[status] time_zone`); empty: UTC.
+    #[serde(default)]
+    pub time_zone: String,
+    /// Every `[[maintenance]]` window: the one in progress or the next one.
+    #[serde(default)]
+    pub scheduled_maintenances: Vec<MaintenanceView>,
+}
+
+/// One `[[maintenance]]` window as the feeds show it: in progress now, or its next occurrence.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MaintenanceView {
+    /// The calendar expression as written (`"Tue,Fri 03:00"`).
+    pub schedule: String,
+    pub starts_at: UnixTime,
+    pub ends_at: UnixTime,
+    pub in_progress: bool,
+    pub targets: Vec<String>,
+    pub groups: Vec<String>,
 }
 
 /// What a node agent last reported about its host (`POST /api/v1/agents/report`), shown on the

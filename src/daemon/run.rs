@@ -17,13 +17,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use tokio::sync::{mpsc, watch};
 
-use super::config::DaemonConfig;
+use super::config::{DaemonConfig, MaintenanceWindow};
 use super::history::History;
 use super::http::agents::{AgentIntake, AgentMsg};
 use super::http::{router, HttpState};
 use super::metrics::Metrics;
 use super::model::AgentSummary;
-use super::model::{Incident, NodeState, Observation, Snapshot, UnixTime};
+use super::model::{Incident, MaintenanceView, NodeState, Observation, Snapshot, UnixTime};
 use super::scheduler::{ProbeReport, Scheduler, SchedulerMsg};
 use super::state::{Board, BoardEvent, GroupSpec, TargetSpec, Thresholds};
 use super::store::{Store, StoreReader};
@@ -417,16 +417,16 @@ impl StateTask {
             (s, o) => s.clone().or_else(|| o.clone()),
         };
         snap.agents = self.agents.values().cloned().collect();
+        snap.scheduled_maintenances = scheduled_maintenances(&self.cfg, now_unix());
         self.refresh_metrics(&snap);
         let _ = self.snapshot_tx.send(Arc::new(snap));
     }
 
     fn maintenance(&mut self) {
-        let now = chrono::Local::now();
         let mut targets = Vec::new();
         let mut groups = Vec::new();
         for w in &self.cfg.maintenance {
-            if w.calendar.in_window(&now, w.duration) {
+            if window_open(&self.cfg, w, now_unix()) {
                 targets.extend(w.targets.iter().cloned());
                 groups.extend(w.groups.iter().cloned());
             }
@@ -492,6 +492,8 @@ impl StateTask {
                     self.metrics.remove_target(name, group.as_deref());
                 }
                 let events = self.board.reconfigure(targets, groups, now_unix());
+                self.board
+                    .set_time_zone(new.time_zone.unwrap_or(chrono_tz::UTC));
                 scheduler.apply(&new.targets);
                 let keep = (self.cfg.store_path.clone(), self.cfg.listen);
                 self.cfg = new;
@@ -557,12 +559,59 @@ fn log_event(e: &BoardEvent) {
     }
 }
 
+/// Whether `w` is open at `now`, evaluated in `[status] time_zone` (else the machine's local time).
+fn window_open(cfg: &DaemonConfig, w: &MaintenanceWindow, now: UnixTime) -> bool {
+    let utc = chrono::DateTime::from_timestamp(now.floor() as i64, 0).unwrap_or_default();
+    match cfg.time_zone {
+        Some(zone) => w.calendar.in_window(&utc.with_timezone(&zone), w.duration),
+        None => w
+            .calendar
+            .in_window(&utc.with_timezone(&chrono::Local), w.duration),
+    }
+}
+
+/// Every maintenance window: in progress (with its start) or its next occurrence, soonest first.
+pub fn scheduled_maintenances(cfg: &DaemonConfig, now: UnixTime) -> Vec<MaintenanceView> {
+    let utc = chrono::DateTime::from_timestamp(now.floor() as i64, 0).unwrap_or_default();
+    let mut out: Vec<MaintenanceView> = cfg
+        .maintenance
+        .iter()
+        .filter_map(|w| {
+            let length = chrono::Duration::from_std(w.duration).ok()?;
+            let in_progress = window_open(cfg, w, now);
+            // The window that is open now began within `length` before now.
+            let from = if in_progress { utc - length } else { utc };
+            let start = match cfg.time_zone {
+                Some(zone) => w
+                    .calendar
+                    .next_from(&from.with_timezone(&zone))?
+                    .timestamp(),
+                None => w
+                    .calendar
+                    .next_from(&from.with_timezone(&chrono::Local))?
+                    .timestamp(),
+            } as f64;
+            Some(MaintenanceView {
+                schedule: w.calendar.as_str().to_string(),
+                starts_at: start,
+                ends_at: start + w.duration.as_secs_f64(),
+                in_progress,
+                targets: w.targets.clone(),
+                groups: w.groups.clone(),
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.starts_at.total_cmp(&b.starts_at));
+    out
+}
+
 /// Runs the daemon until `shutdown` turns true.
 pub async fn run(config_path: &Path, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let cfg = DaemonConfig::load(config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
     let metrics = Arc::new(Metrics::new());
     let (targets, groups) = specs(&cfg);
     let mut board = Board::new(cfg.page_name.clone(), targets, groups);
+    board.set_time_zone(cfg.time_zone.unwrap_or(chrono_tz::UTC));
 
     let (store, store_error) = match Store::open(&cfg.store_path, cfg.retention.as_secs_f64()) {
         Ok(store) => match store.load() {

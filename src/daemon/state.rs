@@ -157,6 +157,8 @@ pub struct NodeRecord {
 #[derive(Debug)]
 pub struct Board {
     page_name: String,
+    /// The zone incident texts give times in (`[status] time_zone`; UTC by default).
+    zone: chrono_tz::Tz,
     targets: Vec<TargetTracker>,
     target_index: HashMap<String, usize>,
     groups: Vec<GroupTracker>,
@@ -429,6 +431,7 @@ impl Board {
     pub fn new(page_name: String, targets: Vec<TargetSpec>, groups: Vec<GroupSpec>) -> Board {
         let mut board = Board {
             page_name,
+            zone: chrono_tz::UTC,
             targets: Vec::new(),
             target_index: HashMap::new(),
             groups: Vec::new(),
@@ -856,6 +859,11 @@ impl Board {
         self.next_incident_id
     }
 
+    /// Incident texts give times in `zone` (`down since 03:12 CET, 14 min`).
+    pub fn set_time_zone(&mut self, zone: chrono_tz::Tz) {
+        self.zone = zone;
+    }
+
     /// "Now" for the status page and metrics. `store_error` is left `None` for the caller to set.
     pub fn snapshot(&self, now: UnixTime) -> Snapshot {
         let targets = self
@@ -907,6 +915,8 @@ impl Board {
             open_incidents,
             store_error: None,
             agents: Vec::new(),
+            time_zone: self.zone.name().to_string(),
+            scheduled_maintenances: Vec::new(),
         }
     }
 
@@ -1028,7 +1038,9 @@ impl Board {
             } else {
                 ComponentStatus::PartialOutage
             };
-            let title = if down.len() == total {
+            let title = if total == 1 {
+                format!("{name}: down")
+            } else if down.len() == total {
                 format!("{name}: all {total} nodes down")
             } else {
                 format!("{name}: {} of {total} nodes down", down.len())
@@ -1042,7 +1054,8 @@ impl Board {
                 .iter()
                 .map(|n| {
                     let last = n.last.as_ref().map(describe).unwrap_or_default();
-                    format!("{} down since {:.0}: {last}", n.node, n.since)
+                    let since = super::timefmt::since(n.since, now, self.zone);
+                    format!("{} down {since}: {last}", n.node)
                 })
                 .collect::<Vec<_>>()
                 .join("; ");
@@ -1820,6 +1833,40 @@ mod tests {
         // The next incident gets the next id.
         let ev = feed(&mut b, "edge", &node(1), &mut at, "critical", 3);
         assert_eq!(incidents_in(&ev)[0].1.id, 2);
+    }
+
+    #[test]
+    fn incident_texts_are_in_words_and_the_page_zone() {
+        let mut b = board_with(2, Thresholds::default());
+        b.set_time_zone("Europe/Berlin".parse().unwrap());
+        // 03:11:30 CET: node 1 goes down (3 failures, 10 s apart) at 03:12 CET.
+        let mut at = 1_796_004_690.0;
+        let ev = feed(&mut b, "edge", &node(1), &mut at, "critical", 3);
+        let body = &incidents_in(&ev)[0].1.updates[0].body;
+        assert!(
+            body.starts_with("10.0.0.1:5060 down since 03:12 CET:"),
+            "{body}"
+        );
+        // Fourteen minutes later node 2 follows: the update says how long node 1 has been down.
+        at += 14.0 * 60.0;
+        let ev = feed(&mut b, "edge", &node(2), &mut at, "critical", 3);
+        let inc = &incidents_in(&ev)[0].1;
+        assert_eq!(inc.title, "edge: all 2 nodes down");
+        let body = &inc.updates.last().unwrap().body;
+        assert!(
+            body.starts_with("10.0.0.1:5060 down since 03:12 CET, 14 min:"),
+            "{body}"
+        );
+        assert!(
+            !body.contains("1796"),
+            "no unix times in words for people: {body}"
+        );
+
+        // A target with one node: no "all 1 nodes".
+        let mut one = board_with(1, Thresholds::default());
+        let mut at = 1_796_004_690.0;
+        let ev = feed(&mut one, "edge", &node(1), &mut at, "critical", 3);
+        assert_eq!(incidents_in(&ev)[0].1.title, "edge: down");
     }
 
     #[test]

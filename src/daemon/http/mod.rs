@@ -3,7 +3,7 @@
 //! | route | what |
 //! | --- | --- |
 //! | `/` | the status page for people ([`page`]) |
-//! | `/api/v2/summary.json`, `status.json`, `components.json`, `incidents.json`, `incidents/unresolved.json` | Atlassian Statuspage v2 shapes ([`statuspage`]) |
+//! | `/api/v2/summary.json`, `status.json`, `components.json`, `incidents.json`, `incidents/unresolved.json`, `scheduled-maintenances.json`, `scheduled-maintenances/upcoming.json`, `scheduled-maintenances/active.json` | Atlassian Statuspage v2 shapes ([`statuspage`]) |
 //! | `/history.atom` | incidents as an Atom 1.0 feed ([`atom`]) |
 //! | `/metrics` | Prometheus text 0.0.4, or OpenMetrics when the scraper asks for it |
 //! | `/healthz` | `200 ok` while the daemon runs, with the store's state in the body |
@@ -74,6 +74,18 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/v2/components.json", get(components_json))
         .route("/api/v2/incidents.json", get(incidents_json))
         .route("/api/v2/incidents/unresolved.json", get(unresolved_json))
+        .route(
+            "/api/v2/scheduled-maintenances.json",
+            get(|s, h| maintenances_json(s, h, statuspage::MaintenanceFilter::All)),
+        )
+        .route(
+            "/api/v2/scheduled-maintenances/upcoming.json",
+            get(|s, h| maintenances_json(s, h, statuspage::MaintenanceFilter::Upcoming)),
+        )
+        .route(
+            "/api/v2/scheduled-maintenances/active.json",
+            get(|s, h| maintenances_json(s, h, statuspage::MaintenanceFilter::Active)),
+        )
         .route("/api/v1/agents", get(agents::list))
         .route(
             "/api/v1/agents/report",
@@ -107,6 +119,18 @@ pub fn router(state: HttpState) -> Router {
         )
         .fallback(not_found)
         .with_state(state)
+}
+
+async fn maintenances_json(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    filter: statuspage::MaintenanceFilter,
+) -> Response {
+    json_response(&statuspage::scheduled_maintenances_feed(
+        &state.current(),
+        &page_url(&headers),
+        filter,
+    ))
 }
 
 fn now() -> UnixTime {

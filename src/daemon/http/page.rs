@@ -11,6 +11,8 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
+use chrono_tz::Tz;
+
 use super::escape;
 use super::statuspage::{
     group_id, group_members, incident_id, incident_status, page_name, target_id, ungrouped_targets,
@@ -122,13 +124,9 @@ pub fn banner_headline(worst: ComponentStatus) -> &'static str {
     }
 }
 
-/// `2023-11-14 22:13 UTC`.
-pub fn fmt_time(t: UnixTime) -> String {
-    let secs = if t.is_finite() { t.floor() as i64 } else { 0 };
-    chrono::DateTime::from_timestamp(secs, 0)
-        .unwrap_or_default()
-        .format("%Y-%m-%d %H:%M UTC")
-        .to_string()
+/// `2023-11-14 22:13 UTC`, or in the page's zone (`[status] time_zone`): `2023-11-14 23:13 CET`.
+pub fn fmt_time(t: UnixTime, zone: Tz) -> String {
+    crate::daemon::timefmt::date_time(t, zone)
 }
 
 /// `45 s`, `12 min`, `3 h 12 min`, `2 d 4 h`.
@@ -248,7 +246,7 @@ pub fn rtt_chart(series: &[(UnixTime, f64)], now: UnixTime) -> Option<String> {
     Some(svg)
 }
 
-fn last_probe_text(n: &NodeView, now: UnixTime) -> String {
+fn last_probe_text(n: &NodeView, now: UnixTime, zone: Tz) -> String {
     let Some(o) = &n.last else {
         return "<span class=\"muted\">not probed yet</span>".to_owned();
     };
@@ -267,13 +265,13 @@ fn last_probe_text(n: &NodeView, now: UnixTime) -> String {
     format!(
         "{} <span class=\"muted\" title=\"{}\">({} ago)</span>",
         parts.join(" · "),
-        fmt_time(o.at),
+        fmt_time(o.at, zone),
         fmt_duration(now - o.at)
     )
 }
 
-fn render_node(out: &mut String, n: &NodeView, now: UnixTime) {
-    let last = last_probe_text(n, now);
+fn render_node(out: &mut String, n: &NodeView, now: UnixTime, zone: Tz) {
+    let last = last_probe_text(n, now, zone);
     w!(
         out,
         "<tr><td><code>{}</code> <span class=\"muted\">{}</span></td>\
@@ -288,13 +286,13 @@ fn render_node(out: &mut String, n: &NodeView, now: UnixTime) {
         } else {
             ""
         },
-        fmt_time(n.since),
+        fmt_time(n.since, zone),
         fmt_duration(now - n.since),
         last,
     );
 }
 
-fn render_target(out: &mut String, t: &TargetView, data: &PageData) {
+fn render_target(out: &mut String, t: &TargetView, data: &PageData, zone: Tz) {
     w!(
         out,
         "<div class=\"target\" id=\"target-{}\"><div class=\"thead\"><h3>{}</h3>\
@@ -348,14 +346,14 @@ fn render_target(out: &mut String, t: &TargetView, data: &PageData) {
              <th>Last probe</th></tr></thead><tbody>",
         );
         for n in &t.nodes {
-            render_node(out, n, data.now);
+            render_node(out, n, data.now, zone);
         }
         out.push_str("</tbody></table>");
     }
     out.push_str("</div>");
 }
 
-fn render_incident(out: &mut String, i: &Incident, now: UnixTime) {
+fn render_incident(out: &mut String, i: &Incident, now: UnixTime, zone: Tz) {
     let status = incident_status(i);
     w!(
         out,
@@ -367,13 +365,13 @@ fn render_incident(out: &mut String, i: &Incident, now: UnixTime) {
         i.impact.as_str(),
         status_label(i.impact),
         escape(&status),
-        fmt_time(i.opened_at),
+        fmt_time(i.opened_at, zone),
     );
     match i.resolved_at {
         Some(r) => w!(
             out,
             " · resolved {} after {}",
-            fmt_time(r),
+            fmt_time(r, zone),
             fmt_duration(r - i.opened_at)
         ),
         None => w!(out, " · ongoing for {}", fmt_duration(now - i.opened_at)),
@@ -392,7 +390,7 @@ fn render_incident(out: &mut String, i: &Incident, now: UnixTime) {
                 out,
                 "<li><b>{}</b> <span class=\"muted\">{}</span>: {}</li>",
                 escape(&u.status),
-                fmt_time(u.at),
+                fmt_time(u.at, zone),
                 escape(&u.body)
             );
         }
@@ -406,6 +404,7 @@ pub fn render(snapshot: &Snapshot, data: &PageData) -> String {
     let name = escape(page_name(snapshot));
     let worst = worst_status(snapshot);
     let mut out = String::with_capacity(16 * 1024 + snapshot.targets.len() * 3 * 1024);
+    let zone = crate::daemon::timefmt::zone_or_utc(&snapshot.time_zone);
     w!(
         out,
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -415,7 +414,7 @@ pub fn render(snapshot: &Snapshot, data: &PageData) -> String {
          <link rel=\"alternate\" type=\"application/atom+xml\" title=\"Incidents\" href=\"/history.atom\">\
          <style>{CSS}</style></head><body><main>\
          <header class=\"top\"><h1>{name}</h1><span class=\"muted\">Updated {} · reloads every {REFRESH_SECS} s</span></header>",
-        fmt_time(snapshot.generated_at),
+        fmt_time(snapshot.generated_at, zone),
     );
 
     if let Some(e) = &snapshot.store_error {
@@ -472,7 +471,7 @@ pub fn render(snapshot: &Snapshot, data: &PageData) -> String {
             "<section id=\"current-incidents\"><h2 class=\"section\">Current incidents</h2>",
         );
         for i in &open {
-            render_incident(&mut out, i, data.now);
+            render_incident(&mut out, i, data.now, zone);
         }
         out.push_str("</section>");
     }
@@ -495,7 +494,7 @@ pub fn render(snapshot: &Snapshot, data: &PageData) -> String {
             },
         );
         for t in group_members(snapshot, &g.name) {
-            render_target(&mut out, t, data);
+            render_target(&mut out, t, data, zone);
         }
         out.push_str("</section>");
     }
@@ -511,12 +510,40 @@ pub fn render(snapshot: &Snapshot, data: &PageData) -> String {
             }
         );
         for t in loose {
-            render_target(&mut out, t, data);
+            render_target(&mut out, t, data, zone);
         }
         out.push_str("</section>");
     }
     if snapshot.targets.is_empty() {
         out.push_str("<p class=\"muted\">No targets configured.</p>");
+    }
+
+    if !snapshot.scheduled_maintenances.is_empty() {
+        out.push_str(
+            "<section id=\"maintenance\"><h2 class=\"section\">Scheduled maintenance</h2><ul>",
+        );
+        for m in &snapshot.scheduled_maintenances {
+            let covered: Vec<String> = m
+                .targets
+                .iter()
+                .chain(m.groups.iter())
+                .map(|n| escape(n).into_owned())
+                .collect();
+            w!(
+                out,
+                "<li>{}<b>{}</b> {} to {} <span class=\"muted\">({})</span></li>",
+                if m.in_progress {
+                    "<span class=\"tag n-unknown\">in progress</span> "
+                } else {
+                    ""
+                },
+                covered.join(", "),
+                fmt_time(m.starts_at, zone),
+                crate::daemon::timefmt::clock(m.ends_at, m.starts_at, zone),
+                escape(&m.schedule),
+            );
+        }
+        out.push_str("</ul></section>");
     }
 
     if !snapshot.agents.is_empty() {
@@ -536,7 +563,7 @@ pub fn render(snapshot: &Snapshot, data: &PageData) -> String {
                 out.push_str("<p class=\"muted\">No incidents in the last 7 days.</p>");
             }
             for i in past {
-                render_incident(&mut out, i, data.now);
+                render_incident(&mut out, i, data.now, zone);
             }
         }
         Err(e) => w!(
@@ -768,7 +795,14 @@ mod tests {
         assert_eq!(fmt_duration(59.0), "59 s");
         assert_eq!(fmt_duration(3600.0 * 3.0 + 720.0), "3 h 12 min");
         assert_eq!(fmt_duration(86400.0 * 2.0 + 3600.0 * 4.0), "2 d 4 h");
-        assert_eq!(fmt_time(1_700_000_000.0), "2023-11-14 22:13 UTC");
+        assert_eq!(
+            fmt_time(1_700_000_000.0, chrono_tz::UTC),
+            "2023-11-14 22:13 UTC"
+        );
+        assert_eq!(
+            fmt_time(1_700_000_000.0, "Europe/Berlin".parse().unwrap()),
+            "2023-11-14 23:13 CET"
+        );
         assert!(rtt_chart(&[], 1e9).is_none());
         let one = rtt_chart(&[(1e9 - 100.0, 5.0)], 1e9).expect("one point charts");
         assert!(one.contains("h2\""), "{one}");

@@ -8,8 +8,13 @@
 //! ([`page_indicator`]). Pure functions: no clock, no I/O; the router passes the time and the
 //! page URL in.
 //!
+//! `scheduled_maintenances` lists every `[[maintenance]]` window, in progress or its next
+//! occurrence (`scheduled_for`/`scheduled_until`, `impact: maintenance`); its `created_at` is the
+//! occurrence's start (sipwatch does not store when a window was written). `page.time_zone` is
+//! `[status] time_zone` (UTC when not set).
+//!
 //! What sipwatch does not have is left empty or null rather than invented:
-//! `scheduled_maintenances` is `[]`, `start_date` and tweet fields are null. A component's
+//! `start_date` and tweet fields are null. A component's
 //! `created_at`/`updated_at` are the oldest/newest state change of its nodes (sipwatch does not
 //! store when a target entered the config).
 
@@ -99,8 +104,139 @@ pub struct Summary {
     pub page: PageInfo,
     pub components: Vec<Component>,
     pub incidents: Vec<IncidentJson>,
-    pub scheduled_maintenances: Vec<serde_json::Value>,
+    pub scheduled_maintenances: Vec<ScheduledMaintenanceJson>,
     pub status: PageStatus,
+}
+
+/// A scheduled maintenance in the Statuspage shape: an incident with `impact: maintenance`,
+/// `status` `scheduled` or `in_progress`, and the window in `scheduled_for`/`scheduled_until`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ScheduledMaintenanceJson {
+    pub id: String,
+    pub name: String,
+    pub status: &'static str,
+    pub created_at: String,
+    pub updated_at: String,
+    pub monitoring_at: Option<String>,
+    pub resolved_at: Option<String>,
+    pub impact: &'static str,
+    pub shortlink: String,
+    pub started_at: String,
+    pub page_id: String,
+    pub incident_updates: Vec<IncidentUpdateJson>,
+    pub components: Vec<Component>,
+    pub scheduled_for: String,
+    pub scheduled_until: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ScheduledMaintenancesFeed {
+    pub page: PageInfo,
+    pub scheduled_maintenances: Vec<ScheduledMaintenanceJson>,
+}
+
+/// Which maintenances a feed lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MaintenanceFilter {
+    All,
+    Upcoming,
+    Active,
+}
+
+/// `scheduled-maintenances.json`, `.../upcoming.json` (not started) and `.../active.json` (in
+/// progress).
+pub fn scheduled_maintenances_feed(
+    snapshot: &Snapshot,
+    url: &str,
+    filter: MaintenanceFilter,
+) -> ScheduledMaintenancesFeed {
+    let page = page_info(snapshot, url);
+    let all = scheduled_maintenances(snapshot, &page);
+    ScheduledMaintenancesFeed {
+        scheduled_maintenances: all
+            .into_iter()
+            .filter(|m| match filter {
+                MaintenanceFilter::All => true,
+                MaintenanceFilter::Upcoming => m.status == "scheduled",
+                MaintenanceFilter::Active => m.status == "in_progress",
+            })
+            .collect(),
+        page,
+    }
+}
+
+/// Every maintenance window of the snapshot in the Statuspage shape, soonest first.
+pub fn scheduled_maintenances(
+    snapshot: &Snapshot,
+    page: &PageInfo,
+) -> Vec<ScheduledMaintenanceJson> {
+    let zone = crate::daemon::timefmt::zone_or_utc(&snapshot.time_zone);
+    let all_components = components(snapshot);
+    snapshot
+        .scheduled_maintenances
+        .iter()
+        .map(|m| {
+            let covered: Vec<&str> = m
+                .targets
+                .iter()
+                .chain(m.groups.iter())
+                .map(String::as_str)
+                .collect();
+            let id = stable_id("maintenance", &format!("{}@{}", m.schedule, m.starts_at));
+            let status = if m.in_progress {
+                "in_progress"
+            } else {
+                "scheduled"
+            };
+            let components: Vec<Component> = all_components
+                .iter()
+                .filter(|c| {
+                    covered.contains(&c.name.as_str())
+                        || c.group_id
+                            .as_ref()
+                            .is_some_and(|gid| m.groups.iter().any(|g| &group_id(g) == gid))
+                })
+                .cloned()
+                .collect();
+            let body = format!(
+                "Maintenance of {} from {} to {} ({}, {}). Alerts are held; probing goes on.",
+                covered.join(", "),
+                crate::daemon::timefmt::date_time(m.starts_at, zone),
+                crate::daemon::timefmt::clock(m.ends_at, m.starts_at, zone),
+                m.schedule,
+                crate::daemon::timefmt::duration(m.ends_at - m.starts_at),
+            );
+            ScheduledMaintenanceJson {
+                name: format!("Maintenance: {}", covered.join(", ")),
+                status,
+                created_at: rfc3339(m.starts_at),
+                updated_at: rfc3339(m.starts_at),
+                monitoring_at: None,
+                resolved_at: None,
+                impact: "maintenance",
+                shortlink: format!("{}#maintenance-{id}", page.url),
+                started_at: rfc3339(m.starts_at),
+                page_id: page.id.clone(),
+                incident_updates: vec![IncidentUpdateJson {
+                    id: stable_id("maintenance_update", &id),
+                    status: status.to_string(),
+                    body,
+                    incident_id: id.clone(),
+                    created_at: rfc3339(m.starts_at),
+                    updated_at: rfc3339(m.starts_at),
+                    display_at: rfc3339(m.starts_at),
+                    affected_components: None,
+                    deliver_notifications: true,
+                    custom_tweet: None,
+                    tweet_id: None,
+                }],
+                components,
+                scheduled_for: rfc3339(m.starts_at),
+                scheduled_until: rfc3339(m.ends_at),
+                id,
+            }
+        })
+        .collect()
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -177,7 +313,11 @@ pub fn page_info(snapshot: &Snapshot, url: &str) -> PageInfo {
         id: stable_id("page", name),
         name: name.to_owned(),
         url: url.to_owned(),
-        time_zone: "Etc/UTC".to_owned(),
+        time_zone: if snapshot.time_zone.is_empty() || snapshot.time_zone == "UTC" {
+            "Etc/UTC".to_owned()
+        } else {
+            snapshot.time_zone.clone()
+        },
         updated_at: rfc3339(snapshot.generated_at),
     }
 }
@@ -428,6 +568,7 @@ pub fn incident(
 
 pub fn summary(snapshot: &Snapshot, url: &str) -> Summary {
     let page = page_info(snapshot, url);
+    let page_for_maintenances = page.clone();
     let components = components(snapshot);
     let incidents = snapshot
         .open_incidents
@@ -440,7 +581,7 @@ pub fn summary(snapshot: &Snapshot, url: &str) -> Summary {
         page,
         components,
         incidents,
-        scheduled_maintenances: Vec::new(),
+        scheduled_maintenances: scheduled_maintenances(snapshot, &page_for_maintenances),
     }
 }
 
@@ -588,6 +729,8 @@ pub(crate) mod tests {
             }],
             store_error: None,
             agents: Vec::new(),
+            time_zone: String::new(),
+            scheduled_maintenances: Vec::new(),
         }
     }
 
@@ -782,5 +925,61 @@ pub(crate) mod tests {
             .collect();
         assert_eq!(names, ["recorders", "rec-1", "rec-2"]);
         assert_eq!(merge_incidents(&s.open_incidents, &[older], 1).len(), 1);
+    }
+
+    #[test]
+    fn scheduled_maintenances_in_the_statuspage_shape() {
+        use crate::daemon::model::MaintenanceView;
+        let mut s = snapshot();
+        s.time_zone = "Europe/Berlin".to_owned();
+        // 2023-11-17 03:00 CET, Friday.
+        let start = 1_700_186_400.0;
+        s.scheduled_maintenances = vec![
+            MaintenanceView {
+                schedule: "Tue,Fri 03:00".to_owned(),
+                starts_at: start,
+                ends_at: start + 1800.0,
+                in_progress: false,
+                targets: vec![],
+                groups: vec!["recorders".to_owned()],
+            },
+            MaintenanceView {
+                schedule: "daily 01:00".to_owned(),
+                starts_at: start - 7200.0,
+                ends_at: start + 3600.0,
+                in_progress: true,
+                targets: vec!["edge <&> proxy".to_owned()],
+                groups: vec![],
+            },
+        ];
+        let v = serde_json::to_value(summary(&s, "http://status.example/")).unwrap();
+        assert_eq!(v["page"]["time_zone"], "Europe/Berlin");
+        let m = &v["scheduled_maintenances"][0];
+        assert_eq!(m["status"], "scheduled");
+        assert_eq!(m["impact"], "maintenance");
+        assert_eq!(m["scheduled_for"], "2023-11-17T02:00:00.000Z");
+        assert_eq!(m["scheduled_until"], "2023-11-17T02:30:00.000Z");
+        let names: Vec<&str> = m["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert!(
+            names.contains(&"recorders") && names.contains(&"rec-1"),
+            "{names:?}"
+        );
+        let body = m["incident_updates"][0]["body"].as_str().unwrap();
+        assert!(
+            body.contains("from 2023-11-17 03:00 CET to 03:30 CET (Tue,Fri 03:00, 30 min)"),
+            "{body}"
+        );
+        let upcoming = scheduled_maintenances_feed(&s, "http://x/", MaintenanceFilter::Upcoming);
+        assert_eq!(upcoming.scheduled_maintenances.len(), 1);
+        let active = scheduled_maintenances_feed(&s, "http://x/", MaintenanceFilter::Active);
+        assert_eq!(active.scheduled_maintenances.len(), 1);
+        assert_eq!(active.scheduled_maintenances[0].status, "in_progress");
+        let all = scheduled_maintenances_feed(&s, "http://x/", MaintenanceFilter::All);
+        assert_eq!(all.scheduled_maintenances.len(), 2);
     }
 }
