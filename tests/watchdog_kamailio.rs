@@ -514,7 +514,7 @@ fn log_line_restart_then_cooldown_and_dry_run() {
             .any(|r| r["decision"] == "would_restart")
     });
     assert_eq!(k.main_pid(), pid, "dry run restarts nothing");
-    assert_eq!(k.restarts_done(), 1);
+    assert_eq!(k.restarts_done(), 2);
 }
 
 #[test]
@@ -732,7 +732,11 @@ fn two_agents_of_a_group_of_three_with_min_up_2_take_turns_by_lease() {
         token.display()
     );
     for (i, k) in ks.iter().enumerate() {
-        cfg.push_str(&format!("[[target]]\nname = \"fe-{}\"\nuri = \"sip:127.0.0.1:{}\"\ngroup = \"fe\"\n", i + 1, k.sip_port));
+        cfg.push_str(&format!(
+            "[[target]]\nname = \"fe-{}\"\nuri = \"sip:127.0.0.1:{}\"\ngroup = \"fe\"\n",
+            i + 1,
+            k.sip_port
+        ));
     }
     let daemon_cfg = dir.path().join("sipwatch.toml");
     std::fs::write(&daemon_cfg, cfg).unwrap();
@@ -754,7 +758,15 @@ fn two_agents_of_a_group_of_three_with_min_up_2_take_turns_by_lease() {
             serde_json::from_str::<serde_json::Value>(&body)
                 .ok()
                 .and_then(|v| v["components"].as_array().cloned())
-                .is_some_and(|c| c.iter().filter(|c| c["status"] == "operational" && c["name"].as_str().is_some_and(|n| n.starts_with("fe-"))).count() == 3)
+                .is_some_and(|c| {
+                    c.iter()
+                        .filter(|c| {
+                            c["status"] == "operational"
+                                && c["name"].as_str().is_some_and(|n| n.starts_with("fe-"))
+                        })
+                        .count()
+                        == 3
+                })
         }
     });
     let agents: Vec<Agent> = (0..2)
@@ -770,25 +782,51 @@ fn two_agents_of_a_group_of_three_with_min_up_2_take_turns_by_lease() {
         })
         .collect();
     for a in &agents {
-        wait_until(T, "the agent watching", || a.gauge("kamailio_shm").is_some());
+        wait_until(T, "the agent watching", || {
+            a.gauge("kamailio_shm").is_some()
+        });
     }
     // Both ask at once.
     append_log(&ks[0], "ERROR: WATCHDOG-TEST both");
     append_log(&ks[1], "ERROR: WATCHDOG-TEST both");
-    wait_until(Duration::from_secs(120), "both restarted, one after the other", || {
-        agents.iter().all(|a| a.restarts().iter().any(|r| r["decision"] == "restarted"))
-    });
+    wait_until(
+        Duration::from_secs(120),
+        "both restarted, one after the other",
+        || {
+            agents
+                .iter()
+                .all(|a| a.restarts().iter().any(|r| r["decision"] == "restarted"))
+        },
+    );
     let done: Vec<serde_json::Value> = agents
         .iter()
-        .map(|a| a.restarts().into_iter().find(|r| r["decision"] == "restarted").unwrap())
+        .map(|a| {
+            a.restarts()
+                .into_iter()
+                .find(|r| r["decision"] == "restarted")
+                .unwrap()
+        })
         .collect();
     let waited: Vec<bool> = agents
         .iter()
-        .map(|a| a.restarts().iter().any(|r| r["decision"] == "deferred" && (r["why"] == "lease" || r["why"] == "quorum")))
+        .map(|a| {
+            a.restarts().iter().any(|r| {
+                r["decision"] == "deferred" && (r["why"] == "lease" || r["why"] == "quorum")
+            })
+        })
         .collect();
-    assert_eq!(waited.iter().filter(|w| **w).count(), 1, "exactly one waited for a lease: {waited:?}");
-    let (first, second) = if waited[0] { (&done[1], &done[0]) } else { (&done[0], &done[1]) };
-    let t = |v: &serde_json::Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap();
+    assert_eq!(
+        waited.iter().filter(|w| **w).count(),
+        1,
+        "exactly one waited for a lease: {waited:?}"
+    );
+    let (first, second) = if waited[0] {
+        (&done[1], &done[0])
+    } else {
+        (&done[0], &done[1])
+    };
+    let t =
+        |v: &serde_json::Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap();
     assert!(
         t(&second["at"]) >= t(&first["verified_at"]),
         "the second restart began after the first was verified: {first} / {second}"
@@ -802,5 +840,128 @@ fn two_agents_of_a_group_of_three_with_min_up_2_take_turns_by_lease() {
     });
     let log = std::fs::read_to_string(&daemon_log).unwrap();
     assert!(log.contains("restart lease refused"), "{log}");
-    assert!(!log.contains("s3cret-token"), "the token never reaches the log");
+    assert!(
+        !log.contains("s3cret-token"),
+        "the token never reaches the log"
+    );
+}
+
+#[test]
+fn forecast_restart_planned_into_a_window_before_exhaustion() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = Kamailio::start(dir.path(), 16);
+    // One-minute windows every other minute for the next half hour (UTC): a forecast must pick
+    // the last one that opens before the exhaustion minus the margin.
+    let now = chrono::Utc::now();
+    let base =
+        chrono::Timelike::with_nanosecond(&chrono::Timelike::with_second(&now, 0).unwrap(), 0)
+            .unwrap();
+    let windows: Vec<String> = (1..30)
+        .step_by(2)
+        .map(|i| {
+            let s = base + chrono::Duration::minutes(i);
+            let e = s + chrono::Duration::minutes(1);
+            format!("\"daily {}-{} UTC\"", s.format("%H:%M"), e.format("%H:%M"))
+        })
+        .collect();
+    // The detector's time constants scaled from hours to seconds (the leak here fills the pool in
+    // minutes, not days).
+    let body = service_toml(
+        &k,
+        &format!(
+            "on_leak = true\nmargin = \"10s\"\nemergency_horizon = \"5s\"\nwindows = [{}]",
+            windows.join(", ")
+        ),
+    )
+    .replace(
+        "[[service.gauge]]\nkind = \"kamailio_shm\"",
+        "[service.leak]\nbucket = \"2s\"\nenvelope = \"10s\"\nmin_span = \"20s\"\nmax_span = \"10m\"\nno_limit_span = \"10m\"\nwindow = \"1h\"\nhorizon = \"1d\"\ndaily_guard = false\n[[service.gauge]]\nkind = \"kamailio_shm\"",
+    )
+    .replace("within = \"20s\"", "within = \"20s\"\nmemory_drop = \"40%\"\ngauge = \"kamailio_shm\"");
+    let agent = Agent::start(dir.path(), &body);
+    wait_until(T, "the agent watching", || {
+        agent.gauge("kamailio_shm").is_some()
+    });
+    // A steady leak: 30 stored OPTIONS a second.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flooder = {
+        let stop = stop.clone();
+        let port = k.sip_port;
+        std::thread::spawn(move || {
+            // Only the port is used; with no pidfile, dropping it stops nothing.
+            let k = Kamailio {
+                dir: PathBuf::new(),
+                pidfile: PathBuf::new(),
+                log: PathBuf::new(),
+                sip_port: port,
+                http_port: 0,
+                script: PathBuf::new(),
+            };
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                k.flood(i, 3);
+                i += 3;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    let started = Instant::now();
+    let mut last_eta: Option<(Instant, f64)> = None;
+    let mut planned: Option<serde_json::Value> = None;
+    let restarted = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "no forecast restart within 10 minutes"
+        );
+        let v = agent.get("/api/v1/services");
+        if let Some(eta) = v["services"][0]["gauges"]
+            .as_array()
+            .and_then(|g| g.iter().find(|g| g["name"] == "kamailio_shm").cloned())
+            .and_then(|g| {
+                if g["leak_suspected"] == true {
+                    g["verdict"]["eta_to_limit_secs"].as_f64()
+                } else {
+                    None
+                }
+            })
+        {
+            last_eta = Some((Instant::now(), eta));
+        }
+        let records = agent.restarts();
+        if planned.is_none() {
+            planned = records
+                .iter()
+                .find(|r| r["decision"] == "deferred" && r["why"] == "forecast")
+                .cloned();
+        }
+        if let Some(r) = records
+            .iter()
+            .find(|r| r["decision"] == "restarted" || r["decision"] == "failed")
+        {
+            break r.clone();
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    flooder.join().unwrap();
+    assert_eq!(restarted["trigger"], "forecast", "{restarted}");
+    assert_eq!(restarted["verify"], "ok", "{restarted}");
+    let planned = planned.expect("the forecast restart was planned (deferred) before it ran");
+    let at = chrono::DateTime::parse_from_rfc3339(restarted["at"].as_str().unwrap()).unwrap();
+    assert!(
+        chrono::Timelike::second(&at) < 5,
+        "restarted as a window opened: {at} ({planned})"
+    );
+    let (seen, eta) = last_eta.expect("the leak was raised with a time to the limit");
+    let _ = seen;
+    println!("BENCH forecast_restart_before_exhaustion_seconds={eta:.0} (the detector's time to the limit at the last sample before the restart)");
+    assert!(
+        eta > 10.0,
+        "restarted at least the margin before the forecast exhaustion: {eta}"
+    );
+    let log = std::fs::read_to_string(&k.log).unwrap();
+    assert!(
+        !log.contains("no more shm"),
+        "restarted before the pool ran out"
+    );
 }
