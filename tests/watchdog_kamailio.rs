@@ -493,6 +493,46 @@ fn log_line_restart_then_cooldown_and_dry_run() {
         .cloned()
         .unwrap();
     assert_eq!(s["decision"], "skipped", "{s}");
+    // A person: `restart now` goes through the same guards; `--force` passes them, audited.
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_sipwatch"))
+            .args(args)
+            .arg("-c")
+            .arg(&agent.config)
+            .env("USER", "alice")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&["restart", "now", "kamailio"]);
+    wait_until(T, "the manual request refused by the cooldown", || {
+        agent
+            .restarts()
+            .iter()
+            .any(|r| r["trigger"] == "manual" && r["why"] == "cooldown")
+    });
+    assert_eq!(k.restarts_done(), 1);
+    run(&["restart", "now", "kamailio", "--force"]);
+    wait_until(T, "the forced restart", || {
+        agent
+            .restarts()
+            .iter()
+            .any(|r| r["trigger"] == "manual" && r["decision"] == "restarted")
+    });
+    let f = agent
+        .restarts()
+        .into_iter()
+        .find(|r| r["trigger"] == "manual" && r["decision"] == "restarted")
+        .unwrap();
+    assert!(
+        f["forced_by"].as_str().unwrap().contains("alice (uid "),
+        "who forced it is audited: {f}"
+    );
+    assert_eq!(k.restarts_done(), 2);
     drop(agent);
 
     // Dry run: the same line records would_restart and restarts nothing.
