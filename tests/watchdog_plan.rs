@@ -131,3 +131,41 @@ fn restart_config_errors_name_the_line_and_the_fix() {
         "{e}"
     );
 }
+
+#[test]
+fn the_readme_example_and_examples_agent_toml_are_valid() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let section = readme
+        .split("## The restart watchdog")
+        .nth(1)
+        .expect("the README documents the watchdog");
+    let block = section
+        .split("```toml")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.toml");
+    std::fs::write(
+        &path,
+        format!("[agent]\nstate_dir = \"{}\"\n{block}", dir.path().display()),
+    )
+    .unwrap();
+    for file in [
+        path,
+        std::path::PathBuf::from(format!("{root}/examples/agent.toml")),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_sipwatch"))
+            .arg("check-config")
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
