@@ -149,7 +149,7 @@ impl WatchdogTask {
             client: self.client.clone(),
             leases: self.leases.clone(),
         });
-        let mut running: Option<(oneshot::Receiver<Executed>, bool)> = None;
+        let mut running: Option<oneshot::Receiver<Executed>> = None;
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_probe_check = 0.0;
@@ -157,11 +157,11 @@ impl WatchdogTask {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = shutdown.wait_for(|v| *v) => break,
-                done = async { match running.as_mut() { Some((rx, _)) => rx.await.ok(), None => std::future::pending().await } } => {
-                    let forced = running.take().map(|r| r.1).unwrap_or(false);
+                done = async { match running.as_mut() { Some(rx) => rx.await.ok(), None => std::future::pending().await } } => {
+                    running = None;
                     let now = unix_now();
                     if let Some(done) = done {
-                        self.finish(&mut policy, done, forced, now);
+                        self.finish(&mut policy, done, now);
                     }
                 }
             }
@@ -250,7 +250,7 @@ impl WatchdogTask {
                             let done = executor.run(&order, now).await;
                             let _ = tx.send(done);
                         });
-                        running = Some((rx, false));
+                        running = Some(rx);
                     }
                 }
             }
@@ -271,20 +271,16 @@ impl WatchdogTask {
         self.save(&mut policy);
     }
 
-    fn finish(&mut self, policy: &mut RestartPolicy, done: Executed, _forced: bool, now: f64) {
+    fn finish(&mut self, policy: &mut RestartPolicy, done: Executed, now: f64) {
         let outputs = policy.handle(now, done.input.clone());
         if let Some(record) = done.record {
-            if record.decision == DecisionKind::Restarted
-                || (record.decision == DecisionKind::Failed && done.critical)
-            {
-                if record.decision == DecisionKind::Restarted {
-                    self.restarts_total
-                        .get_or_create(&crate::agent::metrics::RestartLabels {
-                            service: self.service.clone(),
-                            reason: record.trigger.as_str().to_owned(),
-                        })
-                        .inc();
-                }
+            if record.decision == DecisionKind::Restarted {
+                self.restarts_total
+                    .get_or_create(&crate::agent::metrics::RestartLabels {
+                        service: self.service.clone(),
+                        reason: record.trigger.as_str().to_owned(),
+                    })
+                    .inc();
             }
             if record.decision != DecisionKind::Skipped || done.critical {
                 self.sink.emit(AgentEvent::Restart {
