@@ -445,6 +445,10 @@ fn threshold_restart_before_no_more_shm_verified_by_options() {
         ),
         "{metrics}"
     );
+    assert!(
+        metrics.contains("sipwatch_restarts_total{service=\"kamailio\",reason=\"observed\"} 0"),
+        "the watchdog's own restart is not counted as observed: {metrics}"
+    );
     // The alerting path got one line.
     assert!(
         agent.log_text().contains("watchdog restart"),
@@ -659,6 +663,19 @@ fn deferred_restart_survives_an_agent_restart_and_runs_in_the_window() {
             .iter()
             .any(|r| r["decision"] == "deferred" && r["why"] == "window")
     });
+    let metrics = agent_http_get(&agent.listen, "/metrics").1;
+    let next = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("sipwatch_restart_next_timestamp_seconds{service=\"kamailio\"} ")
+        })
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no next restart metric: {metrics}"));
+    assert_eq!(
+        next as i64,
+        open.timestamp(),
+        "the deferred restart is the next one"
+    );
     // plan shows it.
     let plan = Command::new(env!("CARGO_BIN_EXE_sipwatch"))
         .args(["restart", "plan", "--json", "-c"])
@@ -1004,4 +1021,97 @@ fn forecast_restart_planned_into_a_window_before_exhaustion() {
         !log.contains("no more shm"),
         "restarted before the pool ran out"
     );
+}
+
+#[test]
+fn probe_failure_reported_by_the_daemon_restarts_the_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let ks: Vec<Kamailio> = (0..2)
+        .map(|i| {
+            let d = dir.path().join(format!("k{i}"));
+            std::fs::create_dir_all(&d).unwrap();
+            Kamailio::start(&d, 16)
+        })
+        .collect();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "another-agent-token\n").unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut cfg = format!(
+        "[http]\nlisten = \"{listen}\"\n[store]\npath = \"{}\"\n[agents]\ntoken_file = \"{}\"\n[defaults]\ninterval = \"1s\"\ntimeout = \"1s\"\nfail_threshold = 2\nok_threshold = 1\n[[group]]\nname = \"rec\"\nmin_up = 1\n",
+        dir.path().join("state.db").display(),
+        token.display()
+    );
+    for (i, k) in ks.iter().enumerate() {
+        cfg.push_str(&format!(
+            "[[target]]\nname = \"rec-{}\"\nuri = \"sip:127.0.0.1:{}\"\ngroup = \"rec\"\n",
+            i + 1,
+            k.sip_port
+        ));
+    }
+    let daemon_cfg = dir.path().join("sipwatch.toml");
+    std::fs::write(&daemon_cfg, cfg).unwrap();
+    let daemon = Daemon {
+        child: Command::new(env!("CARGO_BIN_EXE_sipwatch"))
+            .args(["run", "-c"])
+            .arg(&daemon_cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+        listen: listen.clone(),
+    };
+    let status = |name: &str| -> Option<String> {
+        let (_, body) = agent_http_get(&daemon.listen, "/api/v2/components.json");
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        v["components"]
+            .as_array()?
+            .iter()
+            .find(|c| c["name"] == name)
+            .and_then(|c| c["status"].as_str().map(str::to_owned))
+    };
+    wait_until(T, "the daemon sees both up", || {
+        std::net::TcpStream::connect(&daemon.listen).is_ok()
+            && status("rec-1").as_deref() == Some("operational")
+            && status("rec-2").as_deref() == Some("operational")
+    });
+    let body = format!(
+        "[daemon]\nurl = \"http://{listen}\"\ntoken_file = \"{}\"\n\n{}",
+        token.display(),
+        service_toml(&ks[0], "on_probe_failure = true\ntarget = \"rec-1\"")
+    );
+    let agent = Agent::start(dir.path(), &body);
+    wait_until(T, "the agent watching", || {
+        agent.gauge("kamailio_shm").is_some()
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        agent.restarts().is_empty(),
+        "nothing to do while the target is up"
+    );
+    // Kamailio stops answering (its processes gone); the daemon marks rec-1 down; the agent
+    // restarts it (the command starts it again) and the probe verifies it.
+    let pid = ks[0].main_pid().unwrap();
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
+    wait_until(T, "the restart on the probe failure", || {
+        agent
+            .restarts()
+            .iter()
+            .any(|r| r["decision"] == "restarted")
+    });
+    let r = agent
+        .restarts()
+        .into_iter()
+        .find(|r| r["decision"] == "restarted")
+        .unwrap();
+    assert_eq!(
+        (r["trigger"].as_str(), r["verify"].as_str()),
+        (Some("probe"), Some("ok")),
+        "{r}"
+    );
+    assert!(r["summary"].as_str().unwrap().contains("rec-1 down"), "{r}");
+    wait_until(T, "rec-1 up again in the daemon", || {
+        status("rec-1").as_deref() == Some("operational")
+    });
 }

@@ -41,6 +41,17 @@ pub struct Executor {
     pub view: ServiceView,
     pub client: reqwest::Client,
     pub leases: Option<LeaseClient>,
+    /// Set from the restart until the verification is over.
+    pub restarting: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Clears the "restarting" flag when dropped.
+struct Restarting<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for Restarting<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 fn secs(d: f64) -> String {
@@ -200,6 +211,9 @@ impl Executor {
         }
 
         // 3. Restart.
+        self.restarting
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let _restarting = Restarting(&self.restarting);
         let restarted_at = Instant::now();
         let restarted_unix = crate::agent::runtime::unix_now();
         if let Err(e) = method::restart(&cfg.method, old_pid).await {

@@ -57,6 +57,9 @@ pub struct WatchdogTask {
     pub metrics: WatchdogMetrics,
     /// Bumped on each loop turn (the systemd watchdog checks progress).
     pub progress: Arc<std::sync::atomic::AtomicU64>,
+    /// Set while this watchdog restarts the service (the service's tick then does not count the
+    /// restart as observed).
+    pub restarting: Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn observe(view: &ServiceView) -> Option<Vec<GaugeObs>> {
@@ -148,6 +151,7 @@ impl WatchdogTask {
             view: self.view.clone(),
             client: self.client.clone(),
             leases: self.leases.clone(),
+            restarting: self.restarting.clone(),
         });
         let mut running: Option<oneshot::Receiver<Executed>> = None;
         let mut tick = tokio::time::interval(Duration::from_millis(500));
