@@ -715,13 +715,12 @@ fn drain_waits_for_a_gauge_the_test_controls_then_undrains() {
     let active = dir.path().join("active");
     std::fs::write(&active, "5\n").unwrap();
     let drained = dir.path().join("drained");
-    let undrained = dir.path().join("undrained");
     let body = service_toml(&k, "on_log = [\"shm_exhausted\"]").replace(
         "[service.restart.verify]",
         &format!(
-            "[service.restart.drain]\ncommand = [\"touch\", \"{}\"]\nuntil = \"active_dialogs <= 0\"\nmax_wait = \"60s\"\nundrain_command = [\"touch\", \"{}\"]\n[service.restart.verify]",
+            "[service.restart.drain]\ncommand = [\"touch\", \"{}\"]\nuntil = \"active_dialogs <= 0\"\nmax_wait = \"60s\"\nundrain_rpc = {{ url = \"{}\", method = \"htable.sets\", params = [\"leak\", \"undrained\", \"yes\"] }}\n[service.restart.verify]",
             drained.display(),
-            undrained.display()
+            k.url()
         ),
     ).replace(
         "[service.restart]",
@@ -736,7 +735,7 @@ fn drain_waits_for_a_gauge_the_test_controls_then_undrains() {
     let pid = k.main_pid();
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(k.main_pid(), pid, "no restart while dialogs are active");
-    assert!(!undrained.exists());
+    assert!(!rpc(&k, "htable.get", r#"["leak", "undrained"]"#).contains("yes"));
     std::fs::write(&active, "0\n").unwrap();
     wait_until(T, "the restart after draining", || {
         agent
@@ -751,7 +750,30 @@ fn drain_waits_for_a_gauge_the_test_controls_then_undrains() {
         .unwrap();
     assert!(r["drained_seconds"].as_f64().unwrap() >= 3.0, "{r}");
     assert!(r["summary"].as_str().unwrap().contains("drained in"), "{r}");
-    wait_until(T, "undrained after the verification", || undrained.exists());
+    // The undrain JSON-RPC call reached the restarted Kamailio (its htable is new).
+    wait_until(T, "undrained by JSON-RPC after the verification", || {
+        rpc(&k, "htable.get", r#"["leak", "undrained"]"#).contains("yes")
+    });
+}
+
+/// A JSON-RPC call to Kamailio over HTTP; the answer's body.
+fn rpc(k: &Kamailio, method: &str, params: &str) -> String {
+    use std::io::{Read, Write};
+    let body =
+        format!(r#"{{"jsonrpc": "2.0", "method": "{method}", "params": {params}, "id": 1}}"#);
+    let addr = format!("127.0.0.1:{}", k.http_port);
+    let Ok(mut s) = std::net::TcpStream::connect(&addr) else {
+        return String::new();
+    };
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = write!(
+        s,
+        "POST /RPC HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
 }
 
 /// The daemon (`sipwatch run`), started by the test.

@@ -30,6 +30,8 @@ pub struct Executed {
     pub record: Option<RestartRecord>,
     /// Whether the one-line alert is critical (a failed restart or verification).
     pub critical: bool,
+    /// A lease kept after a failed restart (released when a person resumes, else by its TTL).
+    pub held_lease: Option<super::leases::Lease>,
 }
 
 /// What the executor needs besides the policy.
@@ -107,6 +109,7 @@ impl Executor {
                     },
                     record: None,
                     critical: false,
+                    held_lease: None,
                 };
             };
             match client.acquire(target, &self.service, cfg.lease_ttl).await {
@@ -126,6 +129,7 @@ impl Executor {
                         },
                         record: None,
                         critical: false,
+                        held_lease: None,
                     };
                 }
             }
@@ -147,6 +151,7 @@ impl Executor {
             }),
             record: Some(record),
             critical,
+            held_lease: None,
         };
 
         // 2. Drain.
@@ -228,7 +233,9 @@ impl Executor {
                 "restart of {} on {} FAILED: {}{drain_note}; {e}; automatic restarts paused until `sipwatch restart resume {}`",
                 self.service, self.place, order.reason, self.service
             );
-            return finish(record, true, false, Some("method_failed"), true);
+            let mut done = finish(record, true, false, Some("method_failed"), true);
+            done.held_lease = lease;
+            return done;
         }
 
         // 4. Verify.
@@ -343,7 +350,9 @@ impl Executor {
                 if lease.is_some() { ", lease kept" } else { "" },
                 self.service
             );
-            finish(record, true, false, Some("verify_failed"), true)
+            let mut done = finish(record, true, false, Some("verify_failed"), true);
+            done.held_lease = lease;
+            done
         }
     }
 

@@ -154,6 +154,7 @@ impl WatchdogTask {
             restarting: self.restarting.clone(),
         });
         let mut running: Option<oneshot::Receiver<Executed>> = None;
+        let mut held_lease: Option<super::leases::Lease> = None;
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_probe_check = 0.0;
@@ -164,7 +165,11 @@ impl WatchdogTask {
                 done = async { match running.as_mut() { Some(rx) => rx.await.ok(), None => std::future::pending().await } } => {
                     running = None;
                     let now = unix_now();
-                    if let Some(done) = done {
+                    if let Some(mut done) = done {
+                        if let Some(l) = done.held_lease.take() {
+                            tracing::warn!(service = self.service, target = l.target, "restart lease kept after the failure until its TTL or `sipwatch restart resume`");
+                            held_lease = Some(l);
+                        }
                         self.finish(&mut policy, done, now);
                     }
                 }
@@ -204,7 +209,19 @@ impl WatchdogTask {
                         by,
                     },
                     "pause" => Manual::Pause { by },
-                    "resume" => Manual::Resume { by },
+                    "resume" => {
+                        // A person takes over: the lease kept after a failure goes back.
+                        if let (Some(l), Some(c)) = (held_lease.take(), &self.leases) {
+                            if let Err(e) = c.release(&l).await {
+                                tracing::warn!(
+                                    service = self.service,
+                                    error = e,
+                                    "cannot release the kept lease; it expires with its TTL"
+                                );
+                            }
+                        }
+                        Manual::Resume { by }
+                    }
                     other => {
                         tracing::warn!(
                             service = self.service,
