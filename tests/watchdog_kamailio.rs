@@ -1137,3 +1137,81 @@ fn probe_failure_reported_by_the_daemon_restarts_the_service() {
         status("rec-1").as_deref() == Some("operational")
     });
 }
+
+#[test]
+fn signal_method_with_a_supervisor_that_brings_kamailio_back() {
+    let dir = tempfile::tempdir().unwrap();
+    // Reuse the config the Kamailio helper writes, then run Kamailio in the foreground under a
+    // supervisor loop (as runit or a container runtime would).
+    let k = Kamailio::start(dir.path(), 16);
+    let pid0 = k.main_pid().unwrap();
+    unsafe {
+        libc::kill(pid0, libc::SIGTERM);
+    }
+    wait_until(
+        T,
+        "the daemonized kamailio gone",
+        || unsafe { libc::kill(pid0, 0) } != 0,
+    );
+    let supervisor = dir.path().join("supervise");
+    std::fs::write(
+        &supervisor,
+        format!(
+            "#!/bin/sh\nwhile [ ! -e {stop} ]; do\n  {bin} -f {cfg} -P {pid} -w {dir} -m 16 -M 8 -E -DD </dev/null >/dev/null 2>>{log}\n  sleep 0.2\ndone\n",
+            stop = dir.path().join("stop").display(),
+            bin = kamailio_binary().display(),
+            cfg = dir.path().join("kamailio.cfg").display(),
+            pid = k.pidfile.display(),
+            dir = dir.path().display(),
+            log = k.log.display(),
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&supervisor, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let _ = std::fs::remove_file(&k.pidfile);
+    let mut sup = Command::new(&supervisor)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(T, "kamailio under the supervisor", || {
+        k.main_pid().is_some_and(|p| p != pid0)
+            && std::net::TcpStream::connect(("127.0.0.1", k.http_port)).is_ok()
+    });
+    let old = k.main_pid().unwrap();
+    let body = service_toml(&k, "on_log = [\"shm_exhausted\"]\nsignal = \"TERM\"")
+        .replace("method = \"command\"", "method = \"signal\"")
+        .replace(&format!("command = [\"{}\"]\n", k.script.display()), "");
+    let agent = Agent::start(dir.path(), &body);
+    wait_until(T, "the agent watching", || {
+        agent.gauge("kamailio_shm").is_some()
+    });
+    append_log(&k, "ERROR: WATCHDOG-TEST signal");
+    wait_until(T, "the signal restart, verified", || {
+        agent
+            .restarts()
+            .iter()
+            .any(|r| r["decision"] == "restarted" || r["decision"] == "failed")
+    });
+    let r = agent
+        .restarts()
+        .into_iter()
+        .find(|r| r["decision"] == "restarted" || r["decision"] == "failed")
+        .unwrap();
+    std::fs::write(dir.path().join("stop"), "").unwrap();
+    assert_eq!(
+        (r["decision"].as_str(), r["verify"].as_str()),
+        (Some("restarted"), Some("ok")),
+        "{r}"
+    );
+    assert_eq!(r["old_pid"].as_i64(), Some(i64::from(old)), "{r}");
+    assert_ne!(r["new_pid"].as_i64(), Some(i64::from(old)), "{r}");
+    assert_eq!(k.restarts_done(), 0, "the restart script was not used");
+    drop(agent);
+    if let Some(p) = k.main_pid() {
+        unsafe {
+            libc::kill(p, libc::SIGTERM);
+        }
+    }
+    let _ = sup.wait();
+}
