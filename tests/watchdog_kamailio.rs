@@ -1215,3 +1215,52 @@ fn signal_method_with_a_supervisor_that_brings_kamailio_back() {
     }
     let _ = sup.wait();
 }
+
+#[test]
+fn drain_timeout_gives_up_restarts_nothing_and_undrains() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = Kamailio::start(dir.path(), 16);
+    let active = dir.path().join("active");
+    std::fs::write(&active, "7\n").unwrap();
+    let undrained = dir.path().join("undrained");
+    let body = service_toml(&k, "on_log = [\"shm_exhausted\"]\ncooldown = \"1h\"")
+        .replace(
+            "[service.restart.verify]",
+            &format!(
+                "[service.restart.drain]\nuntil = \"active_dialogs <= 0\"\nmax_wait = \"3s\"\non_drain_timeout = \"give_up\"\nundrain_command = [\"touch\", \"{}\"]\n[service.restart.verify]",
+                undrained.display()
+            ),
+        )
+        .replace(
+            "[service.restart]",
+            &format!(
+                "[[service.gauge]]\nkind = \"command\"\nname = \"active_dialogs\"\ncommand = \"cat {}\"\ndetect = false\n[service.restart]",
+                active.display()
+            ),
+        );
+    let agent = Agent::start(dir.path(), &body);
+    wait_until(T, "the agent watching", || {
+        agent.gauge("kamailio_shm").is_some()
+    });
+    let pid = k.main_pid();
+    append_log(&k, "ERROR: WATCHDOG-TEST busy");
+    wait_until(T, "the drain timeout", || {
+        agent.restarts().iter().any(|r| r["why"] == "drain_timeout")
+    });
+    let r = agent
+        .restarts()
+        .into_iter()
+        .find(|r| r["why"] == "drain_timeout")
+        .unwrap();
+    assert_eq!(r["decision"], "skipped", "{r}");
+    assert!(r["drained_seconds"].as_f64().unwrap() >= 3.0, "{r}");
+    assert!(undrained.exists(), "undrained after giving up");
+    assert_eq!(k.main_pid(), pid, "nothing restarted");
+    assert_eq!(k.restarts_done(), 0);
+    // The attempt counts for the cooldown: another line does not drain again at once.
+    append_log(&k, "ERROR: WATCHDOG-TEST busy again");
+    wait_until(T, "the cooldown", || {
+        agent.restarts().iter().any(|r| r["why"] == "cooldown")
+    });
+    assert_eq!(k.restarts_done(), 0);
+}
