@@ -53,6 +53,19 @@ struct Kamailio {
 
 impl Kamailio {
     fn start(dir: &Path, shm_mb: u32) -> Kamailio {
+        Kamailio::start_with(dir, shm_mb, false)
+    }
+
+    /// `register`: also a registrar with digest (password `secret` for every user).
+    fn start_with(dir: &Path, shm_mb: u32, register: bool) -> Kamailio {
+        let (reg_modules, reg_route) = if register {
+            (
+                "loadmodule \"tm.so\"\nloadmodule \"usrloc.so\"\nloadmodule \"registrar.so\"\nloadmodule \"auth.so\"\n",
+                "if ($rm == \"REGISTER\") {\n        if (!pv_www_authenticate(\"$td\", \"secret\", \"0\")) { www_challenge(\"$td\", \"1\"); exit; }\n        if (!save(\"location\")) { sl_reply_error(); }\n        exit;\n    }\n",
+            )
+        } else {
+            ("", "")
+        };
         let sip_port = free_udp_tcp_port();
         let http_port = free_port();
         let cfg = dir.join("kamailio.cfg");
@@ -74,10 +87,10 @@ loadmodule "pv.so"
 loadmodule "htable.so"
 loadmodule "xhttp.so"
 loadmodule "jsonrpcs.so"
-modparam("jsonrpcs", "transport", 1)
+{reg_modules}modparam("jsonrpcs", "transport", 1)
 modparam("htable", "htable", "leak=>size=16;")
 request_route {{
-    if ($rm == "OPTIONS") {{
+    {reg_route}if ($rm == "OPTIONS") {{
         if ($ci =~ "^leak-") {{
             $sht(leak=>$ci) = $mb;
         }}
@@ -1263,4 +1276,68 @@ fn drain_timeout_gives_up_restarts_nothing_and_undrains() {
         agent.restarts().iter().any(|r| r["why"] == "cooldown")
     });
     assert_eq!(k.restarts_done(), 0);
+}
+
+#[test]
+fn verification_by_register_with_digest() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = Kamailio::start_with(dir.path(), 16, true);
+    let pw = dir.path().join("verify.pw");
+    std::fs::write(&pw, "secret\n").unwrap();
+    let wrong = dir.path().join("wrong.pw");
+    std::fs::write(&wrong, "not-the-password\n").unwrap();
+    let body = |file: &Path| {
+        service_toml(&k, "on_log = [\"shm_exhausted\"]").replace(
+            "within = \"20s\"",
+            &format!(
+                "within = \"8s\"\nprobe = \"register\"\nusername = \"watchdog\"\ndomain = \"127.0.0.1\"\npassword_file = \"{}\"",
+                file.display()
+            ),
+        )
+    };
+    let agent = Agent::start(dir.path(), &body(&pw));
+    wait_until(T, "the agent watching", || {
+        agent.gauge("kamailio_shm").is_some()
+    });
+    append_log(&k, "ERROR: WATCHDOG-TEST register");
+    wait_until(T, "the restart verified by REGISTER", || {
+        agent
+            .restarts()
+            .iter()
+            .any(|r| r["decision"] == "restarted" || r["decision"] == "failed")
+    });
+    let r = agent.restarts()[0].clone();
+    assert_eq!(
+        (r["decision"].as_str(), r["verify"].as_str()),
+        (Some("restarted"), Some("ok")),
+        "{r}"
+    );
+    drop(agent);
+    // A wrong password: the REGISTER is refused, the verification fails.
+    let dir2 = tempfile::tempdir().unwrap();
+    let agent = Agent::start(dir2.path(), &body(&wrong));
+    wait_until(T, "the agent watching", || {
+        agent.gauge("kamailio_shm").is_some()
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    append_log(&k, "ERROR: WATCHDOG-TEST register wrong");
+    wait_until(T, "the failed verification", || {
+        agent.restarts().iter().any(|r| r["decision"] == "failed")
+    });
+    let f = agent
+        .restarts()
+        .into_iter()
+        .find(|r| r["decision"] == "failed")
+        .unwrap();
+    assert!(
+        f["summary"]
+            .as_str()
+            .unwrap()
+            .contains("did not answer REGISTER"),
+        "{f}"
+    );
+    assert!(
+        !agent.log_text().contains("not-the-password"),
+        "the password never reaches the log"
+    );
 }

@@ -270,7 +270,12 @@ impl Executor {
                     )
                 }
                 Err(e) => failures.push(format!(
-                    "{uri} did not answer OPTIONS within {}: {e}",
+                    "{uri} did not answer {} within {}: {e}",
+                    if cfg.verify.register.is_some() {
+                        "REGISTER"
+                    } else {
+                        "OPTIONS"
+                    },
                     secs(cfg.verify.within.as_secs_f64())
                 )),
             }
@@ -404,7 +409,15 @@ impl Executor {
         use sipwatch_probes::probe::{ProbeSpec, Prober};
         let target = TargetUri::parse(uri).map_err(|e| e.to_string())?;
         let prober = Prober::new(Locator::new(None).map_err(|e| e.to_string())?, None);
-        let spec = ProbeSpec::options(target);
+        let mut spec = ProbeSpec::options(target);
+        if let Some(reg) = &self.config.verify.register {
+            spec.method = sipwatch_probes::message::Method::Register;
+            spec.credentials = Some(sipwatch_probes::digest::Credentials::new(
+                reg.username.clone(),
+                reg.password.expose().to_owned(),
+            ));
+            spec.domain = reg.domain.clone();
+        }
         let mut last = String::from("no answer");
         loop {
             let left = deadline.saturating_duration_since(Instant::now());

@@ -871,6 +871,7 @@ mod tests {
             drain: None,
             verify: VerifyConfig {
                 uri: None,
+                register: None,
                 within: Duration::from_secs(30),
                 memory_drop: None,
                 gauge: None,
