@@ -76,6 +76,7 @@ fn observe(view: &ServiceView) -> Option<Vec<GaugeObs>> {
                         .is_some_and(|v| v.state == VerdictState::Leak);
                 GaugeObs {
                     name: g.name.clone(),
+                    sampled_at: g.sampled_at,
                     value: g.value,
                     limit: g.limit,
                     leak_eta: if leak {
