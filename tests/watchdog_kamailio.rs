@@ -640,6 +640,11 @@ fn failed_verification_gives_one_critical_alert_and_no_loop() {
     wait_until(T, "resumed in the audit", || {
         agent.restarts().iter().any(|r| r["why"] == "resumed")
     });
+    wait_until(T, "the failure alert resolved", || {
+        agent
+            .log_text()
+            .contains("watchdog resumed after a failed restart")
+    });
 }
 
 #[test]

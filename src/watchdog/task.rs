@@ -250,6 +250,13 @@ impl WatchdogTask {
             for output in outputs {
                 match output {
                     Output::Record(d) => {
+                        if d.why == "resumed" && d.summary.contains("_failed") {
+                            self.sink.emit(AgentEvent::RestartFailureCleared {
+                                service: self.service.clone(),
+                                at: now,
+                                summary: d.summary.clone(),
+                            });
+                        }
                         self.record(RestartRecord::decision(
                             &self.service,
                             now,
