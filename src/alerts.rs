@@ -344,6 +344,23 @@ pub fn agent_alert(e: &AgentEvent, host: &str) -> Option<Alert> {
                 ("service", service),
             ],
         )),
+        AgentEvent::RestartFailureCleared {
+            service,
+            at,
+            summary,
+        } => Some(alert(
+            format!("sipwatch/restart/{host}/{service}/failed"),
+            AlertStatus::Resolved,
+            Severity::Critical,
+            summary.clone(),
+            host,
+            *at,
+            &[
+                ("alertname", "ServiceRestartFailed"),
+                ("host", host),
+                ("service", service),
+            ],
+        )),
         AgentEvent::Restart {
             service,
             at,

@@ -5,6 +5,7 @@
 //! - [`agent`]: the node agent: finds services, samples their gauges, runs the detector.
 //! - [`daemon`]: the prober daemon (`sipwatch run`).
 //! - [`watchdog`]: the restart watchdog (policy, executor, audit, `sipwatch restart`).
+//! - [`notify`]: systemd readiness, status and watchdog (sd_notify).
 //! - [`calendar`], [`config_error`]: small shared pieces (durations are parsed by the
 //!   alerting crate's `duration` module, the one syntax of every config).
 

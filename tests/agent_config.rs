@@ -113,7 +113,7 @@ fn syntax_and_unit_errors_point_at_the_value() {
     .unwrap();
     let text = check_config(&path).unwrap_err().to_string();
     assert!(
-        text.contains("[service.restart] is not supported"),
+        text.contains(":5:") && text.contains("unknown field `at`"),
         "{text}"
     );
 

@@ -53,6 +53,19 @@ struct Kamailio {
 
 impl Kamailio {
     fn start(dir: &Path, shm_mb: u32) -> Kamailio {
+        Kamailio::start_with(dir, shm_mb, false)
+    }
+
+    /// `register`: also a registrar with digest (password `secret` for every user).
+    fn start_with(dir: &Path, shm_mb: u32, register: bool) -> Kamailio {
+        let (reg_modules, reg_route) = if register {
+            (
+                "loadmodule \"tm.so\"\nloadmodule \"usrloc.so\"\nloadmodule \"registrar.so\"\nloadmodule \"auth.so\"\n",
+                "if ($rm == \"REGISTER\") {\n        if (!pv_www_authenticate(\"$td\", \"secret\", \"0\")) { www_challenge(\"$td\", \"1\"); exit; }\n        if (!save(\"location\")) { sl_reply_error(); }\n        exit;\n    }\n",
+            )
+        } else {
+            ("", "")
+        };
         let sip_port = free_udp_tcp_port();
         let http_port = free_port();
         let cfg = dir.join("kamailio.cfg");
@@ -74,10 +87,10 @@ loadmodule "pv.so"
 loadmodule "htable.so"
 loadmodule "xhttp.so"
 loadmodule "jsonrpcs.so"
-modparam("jsonrpcs", "transport", 1)
+{reg_modules}modparam("jsonrpcs", "transport", 1)
 modparam("htable", "htable", "leak=>size=16;")
 request_route {{
-    if ($rm == "OPTIONS") {{
+    {reg_route}if ($rm == "OPTIONS") {{
         if ($ci =~ "^leak-") {{
             $sht(leak=>$ci) = $mb;
         }}
@@ -445,6 +458,10 @@ fn threshold_restart_before_no_more_shm_verified_by_options() {
         ),
         "{metrics}"
     );
+    assert!(
+        metrics.contains("sipwatch_restarts_total{service=\"kamailio\",reason=\"observed\"} 0"),
+        "the watchdog's own restart is not counted as observed: {metrics}"
+    );
     // The alerting path got one line.
     assert!(
         agent.log_text().contains("watchdog restart"),
@@ -493,6 +510,46 @@ fn log_line_restart_then_cooldown_and_dry_run() {
         .cloned()
         .unwrap();
     assert_eq!(s["decision"], "skipped", "{s}");
+    // A person: `restart now` goes through the same guards; `--force` passes them, audited.
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_sipwatch"))
+            .args(args)
+            .arg("-c")
+            .arg(&agent.config)
+            .env("USER", "alice")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&["restart", "now", "kamailio"]);
+    wait_until(T, "the manual request refused by the cooldown", || {
+        agent
+            .restarts()
+            .iter()
+            .any(|r| r["trigger"] == "manual" && r["why"] == "cooldown")
+    });
+    assert_eq!(k.restarts_done(), 1);
+    run(&["restart", "now", "kamailio", "--force"]);
+    wait_until(T, "the forced restart", || {
+        agent
+            .restarts()
+            .iter()
+            .any(|r| r["trigger"] == "manual" && r["decision"] == "restarted")
+    });
+    let f = agent
+        .restarts()
+        .into_iter()
+        .find(|r| r["trigger"] == "manual" && r["decision"] == "restarted")
+        .unwrap();
+    assert!(
+        f["forced_by"].as_str().unwrap().contains("alice (uid "),
+        "who forced it is audited: {f}"
+    );
+    assert_eq!(k.restarts_done(), 2);
     drop(agent);
 
     // Dry run: the same line records would_restart and restarts nothing.
@@ -514,7 +571,7 @@ fn log_line_restart_then_cooldown_and_dry_run() {
             .any(|r| r["decision"] == "would_restart")
     });
     assert_eq!(k.main_pid(), pid, "dry run restarts nothing");
-    assert_eq!(k.restarts_done(), 1);
+    assert_eq!(k.restarts_done(), 2);
 }
 
 #[test]
@@ -583,6 +640,11 @@ fn failed_verification_gives_one_critical_alert_and_no_loop() {
     wait_until(T, "resumed in the audit", || {
         agent.restarts().iter().any(|r| r["why"] == "resumed")
     });
+    wait_until(T, "the failure alert resolved", || {
+        agent
+            .log_text()
+            .contains("watchdog resumed after a failed restart")
+    });
 }
 
 #[test]
@@ -619,6 +681,19 @@ fn deferred_restart_survives_an_agent_restart_and_runs_in_the_window() {
             .iter()
             .any(|r| r["decision"] == "deferred" && r["why"] == "window")
     });
+    let metrics = agent_http_get(&agent.listen, "/metrics").1;
+    let next = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("sipwatch_restart_next_timestamp_seconds{service=\"kamailio\"} ")
+        })
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no next restart metric: {metrics}"));
+    assert_eq!(
+        next as i64,
+        open.timestamp(),
+        "the deferred restart is the next one"
+    );
     // plan shows it.
     let plan = Command::new(env!("CARGO_BIN_EXE_sipwatch"))
         .args(["restart", "plan", "--json", "-c"])
@@ -658,13 +733,12 @@ fn drain_waits_for_a_gauge_the_test_controls_then_undrains() {
     let active = dir.path().join("active");
     std::fs::write(&active, "5\n").unwrap();
     let drained = dir.path().join("drained");
-    let undrained = dir.path().join("undrained");
     let body = service_toml(&k, "on_log = [\"shm_exhausted\"]").replace(
         "[service.restart.verify]",
         &format!(
-            "[service.restart.drain]\ncommand = [\"touch\", \"{}\"]\nuntil = \"active_dialogs <= 0\"\nmax_wait = \"60s\"\nundrain_command = [\"touch\", \"{}\"]\n[service.restart.verify]",
+            "[service.restart.drain]\ncommand = [\"touch\", \"{}\"]\nuntil = \"active_dialogs <= 0\"\nmax_wait = \"60s\"\nundrain_rpc = {{ url = \"{}\", method = \"htable.sets\", params = [\"leak\", \"undrained\", \"yes\"] }}\n[service.restart.verify]",
             drained.display(),
-            undrained.display()
+            k.url()
         ),
     ).replace(
         "[service.restart]",
@@ -679,7 +753,7 @@ fn drain_waits_for_a_gauge_the_test_controls_then_undrains() {
     let pid = k.main_pid();
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(k.main_pid(), pid, "no restart while dialogs are active");
-    assert!(!undrained.exists());
+    assert!(!rpc(&k, "htable.get", r#"["leak", "undrained"]"#).contains("yes"));
     std::fs::write(&active, "0\n").unwrap();
     wait_until(T, "the restart after draining", || {
         agent
@@ -694,7 +768,30 @@ fn drain_waits_for_a_gauge_the_test_controls_then_undrains() {
         .unwrap();
     assert!(r["drained_seconds"].as_f64().unwrap() >= 3.0, "{r}");
     assert!(r["summary"].as_str().unwrap().contains("drained in"), "{r}");
-    wait_until(T, "undrained after the verification", || undrained.exists());
+    // The undrain JSON-RPC call reached the restarted Kamailio (its htable is new).
+    wait_until(T, "undrained by JSON-RPC after the verification", || {
+        rpc(&k, "htable.get", r#"["leak", "undrained"]"#).contains("yes")
+    });
+}
+
+/// A JSON-RPC call to Kamailio over HTTP; the answer's body.
+fn rpc(k: &Kamailio, method: &str, params: &str) -> String {
+    use std::io::{Read, Write};
+    let body =
+        format!(r#"{{"jsonrpc": "2.0", "method": "{method}", "params": {params}, "id": 1}}"#);
+    let addr = format!("127.0.0.1:{}", k.http_port);
+    let Ok(mut s) = std::net::TcpStream::connect(&addr) else {
+        return String::new();
+    };
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = write!(
+        s,
+        "POST /RPC HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
 }
 
 /// The daemon (`sipwatch run`), started by the test.
@@ -732,7 +829,11 @@ fn two_agents_of_a_group_of_three_with_min_up_2_take_turns_by_lease() {
         token.display()
     );
     for (i, k) in ks.iter().enumerate() {
-        cfg.push_str(&format!("[[target]]\nname = \"fe-{}\"\nuri = \"sip:127.0.0.1:{}\"\ngroup = \"fe\"\n", i + 1, k.sip_port));
+        cfg.push_str(&format!(
+            "[[target]]\nname = \"fe-{}\"\nuri = \"sip:127.0.0.1:{}\"\ngroup = \"fe\"\n",
+            i + 1,
+            k.sip_port
+        ));
     }
     let daemon_cfg = dir.path().join("sipwatch.toml");
     std::fs::write(&daemon_cfg, cfg).unwrap();
@@ -754,7 +855,15 @@ fn two_agents_of_a_group_of_three_with_min_up_2_take_turns_by_lease() {
             serde_json::from_str::<serde_json::Value>(&body)
                 .ok()
                 .and_then(|v| v["components"].as_array().cloned())
-                .is_some_and(|c| c.iter().filter(|c| c["status"] == "operational" && c["name"].as_str().is_some_and(|n| n.starts_with("fe-"))).count() == 3)
+                .is_some_and(|c| {
+                    c.iter()
+                        .filter(|c| {
+                            c["status"] == "operational"
+                                && c["name"].as_str().is_some_and(|n| n.starts_with("fe-"))
+                        })
+                        .count()
+                        == 3
+                })
         }
     });
     let agents: Vec<Agent> = (0..2)
@@ -770,25 +879,51 @@ fn two_agents_of_a_group_of_three_with_min_up_2_take_turns_by_lease() {
         })
         .collect();
     for a in &agents {
-        wait_until(T, "the agent watching", || a.gauge("kamailio_shm").is_some());
+        wait_until(T, "the agent watching", || {
+            a.gauge("kamailio_shm").is_some()
+        });
     }
     // Both ask at once.
     append_log(&ks[0], "ERROR: WATCHDOG-TEST both");
     append_log(&ks[1], "ERROR: WATCHDOG-TEST both");
-    wait_until(Duration::from_secs(120), "both restarted, one after the other", || {
-        agents.iter().all(|a| a.restarts().iter().any(|r| r["decision"] == "restarted"))
-    });
+    wait_until(
+        Duration::from_secs(120),
+        "both restarted, one after the other",
+        || {
+            agents
+                .iter()
+                .all(|a| a.restarts().iter().any(|r| r["decision"] == "restarted"))
+        },
+    );
     let done: Vec<serde_json::Value> = agents
         .iter()
-        .map(|a| a.restarts().into_iter().find(|r| r["decision"] == "restarted").unwrap())
+        .map(|a| {
+            a.restarts()
+                .into_iter()
+                .find(|r| r["decision"] == "restarted")
+                .unwrap()
+        })
         .collect();
     let waited: Vec<bool> = agents
         .iter()
-        .map(|a| a.restarts().iter().any(|r| r["decision"] == "deferred" && (r["why"] == "lease" || r["why"] == "quorum")))
+        .map(|a| {
+            a.restarts().iter().any(|r| {
+                r["decision"] == "deferred" && (r["why"] == "lease" || r["why"] == "quorum")
+            })
+        })
         .collect();
-    assert_eq!(waited.iter().filter(|w| **w).count(), 1, "exactly one waited for a lease: {waited:?}");
-    let (first, second) = if waited[0] { (&done[1], &done[0]) } else { (&done[0], &done[1]) };
-    let t = |v: &serde_json::Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap();
+    assert_eq!(
+        waited.iter().filter(|w| **w).count(),
+        1,
+        "exactly one waited for a lease: {waited:?}"
+    );
+    let (first, second) = if waited[0] {
+        (&done[1], &done[0])
+    } else {
+        (&done[0], &done[1])
+    };
+    let t =
+        |v: &serde_json::Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap();
     assert!(
         t(&second["at"]) >= t(&first["verified_at"]),
         "the second restart began after the first was verified: {first} / {second}"
@@ -802,5 +937,412 @@ fn two_agents_of_a_group_of_three_with_min_up_2_take_turns_by_lease() {
     });
     let log = std::fs::read_to_string(&daemon_log).unwrap();
     assert!(log.contains("restart lease refused"), "{log}");
-    assert!(!log.contains("s3cret-token"), "the token never reaches the log");
+    assert!(
+        !log.contains("s3cret-token"),
+        "the token never reaches the log"
+    );
+}
+
+#[test]
+fn forecast_restart_planned_into_a_window_before_exhaustion() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = Kamailio::start(dir.path(), 16);
+    // One-minute windows every other minute for the next half hour (UTC): a forecast must pick
+    // the last one that opens before the exhaustion minus the margin.
+    let now = chrono::Utc::now();
+    let base =
+        chrono::Timelike::with_nanosecond(&chrono::Timelike::with_second(&now, 0).unwrap(), 0)
+            .unwrap();
+    let windows: Vec<String> = (1..30)
+        .step_by(2)
+        .map(|i| {
+            let s = base + chrono::Duration::minutes(i);
+            let e = s + chrono::Duration::minutes(1);
+            format!("\"daily {}-{} UTC\"", s.format("%H:%M"), e.format("%H:%M"))
+        })
+        .collect();
+    // The detector's time constants scaled from hours to seconds (the leak here fills the pool in
+    // minutes, not days).
+    let body = service_toml(
+        &k,
+        &format!(
+            "on_leak = true\nmargin = \"10s\"\nemergency_horizon = \"5s\"\nwindows = [{}]",
+            windows.join(", ")
+        ),
+    )
+    .replace(
+        "[[service.gauge]]\nkind = \"kamailio_shm\"",
+        "[service.leak]\nbucket = \"2s\"\nenvelope = \"10s\"\nmin_span = \"20s\"\nmax_span = \"10m\"\nno_limit_span = \"10m\"\nwindow = \"1h\"\nhorizon = \"1d\"\ndaily_guard = false\n[[service.gauge]]\nkind = \"kamailio_shm\"",
+    )
+    .replace("within = \"20s\"", "within = \"20s\"\nmemory_drop = \"40%\"\ngauge = \"kamailio_shm\"");
+    let agent = Agent::start(dir.path(), &body);
+    wait_until(T, "the agent watching", || {
+        agent.gauge("kamailio_shm").is_some()
+    });
+    // A steady leak: 30 stored OPTIONS a second.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flooder = {
+        let stop = stop.clone();
+        let port = k.sip_port;
+        std::thread::spawn(move || {
+            // Only the port is used; with no pidfile, dropping it stops nothing.
+            let k = Kamailio {
+                dir: PathBuf::new(),
+                pidfile: PathBuf::new(),
+                log: PathBuf::new(),
+                sip_port: port,
+                http_port: 0,
+                script: PathBuf::new(),
+            };
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                k.flood(i, 3);
+                i += 3;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    let started = Instant::now();
+    let mut last_eta: Option<(Instant, f64)> = None;
+    let mut planned: Option<serde_json::Value> = None;
+    let restarted = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "no forecast restart within 10 minutes"
+        );
+        let v = agent.get("/api/v1/services");
+        if let Some(eta) = v["services"][0]["gauges"]
+            .as_array()
+            .and_then(|g| g.iter().find(|g| g["name"] == "kamailio_shm").cloned())
+            .and_then(|g| {
+                if g["leak_suspected"] == true {
+                    g["verdict"]["eta_to_limit_secs"].as_f64()
+                } else {
+                    None
+                }
+            })
+        {
+            last_eta = Some((Instant::now(), eta));
+        }
+        let records = agent.restarts();
+        if planned.is_none() {
+            planned = records
+                .iter()
+                .find(|r| r["decision"] == "deferred" && r["why"] == "forecast")
+                .cloned();
+        }
+        if let Some(r) = records
+            .iter()
+            .find(|r| r["decision"] == "restarted" || r["decision"] == "failed")
+        {
+            break r.clone();
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    flooder.join().unwrap();
+    assert_eq!(restarted["trigger"], "forecast", "{restarted}");
+    assert_eq!(restarted["verify"], "ok", "{restarted}");
+    let planned = planned.expect("the forecast restart was planned (deferred) before it ran");
+    let at = chrono::DateTime::parse_from_rfc3339(restarted["at"].as_str().unwrap()).unwrap();
+    assert!(
+        chrono::Timelike::second(&at) < 5,
+        "restarted as a window opened: {at} ({planned})"
+    );
+    let (seen, eta) = last_eta.expect("the leak was raised with a time to the limit");
+    let _ = seen;
+    println!("BENCH forecast_restart_before_exhaustion_seconds={eta:.0} (the detector's time to the limit at the last sample before the restart)");
+    assert!(
+        eta > 10.0,
+        "restarted at least the margin before the forecast exhaustion: {eta}"
+    );
+    let log = std::fs::read_to_string(&k.log).unwrap();
+    assert!(
+        !log.contains("no more shm"),
+        "restarted before the pool ran out"
+    );
+}
+
+#[test]
+fn probe_failure_reported_by_the_daemon_restarts_the_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let ks: Vec<Kamailio> = (0..2)
+        .map(|i| {
+            let d = dir.path().join(format!("k{i}"));
+            std::fs::create_dir_all(&d).unwrap();
+            Kamailio::start(&d, 16)
+        })
+        .collect();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "another-agent-token\n").unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut cfg = format!(
+        "[http]\nlisten = \"{listen}\"\n[store]\npath = \"{}\"\n[agents]\ntoken_file = \"{}\"\n[defaults]\ninterval = \"1s\"\ntimeout = \"1s\"\nfail_threshold = 2\nok_threshold = 1\n[[group]]\nname = \"rec\"\nmin_up = 1\n",
+        dir.path().join("state.db").display(),
+        token.display()
+    );
+    for (i, k) in ks.iter().enumerate() {
+        cfg.push_str(&format!(
+            "[[target]]\nname = \"rec-{}\"\nuri = \"sip:127.0.0.1:{}\"\ngroup = \"rec\"\n",
+            i + 1,
+            k.sip_port
+        ));
+    }
+    let daemon_cfg = dir.path().join("sipwatch.toml");
+    std::fs::write(&daemon_cfg, cfg).unwrap();
+    let daemon = Daemon {
+        child: Command::new(env!("CARGO_BIN_EXE_sipwatch"))
+            .args(["run", "-c"])
+            .arg(&daemon_cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+        listen: listen.clone(),
+    };
+    let status = |name: &str| -> Option<String> {
+        let (_, body) = agent_http_get(&daemon.listen, "/api/v2/components.json");
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        v["components"]
+            .as_array()?
+            .iter()
+            .find(|c| c["name"] == name)
+            .and_then(|c| c["status"].as_str().map(str::to_owned))
+    };
+    wait_until(T, "the daemon sees both up", || {
+        std::net::TcpStream::connect(&daemon.listen).is_ok()
+            && status("rec-1").as_deref() == Some("operational")
+            && status("rec-2").as_deref() == Some("operational")
+    });
+    let body = format!(
+        "[daemon]\nurl = \"http://{listen}\"\ntoken_file = \"{}\"\n\n{}",
+        token.display(),
+        service_toml(&ks[0], "on_probe_failure = true\ntarget = \"rec-1\"")
+    );
+    let agent = Agent::start(dir.path(), &body);
+    wait_until(T, "the agent watching", || {
+        agent.gauge("kamailio_shm").is_some()
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        agent.restarts().is_empty(),
+        "nothing to do while the target is up"
+    );
+    // Kamailio stops answering (its processes gone); the daemon marks rec-1 down; the agent
+    // restarts it (the command starts it again) and the probe verifies it.
+    let pid = ks[0].main_pid().unwrap();
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
+    wait_until(T, "the restart on the probe failure", || {
+        agent
+            .restarts()
+            .iter()
+            .any(|r| r["decision"] == "restarted")
+    });
+    let r = agent
+        .restarts()
+        .into_iter()
+        .find(|r| r["decision"] == "restarted")
+        .unwrap();
+    assert_eq!(
+        (r["trigger"].as_str(), r["verify"].as_str()),
+        (Some("probe"), Some("ok")),
+        "{r}"
+    );
+    assert!(r["summary"].as_str().unwrap().contains("rec-1 down"), "{r}");
+    wait_until(T, "rec-1 up again in the daemon", || {
+        status("rec-1").as_deref() == Some("operational")
+    });
+}
+
+#[test]
+fn signal_method_with_a_supervisor_that_brings_kamailio_back() {
+    let dir = tempfile::tempdir().unwrap();
+    // Reuse the config the Kamailio helper writes, then run Kamailio in the foreground under a
+    // supervisor loop (as runit or a container runtime would).
+    let k = Kamailio::start(dir.path(), 16);
+    let pid0 = k.main_pid().unwrap();
+    unsafe {
+        libc::kill(pid0, libc::SIGTERM);
+    }
+    wait_until(
+        T,
+        "the daemonized kamailio gone",
+        || unsafe { libc::kill(pid0, 0) } != 0,
+    );
+    let supervisor = dir.path().join("supervise");
+    std::fs::write(
+        &supervisor,
+        format!(
+            "#!/bin/sh\nwhile [ ! -e {stop} ]; do\n  {bin} -f {cfg} -P {pid} -w {dir} -m 16 -M 8 -E -DD </dev/null >/dev/null 2>>{log}\n  sleep 0.2\ndone\n",
+            stop = dir.path().join("stop").display(),
+            bin = kamailio_binary().display(),
+            cfg = dir.path().join("kamailio.cfg").display(),
+            pid = k.pidfile.display(),
+            dir = dir.path().display(),
+            log = k.log.display(),
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&supervisor, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let _ = std::fs::remove_file(&k.pidfile);
+    let mut sup = Command::new(&supervisor)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(T, "kamailio under the supervisor", || {
+        k.main_pid().is_some_and(|p| p != pid0)
+            && std::net::TcpStream::connect(("127.0.0.1", k.http_port)).is_ok()
+    });
+    let old = k.main_pid().unwrap();
+    let body = service_toml(&k, "on_log = [\"shm_exhausted\"]\nsignal = \"TERM\"")
+        .replace("method = \"command\"", "method = \"signal\"")
+        .replace(&format!("command = [\"{}\"]\n", k.script.display()), "");
+    let agent = Agent::start(dir.path(), &body);
+    wait_until(T, "the agent watching", || {
+        agent.gauge("kamailio_shm").is_some()
+    });
+    append_log(&k, "ERROR: WATCHDOG-TEST signal");
+    wait_until(T, "the signal restart, verified", || {
+        agent
+            .restarts()
+            .iter()
+            .any(|r| r["decision"] == "restarted" || r["decision"] == "failed")
+    });
+    let r = agent
+        .restarts()
+        .into_iter()
+        .find(|r| r["decision"] == "restarted" || r["decision"] == "failed")
+        .unwrap();
+    std::fs::write(dir.path().join("stop"), "").unwrap();
+    assert_eq!(
+        (r["decision"].as_str(), r["verify"].as_str()),
+        (Some("restarted"), Some("ok")),
+        "{r}"
+    );
+    assert_eq!(r["old_pid"].as_i64(), Some(i64::from(old)), "{r}");
+    assert_ne!(r["new_pid"].as_i64(), Some(i64::from(old)), "{r}");
+    assert_eq!(k.restarts_done(), 0, "the restart script was not used");
+    drop(agent);
+    if let Some(p) = k.main_pid() {
+        unsafe {
+            libc::kill(p, libc::SIGTERM);
+        }
+    }
+    let _ = sup.wait();
+}
+
+#[test]
+fn drain_timeout_gives_up_restarts_nothing_and_undrains() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = Kamailio::start(dir.path(), 16);
+    let active = dir.path().join("active");
+    std::fs::write(&active, "7\n").unwrap();
+    let undrained = dir.path().join("undrained");
+    let body = service_toml(&k, "on_log = [\"shm_exhausted\"]\ncooldown = \"1h\"")
+        .replace(
+            "[service.restart.verify]",
+            &format!(
+                "[service.restart.drain]\nuntil = \"active_dialogs <= 0\"\nmax_wait = \"3s\"\non_drain_timeout = \"give_up\"\nundrain_command = [\"touch\", \"{}\"]\n[service.restart.verify]",
+                undrained.display()
+            ),
+        )
+        .replace(
+            "[service.restart]",
+            &format!(
+                "[[service.gauge]]\nkind = \"command\"\nname = \"active_dialogs\"\ncommand = \"cat {}\"\ndetect = false\n[service.restart]",
+                active.display()
+            ),
+        );
+    let agent = Agent::start(dir.path(), &body);
+    wait_until(T, "the agent watching", || {
+        agent.gauge("kamailio_shm").is_some()
+    });
+    let pid = k.main_pid();
+    append_log(&k, "ERROR: WATCHDOG-TEST busy");
+    wait_until(T, "the drain timeout", || {
+        agent.restarts().iter().any(|r| r["why"] == "drain_timeout")
+    });
+    let r = agent
+        .restarts()
+        .into_iter()
+        .find(|r| r["why"] == "drain_timeout")
+        .unwrap();
+    assert_eq!(r["decision"], "skipped", "{r}");
+    assert!(r["drained_seconds"].as_f64().unwrap() >= 3.0, "{r}");
+    assert!(undrained.exists(), "undrained after giving up");
+    assert_eq!(k.main_pid(), pid, "nothing restarted");
+    assert_eq!(k.restarts_done(), 0);
+    // The attempt counts for the cooldown: another line does not drain again at once.
+    append_log(&k, "ERROR: WATCHDOG-TEST busy again");
+    wait_until(T, "the cooldown", || {
+        agent.restarts().iter().any(|r| r["why"] == "cooldown")
+    });
+    assert_eq!(k.restarts_done(), 0);
+}
+
+#[test]
+fn verification_by_register_with_digest() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = Kamailio::start_with(dir.path(), 16, true);
+    let pw = dir.path().join("verify.pw");
+    std::fs::write(&pw, "secret\n").unwrap();
+    let wrong = dir.path().join("wrong.pw");
+    std::fs::write(&wrong, "not-the-password\n").unwrap();
+    let body = |file: &Path| {
+        service_toml(&k, "on_log = [\"shm_exhausted\"]").replace(
+            "within = \"20s\"",
+            &format!(
+                "within = \"8s\"\nprobe = \"register\"\nusername = \"watchdog\"\ndomain = \"127.0.0.1\"\npassword_file = \"{}\"",
+                file.display()
+            ),
+        )
+    };
+    let agent = Agent::start(dir.path(), &body(&pw));
+    wait_until(T, "the agent watching", || {
+        agent.gauge("kamailio_shm").is_some()
+    });
+    append_log(&k, "ERROR: WATCHDOG-TEST register");
+    wait_until(T, "the restart verified by REGISTER", || {
+        agent
+            .restarts()
+            .iter()
+            .any(|r| r["decision"] == "restarted" || r["decision"] == "failed")
+    });
+    let r = agent.restarts()[0].clone();
+    assert_eq!(
+        (r["decision"].as_str(), r["verify"].as_str()),
+        (Some("restarted"), Some("ok")),
+        "{r}"
+    );
+    drop(agent);
+    // A wrong password: the REGISTER is refused, the verification fails.
+    let dir2 = tempfile::tempdir().unwrap();
+    let agent = Agent::start(dir2.path(), &body(&wrong));
+    wait_until(T, "the agent watching", || {
+        agent.gauge("kamailio_shm").is_some()
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    append_log(&k, "ERROR: WATCHDOG-TEST register wrong");
+    wait_until(T, "the failed verification", || {
+        agent.restarts().iter().any(|r| r["decision"] == "failed")
+    });
+    let f = agent
+        .restarts()
+        .into_iter()
+        .find(|r| r["decision"] == "failed")
+        .unwrap();
+    assert!(
+        f["summary"]
+            .as_str()
+            .unwrap()
+            .contains("did not answer REGISTER"),
+        "{f}"
+    );
+    assert!(
+        !agent.log_text().contains("not-the-password"),
+        "the password never reaches the log"
+    );
 }

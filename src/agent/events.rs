@@ -96,6 +96,12 @@ pub enum AgentEvent {
         summary: String,
         critical: bool,
     },
+    /// A person resumed automatic restarts after a failed one: its alert is resolved.
+    RestartFailureCleared {
+        service: String,
+        at: f64,
+        summary: String,
+    },
 }
 
 impl AgentEvent {
@@ -110,7 +116,8 @@ impl AgentEvent {
             | AgentEvent::ServiceRestarted { service, .. }
             | AgentEvent::GaugeFailed { service, .. }
             | AgentEvent::GaugeRecovered { service, .. }
-            | AgentEvent::Restart { service, .. } => service,
+            | AgentEvent::Restart { service, .. }
+            | AgentEvent::RestartFailureCleared { service, .. } => service,
         }
     }
 
@@ -185,6 +192,9 @@ impl AgentEvent {
                 } else {
                     tracing::warn!(service, summary, "watchdog restart")
                 }
+            }
+            AgentEvent::RestartFailureCleared { summary, .. } => {
+                tracing::info!(service, summary, "watchdog resumed after a failed restart")
             }
         }
     }

@@ -195,7 +195,13 @@ impl Agent {
         // Every service ticks on a grid from here (after its first, immediate tick), so services
         // with the same interval wake the agent once rather than each at its own moment.
         let origin = tokio::time::Instant::now();
+        let flags: Vec<Arc<std::sync::atomic::AtomicBool>> = config
+            .services
+            .iter()
+            .map(|_| Arc::new(std::sync::atomic::AtomicBool::new(false)))
+            .collect();
         for (index, service) in config.services.iter().enumerate() {
+            let flag = flags[index].clone();
             // Restarts start at zero, so that rate() works from the first scrape.
             let _ = shared.metrics.restarts.get_or_create_owned(&RestartLabels {
                 service: service.name.clone(),
@@ -215,7 +221,10 @@ impl Agent {
                 });
                 let mut watch = tokio::select! {
                     watch = setup => match watch {
-                        Ok(watch) => watch,
+                        Ok(mut watch) => {
+                            watch.restarts_made_by(flag);
+                            watch
+                        }
                         Err(e) => {
                             tracing::error!(error = %e, "service setup failed");
                             return;
@@ -242,7 +251,7 @@ impl Agent {
             });
         }
         spawn_watchdogs(
-            &config, &shared, &sink, &client, &logs, &shutdown, &mut tasks,
+            &config, &shared, &sink, &client, &logs, &shutdown, &flags, &mut tasks,
         );
         let router = http::router(shared.clone());
         let watched = config
@@ -287,6 +296,7 @@ impl Agent {
 }
 
 /// One restart watchdog per service with a `[service.restart]`.
+#[allow(clippy::too_many_arguments)]
 fn spawn_watchdogs(
     config: &Arc<AgentConfig>,
     shared: &Arc<Shared>,
@@ -294,6 +304,7 @@ fn spawn_watchdogs(
     client: &reqwest::Client,
     logs: &tokio::sync::broadcast::Sender<AgentEvent>,
     shutdown: &watch::Receiver<bool>,
+    restarting: &[Arc<std::sync::atomic::AtomicBool>],
     tasks: &mut tokio::task::JoinSet<()>,
 ) {
     let host = shared.info.host.clone();
@@ -322,6 +333,7 @@ fn spawn_watchdogs(
             restarts_total: shared.metrics.restarts.clone(),
             metrics: shared.metrics.watchdog.clone(),
             progress: shared.progress.clone(),
+            restarting: restarting.get(index).cloned().unwrap_or_default(),
         };
         tasks.spawn(task.run(shutdown.clone()));
     }

@@ -33,6 +33,9 @@ pub struct ServiceWatch {
     dir: PathBuf,
     report: ServiceReport,
     sample_timeout: Duration,
+    /// Set by the restart watchdog while it restarts this service: that restart is its own
+    /// (`sipwatch_restarts_total{reason=TRIGGER}`), not an observed one.
+    by_watchdog: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl ServiceWatch {
@@ -91,7 +94,13 @@ impl ServiceWatch {
             gauges,
             dir,
             report,
+            by_watchdog: None,
         }
+    }
+
+    /// Restarts seen while `flag` is set are the watchdog's, not counted as observed.
+    pub fn restarts_made_by(&mut self, flag: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+        self.by_watchdog = Some(flag);
     }
 
     /// The service's name.
@@ -145,13 +154,19 @@ impl ServiceWatch {
                 down_secs,
             }) => {
                 self.save_main();
-                metrics
-                    .restarts
-                    .get_or_create(&RestartLabels {
-                        service: name.clone(),
-                        reason: REASON_OBSERVED.to_owned(),
-                    })
-                    .inc();
+                let ours = self
+                    .by_watchdog
+                    .as_ref()
+                    .is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed));
+                if !ours {
+                    metrics
+                        .restarts
+                        .get_or_create(&RestartLabels {
+                            service: name.clone(),
+                            reason: REASON_OBSERVED.to_owned(),
+                        })
+                        .inc();
+                }
                 self.report.restarts_observed += 1;
                 self.report.last_restart_at = Some(now);
                 for gauge in &mut self.gauges {

@@ -7,6 +7,7 @@
 //! - [`state`]: the board (pure): hysteresis, flapping, maintenance, groups, incidents.
 //! - [`store`]: SQLite persistence of events, incidents, node state and per-minute rollups.
 //! - [`history`]: the questions the status page asks of the past.
+//! - [`leases`]: restart leases for the agents' watchdogs (pure book, kept beside the store).
 //! - [`metrics`], [`http`]: Prometheus metrics, Statuspage feeds, Atom and the status page.
 //! - [`run`]: `sipwatch run`, the state task that wires everything together.
 

@@ -1,6 +1,7 @@
 //! What the watchdog keeps on disk, in the agent's state dir:
 //! - `restarts.jsonl`: every decision ([`RestartRecord`]), one JSON object a line, appended and
-//!   synced; the newest are kept in memory for `GET /api/v1/restarts`;
+//!   synced (rotated to `restarts.jsonl.1` past 4 MiB); the newest are kept in memory for
+//!   `GET /api/v1/restarts`;
 //! - `SERVICE/watchdog.json`: the policy state (restarts for the cap, pause, deferred plan),
 //!   written whole and renamed into place;
 //! - `SERVICE/commands/*.json`: a person's commands (`sipwatch restart now|pause|resume`),
@@ -19,6 +20,8 @@ use super::policy::{DecisionKind, PolicyState, Trigger};
 
 /// Records kept in memory (and served).
 const KEEP: usize = 500;
+/// The audit file is rotated to `restarts.jsonl.1` past this size (one older file is kept).
+const ROTATE_BYTES: u64 = 4 << 20;
 
 /// One audited decision.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -109,6 +112,9 @@ impl AuditLog {
 
     /// Appends a record (synced to disk; a failure is logged, the record still served).
     pub fn append(&self, record: RestartRecord) {
+        if std::fs::metadata(&self.path).is_ok_and(|m| m.len() > ROTATE_BYTES) {
+            let _ = std::fs::rename(&self.path, self.path.with_extension("jsonl.1"));
+        }
         let written = serde_json::to_string(&record)
             .map_err(std::io::Error::other)
             .and_then(|line| {

@@ -87,6 +87,11 @@ struct RawDrain {
 #[serde(deny_unknown_fields)]
 struct RawVerify {
     uri: Option<Spanned<String>>,
+    /// `options` (default) or `register` (with digest: `username`, `password_file`, `domain`).
+    probe: Option<Spanned<String>>,
+    username: Option<String>,
+    password_file: Option<Spanned<std::path::PathBuf>>,
+    domain: Option<String>,
     within: Option<ConfigDuration>,
     memory_drop: Option<Spanned<String>>,
     gauge: Option<Spanned<String>>,
@@ -248,10 +253,20 @@ pub struct DrainConfig {
     pub timeout: Duration,
 }
 
+/// REGISTER credentials for the verification probe (the password redacted in Debug).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RegisterAs {
+    pub username: String,
+    pub password: sipwatch_alerting::Secret,
+    pub domain: Option<String>,
+}
+
 /// `[service.restart.verify]`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct VerifyConfig {
     pub uri: Option<String>,
+    /// Verify by REGISTER with digest instead of OPTIONS.
+    pub register: Option<RegisterAs>,
     pub within: Duration,
     pub memory_drop: Option<Level>,
     pub gauge: Option<String>,
@@ -486,6 +501,7 @@ pub fn validate(
     let verify = match raw.verify {
         None => VerifyConfig {
             uri: None,
+            register: None,
             within: Duration::from_secs(60),
             memory_drop: None,
             gauge: None,
@@ -535,8 +551,43 @@ pub fn validate(
                     None
                 }
             });
+            let register = match v.probe.as_ref().map(|p| p.get_ref().as_str()) {
+                None | Some("options") => None,
+                Some("register") => match (&v.username, &v.password_file) {
+                    (Some(user), Some(file)) => {
+                        match sipwatch_alerting::Secret::from_file(file.get_ref()) {
+                            Ok(password) => Some(RegisterAs {
+                                username: user.clone(),
+                                password,
+                                domain: v.domain.clone(),
+                            }),
+                            Err(e) => {
+                                errors.push((file.span(), format!("verify password_file: {e}")));
+                                None
+                            }
+                        }
+                    }
+                    _ => {
+                        errors.push((
+                            v.probe.as_ref().map_or(span.clone(), |p| p.span()),
+                            "verify probe = \"register\" needs username = \"...\" and password_file = \"/etc/sipwatch/verify.pw\"".to_owned(),
+                        ));
+                        None
+                    }
+                },
+                Some(other) => {
+                    if let Some(p) = &v.probe {
+                        errors.push((
+                            p.span(),
+                            format!("verify probe = {other:?}: use \"options\" or \"register\""),
+                        ));
+                    }
+                    None
+                }
+            };
             VerifyConfig {
                 uri,
+                register,
                 within: v
                     .within
                     .map_or(Duration::from_secs(60), ConfigDuration::get),

@@ -30,6 +30,8 @@ pub struct Executed {
     pub record: Option<RestartRecord>,
     /// Whether the one-line alert is critical (a failed restart or verification).
     pub critical: bool,
+    /// A lease kept after a failed restart (released when a person resumes, else by its TTL).
+    pub held_lease: Option<super::leases::Lease>,
 }
 
 /// What the executor needs besides the policy.
@@ -41,6 +43,17 @@ pub struct Executor {
     pub view: ServiceView,
     pub client: reqwest::Client,
     pub leases: Option<LeaseClient>,
+    /// Set from the restart until the verification is over.
+    pub restarting: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Clears the "restarting" flag when dropped.
+struct Restarting<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for Restarting<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 fn secs(d: f64) -> String {
@@ -96,6 +109,7 @@ impl Executor {
                     },
                     record: None,
                     critical: false,
+                    held_lease: None,
                 };
             };
             match client.acquire(target, &self.service, cfg.lease_ttl).await {
@@ -115,6 +129,7 @@ impl Executor {
                         },
                         record: None,
                         critical: false,
+                        held_lease: None,
                     };
                 }
             }
@@ -136,6 +151,7 @@ impl Executor {
             }),
             record: Some(record),
             critical,
+            held_lease: None,
         };
 
         // 2. Drain.
@@ -200,6 +216,9 @@ impl Executor {
         }
 
         // 3. Restart.
+        self.restarting
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let _restarting = Restarting(&self.restarting);
         let restarted_at = Instant::now();
         let restarted_unix = crate::agent::runtime::unix_now();
         if let Err(e) = method::restart(&cfg.method, old_pid).await {
@@ -214,7 +233,9 @@ impl Executor {
                 "restart of {} on {} FAILED: {}{drain_note}; {e}; automatic restarts paused until `sipwatch restart resume {}`",
                 self.service, self.place, order.reason, self.service
             );
-            return finish(record, true, false, Some("method_failed"), true);
+            let mut done = finish(record, true, false, Some("method_failed"), true);
+            done.held_lease = lease;
+            return done;
         }
 
         // 4. Verify.
@@ -249,7 +270,12 @@ impl Executor {
                     )
                 }
                 Err(e) => failures.push(format!(
-                    "{uri} did not answer OPTIONS within {}: {e}",
+                    "{uri} did not answer {} within {}: {e}",
+                    if cfg.verify.register.is_some() {
+                        "REGISTER"
+                    } else {
+                        "OPTIONS"
+                    },
                     secs(cfg.verify.within.as_secs_f64())
                 )),
             }
@@ -329,7 +355,9 @@ impl Executor {
                 if lease.is_some() { ", lease kept" } else { "" },
                 self.service
             );
-            finish(record, true, false, Some("verify_failed"), true)
+            let mut done = finish(record, true, false, Some("verify_failed"), true);
+            done.held_lease = lease;
+            done
         }
     }
 
@@ -381,7 +409,15 @@ impl Executor {
         use sipwatch_probes::probe::{ProbeSpec, Prober};
         let target = TargetUri::parse(uri).map_err(|e| e.to_string())?;
         let prober = Prober::new(Locator::new(None).map_err(|e| e.to_string())?, None);
-        let spec = ProbeSpec::options(target);
+        let mut spec = ProbeSpec::options(target);
+        if let Some(reg) = &self.config.verify.register {
+            spec.method = sipwatch_probes::message::Method::Register;
+            spec.credentials = Some(sipwatch_probes::digest::Credentials::new(
+                reg.username.clone(),
+                reg.password.expose().to_owned(),
+            ));
+            spec.domain = reg.domain.clone();
+        }
         let mut last = String::from("no answer");
         loop {
             let left = deadline.saturating_duration_since(Instant::now());

@@ -80,6 +80,8 @@ pub struct GaugeObs {
     pub leak_eta: Option<f64>,
     /// Growth per hour while a leak is raised (for the summary).
     pub slope_per_hour: Option<f64>,
+    /// When the value was sampled (values from before the last restart are not acted on).
+    pub sampled_at: Option<Unix>,
 }
 
 /// A person's command (`sipwatch restart now|pause|resume SERVICE`).
@@ -220,6 +222,10 @@ pub struct RestartPolicy {
     retry_at: Option<Unix>,
     last_block: Option<(Trigger, String)>,
     dirty: bool,
+    /// Samples older than this (the last restart) are stale.
+    fresh_after: Option<Unix>,
+    /// A probe failure acts only after the daemon saw the target up since the last restart.
+    probe_armed: bool,
 }
 
 fn fmt_secs(secs: f64) -> String {
@@ -262,6 +268,8 @@ impl RestartPolicy {
             retry_at: None,
             last_block: None,
             dirty: false,
+            fresh_after: None,
+            probe_armed: true,
         }
     }
 
@@ -286,7 +294,15 @@ impl RestartPolicy {
     /// Takes in one input; returns the decisions it makes at once (pause and resume).
     pub fn handle(&mut self, now: Unix, input: Input) -> Vec<Output> {
         match input {
-            Input::Gauges(gauges) => {
+            Input::Gauges(mut gauges) => {
+                if let Some(fresh) = self.fresh_after {
+                    for g in &mut gauges {
+                        if g.sampled_at.is_none_or(|t| t < fresh) {
+                            g.value = None;
+                            g.leak_eta = None;
+                        }
+                    }
+                }
                 for (i, c) in self.config.thresholds.iter().enumerate() {
                     let holds = gauges.iter().find(|g| g.name == c.gauge).and_then(|g| {
                         let level = c.level.resolve(g.limit)?;
@@ -314,7 +330,10 @@ impl RestartPolicy {
                 Vec::new()
             }
             Input::ProbeDown(down) => {
-                self.probe_down = down && self.config.on_probe_failure;
+                if !down {
+                    self.probe_armed = true;
+                }
+                self.probe_down = down && self.config.on_probe_failure && self.probe_armed;
                 Vec::new()
             }
             Input::Manual(Manual::Now { force, by }) => {
@@ -358,6 +377,11 @@ impl RestartPolicy {
                 self.last_block = None;
                 if f.restarted {
                     self.state.restarts.push(now);
+                    // What was seen before the restart no longer holds.
+                    self.fresh_after = Some(now);
+                    self.since.iter_mut().for_each(|s| *s = None);
+                    self.probe_armed = false;
+                    self.probe_down = false;
                 } else {
                     self.state.last_attempt = Some(now);
                 }
@@ -871,6 +895,7 @@ mod tests {
             drain: None,
             verify: VerifyConfig {
                 uri: None,
+                register: None,
                 within: Duration::from_secs(30),
                 memory_drop: None,
                 gauge: None,
@@ -883,6 +908,7 @@ mod tests {
             name: "kamailio_shm".into(),
             value: Some(value),
             limit: Some(limit),
+            sampled_at: Some(f64::MAX),
             ..Default::default()
         }])
     }
@@ -924,6 +950,40 @@ mod tests {
         done(&mut p, t0 + 200.0, true);
         p.handle(t0 + 210.0, shm(20.0, 100.0));
         assert!(p.poll(t0 + 400.0).is_empty());
+    }
+
+    #[test]
+    fn samples_from_before_the_restart_are_not_acted_on() {
+        let mut c = config();
+        c.thresholds = vec![Condition::parse("kamailio_shm > 50").unwrap()];
+        c.cooldown = Duration::from_secs(1);
+        c.on_probe_failure = true;
+        c.target = Some("fe-1".into());
+        let mut p = RestartPolicy::new(c, PolicyState::default());
+        let stale = |t: f64| {
+            Input::Gauges(vec![GaugeObs {
+                name: "kamailio_shm".into(),
+                value: Some(90.0),
+                limit: Some(100.0),
+                sampled_at: Some(t),
+                ..Default::default()
+            }])
+        };
+        p.handle(10.0, stale(9.0));
+        assert_eq!(restarts(&p.poll(10.0)), 1);
+        done(&mut p, 20.0, true);
+        p.handle(25.0, stale(19.0));
+        p.handle(25.0, Input::ProbeDown(true));
+        assert!(
+            p.poll(25.0).is_empty(),
+            "the last sample and the probe state are from before the restart"
+        );
+        p.handle(26.0, stale(25.5));
+        assert_eq!(
+            restarts(&p.poll(26.0)),
+            1,
+            "a fresh sample over the threshold acts"
+        );
     }
 
     #[test]
@@ -1068,6 +1128,7 @@ mod tests {
                 limit: Some(100.0),
                 leak_eta: Some(eta),
                 slope_per_hour: Some(1.0),
+                sampled_at: Some(f64::MAX),
             }])
         };
         p.handle(now, leak(40.0 * 3600.0));

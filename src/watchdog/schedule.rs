@@ -1,5 +1,5 @@
 //! Calendar times in a time zone, for the watchdog: restart schedules (`"Tue,Fri 03:00
-//! Europe/Zurich"`) and allowed windows (`"Mon-Fri 01:00-05:00 Europe/Zurich"`). The days and
+//! Europe/Zurich"`, or cron `"0 3 * * 2,5 Europe/Zurich"` read by croner) and allowed windows (`"Mon-Fri 01:00-05:00 Europe/Zurich"`). The days and
 //! times are written as for maintenance windows; the zone is an IANA name (chrono-tz), the host's
 //! zone when left out.
 //!
@@ -142,13 +142,20 @@ fn local_date(tz: Tz, t: Unix) -> NaiveDate {
     }
 }
 
-/// A restart schedule: on these days at this time, in this zone.
-#[derive(Clone, Debug, PartialEq)]
+/// A restart schedule: on these days at this time (or a 5-field cron expression), in this zone.
+#[derive(Clone, Debug)]
 pub struct Schedule {
     source: String,
     days: Days,
     time: NaiveTime,
+    cron: Option<croner::Cron>,
     zone: Tz,
+}
+
+impl PartialEq for Schedule {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source && self.zone == other.zone
+    }
 }
 
 impl Schedule {
@@ -156,6 +163,18 @@ impl Schedule {
     pub fn parse(expr: &str, default_zone: Tz) -> Result<Schedule, String> {
         let fix = "write it like \"Tue,Fri 03:00 Europe/Zurich\" or \"daily 04:15\"";
         let (fields, zone) = split_zone(expr).map_err(|e| format!("schedule {expr:?}: {e}"))?;
+        if fields.len() == 5 {
+            let cron = croner::Cron::new(&fields.join(" ")).parse().map_err(|e| {
+                format!("schedule {expr:?}: {e}; {fix}, or cron \"0 3 * * 2,5 Europe/Zurich\"")
+            })?;
+            return Ok(Schedule {
+                source: expr.trim().to_owned(),
+                days: Days::all(),
+                time: NaiveTime::MIN,
+                cron: Some(cron),
+                zone: zone.unwrap_or(default_zone),
+            });
+        }
         let (days, time) = match fields.as_slice() {
             [time] => (Days::all(), *time),
             [days, time] => (
@@ -173,6 +192,7 @@ impl Schedule {
             source: expr.trim().to_owned(),
             days,
             time,
+            cron: None,
             zone: zone.unwrap_or(default_zone),
         })
     }
@@ -183,6 +203,24 @@ impl Schedule {
 
     /// The first occurrence strictly after `t`.
     pub fn next_after(&self, t: Unix) -> Option<Unix> {
+        if let Some(cron) = &self.cron {
+            // Minute by minute in local time through croner, each resolved here so that
+            // daylight saving is decided as for the short form.
+            let start = local_date(self.zone, t) - Duration::days(1);
+            let from = NaiveDateTime::new(start, NaiveTime::MIN);
+            let mut local = chrono::Utc.from_utc_datetime(&from);
+            for _ in 0..400 {
+                let next = cron.find_next_occurrence(&local, false).ok()?;
+                let naive = next.naive_utc();
+                if let Some(at) = resolve(self.zone, naive.date(), naive.time()) {
+                    if at > t {
+                        return Some(at);
+                    }
+                }
+                local = next;
+            }
+            return None;
+        }
         let start = local_date(self.zone, t) - Duration::days(1);
         (0..16)
             .map(|i| start + Duration::days(i))
@@ -389,6 +427,23 @@ mod tests {
             "05:30 in Zurich"
         );
         assert!(z.open_at(at("2026-11-28T02:00:00Z")).is_none(), "Saturday");
+    }
+
+    #[test]
+    fn cron_form_in_a_zone_decides_daylight_saving_like_the_short_form() {
+        let s = Schedule::parse("30 2 * * * Europe/Zurich", Tz::UTC).unwrap();
+        let first = s.next_after(at("2026-03-28T12:00:00Z")).unwrap();
+        assert_eq!(first, at("2026-03-29T01:00:00Z"), "the jump, once");
+        assert_eq!(s.next_after(first), Some(at("2026-03-30T00:30:00Z")));
+        let s = Schedule::parse("30 2 * * 0 Europe/Zurich", Tz::UTC).unwrap();
+        let first = s.next_after(at("2026-10-24T12:00:00Z")).unwrap();
+        assert_eq!(first, at("2026-10-25T00:30:00Z"));
+        assert_eq!(s.next_after(first), Some(at("2026-11-01T01:30:00Z")));
+        let twice = Schedule::parse("0 3 * * 2,5 UTC", Tz::UTC).unwrap();
+        assert_eq!(
+            twice.next_after(at("2026-11-23T12:00:00Z")),
+            Some(at("2026-11-24T03:00:00Z"))
+        );
     }
 
     #[test]

@@ -57,6 +57,9 @@ pub struct WatchdogTask {
     pub metrics: WatchdogMetrics,
     /// Bumped on each loop turn (the systemd watchdog checks progress).
     pub progress: Arc<std::sync::atomic::AtomicU64>,
+    /// Set while this watchdog restarts the service (the service's tick then does not count the
+    /// restart as observed).
+    pub restarting: Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn observe(view: &ServiceView) -> Option<Vec<GaugeObs>> {
@@ -73,6 +76,7 @@ fn observe(view: &ServiceView) -> Option<Vec<GaugeObs>> {
                         .is_some_and(|v| v.state == VerdictState::Leak);
                 GaugeObs {
                     name: g.name.clone(),
+                    sampled_at: g.sampled_at,
                     value: g.value,
                     limit: g.limit,
                     leak_eta: if leak {
@@ -148,8 +152,10 @@ impl WatchdogTask {
             view: self.view.clone(),
             client: self.client.clone(),
             leases: self.leases.clone(),
+            restarting: self.restarting.clone(),
         });
-        let mut running: Option<(oneshot::Receiver<Executed>, bool)> = None;
+        let mut running: Option<oneshot::Receiver<Executed>> = None;
+        let mut held_lease: Option<super::leases::Lease> = None;
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_probe_check = 0.0;
@@ -157,11 +163,15 @@ impl WatchdogTask {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = shutdown.wait_for(|v| *v) => break,
-                done = async { match running.as_mut() { Some((rx, _)) => rx.await.ok(), None => std::future::pending().await } } => {
-                    let forced = running.take().map(|r| r.1).unwrap_or(false);
+                done = async { match running.as_mut() { Some(rx) => rx.await.ok(), None => std::future::pending().await } } => {
+                    running = None;
                     let now = unix_now();
-                    if let Some(done) = done {
-                        self.finish(&mut policy, done, forced, now);
+                    if let Some(mut done) = done {
+                        if let Some(l) = done.held_lease.take() {
+                            tracing::warn!(service = self.service, target = l.target, "restart lease kept after the failure until its TTL or `sipwatch restart resume`");
+                            held_lease = Some(l);
+                        }
+                        self.finish(&mut policy, done, now);
                     }
                 }
             }
@@ -200,7 +210,19 @@ impl WatchdogTask {
                         by,
                     },
                     "pause" => Manual::Pause { by },
-                    "resume" => Manual::Resume { by },
+                    "resume" => {
+                        // A person takes over: the lease kept after a failure goes back.
+                        if let (Some(l), Some(c)) = (held_lease.take(), &self.leases) {
+                            if let Err(e) = c.release(&l).await {
+                                tracing::warn!(
+                                    service = self.service,
+                                    error = e,
+                                    "cannot release the kept lease; it expires with its TTL"
+                                );
+                            }
+                        }
+                        Manual::Resume { by }
+                    }
                     other => {
                         tracing::warn!(
                             service = self.service,
@@ -228,6 +250,13 @@ impl WatchdogTask {
             for output in outputs {
                 match output {
                     Output::Record(d) => {
+                        if d.why == "resumed" && d.summary.contains("_failed") {
+                            self.sink.emit(AgentEvent::RestartFailureCleared {
+                                service: self.service.clone(),
+                                at: now,
+                                summary: d.summary.clone(),
+                            });
+                        }
                         self.record(RestartRecord::decision(
                             &self.service,
                             now,
@@ -250,7 +279,7 @@ impl WatchdogTask {
                             let done = executor.run(&order, now).await;
                             let _ = tx.send(done);
                         });
-                        running = Some((rx, false));
+                        running = Some(rx);
                     }
                 }
             }
@@ -271,7 +300,7 @@ impl WatchdogTask {
         self.save(&mut policy);
     }
 
-    fn finish(&mut self, policy: &mut RestartPolicy, done: Executed, _forced: bool, now: f64) {
+    fn finish(&mut self, policy: &mut RestartPolicy, done: Executed, now: f64) {
         let outputs = policy.handle(now, done.input.clone());
         if let Some(record) = done.record {
             if record.decision == DecisionKind::Restarted {
