@@ -173,6 +173,7 @@ fn snapshot(t: UnixTime) -> Snapshot {
         open_incidents: vec![open_incident(t)],
         store_error: Some("attempt to write a readonly database".to_owned()),
         agents: Vec::new(),
+        alerting: Default::default(),
     }
 }
 

@@ -74,6 +74,21 @@ impl AlertControl {
         }
     }
 
+    /// The receivers the routes give this alert (for receivers that group by themselves,
+    /// like Alertmanager, which get single alerts rather than notifications).
+    pub fn receivers_for(&self, alert: &Alert) -> Vec<String> {
+        let labels = match_labels(alert);
+        let mut out: Vec<String> = Vec::new();
+        for route in self.routes.select(&labels) {
+            for r in &route.receivers {
+                if !out.contains(r) {
+                    out.push(r.clone());
+                }
+            }
+        }
+        out
+    }
+
     /// Why a firing alert is muted at `now`, if it is.
     fn mute_reason(&self, alert: &Alert, now: f64) -> Option<(&'static str, String)> {
         let labels = match_labels(alert);

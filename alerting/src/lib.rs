@@ -27,6 +27,7 @@
 //! - [`group`]: the grouper (group_wait, group_interval, repeat_interval), sans-IO.
 //! - [`inhibit`]: `[[alerting.inhibit]]` rules and the defaults.
 //! - [`silence`]: silences and whether one mutes an alert now.
+//! - [`test_send`]: `sipwatch alert test`: a marked test notification and its outcome.
 //! - [`control`]: routing, grouping, inhibition and silences composed: alerts in,
 //!   notifications out, virtual time.
 
@@ -45,6 +46,7 @@ pub mod retry;
 pub mod route;
 pub mod secret;
 pub mod silence;
+pub mod test_send;
 
 /// Implement [`Notifier`] with `#[sipwatch_alerting::async_trait]`.
 pub use async_trait::async_trait;
@@ -56,7 +58,7 @@ pub use config::{
     AlertmanagerConfig, EmailConfig, OpsgenieConfig, PagerDutyConfig, ReceiverConfig, WebhookConfig,
 };
 pub use notifier::{ErrorClass, Notifier, NotifyError};
-pub use outbox::{Enqueued, Outbox, OutboxError, OutboxOptions, OutboxStats, ReceiverStats};
+pub use outbox::{DeliveryRecord, Enqueued, Outbox, OutboxError, OutboxOptions, OutboxStats, ReceiverStats};
 pub use receivers::{build, ConfigError, ConfigProblem};
 pub use retry::RetryPolicy;
 pub use secret::Secret;

@@ -100,6 +100,8 @@ pub struct Metrics {
     nodes: Family<StateLabels, Gauge>,
     /// `result` label values seen per target, so `remove_target` can drop every series.
     results_seen: Mutex<BTreeMap<String, BTreeSet<String>>>,
+    /// Alert delivery health (`sipwatch_notifications_total`, `sipwatch_outbox_*`).
+    pub delivery: super::delivery_metrics::DeliveryMetrics,
 }
 
 impl Default for Metrics {
@@ -170,7 +172,9 @@ impl Metrics {
             "Resolved target nodes by state",
             nodes.clone(),
         );
+        let delivery = super::delivery_metrics::DeliveryMetrics::register(&mut registry);
         let metrics = Metrics {
+            delivery,
             registry,
             probe_up,
             probe_duration,

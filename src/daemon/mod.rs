@@ -8,13 +8,16 @@
 //! - [`store`]: SQLite persistence of events, incidents, node state and per-minute rollups.
 //! - [`history`]: the questions the status page asks of the past.
 //! - [`metrics`], [`http`]: Prometheus metrics, Statuspage feeds, Atom and the status page.
+//! - [`paging`]: alert rules -> routes, grouping, inhibition, silences -> outbox; delivery health.
 //! - [`run`]: `sipwatch run`, the state task that wires everything together.
 
 pub mod config;
+pub mod delivery_metrics;
 pub mod history;
 pub mod http;
 pub mod metrics;
 pub mod model;
+pub mod paging;
 pub mod run;
 pub mod scheduler;
 pub mod state;

@@ -27,6 +27,8 @@ use super::model::{Incident, NodeState, Observation, Snapshot, UnixTime};
 use super::scheduler::{ProbeReport, Scheduler, SchedulerMsg};
 use super::state::{Board, BoardEvent, GroupSpec, TargetSpec, Thresholds};
 use super::store::{Store, StoreReader};
+use super::http::alert_control::{ControlApi, ControlMsg};
+use super::paging::Paging;
 use sipwatch_alerting::{Outbox, OutboxOptions};
 
 fn now_unix() -> UnixTime {
@@ -121,10 +123,13 @@ struct StateTask {
     metrics: Arc<Metrics>,
     snapshot_tx: watch::Sender<Arc<Snapshot>>,
     dirty: bool,
-    /// The durable alert queue; None without `[alerting]` receivers (alerts are only logged).
-    outbox: Option<Outbox>,
+    /// Routes, grouping, inhibition, silences and the durable outbox (None without receivers:
+    /// notifications are only logged).
+    paging: Paging,
     /// `source` of the alerts this daemon raises.
     source: String,
+    /// The alert-control view last published, to publish again only when it changed.
+    alerting_view: super::model::AlertingView,
     /// Last report of each node agent, by host.
     agents: std::collections::BTreeMap<String, AgentSummary>,
 }
@@ -170,16 +175,74 @@ impl StateTask {
         }
     }
 
-    /// Puts an alert in the outbox (or only logs it when no receiver is configured).
-    fn raise(&mut self, mut alert: sipwatch_alerting::Alert) {
-        if alert.url.is_none() {
-            alert.url = self.cfg.alerting.url.clone();
-        }
+    /// Hands an alert to routing and grouping (notifications leave on the tick).
+    fn raise(&mut self, alert: sipwatch_alerting::Alert) {
         tracing::warn!(key = %alert.key, status = ?alert.status, summary = %alert.summary, "alert");
-        if let Some(outbox) = &self.outbox {
-            if let Err(e) = outbox.enqueue(&alert) {
-                tracing::error!(key = %alert.key, error = %e, "cannot queue the alert");
+        let key = alert.key.clone();
+        if let Err(e) = self.paging.raise(now_unix(), alert) {
+            tracing::error!(key = %key, error = %e, "cannot queue the alert");
+        }
+        self.paging.tick(now_unix());
+    }
+
+    /// The paging tick: due notifications out, delivery metrics and view refreshed.
+    fn paging_tick(&mut self) {
+        let now = now_unix();
+        self.paging.tick(now);
+        if let Some(outbox) = self.paging.outbox() {
+            self.metrics.delivery.update(&outbox.stats(), now);
+        }
+        let view = self.paging.view(now);
+        if view != self.alerting_view {
+            self.alerting_view = view;
+            self.dirty = true;
+        }
+    }
+
+    /// A request of the alert control API.
+    fn control(&mut self, msg: ControlMsg) {
+        let now = now_unix();
+        let view = |paging: &Paging, id: &str| {
+            paging
+                .silence_views(now)
+                .into_iter()
+                .find(|v| v.id == id)
+                .ok_or_else(|| format!("silence {id} vanished"))
+        };
+        match msg {
+            ControlMsg::AddSilence(silence, reply) => {
+                let result = self.paging.add_silence(*silence).and_then(|s| {
+                    self.save_silence(&s);
+                    view(&self.paging, &s.id)
+                });
+                let _ = reply.send(result);
             }
+            ControlMsg::ExpireSilence(id, reply) => {
+                let result = self.paging.expire_silence(&id, now).and_then(|s| {
+                    self.save_silence(&s);
+                    view(&self.paging, &s.id)
+                });
+                let _ = reply.send(result);
+            }
+            ControlMsg::ListSilences(reply) => {
+                let _ = reply.send(self.paging.silence_views(now));
+            }
+        }
+        self.paging_tick();
+        self.publish();
+    }
+
+    fn save_silence(&mut self, silence: &sipwatch_alerting::silence::Silence) {
+        if silence.id.starts_with("cfg-") {
+            return;
+        }
+        let result = match self.store.as_ref() {
+            Some(store) => store.save_silence(silence),
+            None => Err("store not open".to_string()),
+        };
+        if let Err(e) = result {
+            tracing::error!(id = %silence.id, error = %e,
+                "the silence applies now but is not saved: it will be lost at a restart");
         }
     }
 
@@ -191,13 +254,11 @@ impl StateTask {
                 self.dirty = true;
             }
             AgentMsg::Alert(alert, reply) => {
-                let result = match &self.outbox {
-                    Some(outbox) => outbox
-                        .enqueue(&alert)
-                        .map(|_| ())
-                        .map_err(|e| format!("cannot queue the alert: {e}")),
+                let result = match self.paging.outbox() {
+                    Some(_) => self.paging.raise(now_unix(), *alert.clone()),
                     None => Err("this daemon has no [alerting] receivers: configure some, or give the agent its own [alerting] receivers instead of [daemon]".to_string()),
                 };
+                self.paging.tick(now_unix());
                 if result.is_ok() {
                     tracing::warn!(key = %alert.key, status = ?alert.status, source = %alert.source, summary = %alert.summary, "agent alert");
                 }
@@ -269,6 +330,7 @@ impl StateTask {
         let mut snap = self.board.snapshot(now_unix());
         snap.store_error = self.store_error.clone();
         snap.agents = self.agents.values().cloned().collect();
+        snap.alerting = self.alerting_view.clone();
         self.refresh_metrics(&snap);
         let _ = self.snapshot_tx.send(Arc::new(snap));
     }
@@ -463,6 +525,37 @@ pub async fn run(config_path: &Path, mut shutdown: watch::Receiver<bool>) -> any
         tokio::spawn(outbox.clone().run(shutdown.clone()));
         Some(outbox)
     };
+    let source = cfg
+        .alerting
+        .source
+        .clone()
+        .unwrap_or_else(crate::alerts::host_name);
+    let stored_silences = match &store {
+        Some(store) => store
+            .load_silences(now_unix(), 86_400.0)
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "cannot read the saved silences; starting without them");
+                Vec::new()
+            }),
+        None => Vec::new(),
+    };
+    let paging = Paging::new(&cfg.alerting, outbox.clone(), source.clone(), stored_silences)
+        .map_err(|e| anyhow::anyhow!("[alerting]: {e}"))?;
+    let api_token = match &cfg.alerting.api_token_file {
+        Some(path) => Some(
+            sipwatch_alerting::Secret::from_file(path)
+                .map_err(|e| anyhow::anyhow!("[alerting] api_token_file: {e}"))?,
+        ),
+        None => None,
+    };
+    let (control_tx, mut control_rx) = mpsc::channel::<ControlMsg>(64);
+    let control_api = ControlApi {
+        token: api_token,
+        tx: control_tx,
+        outbox: outbox.clone(),
+        source: source.clone(),
+        url: cfg.alerting.url.clone(),
+    };
     let (agent_tx, mut agent_rx) = mpsc::channel::<AgentMsg>(256);
     let intake = cfg.agent_token.clone().map(|token| AgentIntake {
         token,
@@ -483,7 +576,8 @@ pub async fn run(config_path: &Path, mut shutdown: watch::Receiver<bool>) -> any
         metrics: metrics.clone(),
         history,
         agents: intake,
-    });
+    })
+    .merge(super::http::alert_control::routes(control_api));
     let mut http_shutdown = shutdown.clone();
     let http = tokio::spawn(async move {
         let _ = axum::serve(listener, app)
@@ -502,14 +596,10 @@ pub async fn run(config_path: &Path, mut shutdown: watch::Receiver<bool>) -> any
         "probing"
     );
 
-    let source = cfg
-        .alerting
-        .source
-        .clone()
-        .unwrap_or_else(crate::alerts::host_name);
     let mut task = StateTask {
-        outbox,
+        paging,
         source,
+        alerting_view: Default::default(),
         agents: Default::default(),
         cfg,
         board,
@@ -561,9 +651,11 @@ pub async fn run(config_path: &Path, mut shutdown: watch::Receiver<bool>) -> any
                 if ticks.is_multiple_of(3600) {
                     task.prune();
                 }
+                task.paging_tick();
                 task.publish();
             }
             Some(msg) = agent_rx.recv() => task.agent(msg),
+            Some(msg) = control_rx.recv() => task.control(msg),
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading the config");
                 task.reload(&mut scheduler);

@@ -905,6 +905,7 @@ impl Board {
             open_incidents,
             store_error: None,
             agents: Vec::new(),
+            alerting: Default::default(),
         }
     }
 

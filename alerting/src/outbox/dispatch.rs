@@ -136,6 +136,7 @@ async fn deliver_loop(shared: Arc<Shared>, index: usize, mut shutdown: watch::Re
             let pause = match result {
                 Ok(()) => {
                     failures = 0;
+                    receiver.attempt_worked();
                     if let Err(e) = shared
                         .store()
                         .mark_delivered(delivery.id, attempts, done_at)
@@ -152,6 +153,7 @@ async fn deliver_loop(shared: Arc<Shared>, index: usize, mut shutdown: watch::Re
                 }
                 Err(error) => {
                     receiver.failed.fetch_add(1, Ordering::Relaxed);
+                    receiver.attempt_failed(done_at);
                     if error.is_retryable() {
                         failures = failures.saturating_add(1);
                     }
@@ -160,6 +162,7 @@ async fn deliver_loop(shared: Arc<Shared>, index: usize, mut shutdown: watch::Re
                             tracing::warn!(receiver = %name, kind, key = %alert.key,
                                 status = alert.status.as_str(), attempts, retry_in = ?after,
                                 %error, "receiver unavailable; the alert stays queued");
+                            receiver.retried.fetch_add(1, Ordering::Relaxed);
                             let _ = shared.store().record_failure(
                                 delivery.id,
                                 attempts,
@@ -173,6 +176,7 @@ async fn deliver_loop(shared: Arc<Shared>, index: usize, mut shutdown: watch::Re
                                 status = alert.status.as_str(), attempts,
                                 max_attempts = policy.permanent_attempts, retry_in = ?after,
                                 %error, "receiver REFUSED the alert; check the receiver config");
+                            receiver.retried.fetch_add(1, Ordering::Relaxed);
                             let _ = shared.store().record_failure(
                                 delivery.id,
                                 attempts,
@@ -184,15 +188,17 @@ async fn deliver_loop(shared: Arc<Shared>, index: usize, mut shutdown: watch::Re
                         NextStep::Drop => {
                             tracing::error!(receiver = %name, kind, key = %alert.key,
                                 status = alert.status.as_str(), attempts, %error,
-                                "receiver REFUSED the alert again; DROPPING it: on-call was not \
-                                 told through this receiver, fix its config");
-                            let _ = shared.store().mark_dropped(
+                                "receiver REFUSED the alert again; giving up (DROPPING it): \
+                                 on-call was not told through this receiver; it is kept as \
+                                 failed (GET /api/v1/notifications?state=failed), fix the \
+                                 receiver config");
+                            let _ = shared.store().mark_failed(
                                 delivery.id,
-                                attempts,
+                                Some(attempts),
                                 done_at,
                                 &error.message,
                             );
-                            receiver.dropped.fetch_add(1, Ordering::Relaxed);
+                            receiver.refused.fetch_add(1, Ordering::Relaxed);
                             decrement(&receiver.pending);
                             since_prune += 1;
                             None

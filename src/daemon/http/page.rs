@@ -427,6 +427,8 @@ pub fn render(snapshot: &Snapshot, data: &PageData) -> String {
         );
     }
 
+    super::alerting_page::render_banner(&mut out, &snapshot.alerting, data.now);
+
     let banner_class = match worst {
         ComponentStatus::UnderMaintenance => "b-maint",
         other => match page_indicator(other) {
@@ -522,6 +524,8 @@ pub fn render(snapshot: &Snapshot, data: &PageData) -> String {
     if !snapshot.agents.is_empty() {
         render_agents(&mut out, &snapshot.agents, data.now);
     }
+
+    super::alerting_page::render_section(&mut out, &snapshot.alerting);
 
     out.push_str(
         "<section id=\"past-incidents\"><h2 class=\"section\">Incidents in the last 7 days</h2>",

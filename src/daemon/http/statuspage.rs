@@ -588,6 +588,7 @@ pub(crate) mod tests {
             }],
             store_error: None,
             agents: Vec::new(),
+            alerting: Default::default(),
         }
     }
 
