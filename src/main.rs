@@ -36,6 +36,16 @@ enum Command {
         #[command(subcommand)]
         command: LeakCommand,
     },
+    /// Silence alerts in the running daemon for a while (add, list, expire).
+    Silence {
+        #[command(subcommand)]
+        command: sipwatch::alert_cmd::SilenceCommand,
+    },
+    /// Alert tools: send a test notification through the real outbox.
+    Alert {
+        #[command(subcommand)]
+        command: sipwatch::alert_cmd::AlertCommand,
+    },
     /// Validate a daemon or agent config file and explain every error with its line.
     CheckConfig {
         #[arg(value_name = "FILE")]
@@ -68,7 +78,11 @@ fn main() {
         }
     };
     let default_level = match cli.command {
-        Command::Probe(_) | Command::CheckConfig { .. } | Command::Leak { .. } => "warn",
+        Command::Probe(_)
+        | Command::CheckConfig { .. }
+        | Command::Leak { .. }
+        | Command::Silence { .. }
+        | Command::Alert { .. } => "warn",
         _ => "info",
     };
     tracing_subscriber::fmt()
@@ -138,6 +152,8 @@ fn main() {
                 }
             },
             Command::CheckConfig { file } => check_config(&file),
+            Command::Silence { command } => sipwatch::alert_cmd::silence(command).await,
+            Command::Alert { command } => sipwatch::alert_cmd::alert(command).await,
         }
     });
     std::process::exit(code);

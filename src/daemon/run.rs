@@ -514,12 +514,7 @@ pub async fn run(config_path: &Path, mut shutdown: watch::Receiver<bool>) -> any
     } else {
         let notifiers = sipwatch_alerting::build(&cfg.alerting.receiver)
             .map_err(|e| anyhow::anyhow!("[alerting]: {e}"))?;
-        let path = cfg.alerting.outbox.clone().unwrap_or_else(|| {
-            cfg.store_path
-                .parent()
-                .unwrap_or(Path::new("."))
-                .join("outbox.db")
-        });
+        let path = crate::alert_cmd::outbox_path(&cfg);
         let outbox = Outbox::open(&path, notifiers, OutboxOptions::default())
             .with_context(|| format!("cannot open the alert outbox {}", path.display()))?;
         tokio::spawn(outbox.clone().run(shutdown.clone()));

@@ -133,6 +133,7 @@ impl EmailNotifier {
         let mut builder = Message::builder()
             .from(self.from.clone())
             .subject(subject(alert))
+            .message_id(Some(message_id(alert)))
             .header(ContentType::TEXT_PLAIN);
         for to in &self.to {
             builder = builder.to(to.clone());
@@ -189,6 +190,10 @@ pub fn subject(alert: &Alert) -> String {
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
+    // Grouped notifications carry their own `[FIRING:N] group: what` title.
+    if alert.labels.contains_key("grouped") {
+        return summary;
+    }
     match alert.status {
         AlertStatus::Firing => format!(
             "[FIRING {}] {} ({})",
@@ -198,6 +203,26 @@ pub fn subject(alert: &Alert) -> String {
         ),
         AlertStatus::Resolved => format!("[RESOLVED] {} ({})", summary, alert.source),
     }
+}
+
+/// A Message-ID derived from the alert key and the event (status and time), so a mail sent
+/// again after a crash carries the same id and mail clients and people can tell it is the same.
+pub fn message_id(alert: &Alert) -> String {
+    let key: String = alert
+        .key
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '.' })
+        .collect();
+    let key = key
+        .split('.')
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join(".");
+    format!(
+        "<{key}.{}.{}@sipwatch>",
+        alert.status.as_str(),
+        (alert.at * 1000.0).max(0.0) as u64
+    )
 }
 
 /// The plain-text body.
@@ -296,6 +321,33 @@ mod tests {
         assert!(parse_host_port("mail:smtp")
             .unwrap_err()
             .contains("not a number"));
+    }
+
+    #[test]
+    fn message_ids_follow_key_and_event() {
+        let mut a = sample_alert_for_id();
+        a.key = "sipwatch/probe/fe-1//10.0.0.1:5060".into();
+        a.at = 1.5;
+        assert_eq!(
+            message_id(&a),
+            "<sipwatch.probe.fe-1.10.0.0.1.5060.firing.1500@sipwatch>"
+        );
+        assert_eq!(message_id(&a), message_id(&a.clone()), "stable");
+        assert_ne!(message_id(&a), message_id(&a.resolved_at(2.0)));
+    }
+
+    fn sample_alert_for_id() -> Alert {
+        Alert {
+            key: String::new(),
+            status: AlertStatus::Firing,
+            severity: crate::alert::Severity::Critical,
+            summary: "s".into(),
+            description: String::new(),
+            source: "h".into(),
+            labels: Default::default(),
+            at: 0.0,
+            url: None,
+        }
     }
 
     #[test]
