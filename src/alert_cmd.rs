@@ -23,7 +23,12 @@ use crate::daemon::config::DaemonConfig;
 #[derive(Args, Debug, Clone)]
 pub struct ApiArgs {
     /// The daemon config (its [http] listen and [alerting] api_token_file are used).
-    #[arg(short, long, value_name = "FILE", default_value = "/etc/sipwatch/sipwatch.toml")]
+    #[arg(
+        short,
+        long,
+        value_name = "FILE",
+        default_value = "/etc/sipwatch/sipwatch.toml"
+    )]
     pub config: PathBuf,
     /// The daemon's base URL, instead of the config's [http] listen.
     #[arg(long, value_name = "URL")]
@@ -126,7 +131,10 @@ impl Api {
             (None, Some(cfg)) => base_url(cfg.listen),
             (None, None) => bail!("give --url or a daemon config with -c"),
         };
-        let token_path = match (token_file, cfg.and_then(|c| c.alerting.api_token_file.as_deref())) {
+        let token_path = match (
+            token_file,
+            cfg.and_then(|c| c.alerting.api_token_file.as_deref()),
+        ) {
             (Some(p), _) | (None, Some(p)) => p.to_path_buf(),
             (None, None) => bail!(
                 "the daemon config has no [alerting] api_token_file; add one (and restart the \
@@ -180,7 +188,11 @@ impl Api {
 fn print_silence(s: &serde_json::Value) {
     let matchers: Vec<String> = s["matchers"]
         .as_array()
-        .map(|a| a.iter().filter_map(|m| m.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|m| m.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     let ends = s["ends"].as_f64().unwrap_or(0.0);
     let until = chrono::DateTime::from_timestamp(ends as i64, 0)
@@ -213,7 +225,8 @@ pub async fn silence(cmd: SilenceCommand) -> i32 {
                 sipwatch_alerting::duration::parse_seconds(&duration)
                     .map_err(|e| anyhow::anyhow!("--for {duration:?}: {e}"))?;
                 for m in &matchers {
-                    sipwatch_alerting::matcher::Matcher::parse(m).map_err(|e| anyhow::anyhow!(e))?;
+                    sipwatch_alerting::matcher::Matcher::parse(m)
+                        .map_err(|e| anyhow::anyhow!(e))?;
                 }
                 let api = Api::from_args(&api)?;
                 let user = std::env::var("USER").unwrap_or_else(|_| "cli".into());
@@ -355,7 +368,8 @@ async fn test_send(
         Ok(outbox) => {
             let (stop, stopped) = tokio::sync::watch::channel(false);
             let dispatcher = tokio::spawn(outbox.clone().run(stopped));
-            let alert = sipwatch_alerting::test_send::test_alert(&source, cfg.alerting.url.as_deref());
+            let alert =
+                sipwatch_alerting::test_send::test_alert(&source, cfg.alerting.url.as_deref());
             let results =
                 sipwatch_alerting::test_send::send_and_wait(&outbox, &alert, receivers, timeout)
                     .await;

@@ -46,16 +46,28 @@ pub struct AlertingConfig {
     /// Default grouping of every route (each route may override it).
     #[serde(default)]
     pub group_by: Option<Vec<String>>,
-    #[serde(default, deserialize_with = "sipwatch_alerting::duration::deserialize_option")]
+    #[serde(
+        default,
+        deserialize_with = "sipwatch_alerting::duration::deserialize_option"
+    )]
     pub group_wait: Option<std::time::Duration>,
-    #[serde(default, deserialize_with = "sipwatch_alerting::duration::deserialize_option")]
+    #[serde(
+        default,
+        deserialize_with = "sipwatch_alerting::duration::deserialize_option"
+    )]
     pub group_interval: Option<std::time::Duration>,
-    #[serde(default, deserialize_with = "sipwatch_alerting::duration::deserialize_option")]
+    #[serde(
+        default,
+        deserialize_with = "sipwatch_alerting::duration::deserialize_option"
+    )]
     pub repeat_interval: Option<std::time::Duration>,
     /// Bearer token for the silences and notifications API (`/api/v1/silences`, ...).
     pub api_token_file: Option<PathBuf>,
     /// A receiver failing longer than this is reported unhealthy (default 10m).
-    #[serde(default, deserialize_with = "sipwatch_alerting::duration::deserialize_option")]
+    #[serde(
+        default,
+        deserialize_with = "sipwatch_alerting::duration::deserialize_option"
+    )]
     pub unhealthy_after: Option<std::time::Duration>,
 }
 

@@ -89,6 +89,17 @@ impl AlertControl {
         out
     }
 
+    /// After a restart, for each notification still open in the outbox: its group counts as
+    /// notified. False when the group has no firing member any more (the caller resolves it).
+    pub fn restore_notified(&mut self, group_key: &str, now: f64) -> bool {
+        self.grouper.mark_notified(group_key, now)
+    }
+
+    /// The receivers of the route named `name`.
+    pub fn route_receivers(&self, name: &str) -> Option<Vec<String>> {
+        self.routes.get(name).map(|r| r.receivers.clone())
+    }
+
     /// Why a firing alert is muted at `now`, if it is.
     fn mute_reason(&self, alert: &Alert, now: f64) -> Option<(&'static str, String)> {
         let labels = match_labels(alert);
@@ -414,11 +425,14 @@ mod tests {
         assert_eq!(n[0].muted.len(), 3);
         let a = n[0].to_alert("p", None);
         assert!(
-            a.summary.starts_with("[FIRING:1] frontends: group frontends is below quorum"),
+            a.summary
+                .starts_with("[FIRING:1] frontends: group frontends is below quorum"),
             "{}",
             a.summary
         );
-        assert!(a.description.contains("inhibited by sipwatch/group/frontends"));
+        assert!(a
+            .description
+            .contains("inhibited by sipwatch/group/frontends"));
         let views = c.alerts(130.0);
         assert_eq!(views.iter().filter(|v| v.state == "inhibited").count(), 3);
     }

@@ -81,8 +81,7 @@ impl Grouper {
         let key = group_key(&route.name, &group_labels);
         match self.groups.get_mut(&key) {
             Some(group) => {
-                if alert.status == AlertStatus::Resolved && !group.alerts.contains_key(&alert.key)
-                {
+                if alert.status == AlertStatus::Resolved && !group.alerts.contains_key(&alert.key) {
                     return;
                 }
                 group.alerts.insert(alert.key.clone(), alert.clone());
@@ -147,17 +146,16 @@ impl Grouper {
             let firing_keys: BTreeSet<String> = firing.iter().map(|a| a.key.clone()).collect();
             let muted_keys: BTreeSet<String> =
                 muted_list.iter().map(|(a, _)| a.key.clone()).collect();
-            let compared: BTreeSet<String> =
-                group.sent.difference(&muted_keys).cloned().collect();
+            let compared: BTreeSet<String> = group.sent.difference(&muted_keys).cloned().collect();
             let compared: BTreeSet<String> = compared
                 .into_iter()
                 .filter(|k| !resolved.iter().any(|a| &a.key == k))
                 .collect();
             let changed = firing_keys != compared || !resolved.is_empty();
             let repeat_due = !firing.is_empty()
-                && group.last_notified.is_some_and(|t| {
-                    now >= t + group.grouping.repeat_interval.as_secs_f64()
-                });
+                && group
+                    .last_notified
+                    .is_some_and(|t| now >= t + group.grouping.repeat_interval.as_secs_f64());
             if changed || repeat_due {
                 let status = if firing.is_empty() {
                     AlertStatus::Resolved
@@ -181,9 +179,7 @@ impl Grouper {
                 group.sent = firing_keys.union(&still_muted).cloned().collect();
                 group.last_notified = Some(now);
             }
-            group
-                .alerts
-                .retain(|_, a| a.status == AlertStatus::Firing);
+            group.alerts.retain(|_, a| a.status == AlertStatus::Firing);
             group.sent.retain(|k| group.alerts.contains_key(k));
             group.next_flush = now + group.grouping.group_interval.as_secs_f64();
             if group.alerts.is_empty() {
@@ -194,6 +190,26 @@ impl Grouper {
             self.groups.remove(&key);
         }
         out
+    }
+
+    /// After a restart: the group `key` was already notified (its notification is still open
+    /// in the outbox), so its current firing members count as sent and the next notification
+    /// waits for a change or the repeat interval. False when no such group exists.
+    pub fn mark_notified(&mut self, key: &str, now: f64) -> bool {
+        match self.groups.get_mut(key) {
+            Some(group) => {
+                group.sent = group
+                    .alerts
+                    .values()
+                    .filter(|a| a.status == AlertStatus::Firing)
+                    .map(|a| a.key.clone())
+                    .collect();
+                group.last_notified = Some(now);
+                group.next_flush = now + group.grouping.group_interval.as_secs_f64();
+                true
+            }
+            None => false,
+        }
     }
 
     /// Every member of every group as last seen, with its group key.
@@ -254,7 +270,12 @@ mod tests {
         let r = route();
         let mut g = Grouper::new();
         for i in 0..40 {
-            g.insert(1000.0 + i as f64 * 0.5, &r, labels(), &node(i, AlertStatus::Firing));
+            g.insert(
+                1000.0 + i as f64 * 0.5,
+                &r,
+                labels(),
+                &node(i, AlertStatus::Firing),
+            );
         }
         assert_eq!(g.next_flush(), Some(1030.0));
         assert!(g.flush_due(1029.9, &unmuted).is_empty());
@@ -269,7 +290,10 @@ mod tests {
         for i in 0..40 {
             g.insert(1400.0, &r, labels(), &node(i, AlertStatus::Resolved));
         }
-        assert!(g.flush_due(1500.0, &unmuted).is_empty(), "waits for group_interval");
+        assert!(
+            g.flush_due(1500.0, &unmuted).is_empty(),
+            "waits for group_interval"
+        );
         let n = g.flush_due(1630.0, &unmuted);
         assert_eq!(n.len(), 1);
         assert_eq!(n[0].status, AlertStatus::Resolved);
@@ -316,6 +340,20 @@ mod tests {
         let n = g.flush_due(630.0, &unmuted);
         assert_eq!(n.len(), 1, "sent once the silence ended");
         assert_eq!(n[0].firing.len(), 1);
+    }
+
+    #[test]
+    fn a_group_restored_as_notified_waits_for_a_change() {
+        let r = route();
+        let mut g = Grouper::new();
+        g.insert(0.0, &r, labels(), &node(1, AlertStatus::Firing));
+        assert!(g.mark_notified("sipwatch/notify/default/group=frontends", 0.0));
+        assert!(!g.mark_notified("sipwatch/notify/default/group=other", 0.0));
+        assert!(g.flush_due(300.0, &unmuted).is_empty(), "no duplicate page");
+        g.insert(310.0, &r, labels(), &node(1, AlertStatus::Resolved));
+        let n = g.flush_due(600.0, &unmuted);
+        assert_eq!(n.len(), 1);
+        assert_eq!(n[0].status, AlertStatus::Resolved);
     }
 
     #[test]

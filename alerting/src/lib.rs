@@ -52,13 +52,15 @@ pub mod test_send;
 pub use async_trait::async_trait;
 
 pub use alert::{Alert, AlertStatus, Severity};
-pub use control::{AlertControl, AlertView};
-pub use group::Notification;
 pub use config::{
     AlertmanagerConfig, EmailConfig, OpsgenieConfig, PagerDutyConfig, ReceiverConfig, WebhookConfig,
 };
+pub use control::{AlertControl, AlertView};
+pub use group::Notification;
 pub use notifier::{ErrorClass, Notifier, NotifyError};
-pub use outbox::{DeliveryRecord, Enqueued, Outbox, OutboxError, OutboxOptions, OutboxStats, ReceiverStats};
+pub use outbox::{
+    DeliveryRecord, Enqueued, Outbox, OutboxError, OutboxOptions, OutboxStats, ReceiverStats,
+};
 pub use receivers::{build, ConfigError, ConfigProblem};
 pub use retry::RetryPolicy;
 pub use secret::Secret;

@@ -63,11 +63,7 @@ impl Matcher {
                 )
             })?;
         let label = text[..at].trim();
-        if label.is_empty()
-            || !label
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_')
-        {
+        if label.is_empty() || !label.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(format!(
                 "matcher {text:?}: {label:?} is not a label name (letters, digits, _), e.g. \
                  severity=critical"

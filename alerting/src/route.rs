@@ -67,7 +67,10 @@ impl GroupingConfig {
     /// These settings over `base`.
     pub fn over(&self, base: &Grouping) -> Grouping {
         Grouping {
-            group_by: self.group_by.clone().unwrap_or_else(|| base.group_by.clone()),
+            group_by: self
+                .group_by
+                .clone()
+                .unwrap_or_else(|| base.group_by.clone()),
             group_wait: self.group_wait.unwrap_or(base.group_wait),
             group_interval: self.group_interval.unwrap_or(base.group_interval),
             repeat_interval: self.repeat_interval.unwrap_or(base.repeat_interval),
@@ -145,7 +148,9 @@ impl Routes {
                 .unwrap_or_else(|| format!("route-{}", i + 1));
             let at = format!("[[alerting.route]] #{} ({name})", i + 1);
             if !names.insert(name.clone()) {
-                problems.push(format!("{at}: name is used twice; route names must be unique"));
+                problems.push(format!(
+                    "{at}: name is used twice; route names must be unique"
+                ));
             }
             if c.receivers.is_empty() {
                 problems.push(format!(
@@ -368,7 +373,10 @@ mod tests {
             group_labels(route, &labels(&[("target", "t")]), "k"),
             labels(&[("target", "t")])
         );
-        assert_eq!(group_labels(route, &labels(&[]), "k"), labels(&[("key", "k")]));
+        assert_eq!(
+            group_labels(route, &labels(&[]), "k"),
+            labels(&[("key", "k")])
+        );
     }
 
     #[test]

@@ -146,7 +146,10 @@ mod tests {
     fn silence(id: &str, matchers: &[&str], starts: f64, ends: f64) -> Silence {
         Silence {
             id: id.into(),
-            matchers: matchers.iter().map(|m| Matcher::parse(m).unwrap()).collect(),
+            matchers: matchers
+                .iter()
+                .map(|m| Matcher::parse(m).unwrap())
+                .collect(),
             starts,
             ends,
             comment: "maintenance".into(),
@@ -183,7 +186,9 @@ mod tests {
     #[test]
     fn silences_that_would_mute_everything_are_refused() {
         assert!(silence("a", &[], 0.0, 1.0).validate().is_err());
-        let e = silence("a", &["target!=x"], 0.0, 1.0).validate().unwrap_err();
+        let e = silence("a", &["target!=x"], 0.0, 1.0)
+            .validate()
+            .unwrap_err();
         assert!(e.contains("every alert"), "{e}");
         assert!(silence("a", &["target=x"], 1.0, 1.0).validate().is_err());
         assert!(silence("a", &["target=x"], 0.0, 1.0).validate().is_ok());

@@ -20,9 +20,10 @@ pub fn test_alert(source: &str, url: Option<&str>) -> Alert {
         status: AlertStatus::Firing,
         severity: Severity::Info,
         summary: format!("[TEST] sipwatch test notification from {source}: no action needed"),
-        description: "This is a test sent with `sipwatch alert test`. It checks that this \
+        description:
+            "This is a test sent with `sipwatch alert test`. It checks that this \
                       receiver is reachable and accepts sipwatch's notifications. Nothing is wrong."
-            .into(),
+                .into(),
         source: source.to_string(),
         labels: BTreeMap::from([
             ("alertname".to_string(), "SipwatchTest".to_string()),
@@ -69,10 +70,7 @@ pub async fn wait_outcomes(
                         outcomes.insert(*id, Err(why));
                     }
                     _ => {
-                        outcomes.insert(
-                            *id,
-                            Err(d.last_error.unwrap_or_else(|| d.state.clone())),
-                        );
+                        outcomes.insert(*id, Err(d.last_error.unwrap_or_else(|| d.state.clone())));
                     }
                 },
                 Ok(None) => {

@@ -326,7 +326,11 @@ async fn permanent_refusal_is_dropped_after_attempts_and_the_key_never_logged() 
     assert_eq!(failed[0].key, "k/refused");
     assert_eq!(failed[0].attempts, 3);
     assert!(
-        failed[0].last_error.as_deref().unwrap_or("").contains("HTTP 400"),
+        failed[0]
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("HTTP 400"),
         "{failed:?}"
     );
     assert!(

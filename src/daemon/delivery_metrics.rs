@@ -91,9 +91,11 @@ impl DeliveryMetrics {
             self.pending
                 .get_or_create(&label)
                 .set(r.pending.min(i64::MAX as u64) as i64);
-            self.oldest
-                .get_or_create(&label)
-                .set(r.oldest_pending_at.map(|t| (now - t).max(0.0)).unwrap_or(0.0));
+            self.oldest.get_or_create(&label).set(
+                r.oldest_pending_at
+                    .map(|t| (now - t).max(0.0))
+                    .unwrap_or(0.0),
+            );
         }
     }
 }

@@ -84,6 +84,56 @@ impl Paging {
         Ok(())
     }
 
+    /// After a restart: `firing` are the alerts the restored board says fire now. Groups whose
+    /// notification is still open in the outbox count as notified (no second page); an open
+    /// notification whose group no longer fires is resolved now.
+    pub fn restore(&mut self, now: UnixTime, firing: Vec<Alert>) {
+        for mut alert in firing {
+            if alert.url.is_none() {
+                alert.url = self.url.clone();
+            }
+            self.control.handle_alert(now, &alert);
+        }
+        let Some(outbox) = self.outbox.clone() else {
+            return;
+        };
+        let open = match outbox.firing() {
+            Ok(open) => open,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the open notifications from the outbox");
+                return;
+            }
+        };
+        for notification in open
+            .into_iter()
+            .filter(|a| a.key.starts_with("sipwatch/notify/"))
+        {
+            if self.control.restore_notified(&notification.key, now) {
+                continue;
+            }
+            let receivers: Vec<String> = notification
+                .labels
+                .get("route")
+                .and_then(|r| self.control.route_receivers(r))
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|r| !self.passthrough.contains(r))
+                .collect();
+            let mut resolved = notification.resolved_at(now);
+            resolved.summary = match resolved.summary.split_once("] ") {
+                Some((_, rest)) => format!("[RESOLVED] {rest}"),
+                None => format!("[RESOLVED] {}", resolved.summary),
+            };
+            resolved.description =
+                "Resolved while sipwatch was not running: nothing of this group fires any more.\n"
+                    .into();
+            tracing::info!(key = %resolved.key, "resolving a notification that cleared while stopped");
+            if let Err(e) = outbox.enqueue_notification(&resolved, &receivers) {
+                tracing::error!(key = %resolved.key, error = %e, "cannot queue the resolve");
+            }
+        }
+    }
+
     /// Queues the notifications due at `now`. Returns how many were queued.
     pub fn tick(&mut self, now: UnixTime) -> usize {
         if self.control.poll_timeout().is_none_or(|t| t > now) {

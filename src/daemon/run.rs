@@ -20,15 +20,15 @@ use tokio::sync::{mpsc, watch};
 use super::config::DaemonConfig;
 use super::history::History;
 use super::http::agents::{AgentIntake, AgentMsg};
+use super::http::alert_control::{ControlApi, ControlMsg};
 use super::http::{router, HttpState};
 use super::metrics::Metrics;
 use super::model::AgentSummary;
 use super::model::{Incident, NodeState, Observation, Snapshot, UnixTime};
+use super::paging::Paging;
 use super::scheduler::{ProbeReport, Scheduler, SchedulerMsg};
 use super::state::{Board, BoardEvent, GroupSpec, TargetSpec, Thresholds};
 use super::store::{Store, StoreReader};
-use super::http::alert_control::{ControlApi, ControlMsg};
-use super::paging::Paging;
 use sipwatch_alerting::{Outbox, OutboxOptions};
 
 fn now_unix() -> UnixTime {
@@ -419,6 +419,45 @@ impl StateTask {
     }
 }
 
+/// The alerts that fire according to a restored board: nodes down, groups below quorum.
+fn restored_alerts(snap: &Snapshot, source: &str) -> Vec<sipwatch_alerting::Alert> {
+    use super::model::{GroupState, StateChange};
+    let mut events = Vec::new();
+    for t in &snap.targets {
+        for n in t.nodes.iter().filter(|n| n.state == NodeState::Down) {
+            events.push(BoardEvent::Changed(StateChange {
+                at: n.since,
+                target: t.name.clone(),
+                node: n.node.clone(),
+                group: t.group.clone(),
+                from: NodeState::Up,
+                to: NodeState::Down,
+                reason: n
+                    .last
+                    .as_ref()
+                    .map(|o| o.reason.clone())
+                    .unwrap_or_else(|| "down before the restart".into()),
+                notify: !t.in_maintenance,
+            }));
+        }
+    }
+    for g in snap.groups.iter().filter(|g| g.state == GroupState::Down) {
+        events.push(BoardEvent::GroupChanged {
+            at: snap.generated_at,
+            group: g.name.clone(),
+            from: GroupState::Up,
+            to: GroupState::Down,
+            serving: g.serving,
+            min_up: g.min_up,
+            notify: !g.in_maintenance,
+        });
+    }
+    events
+        .iter()
+        .filter_map(|e| crate::alerts::board_alert(e, source))
+        .collect()
+}
+
 fn log_event(e: &BoardEvent) {
     match e {
         BoardEvent::Changed(c) => tracing::info!(
@@ -534,8 +573,13 @@ pub async fn run(config_path: &Path, mut shutdown: watch::Receiver<bool>) -> any
             }),
         None => Vec::new(),
     };
-    let paging = Paging::new(&cfg.alerting, outbox.clone(), source.clone(), stored_silences)
-        .map_err(|e| anyhow::anyhow!("[alerting]: {e}"))?;
+    let paging = Paging::new(
+        &cfg.alerting,
+        outbox.clone(),
+        source.clone(),
+        stored_silences,
+    )
+    .map_err(|e| anyhow::anyhow!("[alerting]: {e}"))?;
     let api_token = match &cfg.alerting.api_token_file {
         Some(path) => Some(
             sipwatch_alerting::Secret::from_file(path)
@@ -605,6 +649,8 @@ pub async fn run(config_path: &Path, mut shutdown: watch::Receiver<bool>) -> any
         dirty: true,
     };
     task.maintenance();
+    let restored = restored_alerts(&task.board.snapshot(now_unix()), &task.source);
+    task.paging.restore(now_unix(), restored);
     task.publish();
 
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())

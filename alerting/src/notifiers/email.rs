@@ -211,7 +211,13 @@ pub fn message_id(alert: &Alert) -> String {
     let key: String = alert
         .key
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '.' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '.'
+            }
+        })
         .collect();
     let key = key
         .split('.')

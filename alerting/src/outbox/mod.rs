@@ -41,8 +41,8 @@ use tokio::sync::{watch, Notify};
 use crate::alert::Alert;
 use crate::notifier::Notifier;
 use crate::retry::RetryPolicy;
-use store::Store;
 pub use store::DeliveryRecord;
+use store::Store;
 
 /// Tuning of the outbox; the defaults suit production.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -311,7 +311,11 @@ impl Outbox {
 
     /// Queues `alert` for some receivers only, with the same firing-state dedup as
     /// [`Outbox::enqueue`] (routed single alerts, e.g. to Alertmanager).
-    pub fn enqueue_for(&self, alert: &Alert, receivers: &[String]) -> Result<Enqueued, OutboxError> {
+    pub fn enqueue_for(
+        &self,
+        alert: &Alert,
+        receivers: &[String],
+    ) -> Result<Enqueued, OutboxError> {
         let names = self.known(receivers);
         let outcome = self
             .shared

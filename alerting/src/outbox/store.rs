@@ -84,7 +84,9 @@ fn record(row: &rusqlite::Row<'_>) -> Result<DeliveryRecord, rusqlite::Error> {
         enqueued_at: row.get(6)?,
         done_at: row.get(7)?,
         last_error: row.get(8)?,
-        summary: serde_json::from_str::<Alert>(&alert).ok().map(|a| a.summary),
+        summary: serde_json::from_str::<Alert>(&alert)
+            .ok()
+            .map(|a| a.summary),
     })
 }
 

@@ -151,9 +151,7 @@ impl When {
             When::Unix(t) => Ok(*t),
             When::Text(text) => chrono::DateTime::parse_from_rfc3339(text)
                 .map(|t| t.timestamp_millis() as f64 / 1000.0)
-                .map_err(|e| {
-                    format!("{field} {text:?} is not unix seconds nor RFC 3339 ({e})")
-                }),
+                .map_err(|e| format!("{field} {text:?} is not unix seconds nor RFC 3339 ({e})")),
         }
     }
 }
@@ -188,16 +186,15 @@ fn new_silence(body: &[u8], now: f64) -> Result<Silence, String> {
         Some(w) => w.unix("starts")?,
         None => now,
     };
-    let ends = match (&req.ends, &req.duration) {
-        (Some(w), None) => w.unix("ends")?,
-        (None, Some(d)) => starts + sipwatch_alerting::duration::parse_seconds(d)?,
-        _ => {
-            return Err(
+    let ends =
+        match (&req.ends, &req.duration) {
+            (Some(w), None) => w.unix("ends")?,
+            (None, Some(d)) => starts + sipwatch_alerting::duration::parse_seconds(d)?,
+            _ => return Err(
                 "give either \"ends\" (a time) or \"duration\" (e.g. \"2h\"), not both or neither"
                     .into(),
-            )
-        }
-    };
+            ),
+        };
     Ok(Silence {
         id: format!("{:016x}", rand::random::<u64>()),
         matchers,
@@ -217,7 +214,11 @@ async fn add_silence(State(api): State<ControlApi>, req: Request) -> Response {
         Ok(s) => s,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    match ask(&api, |reply| ControlMsg::AddSilence(Box::new(silence), reply)).await {
+    match ask(&api, |reply| {
+        ControlMsg::AddSilence(Box::new(silence), reply)
+    })
+    .await
+    {
         Ok(Ok(view)) => (
             StatusCode::CREATED,
             Json(serde_json::json!({ "silence": view })),
@@ -352,8 +353,11 @@ mod tests {
 
     #[test]
     fn silences_take_a_duration_or_an_end() {
-        let s = new_silence(br#"{"matchers": ["target=fe-2"], "duration": "2h", "comment": "swap"}"#, 100.0)
-            .unwrap();
+        let s = new_silence(
+            br#"{"matchers": ["target=fe-2"], "duration": "2h", "comment": "swap"}"#,
+            100.0,
+        )
+        .unwrap();
         assert_eq!((s.starts, s.ends), (100.0, 7300.0));
         assert_eq!(s.created_by, "api");
         let s = new_silence(

@@ -78,7 +78,9 @@ pub fn render_section(out: &mut String, view: &AlertingView) {
         out.push_str("</table>");
     }
     if !muted.is_empty() {
-        out.push_str("<table class=\"nodes\"><tr><th>alert</th><th>since</th><th>why not sent</th></tr>");
+        out.push_str(
+            "<table class=\"nodes\"><tr><th>alert</th><th>since</th><th>why not sent</th></tr>",
+        );
         for a in muted {
             let _ = write!(
                 out,

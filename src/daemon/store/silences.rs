@@ -48,7 +48,9 @@ impl Store {
                 let json = json?;
                 match serde_json::from_str::<Silence>(&json) {
                     Ok(s) => out.push(s),
-                    Err(e) => tracing::warn!(error = %e, "unreadable silence in the store; ignored"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "unreadable silence in the store; ignored")
+                    }
                 }
             }
             Ok(out)

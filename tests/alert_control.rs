@@ -1,0 +1,724 @@
+//! Alert control against real parts: `sipwatch run` probing real Kamailio instances, mail to a
+//! real SMTP server (Debian's python3-aiosmtpd, with AUTH), silences through the CLI and the
+//! HTTP API, `sipwatch alert test`, and delivery health in /metrics, /healthz and the API.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const PYTHON: &str = "/usr/bin/python3";
+const SMTP_USER: &str = "sipwatch";
+const SMTP_PASSWORD: &str = "s3cret-smtp-pw";
+const API_TOKEN: &str = "test-api-token-0123456789";
+
+/// aiosmtpd with AUTH (LOGIN/PLAIN, allowed without TLS on loopback); RCPT to REJECT is refused
+/// with 550; every accepted message is written to FOLDER/<uuid>.json.
+const SMTP_SERVER: &str = r#"
+import json, os, sys, time, uuid
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+folder, port, user, password, reject = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+
+class Handler:
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if reject and address == reject:
+            return "550 5.1.1 <%s>: mailbox unavailable" % address
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        name = uuid.uuid4().hex
+        tmp = os.path.join(folder, name + ".tmp")
+        with open(tmp, "w") as f:
+            json.dump({
+                "rcpt_tos": envelope.rcpt_tos,
+                "data": envelope.content.decode("utf8", "replace"),
+                "authenticated": bool(session.authenticated),
+                "at": time.time(),
+            }, f)
+        os.rename(tmp, os.path.join(folder, name + ".json"))
+        return "250 OK"
+
+def authenticator(server, session, envelope, mechanism, auth_data):
+    ok = isinstance(auth_data, LoginPassword) and auth_data.login.decode() == user \
+        and auth_data.password.decode() == password
+    return AuthResult(success=ok, handled=False)
+
+controller = Controller(Handler(), hostname="127.0.0.1", port=port,
+                        authenticator=authenticator, auth_required=True,
+                        auth_require_tls=False)
+controller.start()
+print("ready", flush=True)
+while True:
+    time.sleep(3600)
+"#;
+
+/// A running aiosmtpd; killed (by its own pid) when dropped or stopped.
+struct Smtp {
+    child: Option<Child>,
+    port: u16,
+    mails: PathBuf,
+    script: PathBuf,
+    reject: String,
+}
+
+impl Smtp {
+    fn start(dir: &Path, port: u16, reject: &str) -> Smtp {
+        require_program_python();
+        let script = dir.join("smtp_server.py");
+        std::fs::write(&script, SMTP_SERVER).unwrap();
+        let mails = dir.join("mails");
+        std::fs::create_dir_all(&mails).unwrap();
+        let mut s = Smtp {
+            child: None,
+            port,
+            mails,
+            script,
+            reject: reject.to_string(),
+        };
+        s.restart();
+        s
+    }
+
+    fn restart(&mut self) {
+        let child = Command::new(PYTHON)
+            .arg(&self.script)
+            .arg(&self.mails)
+            .arg(self.port.to_string())
+            .args([SMTP_USER, SMTP_PASSWORD, &self.reject])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start aiosmtpd");
+        self.child = Some(child);
+        let port = self.port;
+        wait_for("aiosmtpd to listen", Duration::from_secs(15), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Accepted mails, oldest first: (subject, whole message, authenticated).
+    fn mails(&self) -> Vec<(String, String, bool)> {
+        let mut list: Vec<(f64, String, String, bool)> = std::fs::read_dir(&self.mails)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+                    .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                    .filter_map(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                    .map(|v| {
+                        let data = v["data"].as_str().unwrap_or("").replace("\r\n", "\n");
+                        (
+                            v["at"].as_f64().unwrap_or(0.0),
+                            subject(&data),
+                            data,
+                            v["authenticated"].as_bool().unwrap_or(false),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        list.sort_by(|a, b| a.0.total_cmp(&b.0));
+        list.into_iter().map(|(_, s, d, a)| (s, d, a)).collect()
+    }
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn require_program_python() {
+    assert!(
+        Path::new(PYTHON).exists(),
+        "{PYTHON} is missing: apt-get install -y python3-aiosmtpd"
+    );
+    let probe = Command::new(PYTHON)
+        .args(["-c", "import aiosmtpd.controller"])
+        .output()
+        .expect("run python3");
+    assert!(
+        probe.status.success(),
+        "aiosmtpd is not importable by {PYTHON}: apt-get install -y python3-aiosmtpd"
+    );
+}
+
+/// The Subject header, unfolded (RFC 5322 folding) and decoded when it is an encoded word.
+fn subject(data: &str) -> String {
+    let mut out = String::new();
+    let mut inside = false;
+    for line in data.lines() {
+        if line.is_empty() {
+            break;
+        }
+        if let Some(rest) = line.strip_prefix("Subject:") {
+            out.push_str(rest.trim());
+            inside = true;
+        } else if inside && line.starts_with([' ', '\t']) {
+            out.push(' ');
+            out.push_str(line.trim());
+        } else {
+            inside = false;
+        }
+    }
+    out
+}
+
+fn wait_mails(
+    smtp: &Smtp,
+    d: Option<&Daemon>,
+    what: &str,
+    timeout: Duration,
+    mut ok: impl FnMut(&[(String, String, bool)]) -> bool,
+) -> Vec<(String, String, bool)> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mails = smtp.mails();
+        if ok(&mails) {
+            return mails;
+        }
+        if Instant::now() > deadline {
+            let subjects: Vec<&String> = mails.iter().map(|m| &m.0).collect();
+            panic!(
+                "timed out waiting for {what}; mails: {subjects:#?}\ndaemon log:\n{}",
+                d.map(|d| d.log_text()).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    listen: String,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        Setup {
+            dir: tempfile::tempdir().unwrap(),
+            listen: format!("127.0.0.1:{}", free_port()),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// A daemon config: targets as (name, port, group), groups as (name, min_up), mail to
+    /// `smtp_port` with AUTH, the API token, and `extra` appended under [alerting].
+    fn config(
+        &self,
+        targets: &[(String, u16, &str)],
+        groups: &[(&str, usize)],
+        smtp_port: u16,
+        to: &str,
+        extra: &str,
+    ) -> PathBuf {
+        std::fs::write(self.path("smtp.password"), SMTP_PASSWORD).unwrap();
+        std::fs::write(self.path("api.token"), API_TOKEN).unwrap();
+        let mut cfg = format!(
+            r#"[http]
+listen = "{listen}"
+[store]
+path = "{db}"
+[defaults]
+interval = "300ms"
+timeout = "250ms"
+fail_threshold = 2
+ok_threshold = 2
+[alerting]
+source = "prober-test"
+url = "http://{listen}/"
+api_token_file = "api.token"
+group_wait = "4s"
+group_interval = "10s"
+repeat_interval = "1h"
+{extra}
+[[alerting.receiver]]
+kind = "email"
+name = "mail"
+smtp = "127.0.0.1:{smtp_port}"
+from = "sipwatch@example.net"
+to = ["{to}"]
+username = "{SMTP_USER}"
+password_file = "{pw}"
+timeout = "5s"
+"#,
+            listen = self.listen,
+            db = self.path("state.db").display(),
+            pw = self.path("smtp.password").display(),
+        );
+        for (name, min_up) in groups {
+            cfg.push_str(&format!(
+                "[[group]]\nname = \"{name}\"\nmin_up = {min_up}\n"
+            ));
+        }
+        for (name, port, group) in targets {
+            cfg.push_str(&format!(
+                "[[target]]\nname = \"{name}\"\nuri = \"sip:127.0.0.1:{port}\"\ngroup = \"{group}\"\n"
+            ));
+        }
+        let path = self.path("sipwatch.toml");
+        std::fs::write(&path, cfg).unwrap();
+        path
+    }
+
+    fn start(&self, config: &Path) -> Daemon {
+        Daemon::start(config, &self.listen, &self.path("daemon.log"))
+    }
+}
+
+fn wait_up(d: &Daemon, names: &[String]) {
+    wait_for_or(
+        "every target up",
+        Duration::from_secs(20),
+        || d.log_text(),
+        || {
+            let c = d.json("/api/v2/components.json");
+            names
+                .iter()
+                .all(|n| component_status(&c, n) == "operational")
+        },
+    );
+}
+
+fn http(addr: &str, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, body.to_string())
+}
+
+fn run_cli(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_sipwatch"))
+        .args(args)
+        .output()
+        .expect("run sipwatch")
+}
+
+fn metric(metrics: &str, name_and_labels: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(name_and_labels))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn forty_nodes_down_make_one_grouped_mail_then_one_resolve() {
+    let s = Setup::new();
+    let smtp = Smtp::start(s.dir.path(), free_port(), "");
+    let kport = free_port();
+    let mut k = Kamailio::start(KamailioSpec::new(kport, ROUTE_OK));
+    let anchor_port = free_port();
+    let _anchor = Kamailio::start(KamailioSpec::new(anchor_port, ROUTE_OK));
+    // 40 frontends on one Kamailio, plus one on another that stays up: the group keeps its
+    // quorum, so the 40 node alerts are what on-call must hear about, in one mail.
+    let mut targets: Vec<(String, u16, &str)> = (1..=40)
+        .map(|i| (format!("fe-{i:02}"), kport, "frontends"))
+        .collect();
+    targets.push(("fe-anchor".into(), anchor_port, "frontends"));
+    let cfg = s.config(
+        &targets,
+        &[("frontends", 1)],
+        smtp.port,
+        "noc@example.net",
+        "",
+    );
+    let d = s.start(&cfg);
+    let names: Vec<String> = targets.iter().map(|t| t.0.clone()).collect();
+    wait_up(&d, &names);
+
+    k.stop();
+    let mails = wait_mails(
+        &smtp,
+        Some(&d),
+        "the grouped mail",
+        Duration::from_secs(40),
+        |m| !m.is_empty(),
+    );
+    // Restart right away: recovery completes well inside the group's 10 s interval.
+    let _k2 = Kamailio::start(KamailioSpec::new(kport, ROUTE_OK));
+    let (subject, data, authenticated) = &mails[0];
+    assert_eq!(subject, "[FIRING:40] frontends: 40 nodes down", "{data}");
+    assert!(authenticated, "the mail was sent after SMTP AUTH");
+    for i in 1..=40 {
+        assert!(
+            data.contains(&format!("fe-{i:02} node 127.0.0.1:{kport} is down")),
+            "fe-{i:02} listed:\n{data}"
+        );
+    }
+    assert!(
+        data.contains(&format!("Status page: http://{}/", s.listen)),
+        "{data}"
+    );
+    assert!(
+        data.contains("Message-ID: <sipwatch.notify.default.group.frontends.firing."),
+        "{data}"
+    );
+
+    let mails = wait_mails(
+        &smtp,
+        Some(&d),
+        "the resolve",
+        Duration::from_secs(40),
+        |m| m.len() >= 2,
+    );
+    assert_eq!(
+        mails[1].0, "[RESOLVED] frontends: 40 nodes down",
+        "{}",
+        mails[1].1
+    );
+    // Nothing else follows: no per-node mail, no extra update.
+    std::thread::sleep(Duration::from_secs(12));
+    let subjects: Vec<String> = smtp.mails().into_iter().map(|m| m.0).collect();
+    assert_eq!(subjects.len(), 2, "{subjects:#?}");
+
+    let metrics = http_get(&s.listen, "/metrics").unwrap().1;
+    assert_eq!(
+        metric(
+            &metrics,
+            "sipwatch_notifications_total{receiver=\"mail\",outcome=\"delivered\"}"
+        ),
+        Some(2.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(&metrics, "sipwatch_outbox_pending{receiver=\"mail\"}"),
+        Some(0.0),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn a_group_below_quorum_pages_once_for_the_group_not_per_node() {
+    let s = Setup::new();
+    let smtp = Smtp::start(s.dir.path(), free_port(), "");
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let mut ks: Vec<Kamailio> = ports
+        .iter()
+        .map(|p| Kamailio::start(KamailioSpec::new(*p, ROUTE_OK)))
+        .collect();
+    let targets: Vec<(String, u16, &str)> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (format!("edge-{}", i + 1), *p, "edges"))
+        .collect();
+    let cfg = s.config(&targets, &[("edges", 2)], smtp.port, "noc@example.net", "");
+    let d = s.start(&cfg);
+    wait_up(&d, &targets.iter().map(|t| t.0.clone()).collect::<Vec<_>>());
+    for k in ks.iter_mut() {
+        k.stop();
+    }
+    let mails = wait_mails(
+        &smtp,
+        Some(&d),
+        "the group page",
+        Duration::from_secs(40),
+        |m| !m.is_empty(),
+    );
+    let (subject, data, _) = &mails[0];
+    assert!(
+        subject.starts_with("[FIRING:1] edges: group edges is below quorum"),
+        "{subject}\n{data}"
+    );
+    for t in &targets {
+        assert!(
+            data.contains(&format!("{} node", t.0))
+                && data.contains("inhibited by sipwatch/group/edges"),
+            "{} listed as muted by the group alert:\n{data}",
+            t.0
+        );
+    }
+    // The node alerts are recorded as inhibited, not sent on their own.
+    std::thread::sleep(Duration::from_secs(12));
+    let subjects: Vec<String> = smtp.mails().into_iter().map(|m| m.0).collect();
+    assert_eq!(subjects.len(), 1, "{subjects:#?}");
+    let page = http_get(&s.listen, "/").unwrap().1;
+    assert!(page.contains("inhibited by sipwatch/group/edges"), "{page}");
+}
+
+#[test]
+fn a_silence_through_the_api_and_cli_holds_the_mail_and_its_expiry_releases_it() {
+    let s = Setup::new();
+    let smtp = Smtp::start(s.dir.path(), free_port(), "");
+    let kport = free_port();
+    let mut k = Kamailio::start(KamailioSpec::new(kport, ROUTE_OK));
+    let anchor_port = free_port();
+    let _anchor = Kamailio::start(KamailioSpec::new(anchor_port, ROUTE_OK));
+    let targets = vec![
+        ("fe-2".to_string(), kport, "frontends"),
+        ("fe-1".to_string(), anchor_port, "frontends"),
+    ];
+    let cfg = s.config(
+        &targets,
+        &[("frontends", 1)],
+        smtp.port,
+        "noc@example.net",
+        "",
+    );
+    let d = s.start(&cfg);
+    wait_up(&d, &["fe-1".into(), "fe-2".into()]);
+    let cfg_arg = cfg.to_str().unwrap();
+
+    // The API refuses without the token.
+    let (status, body) = http(&s.listen, "GET", "/api/v1/silences", None, "");
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = http(&s.listen, "GET", "/api/v1/silences", Some("wrong"), "");
+    assert_eq!(status, 401, "{body}");
+
+    let out = run_cli(&[
+        "silence",
+        "add",
+        "target=fe-2",
+        "--for",
+        "2h",
+        "--comment",
+        "swapping the PSU",
+        "-c",
+        cfg_arg,
+    ]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    let id = printed.split_whitespace().next().unwrap().to_string();
+    assert!(
+        printed.contains("active") && printed.contains("target=fe-2"),
+        "{printed}"
+    );
+
+    let (status, body) = http(&s.listen, "GET", "/api/v1/silences", Some(API_TOKEN), "");
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["silences"][0]["id"], id.as_str(), "{v}");
+    assert_eq!(v["silences"][0]["comment"], "swapping the PSU");
+
+    k.stop();
+    // The alert fires, is recorded as silenced and shown, and no mail leaves.
+    wait_for_or(
+        "the silenced alert on the status page",
+        Duration::from_secs(30),
+        || d.log_text(),
+        || {
+            let page = http_get(&s.listen, "/").unwrap().1;
+            page.contains("silenced by") && page.contains("swapping the PSU")
+        },
+    );
+    std::thread::sleep(Duration::from_secs(6));
+    assert!(smtp.mails().is_empty(), "{:?}", smtp.mails());
+
+    // The silence survives a daemon restart (kept in the store).
+    drop(d);
+    let d = s.start(&cfg);
+    let out = run_cli(&["silence", "list", "--json", "-c", cfg_arg]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&id),
+        "{}",
+        describe(&out)
+    );
+
+    let out = run_cli(&["silence", "expire", &id, "-c", cfg_arg]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("expired"),
+        "{}",
+        describe(&out)
+    );
+    let mails = wait_mails(
+        &smtp,
+        Some(&d),
+        "the mail after the silence",
+        Duration::from_secs(40),
+        |m| !m.is_empty(),
+    );
+    assert!(
+        mails[0].0.starts_with("[FIRING:1] frontends: fe-2 node"),
+        "{}",
+        mails[0].0
+    );
+    let out = run_cli(&["silence", "expire", "nope", "-c", cfg_arg]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no silence has the id"),
+        "{}",
+        describe(&out)
+    );
+}
+
+#[test]
+fn alert_test_reports_each_receiver_and_fails_on_a_dead_smtp_port() {
+    let s = Setup::new();
+    let smtp = Smtp::start(s.dir.path(), free_port(), "");
+    let kport = free_port();
+    let targets = vec![("fe-1".to_string(), kport, "frontends")];
+    let cfg = s.config(
+        &targets,
+        &[("frontends", 1)],
+        smtp.port,
+        "noc@example.net",
+        "",
+    );
+    let cfg_arg = cfg.to_str().unwrap();
+
+    // No daemon: the command opens the outbox itself.
+    let out = run_cli(&["alert", "test", "-c", cfg_arg]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "mail: delivered\n");
+    let mails = smtp.mails();
+    assert_eq!(mails.len(), 1);
+    assert!(
+        mails[0].0.contains("[TEST] sipwatch test notification"),
+        "{}",
+        mails[0].0
+    );
+
+    // A dead SMTP port: non-zero, with the reason.
+    let dead = free_port();
+    let cfg_dead = s.config(&targets, &[("frontends", 1)], dead, "noc@example.net", "");
+    let out = run_cli(&["alert", "test", "-c", cfg_dead.to_str().unwrap(), "mail"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with("mail: failed: ") && stdout.to_lowercase().contains("connect"),
+        "{}",
+        describe(&out)
+    );
+    assert!(!stdout.contains(SMTP_PASSWORD));
+
+    // With the daemon running (it holds the outbox), the test goes through its API.
+    let cfg = s.config(
+        &targets,
+        &[("frontends", 1)],
+        smtp.port,
+        "noc@example.net",
+        "",
+    );
+    let _d = s.start(&cfg);
+    let out = run_cli(&["alert", "test", "-c", cfg_arg]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "mail: delivered\n");
+    assert_eq!(smtp.mails().len(), 2);
+    let out = run_cli(&["alert", "test", "-c", cfg_arg, "pager"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the receivers are: mail"));
+}
+
+#[test]
+fn a_refused_mail_is_kept_as_failed_and_a_failing_receiver_is_reported() {
+    let s = Setup::new();
+    let smtp_port = free_port();
+    let kport = free_port();
+    let mut k = Kamailio::start(KamailioSpec::new(kport, ROUTE_OK));
+    let anchor_port = free_port();
+    let _anchor = Kamailio::start(KamailioSpec::new(anchor_port, ROUTE_OK));
+    let targets = vec![
+        ("fe-1".to_string(), kport, "frontends"),
+        ("fe-anchor".to_string(), anchor_port, "frontends"),
+    ];
+    // The SMTP server refuses the recipient: a permanent failure.
+    let mut smtp = Smtp::start(s.dir.path(), smtp_port, "gone@example.net");
+    let cfg = s.config(
+        &targets,
+        &[("frontends", 1)],
+        smtp_port,
+        "gone@example.net",
+        "unhealthy_after = \"3s\"",
+    );
+    let d = s.start(&cfg);
+    wait_up(&d, &["fe-1".into(), "fe-anchor".into()]);
+    k.stop();
+    wait_for_or(
+        "the refused notification listed as failed",
+        Duration::from_secs(60),
+        || d.log_text(),
+        || {
+            let (status, body) = http(
+                &s.listen,
+                "GET",
+                "/api/v1/notifications?state=failed",
+                Some(API_TOKEN),
+                "",
+            );
+            status == 200 && body.contains("mailbox unavailable")
+        },
+    );
+    wait_for_or(
+        "the refusal counted in /metrics",
+        Duration::from_secs(10),
+        || http_get(&s.listen, "/metrics").unwrap().1,
+        || {
+            let metrics = http_get(&s.listen, "/metrics").unwrap().1;
+            metric(
+                &metrics,
+                "sipwatch_notifications_total{receiver=\"mail\",outcome=\"failed\"}",
+            ) == Some(1.0)
+        },
+    );
+
+    // Now the server is down altogether: the resolve waits in the outbox, and the receiver
+    // has been failing for longer than unhealthy_after.
+    smtp.stop();
+    let _k2 = Kamailio::start(KamailioSpec::new(kport, ROUTE_OK));
+    wait_for_or(
+        "the resolve pending in /metrics for a second or more",
+        Duration::from_secs(60),
+        || d.log_text(),
+        || {
+            let metrics = http_get(&s.listen, "/metrics").unwrap().1;
+            metric(&metrics, "sipwatch_outbox_pending{receiver=\"mail\"}") == Some(1.0)
+                && metric(
+                    &metrics,
+                    "sipwatch_outbox_oldest_pending_seconds{receiver=\"mail\"}",
+                )
+                .is_some_and(|v| v >= 1.0)
+        },
+    );
+    let body = http_get(&s.listen, "/healthz").unwrap().1;
+    assert!(
+        body.contains("alerting: unhealthy: receiver mail (email) failing for"),
+        "{body}"
+    );
+    let page = http_get(&s.listen, "/").unwrap().1;
+    assert!(page.contains("Alerts are not being delivered"), "{page}");
+    let metrics = http_get(&s.listen, "/metrics").unwrap().1;
+    assert!(
+        metric(
+            &metrics,
+            "sipwatch_notifications_total{receiver=\"mail\",outcome=\"retried\"}"
+        )
+        .is_some_and(|v| v >= 1.0),
+        "{metrics}"
+    );
+}
