@@ -73,7 +73,7 @@ impl Silence {
                     .join(",")
             ));
         }
-        if !(self.ends > self.starts) {
+        if self.ends.partial_cmp(&self.starts) != Some(std::cmp::Ordering::Greater) {
             return Err("a silence must end after it starts".into());
         }
         Ok(())

@@ -68,13 +68,13 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, message).into_response()
 }
 
-fn authorize(api: &ControlApi, headers: &HeaderMap) -> Result<(), Response> {
+fn authorize(api: &ControlApi, headers: &HeaderMap) -> Result<(), Box<Response>> {
     let Some(token) = &api.token else {
-        return Err(error(
+        return Err(Box::new(error(
             StatusCode::FORBIDDEN,
             "the alert control API is not enabled on this daemon: add [alerting] \
              api_token_file = \"/etc/sipwatch/api.token\" to its config",
-        ));
+        )));
     };
     let given = headers
         .get(axum::http::header::AUTHORIZATION)
@@ -93,47 +93,53 @@ fn authorize(api: &ControlApi, headers: &HeaderMap) -> Result<(), Response> {
     if same {
         Ok(())
     } else {
-        Err(error(
+        Err(Box::new(error(
             StatusCode::UNAUTHORIZED,
             "missing or wrong bearer token (Authorization: Bearer <the token in [alerting] \
              api_token_file>)",
-        ))
+        )))
     }
 }
 
 /// The token first, then the body (capped).
-async fn authorized_body(api: &ControlApi, req: Request) -> Result<axum::body::Bytes, Response> {
+async fn authorized_body(
+    api: &ControlApi,
+    req: Request,
+) -> Result<axum::body::Bytes, Box<Response>> {
     authorize(api, req.headers())?;
     axum::body::to_bytes(req.into_body(), MAX_BODY)
         .await
         .map_err(|_| {
-            error(
+            Box::new(error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("request body over {MAX_BODY} bytes"),
-            )
+            ))
         })
 }
 
 async fn ask<T>(
     api: &ControlApi,
     make: impl FnOnce(oneshot::Sender<T>) -> ControlMsg,
-) -> Result<T, Response> {
+) -> Result<T, Box<Response>> {
     let (reply, answer) = oneshot::channel();
     if api.tx.send(make(reply)).await.is_err() {
-        return Err(error(StatusCode::SERVICE_UNAVAILABLE, "daemon is stopping"));
+        return Err(Box::new(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "daemon is stopping",
+        )));
     }
     answer
         .await
-        .map_err(|_| error(StatusCode::SERVICE_UNAVAILABLE, "daemon is stopping"))
+        .map_err(|_| Box::new(error(StatusCode::SERVICE_UNAVAILABLE, "daemon is stopping")))
 }
 
 async fn list_silences(State(api): State<ControlApi>, headers: HeaderMap) -> Response {
     if let Err(r) = authorize(&api, &headers) {
-        return r;
+        return *r;
     }
     match ask(&api, ControlMsg::ListSilences).await {
         Ok(list) => Json(serde_json::json!({ "silences": list })).into_response(),
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -208,7 +214,7 @@ fn new_silence(body: &[u8], now: f64) -> Result<Silence, String> {
 async fn add_silence(State(api): State<ControlApi>, req: Request) -> Response {
     let body = match authorized_body(&api, req).await {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let silence = match new_silence(&body, super::now()) {
         Ok(s) => s,
@@ -225,7 +231,7 @@ async fn add_silence(State(api): State<ControlApi>, req: Request) -> Response {
         )
             .into_response(),
         Ok(Err(e)) => error(StatusCode::BAD_REQUEST, e),
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -235,12 +241,12 @@ async fn expire_silence(
     headers: HeaderMap,
 ) -> Response {
     if let Err(r) = authorize(&api, &headers) {
-        return r;
+        return *r;
     }
     match ask(&api, |reply| ControlMsg::ExpireSilence(id, reply)).await {
         Ok(Ok(view)) => Json(serde_json::json!({ "silence": view })).into_response(),
         Ok(Err(e)) => error(StatusCode::NOT_FOUND, e),
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -256,7 +262,7 @@ async fn notifications(
     Query(q): Query<NotificationQuery>,
 ) -> Response {
     if let Err(r) = authorize(&api, &headers) {
-        return r;
+        return *r;
     }
     if let Some(state) = &q.state {
         if !["pending", "delivered", "failed", "dropped"].contains(&state.as_str()) {
@@ -290,7 +296,7 @@ struct TestRequest {
 async fn test_send(State(api): State<ControlApi>, req: Request) -> Response {
     let body = match authorized_body(&api, req).await {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let req: TestRequest = if body.is_empty() {
         TestRequest::default()
