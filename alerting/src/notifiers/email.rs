@@ -73,16 +73,34 @@ impl EmailNotifier {
             }
             (None, None) => None,
         };
-        if config.username.is_some() && !config.starttls {
-            tracing::warn!(receiver = %config.name,
-                "SMTP AUTH without starttls sends the password in clear text; set starttls = true");
+        if config.starttls && config.tls {
+            problems.add(
+                "tls",
+                "and starttls are both set; use tls = true for implicit TLS (port 465) or \
+                 starttls = true for submission (port 587), not both",
+            );
+        }
+        let loopback = server.as_ref().is_some_and(|(host, _)| is_loopback(host));
+        if config.username.is_some() && !config.starttls && !config.tls {
+            if loopback || config.allow_plaintext_auth {
+                tracing::warn!(receiver = %config.name,
+                    "SMTP AUTH without TLS sends the password in clear text; set starttls = true \
+                     or tls = true");
+            } else {
+                problems.add(
+                    "username",
+                    "SMTP AUTH without TLS to a server that is not on loopback would send the \
+                     password in clear text; set starttls = true (port 587) or tls = true (port \
+                     465), or, if the network is trusted, allow_plaintext_auth = true",
+                );
+            }
         }
         let ca = match &config.ca_file {
-            Some(path) if config.starttls => problems.check("ca_file", read_ca(path)),
+            Some(path) if config.starttls || config.tls => problems.check("ca_file", read_ca(path)),
             Some(_) => {
                 problems.add(
                     "ca_file",
-                    "is set but starttls = false; set starttls = true or remove ca_file",
+                    "is set but neither starttls nor tls is; set one of them or remove ca_file",
                 );
                 None
             }
@@ -95,12 +113,13 @@ impl EmailNotifier {
                 AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.as_str())
                     .port(*port)
                     .timeout(Some(config.timeout.unwrap_or(DEFAULT_TIMEOUT)));
-            if config.starttls {
+            if config.starttls || config.tls {
                 let mut tls = TlsParameters::builder(host.clone());
                 if let Some(ca) = ca {
                     tls = tls.add_root_certificate(ca);
                 }
                 match tls.build_rustls() {
+                    Ok(params) if config.tls => builder = builder.tls(Tls::Wrapper(params)),
                     Ok(params) => builder = builder.tls(Tls::Required(params)),
                     Err(e) => problems.add("starttls", format!("cannot set up TLS: {e}")),
                 }
@@ -147,6 +166,14 @@ impl EmailNotifier {
         ));
         Ok(message)
     }
+}
+
+/// Whether `host` names this machine (a password sent there never crosses a network).
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// `"host:port"` or `"[v6]:port"`; the port is required because 25, 465 and 587 all occur.
@@ -390,6 +417,47 @@ mod tests {
     }
 
     #[test]
+    fn plaintext_auth_is_refused_off_loopback_unless_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "pw\n").unwrap();
+        let config = |smtp: &str, starttls: bool, tls: bool, allow: bool| EmailConfig {
+            name: "m".into(),
+            smtp: smtp.into(),
+            from: "a@example.net".into(),
+            to: vec!["b@example.net".into()],
+            starttls,
+            tls,
+            allow_plaintext_auth: allow,
+            ca_file: None,
+            username: Some("u".into()),
+            password_file: Some(pw.clone()),
+            timeout: None,
+        };
+        let e = EmailNotifier::from_config(&config("mail.example.net:25", false, false, false))
+            .unwrap_err();
+        assert_eq!(e[0].field, "username");
+        assert!(
+            e[0].message.contains("allow_plaintext_auth = true"),
+            "{e:?}"
+        );
+        assert!(
+            EmailNotifier::from_config(&config("mail.example.net:25", false, false, true)).is_ok()
+        );
+        assert!(EmailNotifier::from_config(&config("127.0.0.1:25", false, false, false)).is_ok());
+        assert!(EmailNotifier::from_config(&config("[::1]:25", false, false, false)).is_ok());
+        assert!(
+            EmailNotifier::from_config(&config("mail.example.net:587", true, false, false)).is_ok()
+        );
+        assert!(
+            EmailNotifier::from_config(&config("mail.example.net:465", false, true, false)).is_ok()
+        );
+        let e = EmailNotifier::from_config(&config("mail.example.net:465", true, true, false))
+            .unwrap_err();
+        assert_eq!(e[0].field, "tls");
+    }
+
+    #[test]
     fn debug_hides_the_password() {
         let dir = tempfile::tempdir().unwrap();
         let pw = dir.path().join("pw");
@@ -400,6 +468,8 @@ mod tests {
             from: "a@example.net".into(),
             to: vec!["b@example.net".into()],
             starttls: true,
+            tls: false,
+            allow_plaintext_auth: false,
             ca_file: None,
             username: Some("u".into()),
             password_file: Some(pw),
