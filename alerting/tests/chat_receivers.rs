@@ -150,7 +150,7 @@ async fn teams_gets_an_adaptive_card_message() {
             "[[alerting.receiver]]\nkind = \"teams\"\nname = \"teams\"\nurl_file = \"{}\"\n",
             url_file.display()
         ),
-        &[firing.clone()],
+        std::slice::from_ref(&firing),
     )
     .await;
     let requests = teams.requests();
@@ -231,7 +231,7 @@ async fn the_webhook_signature_checks_out_with_openssl() {
             hook.base,
             secret_file.display()
         ),
-        &[a.clone()],
+        std::slice::from_ref(&a),
     )
     .await;
     let r = &hook.requests()[0];
