@@ -85,13 +85,66 @@ pub enum AlertCommand {
     },
 }
 
-/// The default outbox path of a daemon config.
+/// The outbox of a daemon config: `[alerting] outbox`, or derived from the store's file name
+/// (`/var/lib/sipwatch/state.db` -> `/var/lib/sipwatch/state.outbox.db`), so two daemons whose
+/// stores share a folder never share an outbox.
 pub fn outbox_path(cfg: &DaemonConfig) -> PathBuf {
-    cfg.alerting.outbox.clone().unwrap_or_else(|| {
-        cfg.store_path
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join("outbox.db")
+    cfg.alerting
+        .outbox
+        .clone()
+        .unwrap_or_else(|| derived_outbox_path(&cfg.store_path))
+}
+
+/// `DIR/STEM.outbox.db` for the store `DIR/STEM.EXT`.
+pub fn derived_outbox_path(store: &Path) -> PathBuf {
+    let stem = store
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "sipwatch".into());
+    store
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(format!("{stem}.outbox.db"))
+}
+
+/// Whether another process holds the outbox at `path` (sipwatch opens it in exclusive mode).
+pub fn outbox_in_use(path: &Path) -> bool {
+    if !path.exists() {
+        return false;
+    }
+    let Ok(conn) = rusqlite::Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    ) else {
+        return false;
+    };
+    let _ = conn.busy_timeout(Duration::from_millis(200));
+    match conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+        r.get::<_, i64>(0)
+    }) {
+        Ok(_) => false,
+        Err(e) => matches!(
+            e.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        ),
+    }
+}
+
+/// What `check-config` says about the outbox beyond the config itself: a file held by a
+/// running process (fine if it is this daemon, a clash if it is another one).
+pub fn outbox_notice(cfg: &DaemonConfig) -> Option<String> {
+    if cfg.alerting.receiver.is_empty() {
+        return None;
+    }
+    let path = outbox_path(cfg);
+    outbox_in_use(&path).then(|| {
+        format!(
+            "note: the alert outbox {} is in use by a running sipwatch process; if that is not \
+             the daemon of this config, the two would clash (the second exits at start): give \
+             each daemon its own [store] path or [alerting] outbox",
+            path.display()
+        )
     })
 }
 

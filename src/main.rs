@@ -220,6 +220,9 @@ fn check_config(file: &std::path::Path) -> i32 {
                     c.targets.len(),
                     c.groups.len()
                 );
+                if let Some(note) = sipwatch::alert_cmd::outbox_notice(&c) {
+                    eprintln!("{note}");
+                }
                 0
             }
             Err(e) => {

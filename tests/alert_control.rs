@@ -722,3 +722,253 @@ fn a_refused_mail_is_kept_as_failed_and_a_failing_receiver_is_reported() {
         "{metrics}"
     );
 }
+
+fn kill9(d: &mut Daemon) {
+    if let Some(mut c) = d.child.take() {
+        unsafe {
+            libc::kill(c.id() as i32, libc::SIGKILL);
+        }
+        let _ = c.wait();
+    }
+}
+
+#[test]
+fn a_page_pending_through_a_crash_and_an_smtp_outage_arrives_once_within_30_s_of_smtp_return() {
+    let s = Setup::new();
+    let smtp_port = free_port();
+    let kport = free_port();
+    let mut k = Kamailio::start(KamailioSpec::new(kport, ROUTE_OK));
+    let anchor_port = free_port();
+    let _anchor = Kamailio::start(KamailioSpec::new(anchor_port, ROUTE_OK));
+    let targets = vec![
+        ("fe-1".to_string(), kport, "frontends"),
+        ("fe-anchor".to_string(), anchor_port, "frontends"),
+    ];
+    let cfg = s.config(
+        &targets,
+        &[("frontends", 1)],
+        smtp_port,
+        "noc@example.net",
+        "",
+    );
+    let mut d = s.start(&cfg);
+    wait_up(&d, &["fe-1".into(), "fe-anchor".into()]);
+    // The SMTP server is down when the node dies: the page waits in the outbox.
+    k.stop();
+    wait_for_or(
+        "the page pending in the outbox",
+        Duration::from_secs(30),
+        || d.log_text(),
+        || {
+            let m = http_get(&s.listen, "/metrics").unwrap().1;
+            metric(&m, "sipwatch_outbox_pending{receiver=\"mail\"}") == Some(1.0)
+                && metric(
+                    &m,
+                    "sipwatch_notifications_total{receiver=\"mail\",outcome=\"retried\"}",
+                )
+                .is_some_and(|v| v >= 1.0)
+        },
+    );
+    // The daemon dies with it pending, and comes back (the node is still down).
+    kill9(&mut d);
+    let d = s.start(&cfg);
+    // Long enough for the back-off to reach its cap.
+    std::thread::sleep(Duration::from_secs(35));
+    let mut smtp = Smtp::start(s.dir.path(), smtp_port, "");
+    let back = Instant::now();
+    let mails = wait_mails(
+        &smtp,
+        Some(&d),
+        "the page after SMTP returned",
+        Duration::from_secs(60),
+        |m| !m.is_empty(),
+    );
+    let waited = back.elapsed();
+    assert!(
+        waited <= Duration::from_secs(35),
+        "the page left {waited:?} after the SMTP server returned (limit 30 s + 5 s margin)"
+    );
+    assert!(
+        mails[0].0.starts_with("[FIRING:1] frontends: fe-1 node"),
+        "{}",
+        mails[0].0
+    );
+    // Exactly once: no second page from the restart.
+    std::thread::sleep(Duration::from_secs(14));
+    let subjects: Vec<String> = smtp.mails().into_iter().map(|m| m.0).collect();
+    assert_eq!(subjects.len(), 1, "{subjects:#?}\n{}", d.log_text());
+    smtp.stop();
+}
+
+#[test]
+fn daemons_whose_stores_share_a_folder_get_their_own_outboxes() {
+    let s = Setup::new();
+    let smtp = Smtp::start(s.dir.path(), free_port(), "");
+    let kport = free_port();
+    let _k = Kamailio::start(KamailioSpec::new(kport, ROUTE_OK));
+    let targets = vec![("fe-1".to_string(), kport, "frontends")];
+    let cfg_a = s.config(
+        &targets,
+        &[("frontends", 1)],
+        smtp.port,
+        "noc@example.net",
+        "",
+    );
+    let text_a = std::fs::read_to_string(&cfg_a).unwrap();
+    let listen_b = format!("127.0.0.1:{}", free_port());
+    let text_b = text_a
+        .replace(&s.listen, &listen_b)
+        .replace("state.db", "state-b.db");
+    let cfg_b = s.path("b.toml");
+    std::fs::write(&cfg_b, &text_b).unwrap();
+    let cfg_a = s.path("a.toml");
+    std::fs::write(&cfg_a, &text_a).unwrap();
+
+    let _a = Daemon::start(&cfg_a, &s.listen, &s.path("a.log"));
+    let out = run_cli(&["check-config", cfg_b.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("in use"),
+        "{}",
+        describe(&out)
+    );
+    let b = Daemon::start(&cfg_b, &listen_b, &s.path("b.log"));
+    assert!(s.path("state.outbox.db").exists());
+    assert!(s.path("state-b.outbox.db").exists());
+    assert!(
+        !b.log_text().contains("in use by another"),
+        "{}",
+        b.log_text()
+    );
+    // check-config sees the outbox a running daemon holds, and says what it means.
+    let out = run_cli(&["check-config", cfg_a.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("state.outbox.db is in use by a running sipwatch process"),
+        "{}",
+        describe(&out)
+    );
+    // An outbox that is the store itself is a config error.
+    let clash = text_a.replace(
+        "api_token_file",
+        &format!(
+            "outbox = \"{}\"\napi_token_file",
+            s.path("state.db").display()
+        ),
+    );
+    let cfg_c = s.path("c.toml");
+    std::fs::write(&cfg_c, clash).unwrap();
+    let out = run_cli(&["check-config", cfg_c.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is the [store] path too"),
+        "{}",
+        describe(&out)
+    );
+}
+
+#[test]
+fn two_daemons_make_one_alert_in_a_real_alertmanager() {
+    let s = Setup::new();
+    let am = require("prometheus-alertmanager", "prometheus-alertmanager");
+    let am_port = free_port();
+    std::fs::write(
+        s.path("am.yml"),
+        "route:\n  receiver: blackhole\nreceivers:\n  - name: blackhole\n",
+    )
+    .unwrap();
+    let child = Command::new(am)
+        .arg(format!("--config.file={}", s.path("am.yml").display()))
+        .arg(format!("--storage.path={}", s.path("am-data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
+        .arg("--cluster.listen-address=")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start alertmanager");
+    let _am = Background {
+        child,
+        name: "alertmanager".into(),
+    };
+    let am_addr = format!("127.0.0.1:{am_port}");
+    wait_for("alertmanager to answer", Duration::from_secs(20), || {
+        http_get(&am_addr, "/-/ready")
+            .map(|(s, _)| s == 200)
+            .unwrap_or(false)
+    });
+    let kport = free_port();
+    let mut k = Kamailio::start(KamailioSpec::new(kport, ROUTE_OK));
+    let mut daemons = Vec::new();
+    for name in ["prober-a", "prober-b"] {
+        let listen = format!("127.0.0.1:{}", free_port());
+        let cfg = s.path(&format!("{name}.toml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                r#"[http]
+listen = "{listen}"
+[store]
+path = "{}"
+[defaults]
+interval = "300ms"
+timeout = "250ms"
+fail_threshold = 2
+ok_threshold = 2
+[alerting]
+source = "{name}"
+group_wait = "1s"
+[[alerting.route]]
+matchers = ["severity=critical"]
+receivers = ["am"]
+[[alerting.receiver]]
+name = "am"
+kind = "alertmanager"
+url = "http://{am_addr}"
+[[target]]
+name = "edge"
+uri = "sip:127.0.0.1:{kport}"
+"#,
+                s.path(&format!("{name}.db")).display()
+            ),
+        )
+        .unwrap();
+        let d = Daemon::start(&cfg, &listen, &s.path(&format!("{name}.log")));
+        daemons.push(d);
+    }
+    for d in &daemons {
+        wait_up(d, &["edge".into()]);
+    }
+    k.stop();
+    let mut seen = serde_json::Value::Null;
+    wait_for_or(
+        "the SipNodeDown alert from both daemons in Alertmanager",
+        Duration::from_secs(30),
+        || {
+            daemons
+                .iter()
+                .map(|d| d.log_text())
+                .collect::<Vec<_>>()
+                .join("\n---\n")
+        },
+        || {
+            let logs_ok = daemons
+                .iter()
+                .all(|d| d.log_text().contains("alert delivered"));
+            let (_, body) = http_get(&am_addr, "/api/v2/alerts").unwrap();
+            seen = serde_json::from_str(&body).unwrap_or_default();
+            logs_ok
+                && seen
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|x| x["labels"]["alertname"] == "SipNodeDown"))
+        },
+    );
+    let down: Vec<&serde_json::Value> = seen
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["labels"]["alertname"] == "SipNodeDown")
+        .collect();
+    assert_eq!(down.len(), 1, "one alert, not one per daemon: {seen:#}");
+    assert_eq!(down[0]["labels"]["target"], "edge");
+}

@@ -602,6 +602,19 @@ impl DaemonConfig {
         for problem in alerting.control_problems() {
             p.at(alerting_span.clone(), problem);
         }
+        if let Some(outbox) = &alerting.outbox {
+            if outbox == &store_path {
+                p.at(
+                    alerting_span.clone(),
+                    format!(
+                        "[alerting] outbox {} is the [store] path too; they must be two files \
+                         (leave outbox out to use {})",
+                        outbox.display(),
+                        crate::alert_cmd::derived_outbox_path(&store_path).display()
+                    ),
+                );
+            }
+        }
         let agent_token = match &raw.agents {
             Some(a) => {
                 let path = resolve(base_dir, a.token_file.get_ref());

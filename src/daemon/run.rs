@@ -554,6 +554,17 @@ pub async fn run(config_path: &Path, mut shutdown: watch::Receiver<bool>) -> any
         let notifiers = sipwatch_alerting::build(&cfg.alerting.receiver)
             .map_err(|e| anyhow::anyhow!("[alerting]: {e}"))?;
         let path = crate::alert_cmd::outbox_path(&cfg);
+        let legacy = cfg
+            .store_path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("outbox.db");
+        if cfg.alerting.outbox.is_none() && legacy.exists() && !path.exists() {
+            tracing::warn!(legacy = %legacy.display(), outbox = %path.display(),
+                "an outbox.db from an older sipwatch is next to the store; this daemon now uses \
+                 an outbox named after its store; to send what is still pending in the old one, \
+                 set [alerting] outbox to the old path");
+        }
         let outbox = Outbox::open(&path, notifiers, OutboxOptions::default())
             .with_context(|| format!("cannot open the alert outbox {}", path.display()))?;
         tokio::spawn(outbox.clone().run(shutdown.clone()));
