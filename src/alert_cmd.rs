@@ -1,5 +1,5 @@
-//! `sipwatch silence add|list|expire` and `sipwatch alert test`: the on-call's controls from a
-//! shell.
+//! `sipwatch silence add|list|expire`, `sipwatch alert test` and `sipwatch alert ack`: the
+//! on-call's controls from a shell.
 //!
 //! Silences live in the running daemon: these commands call its HTTP API
 //! (`/api/v1/silences`), found through the daemon config (`[http] listen`, `[alerting]
@@ -82,6 +82,17 @@ pub enum AlertCommand {
         /// How long to wait for the outcome.
         #[arg(long, default_value = "30s", value_name = "DURATION")]
         timeout: String,
+    },
+    /// Acknowledge a notification (its KEY is in the notification, e.g.
+    /// sipwatch/notify/default/group=frontends): escalation stops, the resolve is still sent.
+    Ack {
+        #[arg(value_name = "KEY")]
+        key: String,
+        /// Who acknowledges (default: $USER).
+        #[arg(long)]
+        by: Option<String>,
+        #[command(flatten)]
+        api: ApiArgs,
     },
 }
 
@@ -340,11 +351,14 @@ pub async fn silence(cmd: SilenceCommand) -> i32 {
 
 /// Runs an `alert` subcommand; returns the exit code.
 pub async fn alert(cmd: AlertCommand) -> i32 {
-    let AlertCommand::Test {
-        config,
-        receivers,
-        timeout,
-    } = cmd;
+    let (config, receivers, timeout) = match cmd {
+        AlertCommand::Test {
+            config,
+            receivers,
+            timeout,
+        } => (config, receivers, timeout),
+        AlertCommand::Ack { key, by, api } => return ack(key, by, api).await,
+    };
     let cfg = match DaemonConfig::load(&config) {
         Ok(c) => c,
         Err(e) => {
@@ -456,5 +470,29 @@ async fn test_send(
                 .collect())
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+async fn ack(key: String, by: Option<String>, api: ApiArgs) -> i32 {
+    let result = async {
+        let api = Api::from_args(&api)?;
+        let by = by.unwrap_or_else(|| std::env::var("USER").unwrap_or_else(|_| "cli".into()));
+        api.call(
+            reqwest::Method::POST,
+            "/api/v1/acks",
+            Some(serde_json::json!({ "key": key, "by": by })),
+        )
+        .await
+    }
+    .await;
+    match result {
+        Ok(_) => {
+            println!("acknowledged {key}");
+            0
+        }
+        Err(e) => {
+            eprintln!("sipwatch alert ack: {e:#}");
+            1
+        }
     }
 }

@@ -41,7 +41,7 @@ enum Command {
         #[command(subcommand)]
         command: sipwatch::alert_cmd::SilenceCommand,
     },
-    /// Alert tools: send a test notification through the real outbox.
+    /// Alert tools: send a test notification through the real outbox, acknowledge a page.
     Alert {
         #[command(subcommand)]
         command: sipwatch::alert_cmd::AlertCommand,

@@ -16,9 +16,10 @@ const SMTP_PASSWORD: &str = "s3cret-smtp-pw";
 const API_TOKEN: &str = "test-api-token-0123456789";
 
 /// aiosmtpd with AUTH (LOGIN/PLAIN, allowed without TLS on loopback); RCPT to REJECT is refused
-/// with 550; every accepted message is written to FOLDER/<uuid>.json.
+/// with 550; every accepted message is written to FOLDER/<uuid>.json (headers as sent, body
+/// decoded from its transfer encoding by Python's email package).
 const SMTP_SERVER: &str = r#"
-import json, os, sys, time, uuid
+import email, json, os, sys, time, uuid
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
@@ -35,9 +36,13 @@ class Handler:
         name = uuid.uuid4().hex
         tmp = os.path.join(folder, name + ".tmp")
         with open(tmp, "w") as f:
+            raw = envelope.content.decode("utf8", "replace")
+            head = raw.split("\r\n\r\n", 1)[0]
+            msg = email.message_from_bytes(envelope.content)
+            body = msg.get_payload(decode=True).decode("utf8", "replace")
             json.dump({
                 "rcpt_tos": envelope.rcpt_tos,
-                "data": envelope.content.decode("utf8", "replace"),
+                "data": head + "\r\n\r\n" + body,
                 "authenticated": bool(session.authenticated),
                 "at": time.time(),
             }, f)
@@ -971,4 +976,150 @@ uri = "sip:127.0.0.1:{kport}"
         .collect();
     assert_eq!(down.len(), 1, "one alert, not one per daemon: {seen:#}");
     assert_eq!(down[0]["labels"]["target"], "edge");
+}
+
+#[test]
+fn an_unacknowledged_page_escalates_and_an_acknowledged_one_does_not() {
+    let s = Setup::new();
+    let smtp = Smtp::start(s.dir.path(), free_port(), "");
+    let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
+    let mut down_a = Kamailio::start(KamailioSpec::new(ports[0], ROUTE_OK));
+    let mut down_b = Kamailio::start(KamailioSpec::new(ports[1], ROUTE_OK));
+    let _anchor_a = Kamailio::start(KamailioSpec::new(ports[2], ROUTE_OK));
+    let _anchor_b = Kamailio::start(KamailioSpec::new(ports[3], ROUTE_OK));
+    let targets = vec![
+        ("a-1".to_string(), ports[0], "ga"),
+        ("b-1".to_string(), ports[1], "gb"),
+        ("a-anchor".to_string(), ports[2], "ga"),
+        ("b-anchor".to_string(), ports[3], "gb"),
+    ];
+    let extra = format!(
+        r#"[[alerting.route]]
+receivers = ["mail"]
+escalate = [{{ after = "8s", receivers = ["secondary"] }}]
+[[alerting.receiver]]
+kind = "email"
+name = "secondary"
+smtp = "127.0.0.1:{}"
+from = "sipwatch@example.net"
+to = ["secondary@example.net"]
+username = "{SMTP_USER}"
+password_file = "{}"
+timeout = "5s"
+"#,
+        smtp.port,
+        s.path("smtp.password").display()
+    );
+    // The extra tables go after [alerting]'s keys: append them at the end of the file.
+    let cfg = s.config(
+        &targets,
+        &[("ga", 1), ("gb", 1)],
+        smtp.port,
+        "primary@example.net",
+        "",
+    );
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let at = text.find("[[group]]").unwrap();
+    std::fs::write(&cfg, format!("{}{extra}{}", &text[..at], &text[at..])).unwrap();
+    let d = s.start(&cfg);
+    wait_up(&d, &targets.iter().map(|t| t.0.clone()).collect::<Vec<_>>());
+    down_a.stop();
+    down_b.stop();
+    let mails = wait_mails(
+        &smtp,
+        Some(&d),
+        "both first pages",
+        Duration::from_secs(30),
+        |m| m.len() >= 2,
+    );
+    let page_b = mails
+        .iter()
+        .find(|m| m.0.starts_with("[FIRING:1] gb:"))
+        .unwrap_or_else(|| panic!("{mails:#?}"));
+    // The one-click link: a page with a button (a mail scanner following it acks nothing),
+    // then the form.
+    let link = page_b
+        .1
+        .lines()
+        .find_map(|l| l.strip_prefix("Acknowledge (stops escalation): "))
+        .unwrap_or_else(|| panic!("no link in:\n{}", page_b.1))
+        .trim()
+        .to_string();
+    let path = &link[link.find("/ack?").unwrap()..];
+    let (status, page) = http(&s.listen, "GET", path, None, "");
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("<button type=\"submit\">Acknowledge</button>"),
+        "{page}"
+    );
+    let query = &path["/ack?".len()..];
+    let (status, body) = http(&s.listen, "POST", "/ack", None, query);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Acknowledged"), "{body}");
+    // A tampered link is refused.
+    let tampered = query.replace("group%3Dgb", "group%3Dga");
+    let (status, _) = http(&s.listen, "POST", "/ack", None, &tampered);
+    assert_eq!(status, 403);
+
+    let mails = wait_mails(
+        &smtp,
+        Some(&d),
+        "the escalation",
+        Duration::from_secs(40),
+        |m| m.iter().any(|m| m.0.starts_with("[ESCALATED]")),
+    );
+    let escalated: Vec<_> = mails
+        .iter()
+        .filter(|m| m.0.starts_with("[ESCALATED]"))
+        .collect();
+    assert_eq!(escalated.len(), 1, "{mails:#?}");
+    assert!(
+        escalated[0]
+            .0
+            .starts_with("[ESCALATED] [FIRING:1] ga: a-1 node"),
+        "{}",
+        escalated[0].0
+    );
+    assert!(
+        escalated[0].1.contains("To: secondary@example.net"),
+        "{}",
+        escalated[0].1
+    );
+    // The acknowledged group never escalates.
+    std::thread::sleep(Duration::from_secs(10));
+    let mails = smtp.mails();
+    assert!(
+        !mails
+            .iter()
+            .any(|m| m.0.contains("gb:") && m.0.starts_with("[ESCALATED]")),
+        "{mails:#?}"
+    );
+    let page = http_get(&s.listen, "/").unwrap().1;
+    assert!(
+        page.contains("sipwatch/notify/route-1/group=gb"),
+        "the ack is shown: {page}"
+    );
+    // The CLI acknowledges by key, and says so when nothing has that key.
+    let cfg_arg = cfg.to_str().unwrap();
+    let out = run_cli(&[
+        "alert",
+        "ack",
+        "sipwatch/notify/route-1/group=ga",
+        "-c",
+        cfg_arg,
+    ]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let out = run_cli(&[
+        "alert",
+        "ack",
+        "sipwatch/notify/route-1/group=zz",
+        "-c",
+        cfg_arg,
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no firing notification has the key"),
+        "{}",
+        describe(&out)
+    );
 }

@@ -95,6 +95,17 @@ impl AlertControl {
         self.grouper.mark_notified(group_key, now)
     }
 
+    /// Input: someone acknowledged the notification `group_key` (escalation stops). False
+    /// when no such group fires.
+    pub fn acknowledge(&mut self, group_key: &str, by: &str, now: f64) -> bool {
+        self.grouper.acknowledge(group_key, by, now)
+    }
+
+    /// Acknowledged groups: `(group key, by, at)`.
+    pub fn acks(&self) -> Vec<(String, String, f64)> {
+        self.grouper.acks()
+    }
+
     /// The receivers of the route named `name`.
     pub fn route_receivers(&self, name: &str) -> Option<Vec<String>> {
         self.routes.get(name).map(|r| r.receivers.clone())
@@ -228,8 +239,17 @@ impl Notification {
             .join(", ")
     }
 
-    /// `[FIRING:40] frontends: 40 nodes down` / `[RESOLVED] frontends: 40 nodes down`.
+    /// `[FIRING:40] frontends: 40 nodes down` / `[RESOLVED] frontends: 40 nodes down`;
+    /// escalations start with `[ESCALATED]`.
     pub fn title(&self) -> String {
+        if self.escalation.is_some() {
+            return format!(
+                "[ESCALATED] [FIRING:{}] {}: {}",
+                self.firing.len(),
+                self.group_name(),
+                what(&self.firing)
+            );
+        }
         match self.status {
             AlertStatus::Firing => format!(
                 "[FIRING:{}] {}: {}",
@@ -252,6 +272,12 @@ impl Notification {
             AlertStatus::Firing => "firing",
             AlertStatus::Resolved => "resolved",
         };
+        if let Some(level) = self.escalation {
+            let _ = writeln!(
+                body,
+                "Escalated (level {level}): nobody acknowledged this in time.\n"
+            );
+        }
         let _ = writeln!(
             body,
             "Group {} is {state}: {} firing, {} resolved since the last notice, {} muted.",
@@ -311,6 +337,9 @@ impl Notification {
         }
         labels.insert("route".into(), self.route.clone());
         labels.insert("grouped".into(), self.firing.len().to_string());
+        if let Some(level) = self.escalation {
+            labels.insert("escalation".into(), level.to_string());
+        }
         let at = match self.status {
             AlertStatus::Firing => self
                 .firing

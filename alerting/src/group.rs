@@ -11,11 +11,16 @@
 //! Muted members (silenced or inhibited, decided by the caller at flush time) are not
 //! notified, but listed; when a silence ends and the member still fires, the next flush sends it.
 //! A resolve for a member that was never notified is not sent.
+//!
+//! Escalation (a route's `escalate` levels): when a group stays firing and unacknowledged for a
+//! level's `after` since its first notification, the current state goes to that level's
+//! receivers, who from then on also get the group's updates and its resolve.
+//! [`Grouper::acknowledge`] stops further levels; it does not stop the resolve.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::alert::{Alert, AlertStatus};
-use crate::route::{Grouping, Route};
+use crate::route::{EscalationLevel, Grouping, Route};
 
 /// One notification for one group on one route.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,6 +42,8 @@ pub struct Notification {
     pub at: f64,
     /// Nothing changed: a `repeat_interval` reminder.
     pub repeat: bool,
+    /// Set on an escalation: the level (1-based) whose receivers this goes to.
+    pub escalation: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -51,6 +58,141 @@ struct AggrGroup {
     /// Keys of the firing members last notified.
     sent: BTreeSet<String>,
     last_notified: Option<f64>,
+    /// When the group was first notified as firing (escalation counts from here).
+    first_notified: Option<f64>,
+    escalate: Vec<EscalationLevel>,
+    /// Escalation levels already done.
+    escalated: usize,
+    /// Who acknowledged, and when.
+    acked: Option<(String, f64)>,
+}
+
+impl AggrGroup {
+    /// When the next escalation level is due, if one is.
+    fn next_escalation(&self) -> Option<f64> {
+        if self.acked.is_some() || self.sent.is_empty() {
+            return None;
+        }
+        let first = self.first_notified?;
+        self.escalate
+            .get(self.escalated)
+            .map(|level| first + level.after.as_secs_f64())
+    }
+
+    /// The members as notifications see them: unmuted firing, muted firing (with why), and
+    /// resolved ones that were notified.
+    #[allow(clippy::type_complexity)]
+    fn members(
+        &self,
+        muted: &dyn Fn(&Alert) -> Option<String>,
+    ) -> (Vec<Alert>, Vec<(Alert, String)>, Vec<Alert>) {
+        let mut firing = Vec::new();
+        let mut muted_list = Vec::new();
+        let mut resolved = Vec::new();
+        for alert in self.alerts.values() {
+            match alert.status {
+                AlertStatus::Firing => match muted(alert) {
+                    Some(why) => muted_list.push((alert.clone(), why)),
+                    None => firing.push(alert.clone()),
+                },
+                AlertStatus::Resolved if self.sent.contains(&alert.key) => {
+                    resolved.push(alert.clone())
+                }
+                AlertStatus::Resolved => {}
+            }
+        }
+        (firing, muted_list, resolved)
+    }
+
+    /// The next escalation level: the current state to that level's receivers, who from now
+    /// on also get the group's updates and resolve.
+    fn escalate(
+        &mut self,
+        key: &str,
+        now: f64,
+        muted: &dyn Fn(&Alert) -> Option<String>,
+    ) -> Option<Notification> {
+        let level = self.escalate.get(self.escalated)?.clone();
+        self.escalated += 1;
+        let (firing, muted_list, _) = self.members(muted);
+        for r in &level.receivers {
+            if !self.receivers.contains(r) {
+                self.receivers.push(r.clone());
+            }
+        }
+        if firing.is_empty() {
+            return None;
+        }
+        Some(Notification {
+            route: self.route.clone(),
+            group_key: key.to_string(),
+            group_labels: self.labels.clone(),
+            receivers: level.receivers.clone(),
+            status: AlertStatus::Firing,
+            firing,
+            resolved: Vec::new(),
+            muted: muted_list,
+            at: now,
+            repeat: false,
+            escalation: Some(self.escalated),
+        })
+    }
+
+    /// The regular flush (see the module docs); drops resolved members afterwards.
+    fn flush(
+        &mut self,
+        key: &str,
+        now: f64,
+        muted: &dyn Fn(&Alert) -> Option<String>,
+    ) -> Option<Notification> {
+        let (firing, muted_list, resolved) = self.members(muted);
+        let firing_keys: BTreeSet<String> = firing.iter().map(|a| a.key.clone()).collect();
+        let muted_keys: BTreeSet<String> = muted_list.iter().map(|(a, _)| a.key.clone()).collect();
+        let compared: BTreeSet<String> = self
+            .sent
+            .difference(&muted_keys)
+            .filter(|k| !resolved.iter().any(|a| &a.key == *k))
+            .cloned()
+            .collect();
+        let changed = firing_keys != compared || !resolved.is_empty();
+        let repeat_due = !firing.is_empty()
+            && self
+                .last_notified
+                .is_some_and(|t| now >= t + self.grouping.repeat_interval.as_secs_f64());
+        let mut notification = None;
+        if changed || repeat_due {
+            let status = if firing.is_empty() {
+                AlertStatus::Resolved
+            } else {
+                AlertStatus::Firing
+            };
+            if status == AlertStatus::Firing && self.first_notified.is_none() {
+                self.first_notified = Some(now);
+            }
+            notification = Some(Notification {
+                route: self.route.clone(),
+                group_key: key.to_string(),
+                group_labels: self.labels.clone(),
+                receivers: self.receivers.clone(),
+                status,
+                firing,
+                resolved,
+                muted: muted_list,
+                at: now,
+                repeat: !changed,
+                escalation: None,
+            });
+            let still_muted: BTreeSet<String> =
+                self.sent.intersection(&muted_keys).cloned().collect();
+            self.sent = firing_keys.union(&still_muted).cloned().collect();
+            self.last_notified = Some(now);
+        }
+        self.alerts.retain(|_, a| a.status == AlertStatus::Firing);
+        let alerts = &self.alerts;
+        self.sent.retain(|k| alerts.contains_key(k));
+        self.next_flush = now + self.grouping.group_interval.as_secs_f64();
+        notification
+    }
 }
 
 /// All groups of all routes.
@@ -101,6 +243,10 @@ impl Grouper {
                         next_flush: now + route.grouping.group_wait.as_secs_f64(),
                         sent: BTreeSet::new(),
                         last_notified: None,
+                        first_notified: None,
+                        escalate: route.escalate.clone(),
+                        escalated: 0,
+                        acked: None,
                     },
                 );
             }
@@ -111,7 +257,10 @@ impl Grouper {
     pub fn next_flush(&self) -> Option<f64> {
         self.groups
             .values()
-            .map(|g| g.next_flush)
+            .map(|g| match g.next_escalation() {
+                Some(at) => g.next_flush.min(at),
+                None => g.next_flush,
+            })
             .min_by(|a, b| a.total_cmp(b))
     }
 
@@ -125,71 +274,45 @@ impl Grouper {
         let mut out = Vec::new();
         let mut finished = Vec::new();
         for (key, group) in self.groups.iter_mut() {
-            if group.next_flush > now {
-                continue;
-            }
-            let mut firing = Vec::new();
-            let mut muted_list = Vec::new();
-            let mut resolved = Vec::new();
-            for alert in group.alerts.values() {
-                match alert.status {
-                    AlertStatus::Firing => match muted(alert) {
-                        Some(why) => muted_list.push((alert.clone(), why)),
-                        None => firing.push(alert.clone()),
-                    },
-                    AlertStatus::Resolved if group.sent.contains(&alert.key) => {
-                        resolved.push(alert.clone())
-                    }
-                    AlertStatus::Resolved => {}
+            if group.next_flush <= now {
+                out.extend(group.flush(key, now, muted));
+                if group.alerts.is_empty() {
+                    finished.push(key.clone());
+                    continue;
                 }
             }
-            let firing_keys: BTreeSet<String> = firing.iter().map(|a| a.key.clone()).collect();
-            let muted_keys: BTreeSet<String> =
-                muted_list.iter().map(|(a, _)| a.key.clone()).collect();
-            let compared: BTreeSet<String> = group.sent.difference(&muted_keys).cloned().collect();
-            let compared: BTreeSet<String> = compared
-                .into_iter()
-                .filter(|k| !resolved.iter().any(|a| &a.key == k))
-                .collect();
-            let changed = firing_keys != compared || !resolved.is_empty();
-            let repeat_due = !firing.is_empty()
-                && group
-                    .last_notified
-                    .is_some_and(|t| now >= t + group.grouping.repeat_interval.as_secs_f64());
-            if changed || repeat_due {
-                let status = if firing.is_empty() {
-                    AlertStatus::Resolved
-                } else {
-                    AlertStatus::Firing
-                };
-                out.push(Notification {
-                    route: group.route.clone(),
-                    group_key: key.clone(),
-                    group_labels: group.labels.clone(),
-                    receivers: group.receivers.clone(),
-                    status,
-                    firing,
-                    resolved,
-                    muted: muted_list,
-                    at: now,
-                    repeat: !changed,
-                });
-                let still_muted: BTreeSet<String> =
-                    group.sent.intersection(&muted_keys).cloned().collect();
-                group.sent = firing_keys.union(&still_muted).cloned().collect();
-                group.last_notified = Some(now);
-            }
-            group.alerts.retain(|_, a| a.status == AlertStatus::Firing);
-            group.sent.retain(|k| group.alerts.contains_key(k));
-            group.next_flush = now + group.grouping.group_interval.as_secs_f64();
-            if group.alerts.is_empty() {
-                finished.push(key.clone());
+            while group.next_escalation().is_some_and(|at| at <= now) {
+                out.extend(group.escalate(key, now, muted));
             }
         }
         for key in finished {
             self.groups.remove(&key);
         }
         out
+    }
+
+    /// Input: someone acknowledged the group `key`: its escalation stops (its resolve is still
+    /// sent). False when no such group fires.
+    pub fn acknowledge(&mut self, key: &str, by: &str, now: f64) -> bool {
+        match self.groups.get_mut(key) {
+            Some(group) => {
+                group.acked = Some((by.to_string(), now));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The acknowledged groups: `(group key, by, at)`.
+    pub fn acks(&self) -> Vec<(String, String, f64)> {
+        self.groups
+            .iter()
+            .filter_map(|(k, g)| {
+                g.acked
+                    .as_ref()
+                    .map(|(by, at)| (k.clone(), by.clone(), *at))
+            })
+            .collect()
     }
 
     /// After a restart: the group `key` was already notified (its notification is still open
@@ -205,6 +328,7 @@ impl Grouper {
                     .map(|a| a.key.clone())
                     .collect();
                 group.last_notified = Some(now);
+                group.first_notified = Some(now);
                 group.next_flush = now + group.grouping.group_interval.as_secs_f64();
                 true
             }
@@ -354,6 +478,74 @@ mod tests {
         let n = g.flush_due(600.0, &unmuted);
         assert_eq!(n.len(), 1);
         assert_eq!(n[0].status, AlertStatus::Resolved);
+    }
+
+    fn escalating_route() -> Route {
+        let mut r = route();
+        r.escalate = vec![
+            EscalationLevel {
+                after: Duration::from_secs(900),
+                receivers: vec!["secondary".into()],
+            },
+            EscalationLevel {
+                after: Duration::from_secs(1800),
+                receivers: vec!["duty-manager".into()],
+            },
+        ];
+        r
+    }
+
+    #[test]
+    fn unacknowledged_groups_escalate_level_by_level_and_resolve_to_everyone() {
+        let r = escalating_route();
+        let mut g = Grouper::new();
+        g.insert(0.0, &r, labels(), &node(1, AlertStatus::Firing));
+        let n = g.flush_due(30.0, &unmuted);
+        assert_eq!(n[0].receivers, ["mail"]);
+        assert_eq!(g.next_flush(), Some(330.0));
+        let mut sent = Vec::new();
+        let mut t = 30.0;
+        while t < 2000.0 {
+            t = g.next_flush().unwrap();
+            sent.extend(g.flush_due(t, &unmuted));
+        }
+        let escalations: Vec<(f64, Vec<String>, Option<usize>)> = sent
+            .iter()
+            .map(|n| (n.at, n.receivers.clone(), n.escalation))
+            .collect();
+        assert_eq!(
+            escalations,
+            [
+                (930.0, vec!["secondary".to_string()], Some(1)),
+                (1830.0, vec!["duty-manager".to_string()], Some(2)),
+            ]
+        );
+        g.insert(2000.0, &r, labels(), &node(1, AlertStatus::Resolved));
+        let n = g.flush_due(g.next_flush().unwrap(), &unmuted);
+        assert_eq!(n[0].status, AlertStatus::Resolved);
+        assert_eq!(n[0].receivers, ["mail", "secondary", "duty-manager"]);
+    }
+
+    #[test]
+    fn an_acknowledged_group_does_not_escalate_but_still_resolves() {
+        let r = escalating_route();
+        let mut g = Grouper::new();
+        g.insert(0.0, &r, labels(), &node(1, AlertStatus::Firing));
+        g.flush_due(30.0, &unmuted);
+        assert!(g.acknowledge("sipwatch/notify/default/group=frontends", "alice", 100.0));
+        assert!(!g.acknowledge("sipwatch/notify/default/group=nope", "alice", 100.0));
+        assert_eq!(g.acks()[0].1, "alice");
+        let mut sent = Vec::new();
+        let mut t = 30.0;
+        while t < 4000.0 {
+            t = g.next_flush().unwrap();
+            sent.extend(g.flush_due(t, &unmuted));
+        }
+        assert!(sent.iter().all(|n| n.escalation.is_none()), "{sent:?}");
+        g.insert(4000.0, &r, labels(), &node(1, AlertStatus::Resolved));
+        let n = g.flush_due(g.next_flush().unwrap(), &unmuted);
+        assert_eq!(n[0].status, AlertStatus::Resolved);
+        assert_eq!(n[0].receivers, ["mail"]);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! matchers = ["severity=critical"]
 //! receivers = ["oncall"]
 //! continue = true                     # also try the routes below
+//! escalate = [{ after = "15m", receivers = ["secondary"] }]
 //! group_by = ["group"]
 //! group_wait = "30s"
 //! group_interval = "5m"
@@ -78,6 +79,16 @@ impl GroupingConfig {
     }
 }
 
+/// One escalation level: receivers told when a firing group is not acknowledged in time.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscalationLevel {
+    /// Since the group's first notification.
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub after: Duration,
+    pub receivers: Vec<String>,
+}
+
 /// One `[[alerting.route]]` table as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -97,6 +108,9 @@ pub struct RouteConfig {
     pub group_interval: Option<Duration>,
     #[serde(default, deserialize_with = "crate::duration::deserialize_option")]
     pub repeat_interval: Option<Duration>,
+    /// Levels for email and chat receivers; PagerDuty and Opsgenie escalate by themselves.
+    #[serde(default)]
+    pub escalate: Vec<EscalationLevel>,
 }
 
 impl RouteConfig {
@@ -120,6 +134,7 @@ pub struct Route {
     pub receivers: Vec<String>,
     pub continue_matching: bool,
     pub grouping: Grouping,
+    pub escalate: Vec<EscalationLevel>,
 }
 
 /// The routing table.
@@ -157,7 +172,8 @@ impl Routes {
                     "{at}: receivers is empty; name at least one [[alerting.receiver]]"
                 ));
             }
-            for r in &c.receivers {
+            let escalated = c.escalate.iter().flat_map(|l| l.receivers.iter());
+            for r in c.receivers.iter().chain(escalated) {
                 if !receivers.contains(r) {
                     problems.push(format!(
                         "{at}: receiver \"{r}\" is not defined; the receivers are: {}",
@@ -177,6 +193,11 @@ impl Routes {
                 receivers: c.receivers.clone(),
                 continue_matching: c.continue_matching,
                 grouping,
+                escalate: {
+                    let mut levels = c.escalate.clone();
+                    levels.sort_by_key(|l| l.after);
+                    levels
+                },
             });
         }
         if base.group_interval.is_zero() {
@@ -193,6 +214,7 @@ impl Routes {
                 receivers: receivers.to_vec(),
                 continue_matching: false,
                 grouping: base.clone(),
+                escalate: Vec::new(),
             },
         })
     }
@@ -207,6 +229,7 @@ impl Routes {
                 receivers: receivers.to_vec(),
                 continue_matching: false,
                 grouping: base.clone(),
+                escalate: Vec::new(),
             },
         }
     }

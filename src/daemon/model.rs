@@ -212,6 +212,18 @@ pub struct AlertingView {
     pub silences: Vec<SilenceView>,
     /// Alerts firing now, with whether they are notified, silenced or inhibited.
     pub alerts: Vec<AlertStateView>,
+    /// Acknowledged notifications (escalation stopped).
+    #[serde(default)]
+    pub acks: Vec<AckView>,
+}
+
+/// An acknowledged notification.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AckView {
+    /// The notification's key (`sipwatch/notify/...`).
+    pub key: String,
+    pub by: String,
+    pub at: UnixTime,
 }
 
 /// One receiver's delivery health.

@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use sipwatch_alerting::silence::Silence;
 use sipwatch_alerting::{Alert, AlertControl, Outbox};
 
-use super::model::{AlertStateView, AlertingView, ReceiverHealth, SilenceView, UnixTime};
+use super::model::{AckView, AlertStateView, AlertingView, ReceiverHealth, SilenceView, UnixTime};
 use crate::alerts::AlertingConfig;
 
 /// The state task's alerting part (see the module docs).
@@ -26,6 +26,32 @@ pub struct Paging {
     source: String,
     url: Option<String>,
     unhealthy_after: f64,
+    /// Signs one-click acknowledgement links (the API token); None: no links.
+    ack_key: Option<sipwatch_alerting::Secret>,
+}
+
+/// How long a one-click acknowledgement link works.
+pub const ACK_LINK_TTL: f64 = 24.0 * 3600.0;
+
+/// The signature of an acknowledgement link for `key` expiring at `exp` (unix seconds).
+pub fn ack_signature(secret: &str, key: &str, exp: u64) -> String {
+    sipwatch_alerting::notifiers::webhook::signature(
+        &format!("sipwatch-ack:{secret}"),
+        exp,
+        key.as_bytes(),
+    )
+}
+
+/// Checks a link's signature (constant time) and expiry.
+pub fn ack_link_valid(secret: &str, key: &str, exp: u64, sig: &str, now: UnixTime) -> bool {
+    let want = ack_signature(secret, key, exp);
+    let same = want.len() == sig.len()
+        && want
+            .bytes()
+            .zip(sig.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    same && (exp as f64) >= now
 }
 
 impl Paging {
@@ -55,7 +81,50 @@ impl Paging {
                 .unhealthy_after
                 .map(|d| d.as_secs_f64())
                 .unwrap_or(600.0),
+            ack_key: None,
         })
+    }
+
+    /// Enables one-click acknowledgement links, signed with `key`.
+    pub fn with_ack_key(mut self, key: Option<sipwatch_alerting::Secret>) -> Paging {
+        self.ack_key = key;
+        self
+    }
+
+    /// The one-click link acknowledging `group_key`, when the status page URL and a key are
+    /// known.
+    fn ack_link(&self, group_key: &str, now: UnixTime) -> Option<String> {
+        let secret = self.ack_key.as_ref()?;
+        let base = reqwest::Url::parse(self.url.as_deref()?).ok()?;
+        let mut url = base.join("ack").ok()?;
+        let exp = (now + ACK_LINK_TTL) as u64;
+        url.query_pairs_mut()
+            .append_pair("key", group_key)
+            .append_pair("exp", &exp.to_string())
+            .append_pair("sig", &ack_signature(secret.expose(), group_key, exp));
+        Some(url.to_string())
+    }
+
+    /// Input: someone acknowledged a notification.
+    pub fn acknowledge(&mut self, key: &str, by: &str, now: UnixTime) -> Result<(), String> {
+        if self.control.acknowledge(key, by, now) {
+            tracing::info!(key = %key, by = %by, "notification acknowledged; escalation stops");
+            Ok(())
+        } else {
+            Err(format!(
+                "no firing notification has the key {key}; the key is in the notification \
+                 (e.g. sipwatch/notify/default/group=frontends)"
+            ))
+        }
+    }
+
+    /// After a restart: the stored acknowledgements of groups that still fire. Returns the
+    /// keys that were applied.
+    pub fn restore_acks(&mut self, acks: Vec<(String, String, f64)>) -> Vec<String> {
+        acks.into_iter()
+            .filter(|(key, by, at)| self.control.acknowledge(key, by, *at))
+            .map(|(key, _, _)| key)
+            .collect()
     }
 
     pub fn outbox(&self) -> Option<&Outbox> {
@@ -141,7 +210,15 @@ impl Paging {
         }
         let mut queued = 0;
         for n in self.control.poll(now) {
-            let alert = n.to_alert(&self.source, self.url.as_deref());
+            let mut alert = n.to_alert(&self.source, self.url.as_deref());
+            if n.status == sipwatch_alerting::AlertStatus::Firing {
+                if let Some(link) = self.ack_link(&n.group_key, now) {
+                    alert.description.push_str(&format!(
+                        "\nAcknowledge (stops escalation): {link}\nor: sipwatch alert ack '{}'\n",
+                        n.group_key
+                    ));
+                }
+            }
             let receivers: Vec<String> = n
                 .receivers
                 .iter()
@@ -247,6 +324,12 @@ impl Paging {
                     state: v.state.into(),
                     by: v.by,
                 })
+                .collect(),
+            acks: self
+                .control
+                .acks()
+                .into_iter()
+                .map(|(key, by, at)| AckView { key, by, at })
                 .collect(),
         }
     }

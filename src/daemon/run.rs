@@ -227,6 +227,20 @@ impl StateTask {
             ControlMsg::ListSilences(reply) => {
                 let _ = reply.send(self.paging.silence_views(now));
             }
+            ControlMsg::Ack { key, by, reply } => {
+                let result = self.paging.acknowledge(&key, &by, now);
+                if result.is_ok() {
+                    let saved = match self.store.as_ref() {
+                        Some(store) => store.save_ack(&key, &by, now),
+                        None => Err("store not open".to_string()),
+                    };
+                    if let Err(e) = saved {
+                        tracing::error!(key = %key, error = %e,
+                            "the acknowledgement applies now but is not saved");
+                    }
+                }
+                let _ = reply.send(result);
+            }
         }
         self.paging_tick();
         self.publish();
@@ -598,6 +612,7 @@ pub async fn run(config_path: &Path, mut shutdown: watch::Receiver<bool>) -> any
         ),
         None => None,
     };
+    let paging = paging.with_ack_key(api_token.clone());
     let (control_tx, mut control_rx) = mpsc::channel::<ControlMsg>(64);
     let control_api = ControlApi {
         token: api_token,
@@ -662,6 +677,17 @@ pub async fn run(config_path: &Path, mut shutdown: watch::Receiver<bool>) -> any
     task.maintenance();
     let restored = restored_alerts(&task.board.snapshot(now_unix()), &task.source);
     task.paging.restore(now_unix(), restored);
+    if let Some(store) = task.store.as_ref() {
+        match store.load_acks() {
+            Ok(acks) => {
+                let kept = task.paging.restore_acks(acks);
+                if let Err(e) = store.forget_acks_except(&kept) {
+                    tracing::warn!(error = %e, "cannot prune old acknowledgements");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot read the saved acknowledgements"),
+        }
+    }
     task.publish();
 
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension};
 
+mod acks;
 mod silences;
 
 use super::history::History;

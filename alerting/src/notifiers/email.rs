@@ -258,9 +258,16 @@ pub fn message_id(alert: &Alert) -> String {
     )
 }
 
-/// The plain-text body.
+/// The plain-text body. A grouped notification's description already says what, where and
+/// since when for every member; it is followed by the key (for `sipwatch alert ack`).
 pub fn body(alert: &Alert) -> String {
     let mut text = String::new();
+    if alert.labels.contains_key("grouped") {
+        let _ = writeln!(text, "{}", alert.description.trim_end());
+        let _ = writeln!(text, "\nkey: {}", alert.key);
+        text.push_str("\n-- \nsipwatch\n");
+        return text;
+    }
     let _ = writeln!(
         text,
         "{} {}: {}",

@@ -7,8 +7,11 @@
 //! | `DELETE /api/v1/silences/{id}` | expire one now |
 //! | `GET /api/v1/notifications?state=failed&limit=N` | the newest notifications (`pending`, `delivered`, `failed`, `dropped`) |
 //! | `POST /api/v1/notifications/test` | `{"receivers": [...]}` (empty: all): a test send, answered with the outcome per receiver |
+//! | `POST /api/v1/acks` | `{"key": "sipwatch/notify/...", "by": "alice"}`: acknowledge a notification (escalation stops) |
+//! | `GET /ack?key&exp&sig` | the one-click link from a notification: a page with an "Acknowledge" button |
+//! | `POST /ack` | that button; the link's signature (HMAC with the API token) and expiry are checked |
 //!
-//! Every route needs `Authorization: Bearer TOKEN` with the token from `[alerting]
+//! Every `/api/v1` route needs `Authorization: Bearer TOKEN` with the token from `[alerting]
 //! api_token_file`; it is checked before the body is read, and bodies are capped. Without a
 //! token configured the routes answer 403 with how to enable them. Silences are changed by the
 //! state task (the only owner of the alert control); this file only carries requests to it.
@@ -39,6 +42,11 @@ pub enum ControlMsg {
     AddSilence(Box<Silence>, oneshot::Sender<Result<SilenceView, String>>),
     ExpireSilence(String, oneshot::Sender<Result<SilenceView, String>>),
     ListSilences(oneshot::Sender<Vec<SilenceView>>),
+    Ack {
+        key: String,
+        by: String,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
 }
 
 /// What the routes share.
@@ -59,6 +67,8 @@ pub fn routes(api: ControlApi) -> Router {
         .route("/api/v1/silences/{id}", delete(expire_silence))
         .route("/api/v1/notifications", get(notifications))
         .route("/api/v1/notifications/test", post(test_send))
+        .route("/api/v1/acks", post(ack_api))
+        .route("/ack", get(ack_page).post(ack_form))
         .with_state(api)
 }
 
@@ -339,6 +349,153 @@ async fn test_send(State(api): State<ControlApi>, req: Request) -> Response {
         Ok(results) => Json(test_results_json(&results)).into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AckRequest {
+    key: String,
+    #[serde(default)]
+    by: Option<String>,
+}
+
+async fn ack_api(State(api): State<ControlApi>, req: Request) -> Response {
+    let body = match authorized_body(&api, req).await {
+        Ok(b) => b,
+        Err(r) => return *r,
+    };
+    let req: AckRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("not an acknowledgement: {e}; send {{\"key\": \"sipwatch/notify/...\"}}"),
+            )
+        }
+    };
+    let by = req.by.unwrap_or_else(|| "api".into());
+    match ask(&api, |reply| ControlMsg::Ack {
+        key: req.key.clone(),
+        by,
+        reply,
+    })
+    .await
+    {
+        Ok(Ok(())) => Json(serde_json::json!({ "acknowledged": req.key })).into_response(),
+        Ok(Err(e)) => error(StatusCode::NOT_FOUND, e),
+        Err(r) => *r,
+    }
+}
+
+#[derive(Deserialize)]
+struct AckLink {
+    key: String,
+    exp: u64,
+    sig: String,
+}
+
+fn check_link(api: &ControlApi, link: &AckLink) -> Result<(), Box<Response>> {
+    let Some(token) = &api.token else {
+        return Err(Box::new(error(
+            StatusCode::FORBIDDEN,
+            "acknowledgement links are not enabled: the daemon has no [alerting] api_token_file",
+        )));
+    };
+    if crate::daemon::paging::ack_link_valid(
+        token.expose(),
+        &link.key,
+        link.exp,
+        &link.sig,
+        super::now(),
+    ) {
+        Ok(())
+    } else {
+        Err(Box::new(error(
+            StatusCode::FORBIDDEN,
+            "this acknowledgement link is invalid or expired (links work for 24 hours); use \
+             `sipwatch alert ack KEY` instead",
+        )))
+    }
+}
+
+/// The page behind the link: a button, so that mail scanners following links acknowledge
+/// nothing.
+async fn ack_page(State(api): State<ControlApi>, Query(link): Query<AckLink>) -> Response {
+    if let Err(r) = check_link(&api, &link) {
+        return *r;
+    }
+    let html = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Acknowledge</title></head>\
+         <body><h1>Acknowledge this notification?</h1><p><code>{key}</code></p>\
+         <p>Escalation to the next level stops; the resolve is still sent.</p>\
+         <form method=\"post\" action=\"ack\">\
+         <input type=\"hidden\" name=\"key\" value=\"{key}\">\
+         <input type=\"hidden\" name=\"exp\" value=\"{exp}\">\
+         <input type=\"hidden\" name=\"sig\" value=\"{sig}\">\
+         <button type=\"submit\">Acknowledge</button></form></body></html>",
+        key = super::escape(&link.key),
+        exp = link.exp,
+        sig = super::escape(&link.sig),
+    );
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        html,
+    )
+        .into_response()
+}
+
+async fn ack_form(State(api): State<ControlApi>, req: Request) -> Response {
+    let body = match axum::body::to_bytes(req.into_body(), MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "form too large"),
+    };
+    let mut key = None;
+    let mut exp = None;
+    let mut sig = None;
+    for (name, value) in form_urlencoded(&body) {
+        match name.as_str() {
+            "key" => key = Some(value),
+            "exp" => exp = value.parse().ok(),
+            "sig" => sig = Some(value),
+            _ => {}
+        }
+    }
+    let (Some(key), Some(exp), Some(sig)) = (key, exp, sig) else {
+        return error(StatusCode::BAD_REQUEST, "the form needs key, exp and sig");
+    };
+    let link = AckLink { key, exp, sig };
+    if let Err(r) = check_link(&api, &link) {
+        return *r;
+    }
+    match ask(&api, |reply| ControlMsg::Ack {
+        key: link.key.clone(),
+        by: "link".into(),
+        reply,
+    })
+    .await
+    {
+        Ok(Ok(())) => (
+            [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            format!(
+                "<!doctype html><html><body><h1>Acknowledged</h1><p><code>{}</code></p></body></html>",
+                super::escape(&link.key)
+            ),
+        )
+            .into_response(),
+        Ok(Err(e)) => error(StatusCode::NOT_FOUND, e),
+        Err(r) => *r,
+    }
+}
+
+/// `application/x-www-form-urlencoded` pairs.
+fn form_urlencoded(body: &[u8]) -> Vec<(String, String)> {
+    reqwest::Url::parse(&format!("http://x/?{}", String::from_utf8_lossy(body)))
+        .map(|u| {
+            u.query_pairs()
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// `{"results": [{"receiver", "outcome": "delivered"|"failed", "error"}]}`.

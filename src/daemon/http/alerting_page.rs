@@ -1,6 +1,6 @@
 //! The status page's alerting section: is on-call being reached, what is silenced, what is
 //! muted. A receiver failing longer than `[alerting] unhealthy_after` gets a loud banner at the
-//! top; silences and muted alerts are listed so nobody wonders why a down node did not page.
+//! top; silences, muted alerts and acknowledgements are listed so nobody wonders why a down node did not page.
 //! Rendering only; the numbers come from the snapshot (`daemon::paging`).
 
 use std::fmt::Write as _;
@@ -50,7 +50,7 @@ pub fn render_section(out: &mut String, view: &AlertingView) {
         .filter(|s| s.state != "expired")
         .collect();
     let muted: Vec<_> = view.alerts.iter().filter(|a| a.state != "active").collect();
-    if silences.is_empty() && muted.is_empty() {
+    if silences.is_empty() && muted.is_empty() && view.acks.is_empty() {
         return;
     }
     out.push_str(
@@ -89,6 +89,21 @@ pub fn render_section(out: &mut String, view: &AlertingView) {
                 fmt_time(a.since),
                 escape(&a.state),
                 escape(a.by.as_deref().unwrap_or(""))
+            );
+        }
+        out.push_str("</table>");
+    }
+    if !view.acks.is_empty() {
+        out.push_str(
+            "<table class=\"nodes\" id=\"acks\"><tr><th>acknowledged</th><th>by</th><th>at</th></tr>",
+        );
+        for a in &view.acks {
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(&a.key),
+                escape(&a.by),
+                fmt_time(a.at)
             );
         }
         out.push_str("</table>");
