@@ -69,6 +69,13 @@ pub struct AlertingConfig {
         deserialize_with = "sipwatch_alerting::duration::deserialize_option"
     )]
     pub unhealthy_after: Option<std::time::Duration>,
+    /// A node agent that has not reported for this long raises `AgentSilent` (default 3m; agents
+    /// report every 30 s by default).
+    #[serde(
+        default,
+        deserialize_with = "sipwatch_alerting::duration::deserialize_option"
+    )]
+    pub agent_silent_after: Option<std::time::Duration>,
 }
 
 /// One `[[alerting.silence]]` table.
@@ -360,6 +367,42 @@ pub fn board_alert(e: &BoardEvent, source: &str) -> Option<Alert> {
     }
 }
 
+/// The daemon's alert for a node agent that stopped reporting (firing) or reports again
+/// (resolved). While it fires, the default inhibition mutes that host's leak, log and service
+/// alerts: one page for the host, not one per service.
+pub fn agent_silent_alert(
+    host: &str,
+    firing: bool,
+    last_report: f64,
+    at: f64,
+    source: &str,
+) -> Alert {
+    let summary = if firing {
+        format!(
+            "node agent on {host} stopped reporting ({:.0} s since its last report)",
+            (at - last_report).max(0.0)
+        )
+    } else {
+        format!("node agent on {host} reports again")
+    };
+    alert(
+        format!("sipwatch/agent/{host}"),
+        if firing {
+            AlertStatus::Firing
+        } else {
+            AlertStatus::Resolved
+        },
+        Severity::Critical,
+        summary,
+        source,
+        at,
+        &[
+            ("alertname", sipwatch_alerting::inhibit::AGENT_SILENT),
+            ("host", host),
+        ],
+    )
+}
+
 fn mb(v: f64) -> String {
     format!("{:.1} MB", v / 1_048_576.0)
 }
@@ -538,6 +581,37 @@ mod tests {
         let a = board_alert(&change(NodeState::Up, NodeState::Degraded, true), "p").unwrap();
         assert_eq!(a.severity, Severity::Warning);
         assert!(a.key.starts_with("sipwatch/probe-degraded/"));
+    }
+
+    #[test]
+    fn a_silent_agent_pages_once_for_its_host_and_mutes_its_services() {
+        let silent = agent_silent_alert("sip1", true, 100.0, 400.0, "prober");
+        assert_eq!(silent.key, "sipwatch/agent/sip1");
+        assert_eq!(silent.labels["alertname"], "AgentSilent");
+        assert!(silent.summary.contains("300 s"), "{}", silent.summary);
+        let leak = agent_alert(
+            &AgentEvent::ServiceMissing {
+                service: "kamailio".into(),
+                at: 2.0,
+                problem: "no process".into(),
+            },
+            "sip1",
+        )
+        .unwrap();
+        let rules = sipwatch_alerting::inhibit::default_rules();
+        let s = sipwatch_alerting::matcher::match_labels(&silent);
+        let t = sipwatch_alerting::matcher::match_labels(&leak);
+        assert_eq!(
+            sipwatch_alerting::inhibit::inhibited_by(
+                &rules,
+                &leak.key,
+                &t,
+                [(silent.key.as_str(), &s)]
+            ),
+            Some("sipwatch/agent/sip1")
+        );
+        let back = agent_silent_alert("sip1", false, 500.0, 500.0, "prober");
+        assert_eq!(back.status, AlertStatus::Resolved);
     }
 
     #[test]

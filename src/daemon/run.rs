@@ -128,6 +128,8 @@ struct StateTask {
     paging: Paging,
     /// `source` of the alerts this daemon raises.
     source: String,
+    /// Agents whose silence raised `AgentSilent`.
+    silent_agents: std::collections::BTreeSet<String>,
     /// The alert-control view last published, to publish again only when it changed.
     alerting_view: super::model::AlertingView,
     /// Last report of each node agent, by host.
@@ -188,6 +190,22 @@ impl StateTask {
     /// The paging tick: due notifications out, delivery metrics and view refreshed.
     fn paging_tick(&mut self) {
         let now = now_unix();
+        let silent_after = self
+            .cfg
+            .alerting
+            .agent_silent_after
+            .map_or(180.0, |d| d.as_secs_f64());
+        let newly_silent: Vec<(String, f64)> = self
+            .agents
+            .values()
+            .filter(|a| now - a.received_at > silent_after && !self.silent_agents.contains(&a.host))
+            .map(|a| (a.host.clone(), a.received_at))
+            .collect();
+        for (host, last) in newly_silent {
+            self.silent_agents.insert(host.clone());
+            let alert = crate::alerts::agent_silent_alert(&host, true, last, now, &self.source);
+            self.raise(alert);
+        }
         self.paging.tick(now);
         if let Some(outbox) = self.paging.outbox() {
             self.metrics.delivery.update(&outbox.stats(), now);
@@ -264,6 +282,16 @@ impl StateTask {
         match msg {
             AgentMsg::Report(mut summary) => {
                 summary.received_at = now_unix();
+                if self.silent_agents.remove(&summary.host) {
+                    let alert = crate::alerts::agent_silent_alert(
+                        &summary.host,
+                        false,
+                        summary.received_at,
+                        summary.received_at,
+                        &self.source,
+                    );
+                    self.raise(alert);
+                }
                 self.agents.insert(summary.host.clone(), summary);
                 self.dirty = true;
             }
@@ -665,6 +693,7 @@ pub async fn run(config_path: &Path, mut shutdown: watch::Receiver<bool>) -> any
         paging,
         source,
         alerting_view: Default::default(),
+        silent_agents: Default::default(),
         agents: Default::default(),
         cfg,
         board,
