@@ -425,6 +425,30 @@ fn forty_nodes_down_make_one_grouped_mail_then_one_resolve() {
         Some(0.0),
         "{metrics}"
     );
+    // The delivery metrics pass Prometheus' own linter.
+    let promtool = require("promtool", "prometheus");
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(metrics.as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}",
+        describe(&out)
+    );
 }
 
 #[test]

@@ -29,7 +29,7 @@ use crate::matcher::{all_match, Matcher};
 #[derive(Debug, Clone, PartialEq)]
 pub struct Grouping {
     /// Labels whose values form the group; when the alert has none of them, `target` is used,
-    /// and when it has no target either the alert is a group of its own.
+    /// then `host`, and when it has neither the alert is a group of its own.
     pub group_by: Vec<String>,
     /// How long a new group waits for more members before its first notification.
     pub group_wait: Duration,
@@ -265,7 +265,7 @@ impl Routes {
 }
 
 /// The group an alert joins on `route`: the `group_by` label values, else its `target`, else
-/// its own key. Deterministic, so daemons configured alike build the same group keys.
+/// its `host` (agent alerts), else its own key. Deterministic, so daemons configured alike build the same group keys.
 pub fn group_labels(
     route: &Route,
     labels: &BTreeMap<String, String>,
@@ -286,9 +286,11 @@ pub fn group_labels(
     if !chosen.is_empty() {
         return chosen;
     }
-    let by_target = pick(&["target".to_string()]);
-    if !by_target.is_empty() {
-        return by_target;
+    for fallback in ["target", "host"] {
+        let by = pick(&[fallback.to_string()]);
+        if !by.is_empty() {
+            return by;
+        }
     }
     BTreeMap::from([("key".to_string(), alert_key.to_string())])
 }
@@ -395,6 +397,10 @@ mod tests {
         assert_eq!(
             group_labels(route, &labels(&[("target", "t")]), "k"),
             labels(&[("target", "t")])
+        );
+        assert_eq!(
+            group_labels(route, &labels(&[("host", "sip1")]), "k"),
+            labels(&[("host", "sip1")])
         );
         assert_eq!(
             group_labels(route, &labels(&[]), "k"),
