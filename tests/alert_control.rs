@@ -813,6 +813,7 @@ fn a_page_pending_through_a_crash_and_an_smtp_outage_arrives_once_within_30_s_of
         |m| !m.is_empty(),
     );
     let waited = back.elapsed();
+    eprintln!("the page left {waited:?} after the SMTP server returned");
     assert!(
         waited <= Duration::from_secs(35),
         "the page left {waited:?} after the SMTP server returned (limit 30 s + 5 s margin)"
