@@ -31,6 +31,162 @@ pub struct AlertingConfig {
     pub url: Option<String>,
     #[serde(default)]
     pub receiver: Vec<ReceiverConfig>,
+    /// `[[alerting.route]]` (daemon): which receivers hear about which alerts, and grouping.
+    #[serde(default)]
+    pub route: Vec<sipwatch_alerting::route::RouteConfig>,
+    /// `[[alerting.inhibit]]` (daemon): added to the default rules.
+    #[serde(default)]
+    pub inhibit: Vec<sipwatch_alerting::inhibit::InhibitRule>,
+    /// Turn the default inhibition rules off (default true: on).
+    #[serde(default)]
+    pub inhibit_defaults: Option<bool>,
+    /// `[[alerting.silence]]` (daemon): silences written in the config.
+    #[serde(default)]
+    pub silence: Vec<SilenceConfig>,
+    /// Default grouping of every route (each route may override it).
+    #[serde(default)]
+    pub group_by: Option<Vec<String>>,
+    #[serde(
+        default,
+        deserialize_with = "sipwatch_alerting::duration::deserialize_option"
+    )]
+    pub group_wait: Option<std::time::Duration>,
+    #[serde(
+        default,
+        deserialize_with = "sipwatch_alerting::duration::deserialize_option"
+    )]
+    pub group_interval: Option<std::time::Duration>,
+    #[serde(
+        default,
+        deserialize_with = "sipwatch_alerting::duration::deserialize_option"
+    )]
+    pub repeat_interval: Option<std::time::Duration>,
+    /// Bearer token for the silences and notifications API (`/api/v1/silences`, ...).
+    pub api_token_file: Option<PathBuf>,
+    /// A receiver failing longer than this is reported unhealthy (default 10m).
+    #[serde(
+        default,
+        deserialize_with = "sipwatch_alerting::duration::deserialize_option"
+    )]
+    pub unhealthy_after: Option<std::time::Duration>,
+    /// A node agent that has not reported for this long raises `AgentSilent` (default 3m; agents
+    /// report every 30 s by default).
+    #[serde(
+        default,
+        deserialize_with = "sipwatch_alerting::duration::deserialize_option"
+    )]
+    pub agent_silent_after: Option<std::time::Duration>,
+}
+
+/// One `[[alerting.silence]]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SilenceConfig {
+    pub matchers: Vec<sipwatch_alerting::matcher::Matcher>,
+    /// RFC 3339 (`2026-12-01T02:00:00+01:00`); default: always started.
+    pub starts: Option<String>,
+    /// RFC 3339.
+    pub ends: String,
+    #[serde(default)]
+    pub comment: String,
+}
+
+impl AlertingConfig {
+    /// The default grouping of routes, from `[alerting]` over the built-in defaults.
+    pub fn grouping(&self) -> sipwatch_alerting::route::Grouping {
+        sipwatch_alerting::route::GroupingConfig {
+            group_by: self.group_by.clone(),
+            group_wait: self.group_wait,
+            group_interval: self.group_interval,
+            repeat_interval: self.repeat_interval,
+        }
+        .over(&Default::default())
+    }
+
+    /// The routing table for these receivers.
+    pub fn routes(&self) -> Result<sipwatch_alerting::route::Routes, Vec<String>> {
+        let names: Vec<String> = self.receiver.iter().map(|r| r.name().to_string()).collect();
+        sipwatch_alerting::route::Routes::new(&self.route, &names, &self.grouping())
+    }
+
+    /// Default rules (unless turned off) plus the configured ones.
+    pub fn inhibit_rules(&self) -> Vec<sipwatch_alerting::inhibit::InhibitRule> {
+        let mut rules = if self.inhibit_defaults.unwrap_or(true) {
+            sipwatch_alerting::inhibit::default_rules()
+        } else {
+            Vec::new()
+        };
+        rules.extend(self.inhibit.iter().cloned());
+        rules
+    }
+
+    /// The config silences, checked; every problem reported.
+    pub fn silences(&self) -> Result<Vec<sipwatch_alerting::silence::Silence>, Vec<String>> {
+        let mut out = Vec::new();
+        let mut problems = Vec::new();
+        for (i, c) in self.silence.iter().enumerate() {
+            let at = format!("[[alerting.silence]] #{}", i + 1);
+            let parse = |field: &str, text: &str| {
+                chrono::DateTime::parse_from_rfc3339(text)
+                    .map(|t| t.timestamp_millis() as f64 / 1000.0)
+                    .map_err(|e| {
+                        format!(
+                            "{at}: {field} {text:?} is not an RFC 3339 time ({e}); write e.g. \
+                             \"2026-12-01T02:00:00+01:00\""
+                        )
+                    })
+            };
+            let starts = match c.starts.as_deref().map(|t| parse("starts", t)).transpose() {
+                Ok(t) => t.unwrap_or(0.0),
+                Err(e) => {
+                    problems.push(e);
+                    continue;
+                }
+            };
+            let ends = match parse("ends", &c.ends) {
+                Ok(t) => t,
+                Err(e) => {
+                    problems.push(e);
+                    continue;
+                }
+            };
+            let silence = sipwatch_alerting::silence::Silence {
+                id: format!("cfg-{}", i + 1),
+                matchers: c.matchers.clone(),
+                starts,
+                ends,
+                comment: c.comment.clone(),
+                created_by: "config".into(),
+            };
+            match silence.validate() {
+                Ok(()) => out.push(silence),
+                Err(e) => problems.push(format!("{at}: {e}")),
+            }
+        }
+        if problems.is_empty() {
+            Ok(out)
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// Every problem of the alert-control keys (routes, silences, api token), for
+    /// `check-config` and start-up.
+    pub fn control_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Err(e) = self.routes() {
+            problems.extend(e);
+        }
+        if let Err(e) = self.silences() {
+            problems.extend(e);
+        }
+        if let Some(path) = &self.api_token_file {
+            if let Err(e) = sipwatch_alerting::Secret::from_file(path) {
+                problems.push(format!("[alerting] api_token_file: {e}"));
+            }
+        }
+        problems
+    }
 }
 
 /// The host name, for alert sources and agent keys.
@@ -209,6 +365,42 @@ pub fn board_alert(e: &BoardEvent, source: &str) -> Option<Alert> {
         )),
         _ => None,
     }
+}
+
+/// The daemon's alert for a node agent that stopped reporting (firing) or reports again
+/// (resolved). While it fires, the default inhibition mutes that host's leak, log and service
+/// alerts: one page for the host, not one per service.
+pub fn agent_silent_alert(
+    host: &str,
+    firing: bool,
+    last_report: f64,
+    at: f64,
+    source: &str,
+) -> Alert {
+    let summary = if firing {
+        format!(
+            "node agent on {host} stopped reporting ({:.0} s since its last report)",
+            (at - last_report).max(0.0)
+        )
+    } else {
+        format!("node agent on {host} reports again")
+    };
+    alert(
+        format!("sipwatch/agent/{host}"),
+        if firing {
+            AlertStatus::Firing
+        } else {
+            AlertStatus::Resolved
+        },
+        Severity::Critical,
+        summary,
+        source,
+        at,
+        &[
+            ("alertname", sipwatch_alerting::inhibit::AGENT_SILENT),
+            ("host", host),
+        ],
+    )
 }
 
 fn mb(v: f64) -> String {
@@ -440,6 +632,37 @@ mod tests {
         let a = board_alert(&change(NodeState::Up, NodeState::Degraded, true), "p").unwrap();
         assert_eq!(a.severity, Severity::Warning);
         assert!(a.key.starts_with("sipwatch/probe-degraded/"));
+    }
+
+    #[test]
+    fn a_silent_agent_pages_once_for_its_host_and_mutes_its_services() {
+        let silent = agent_silent_alert("sip1", true, 100.0, 400.0, "prober");
+        assert_eq!(silent.key, "sipwatch/agent/sip1");
+        assert_eq!(silent.labels["alertname"], "AgentSilent");
+        assert!(silent.summary.contains("300 s"), "{}", silent.summary);
+        let leak = agent_alert(
+            &AgentEvent::ServiceMissing {
+                service: "kamailio".into(),
+                at: 2.0,
+                problem: "no process".into(),
+            },
+            "sip1",
+        )
+        .unwrap();
+        let rules = sipwatch_alerting::inhibit::default_rules();
+        let s = sipwatch_alerting::matcher::match_labels(&silent);
+        let t = sipwatch_alerting::matcher::match_labels(&leak);
+        assert_eq!(
+            sipwatch_alerting::inhibit::inhibited_by(
+                &rules,
+                &leak.key,
+                &t,
+                [(silent.key.as_str(), &s)]
+            ),
+            Some("sipwatch/agent/sip1")
+        );
+        let back = agent_silent_alert("sip1", false, 500.0, 500.0, "prober");
+        assert_eq!(back.status, AlertStatus::Resolved);
     }
 
     #[test]

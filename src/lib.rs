@@ -10,6 +10,7 @@
 //!   alerting crate's `duration` module, the one syntax of every config).
 
 pub mod agent;
+pub mod alert_cmd;
 pub mod alerts;
 pub mod calendar;
 pub mod config_error;

@@ -43,6 +43,16 @@ enum Command {
         #[command(subcommand)]
         command: sipwatch::watchdog::commands::RestartCommand,
     },
+    /// Silence alerts in the running daemon for a while (add, list, expire).
+    Silence {
+        #[command(subcommand)]
+        command: sipwatch::alert_cmd::SilenceCommand,
+    },
+    /// Alert tools: send a test notification through the real outbox, acknowledge a page.
+    Alert {
+        #[command(subcommand)]
+        command: sipwatch::alert_cmd::AlertCommand,
+    },
     /// Validate a daemon or agent config file and explain every error with its line.
     CheckConfig {
         #[arg(value_name = "FILE")]
@@ -124,7 +134,9 @@ fn main() {
         | Command::CheckConfig { .. }
         | Command::Leak { .. }
         | Command::Generate { .. }
-        | Command::Restart { .. } => "warn",
+        | Command::Restart { .. }
+        | Command::Silence { .. }
+        | Command::Alert { .. } => "warn",
         _ => "info",
     };
     tracing_subscriber::fmt()
@@ -217,6 +229,8 @@ fn main() {
                     1
                 }
             },
+            Command::Silence { command } => sipwatch::alert_cmd::silence(command).await,
+            Command::Alert { command } => sipwatch::alert_cmd::alert(command).await,
         }
     });
     std::process::exit(code);
@@ -315,6 +329,9 @@ fn check_config(file: &std::path::Path) -> i32 {
                     c.targets.len(),
                     c.groups.len()
                 );
+                if let Some(note) = sipwatch::alert_cmd::outbox_notice(&c) {
+                    eprintln!("{note}");
+                }
                 0
             }
             Err(e) => {

@@ -106,6 +106,8 @@ path = "{db}"
 token_file = "{token}"
 [alerting]
 source = "prober-test"
+group_wait = "1s"
+group_interval = "2s"
 [[alerting.receiver]]
 name = "oncall-mail"
 kind = "email"

@@ -38,6 +38,8 @@ pub enum ReceiverConfig {
     PagerDuty(PagerDutyConfig),
     Opsgenie(OpsgenieConfig),
     Alertmanager(AlertmanagerConfig),
+    Slack(ChatConfig),
+    Teams(ChatConfig),
 }
 
 /// `kind = "email"`: mail over SMTP (plain or STARTTLS).
@@ -52,6 +54,13 @@ pub struct EmailConfig {
     /// Upgrade the connection with STARTTLS (required, not opportunistic) before sending.
     #[serde(default)]
     pub starttls: bool,
+    /// Implicit TLS from the first byte (SMTPS, usually port 465).
+    #[serde(default)]
+    pub tls: bool,
+    /// Allow SMTP AUTH without TLS to a server that is not on loopback (the password then
+    /// crosses the network in clear text). Default false: refused.
+    #[serde(default)]
+    pub allow_plaintext_auth: bool,
     /// PEM file with the CA that signed the SMTP server's certificate, when it is a private CA.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
@@ -73,8 +82,38 @@ pub struct WebhookConfig {
     /// Sent as `Authorization: Bearer TOKEN`.
     #[serde(default)]
     pub bearer_token_file: Option<PathBuf>,
+    /// Shared secret for `X-Sipwatch-Signature: sha256=HEX`, an HMAC-SHA256 over
+    /// `TIMESTAMP.BODY` with `TIMESTAMP` sent as `X-Sipwatch-Timestamp` (unix seconds).
+    #[serde(default)]
+    pub signing_secret_file: Option<PathBuf>,
     #[serde(default, deserialize_with = "crate::duration::deserialize_option")]
     pub timeout: Option<Duration>,
+}
+
+/// `kind = "slack"` (Slack, Mattermost, Rocket.Chat incoming webhooks: a `text` payload) and
+/// `kind = "teams"` (Microsoft Teams workflow webhooks: an Adaptive Card). The webhook URL is a
+/// secret (it holds the token): give it in `url_file`, or inline as `url`.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatConfig {
+    pub name: String,
+    #[serde(default)]
+    pub url: Option<Secret>,
+    #[serde(default)]
+    pub url_file: Option<PathBuf>,
+    #[serde(default, deserialize_with = "crate::duration::deserialize_option")]
+    pub timeout: Option<Duration>,
+}
+
+impl fmt::Debug for ChatConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChatConfig")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("url_file", &self.url_file)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 /// `kind = "pagerduty"`: PagerDuty Events API v2.
@@ -151,6 +190,7 @@ impl ReceiverConfig {
             ReceiverConfig::PagerDuty(c) => &c.name,
             ReceiverConfig::Opsgenie(c) => &c.name,
             ReceiverConfig::Alertmanager(c) => &c.name,
+            ReceiverConfig::Slack(c) | ReceiverConfig::Teams(c) => &c.name,
         }
     }
 
@@ -162,6 +202,8 @@ impl ReceiverConfig {
             ReceiverConfig::PagerDuty(_) => "pagerduty",
             ReceiverConfig::Opsgenie(_) => "opsgenie",
             ReceiverConfig::Alertmanager(_) => "alertmanager",
+            ReceiverConfig::Slack(_) => "slack",
+            ReceiverConfig::Teams(_) => "teams",
         }
     }
 }
@@ -172,6 +214,7 @@ impl fmt::Debug for WebhookConfig {
             .field("name", &self.name)
             .field("url", &redact_url(&self.url))
             .field("bearer_token_file", &self.bearer_token_file)
+            .field("signing_secret_file", &self.signing_secret_file)
             .field("timeout", &self.timeout)
             .finish()
     }

@@ -92,6 +92,15 @@ pub fn format_seconds(secs: f64) -> String {
 
 /// Serde `deserialize_with` for `Option<Duration>` fields written as strings (use with
 /// `#[serde(default)]`).
+/// Serde helper for a required duration field.
+pub fn deserialize<'de, D>(d: D) -> Result<Duration, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let text = <String as serde::Deserialize>::deserialize(d)?;
+    parse_duration(&text).map_err(<D::Error as serde::de::Error>::custom)
+}
+
 pub fn deserialize_option<'de, D>(d: D) -> Result<Option<Duration>, D::Error>
 where
     D: serde::Deserializer<'de>,

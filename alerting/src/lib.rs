@@ -22,16 +22,31 @@
 //! - [`notifiers`]: one file per receiver kind (email, webhook, PagerDuty, Opsgenie, Alertmanager).
 //! - [`outbox`]: the durable queue with dedup, ordering per key and counters.
 //! - [`retry`]: the pure retry policy (back-off, when to give up) the outbox follows.
+//! - [`matcher`]: label matchers (`severity=critical`, `group=~front.*`).
+//! - [`route`]: `[[alerting.route]]`: which receivers, which grouping.
+//! - [`group`]: the grouper (group_wait, group_interval, repeat_interval), sans-IO.
+//! - [`inhibit`]: `[[alerting.inhibit]]` rules and the defaults.
+//! - [`silence`]: silences and whether one mutes an alert now.
+//! - [`test_send`]: `sipwatch alert test`: a marked test notification and its outcome.
+//! - [`control`]: routing, grouping, inhibition and silences composed: alerts in,
+//!   notifications out, virtual time.
 
 pub mod alert;
 pub mod config;
+pub mod control;
 pub mod duration;
+pub mod group;
+pub mod inhibit;
+pub mod matcher;
 pub mod notifier;
 pub mod notifiers;
 pub mod outbox;
 pub mod receivers;
 pub mod retry;
+pub mod route;
 pub mod secret;
+pub mod silence;
+pub mod test_send;
 
 /// Implement [`Notifier`] with `#[sipwatch_alerting::async_trait]`.
 pub use async_trait::async_trait;
@@ -40,9 +55,12 @@ pub use alert::{Alert, AlertStatus, Severity};
 pub use config::{
     AlertmanagerConfig, EmailConfig, OpsgenieConfig, PagerDutyConfig, ReceiverConfig, WebhookConfig,
 };
+pub use control::{AlertControl, AlertView};
+pub use group::Notification;
 pub use notifier::{ErrorClass, Notifier, NotifyError};
 pub use outbox::{
-    Enqueued, Outbox, OutboxError, OutboxHealth, OutboxOptions, OutboxStats, ReceiverStats,
+    DeliveryRecord, Enqueued, Outbox, OutboxError, OutboxHealth, OutboxOptions, OutboxStats,
+    ReceiverStats,
 };
 pub use receivers::{build, ConfigError, ConfigProblem};
 pub use retry::RetryPolicy;

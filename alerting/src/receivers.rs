@@ -12,7 +12,8 @@ use std::sync::Arc;
 use crate::config::ReceiverConfig;
 use crate::notifier::Notifier;
 use crate::notifiers::{
-    AlertmanagerNotifier, EmailNotifier, OpsgenieNotifier, PagerDutyNotifier, WebhookNotifier,
+    AlertmanagerNotifier, EmailNotifier, OpsgenieNotifier, PagerDutyNotifier, SlackNotifier,
+    TeamsNotifier, WebhookNotifier,
 };
 
 /// One thing wrong with one receiver.
@@ -101,6 +102,8 @@ pub fn build(configs: &[ReceiverConfig]) -> Result<Vec<Arc<dyn Notifier>>, Confi
             ReceiverConfig::Alertmanager(c) => {
                 AlertmanagerNotifier::from_config(c).map(|n| Arc::new(n) as _)
             }
+            ReceiverConfig::Slack(c) => SlackNotifier::from_config(c).map(|n| Arc::new(n) as _),
+            ReceiverConfig::Teams(c) => TeamsNotifier::from_config(c).map(|n| Arc::new(n) as _),
         };
         match built {
             Ok(notifier) => notifiers.push(notifier),

@@ -2,8 +2,10 @@
 //!
 //! A retryable failure (receiver down, slow, overloaded) pauses the whole receiver with
 //! exponential back-off (`initial`, doubled per consecutive failure, capped at `max`, never
-//! shorter than the receiver's `Retry-After`), and the delivery is kept forever: alerts are
-//! not lost to an outage. A permanent failure (the receiver refused this request) only delays
+//! shorter than the receiver's `Retry-After` up to `max`), and the delivery is kept forever:
+//! alerts are not lost to an outage. `max` is 30 s: one attempt per receiver every 30 s is no
+//! load on anyone, and a page leaves within 30 s of the SMTP relay or pager API coming back
+//! (with 300 s it could arrive five minutes late). A permanent failure (the receiver refused this request) only delays
 //! that one delivery, and after `permanent_attempts` the delivery is dropped (and counted).
 
 use std::time::Duration;
@@ -36,7 +38,7 @@ impl Default for RetryPolicy {
     fn default() -> RetryPolicy {
         RetryPolicy {
             initial: Duration::from_secs(1),
-            max: Duration::from_secs(300),
+            max: Duration::from_secs(30),
             permanent_attempts: 3,
         }
     }
@@ -83,6 +85,21 @@ mod tests {
             max: Duration::from_secs(300),
             permanent_attempts: 3,
         }
+    }
+
+    #[test]
+    fn the_default_waits_at_most_30_s_so_pages_leave_soon_after_a_receiver_returns() {
+        let p = RetryPolicy::default();
+        assert_eq!(p.max, Duration::from_secs(30));
+        let delays: Vec<u64> = (1..=8).map(|n| p.delay(n).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 30, 30, 30]);
+        let e = NotifyError::from_http_status(429, "", Some(Duration::from_secs(3600)));
+        assert_eq!(
+            p.after_failure(&e, 1, 1),
+            NextStep::PauseReceiver {
+                after: Duration::from_secs(30)
+            }
+        );
     }
 
     #[test]

@@ -294,7 +294,7 @@ async fn permanent_refusal_is_dropped_after_attempts_and_the_key_never_logged() 
         || {
             let s = outbox.stats();
             let r = s.receiver("oncall").unwrap();
-            r.dropped == 1 && r.sent == 1
+            r.refused == 1 && r.dropped == 0 && r.sent == 1
         },
     )
     .await;
@@ -320,7 +320,23 @@ async fn permanent_refusal_is_dropped_after_attempts_and_the_key_never_logged() 
     let stats = outbox.stats();
     let r = stats.receiver("oncall").unwrap();
     assert_eq!((r.failed, r.pending), (3, 0));
-    assert_eq!(outbox.rows_by_state().unwrap().get("dropped"), Some(&1));
+    assert_eq!(outbox.rows_by_state().unwrap().get("failed"), Some(&1));
+    let failed = outbox.deliveries(Some("failed"), 10).unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].key, "k/refused");
+    assert_eq!(failed[0].attempts, 3);
+    assert!(
+        failed[0]
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("HTTP 400"),
+        "{failed:?}"
+    );
+    assert!(
+        !format!("{failed:?}").contains("WR0NG-ROUTING-KEY"),
+        "the stored error is scrubbed"
+    );
 
     let text = logs.text();
     assert!(

@@ -49,6 +49,19 @@ struct SmtpServer {
 
 impl SmtpServer {
     async fn start(port: u16, tls: Option<(&Path, &Path)>) -> SmtpServer {
+        SmtpServer::start_with(port, tls, None).await
+    }
+
+    /// Implicit TLS (SMTPS) from the first byte.
+    async fn start_smtps(port: u16, cert: &Path, key: &Path) -> SmtpServer {
+        SmtpServer::start_with(port, None, Some((cert, key))).await
+    }
+
+    async fn start_with(
+        port: u16,
+        tls: Option<(&Path, &Path)>,
+        smtps: Option<(&Path, &Path)>,
+    ) -> SmtpServer {
         require_program(PYTHON, "python3-aiosmtpd");
         let probe = Command::new(PYTHON)
             .args(["-c", "import aiosmtpd"])
@@ -72,6 +85,13 @@ impl SmtpServer {
         ]);
         if let Some((cert, key)) = tls {
             command.arg("--tlscert").arg(cert).arg("--tlskey").arg(key);
+        }
+        if let Some((cert, key)) = smtps {
+            command
+                .arg("--smtpscert")
+                .arg(cert)
+                .arg("--smtpskey")
+                .arg(key);
         }
         command
             .args(["-c", "sipwatch_test_handler.FolderHandler"])
@@ -334,4 +354,66 @@ async fn starttls_is_required_and_verified_against_the_configured_ca() {
             .any(|l| l.contains("receiver=untrusted") && l.contains("UnknownIssuer")),
         "the untrusted receiver fails on certificate verification:\n{text}"
     );
+}
+
+#[tokio::test]
+async fn implicit_tls_smtps_delivers_over_tls_with_a_message_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "sipwatch test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca, &ca_key)
+        .unwrap();
+    let cert = write_file(dir.path(), "smtp.crt", &leaf.pem());
+    let key = write_file(dir.path(), "smtp.key", &leaf_key.serialize_pem());
+    let ca_file = write_file(dir.path(), "ca.crt", &ca.pem());
+
+    let port = free_port();
+    let server = SmtpServer::start_smtps(port, &cert, &key).await;
+    // The same server without TLS cannot be talked to: "plain" proves the port is SMTPS only.
+    let configs = receivers(&format!(
+        "{}\n{}",
+        email_config(
+            "smtps",
+            port,
+            &format!("tls = true\nca_file = \"{}\"", ca_file.display()),
+        ),
+        email_config("plain", port, ""),
+    ));
+    let outbox = Outbox::open(
+        dir.path().join("outbox.db"),
+        build(&configs).unwrap(),
+        // A plain client waits for a greeting an SMTPS server never sends: bound the wait.
+        sipwatch_alerting::OutboxOptions {
+            send_timeout: Duration::from_secs(3),
+            ..fast_options()
+        },
+    )
+    .unwrap();
+    let running = Running::start(&outbox);
+    let a = alert("sipwatch/smtps/check", Severity::Warning);
+    outbox.enqueue(&a).unwrap();
+    wait_until(
+        DEADLINE,
+        "the mail arrives over SMTPS; the plain receiver keeps failing",
+        || server.mails().len() == 1 && outbox.stats().receiver("plain").unwrap().retried >= 1,
+    )
+    .await;
+    running.stop().await;
+    let mails = server.mails();
+    assert_eq!(mails.len(), 1, "only the TLS receiver got through");
+    assert_eq!(outbox.stats().receiver("plain").unwrap().sent, 0);
+    let data = mails[0]["data"].as_str().unwrap();
+    let expected = format!(
+        "Message-ID: {}",
+        sipwatch_alerting::notifiers::email::message_id(&a)
+    );
+    assert!(data.contains(&expected), "{expected} in:\n{data}");
 }

@@ -634,10 +634,29 @@ impl DaemonConfig {
             }
         }
         let alerting_span = crate::config_error::table_span(source, "alerting");
-        let alerting = raw.alerting.clone().unwrap_or_default();
+        let mut alerting = raw.alerting.clone().unwrap_or_default();
+        if let Some(file) = &alerting.api_token_file {
+            alerting.api_token_file = Some(base_dir.join(file));
+        }
         if let Err(e) = sipwatch_alerting::build(&alerting.receiver) {
             for line in e.to_string().lines() {
                 p.at(alerting_span.clone(), format!("[alerting]: {line}"));
+            }
+        }
+        for problem in alerting.control_problems() {
+            p.at(alerting_span.clone(), problem);
+        }
+        if let Some(outbox) = &alerting.outbox {
+            if outbox == &store_path {
+                p.at(
+                    alerting_span.clone(),
+                    format!(
+                        "[alerting] outbox {} is the [store] path too; they must be two files \
+                         (leave outbox out to use {})",
+                        outbox.display(),
+                        crate::alert_cmd::derived_outbox_path(&store_path).display()
+                    ),
+                );
             }
         }
         let agent_token = match &raw.agents {

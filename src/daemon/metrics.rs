@@ -122,6 +122,8 @@ pub struct Metrics {
     /// Nodes with a `sipwatch_node_up` series, per target (nodes come and go with DNS).
     nodes_seen: Mutex<BTreeMap<String, BTreeSet<String>>>,
     cert_not_after: Family<TargetLabels, Gauge>,
+    /// Alert delivery health (`sipwatch_notifications_total`, `sipwatch_outbox_*`).
+    pub delivery: super::delivery_metrics::DeliveryMetrics,
 }
 
 impl Default for Metrics {
@@ -215,7 +217,9 @@ impl Metrics {
                 version: env!("CARGO_PKG_VERSION").to_owned(),
             })
             .set(1);
+        let delivery = super::delivery_metrics::DeliveryMetrics::register(&mut registry);
         let metrics = Metrics {
+            delivery,
             registry,
             probe_up,
             probe_duration,

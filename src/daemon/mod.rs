@@ -9,14 +9,17 @@
 //! - [`history`]: the questions the status page asks of the past.
 //! - [`leases`]: restart leases for the agents' watchdogs (pure book, kept beside the store).
 //! - [`metrics`], [`http`]: Prometheus metrics, Statuspage feeds, Atom and the status page.
+//! - [`paging`]: alert rules -> routes, grouping, inhibition, silences -> outbox; delivery health.
 //! - [`run`]: `sipwatch run`, the state task that wires everything together.
 
 pub mod config;
+pub mod delivery_metrics;
 pub mod history;
 pub mod http;
 pub mod leases;
 pub mod metrics;
 pub mod model;
+pub mod paging;
 pub mod run;
 pub mod scheduler;
 pub mod state;

@@ -206,6 +206,9 @@ pub struct Snapshot {
     /// Every `[[maintenance]]` window: the one in progress or the next one.
     #[serde(default)]
     pub scheduled_maintenances: Vec<MaintenanceView>,
+    /// Delivery health, silences and muted alerts (see `daemon::paging`).
+    #[serde(default)]
+    pub alerting: AlertingView,
 }
 
 /// One `[[maintenance]]` window as the feeds show it: in progress now, or its next occurrence.
@@ -218,6 +221,68 @@ pub struct MaintenanceView {
     pub in_progress: bool,
     pub targets: Vec<String>,
     pub groups: Vec<String>,
+}
+
+/// What the status page, `/healthz` and the API show about alert delivery and control.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AlertingView {
+    pub receivers: Vec<ReceiverHealth>,
+    pub silences: Vec<SilenceView>,
+    /// Alerts firing now, with whether they are notified, silenced or inhibited.
+    pub alerts: Vec<AlertStateView>,
+    /// Acknowledged notifications (escalation stopped).
+    #[serde(default)]
+    pub acks: Vec<AckView>,
+}
+
+/// An acknowledged notification.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AckView {
+    /// The notification's key (`sipwatch/notify/...`).
+    pub key: String,
+    pub by: String,
+    pub at: UnixTime,
+}
+
+/// One receiver's delivery health.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReceiverHealth {
+    pub name: String,
+    pub kind: String,
+    pub pending: u64,
+    pub oldest_pending_seconds: Option<f64>,
+    /// Since when every attempt failed (unix seconds).
+    pub failing_since: Option<UnixTime>,
+    /// Failing for longer than `[alerting] unhealthy_after`.
+    pub unhealthy: bool,
+    /// Notifications the receiver refused for good (kept as failed).
+    pub failed: u64,
+}
+
+/// A silence as shown and served by `GET /api/v1/silences`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SilenceView {
+    pub id: String,
+    pub matchers: Vec<String>,
+    pub starts: UnixTime,
+    pub ends: UnixTime,
+    pub comment: String,
+    pub created_by: String,
+    /// `pending`, `active` or `expired`.
+    pub state: String,
+}
+
+/// A firing alert and its notification state.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AlertStateView {
+    pub key: String,
+    pub summary: String,
+    pub severity: String,
+    pub since: UnixTime,
+    /// `active`, `silenced` or `inhibited`.
+    pub state: String,
+    /// The silence id or the inhibiting alert's key.
+    pub by: Option<String>,
 }
 
 /// What a node agent last reported about its host (`POST /api/v1/agents/report`), shown on the

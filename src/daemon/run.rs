@@ -20,10 +20,12 @@ use tokio::sync::{mpsc, watch};
 use super::config::{DaemonConfig, MaintenanceWindow};
 use super::history::History;
 use super::http::agents::{AgentIntake, AgentMsg};
+use super::http::alert_control::{ControlApi, ControlMsg};
 use super::http::{router, HttpState};
 use super::metrics::Metrics;
 use super::model::AgentSummary;
 use super::model::{Incident, MaintenanceView, NodeState, Observation, Snapshot, UnixTime};
+use super::paging::Paging;
 use super::scheduler::{ProbeReport, Scheduler, SchedulerMsg};
 use super::state::{Board, BoardEvent, GroupSpec, TargetSpec, Thresholds};
 use super::store::{Store, StoreReader};
@@ -121,10 +123,15 @@ struct StateTask {
     metrics: Arc<Metrics>,
     snapshot_tx: watch::Sender<Arc<Snapshot>>,
     dirty: bool,
-    /// The durable alert queue; None without `[alerting]` receivers (alerts are only logged).
-    outbox: Option<Outbox>,
+    /// Routes, grouping, inhibition, silences and the durable outbox (None without receivers:
+    /// notifications are only logged).
+    paging: Paging,
     /// `source` of the alerts this daemon raises.
     source: String,
+    /// Agents whose silence raised `AgentSilent`.
+    silent_agents: std::collections::BTreeSet<String>,
+    /// The alert-control view last published, to publish again only when it changed.
+    alerting_view: super::model::AlertingView,
     /// Last report of each node agent, by host.
     agents: std::collections::BTreeMap<String, AgentSummary>,
     /// What is wrong with the alert outbox's storage (disk full: alerts held in memory).
@@ -157,8 +164,8 @@ impl StateTask {
     /// `sipwatch_store_ok` (the outbox logs it itself, at a bounded rate).
     fn check_outbox(&mut self) {
         let problem = self
-            .outbox
-            .as_ref()
+            .paging
+            .outbox()
             .and_then(|o| o.health().describe())
             .map(|d| format!("alert outbox: {d}"));
         if problem != self.outbox_problem {
@@ -190,16 +197,104 @@ impl StateTask {
         }
     }
 
-    /// Puts an alert in the outbox (or only logs it when no receiver is configured).
-    fn raise(&mut self, mut alert: sipwatch_alerting::Alert) {
-        if alert.url.is_none() {
-            alert.url = self.cfg.alerting.url.clone();
-        }
+    /// Hands an alert to routing and grouping (notifications leave on the tick).
+    fn raise(&mut self, alert: sipwatch_alerting::Alert) {
         tracing::warn!(key = %alert.key, status = ?alert.status, summary = %alert.summary, "alert");
-        if let Some(outbox) = &self.outbox {
-            if let Err(e) = outbox.enqueue(&alert) {
-                tracing::error!(key = %alert.key, error = %e, "cannot queue the alert");
+        let key = alert.key.clone();
+        if let Err(e) = self.paging.raise(now_unix(), alert) {
+            tracing::error!(key = %key, error = %e, "cannot queue the alert");
+        }
+        self.paging.tick(now_unix());
+    }
+
+    /// The paging tick: due notifications out, delivery metrics and view refreshed.
+    fn paging_tick(&mut self) {
+        let now = now_unix();
+        let silent_after = self
+            .cfg
+            .alerting
+            .agent_silent_after
+            .map_or(180.0, |d| d.as_secs_f64());
+        let newly_silent: Vec<(String, f64)> = self
+            .agents
+            .values()
+            .filter(|a| now - a.received_at > silent_after && !self.silent_agents.contains(&a.host))
+            .map(|a| (a.host.clone(), a.received_at))
+            .collect();
+        for (host, last) in newly_silent {
+            self.silent_agents.insert(host.clone());
+            let alert = crate::alerts::agent_silent_alert(&host, true, last, now, &self.source);
+            self.raise(alert);
+        }
+        self.paging.tick(now);
+        if let Some(outbox) = self.paging.outbox() {
+            self.metrics.delivery.update(&outbox.stats(), now);
+        }
+        let view = self.paging.view(now);
+        if view != self.alerting_view {
+            self.alerting_view = view;
+            self.dirty = true;
+        }
+    }
+
+    /// A request of the alert control API.
+    fn control(&mut self, msg: ControlMsg) {
+        let now = now_unix();
+        let view = |paging: &Paging, id: &str| {
+            paging
+                .silence_views(now)
+                .into_iter()
+                .find(|v| v.id == id)
+                .ok_or_else(|| format!("silence {id} vanished"))
+        };
+        match msg {
+            ControlMsg::AddSilence(silence, reply) => {
+                let result = self.paging.add_silence(*silence).and_then(|s| {
+                    self.save_silence(&s);
+                    view(&self.paging, &s.id)
+                });
+                let _ = reply.send(result);
             }
+            ControlMsg::ExpireSilence(id, reply) => {
+                let result = self.paging.expire_silence(&id, now).and_then(|s| {
+                    self.save_silence(&s);
+                    view(&self.paging, &s.id)
+                });
+                let _ = reply.send(result);
+            }
+            ControlMsg::ListSilences(reply) => {
+                let _ = reply.send(self.paging.silence_views(now));
+            }
+            ControlMsg::Ack { key, by, reply } => {
+                let result = self.paging.acknowledge(&key, &by, now);
+                if result.is_ok() {
+                    let saved = match self.store.as_ref() {
+                        Some(store) => store.save_ack(&key, &by, now),
+                        None => Err("store not open".to_string()),
+                    };
+                    if let Err(e) = saved {
+                        tracing::error!(key = %key, error = %e,
+                            "the acknowledgement applies now but is not saved");
+                    }
+                }
+                let _ = reply.send(result);
+            }
+        }
+        self.paging_tick();
+        self.publish();
+    }
+
+    fn save_silence(&mut self, silence: &sipwatch_alerting::silence::Silence) {
+        if silence.id.starts_with("cfg-") {
+            return;
+        }
+        let result = match self.store.as_ref() {
+            Some(store) => store.save_silence(silence),
+            None => Err("store not open".to_string()),
+        };
+        if let Err(e) = result {
+            tracing::error!(id = %silence.id, error = %e,
+                "the silence applies now but is not saved: it will be lost at a restart");
         }
     }
 
@@ -207,6 +302,16 @@ impl StateTask {
         match msg {
             AgentMsg::Report(mut summary) => {
                 summary.received_at = now_unix();
+                if self.silent_agents.remove(&summary.host) {
+                    let alert = crate::alerts::agent_silent_alert(
+                        &summary.host,
+                        false,
+                        summary.received_at,
+                        summary.received_at,
+                        &self.source,
+                    );
+                    self.raise(alert);
+                }
                 self.agents.insert(summary.host.clone(), summary);
                 self.dirty = true;
             }
@@ -214,20 +319,11 @@ impl StateTask {
                 let _ = reply.send(self.lease(op));
             }
             AgentMsg::Alert(alert, reply) => {
-                let result = match &self.outbox {
-                    Some(outbox) => match outbox.enqueue(&alert) {
-                        // Only in the daemon's memory: the agent keeps it durably and retries
-                        // (a repeat is folded by key once the outbox can be written).
-                        Ok(sipwatch_alerting::Enqueued::Held { .. }) => Err(
-                            "the daemon's alert outbox cannot be written (disk full?); keep the \
-                             alert and retry"
-                                .to_string(),
-                        ),
-                        Ok(_) => Ok(()),
-                        Err(e) => Err(format!("cannot queue the alert: {e}")),
-                    },
+                let result = match self.paging.outbox() {
+                    Some(_) => self.paging.raise(now_unix(), *alert.clone()),
                     None => Err("this daemon has no [alerting] receivers: configure some, or give the agent its own [alerting] receivers instead of [daemon]".to_string()),
                 };
+                self.paging.tick(now_unix());
                 if result.is_ok() {
                     tracing::warn!(key = %alert.key, status = ?alert.status, source = %alert.source, summary = %alert.summary, "agent alert");
                 }
@@ -418,6 +514,7 @@ impl StateTask {
         };
         snap.agents = self.agents.values().cloned().collect();
         snap.scheduled_maintenances = scheduled_maintenances(&self.cfg, now_unix());
+        snap.alerting = self.alerting_view.clone();
         self.refresh_metrics(&snap);
         let _ = self.snapshot_tx.send(Arc::new(snap));
     }
@@ -505,6 +602,45 @@ impl StateTask {
             Err(e) => tracing::error!("config reload refused, keeping the running config:\n{e}"),
         }
     }
+}
+
+/// The alerts that fire according to a restored board: nodes down, groups below quorum.
+fn restored_alerts(snap: &Snapshot, source: &str) -> Vec<sipwatch_alerting::Alert> {
+    use super::model::{GroupState, StateChange};
+    let mut events = Vec::new();
+    for t in &snap.targets {
+        for n in t.nodes.iter().filter(|n| n.state == NodeState::Down) {
+            events.push(BoardEvent::Changed(StateChange {
+                at: n.since,
+                target: t.name.clone(),
+                node: n.node.clone(),
+                group: t.group.clone(),
+                from: NodeState::Up,
+                to: NodeState::Down,
+                reason: n
+                    .last
+                    .as_ref()
+                    .map(|o| o.reason.clone())
+                    .unwrap_or_else(|| "down before the restart".into()),
+                notify: !t.in_maintenance,
+            }));
+        }
+    }
+    for g in snap.groups.iter().filter(|g| g.state == GroupState::Down) {
+        events.push(BoardEvent::GroupChanged {
+            at: snap.generated_at,
+            group: g.name.clone(),
+            from: GroupState::Up,
+            to: GroupState::Down,
+            serving: g.serving,
+            min_up: g.min_up,
+            notify: !g.in_maintenance,
+        });
+    }
+    events
+        .iter()
+        .filter_map(|e| crate::alerts::board_alert(e, source))
+        .collect()
 }
 
 fn log_event(e: &BoardEvent) {
@@ -649,16 +785,59 @@ pub async fn run(config_path: &Path, mut shutdown: watch::Receiver<bool>) -> any
     } else {
         let notifiers = sipwatch_alerting::build(&cfg.alerting.receiver)
             .map_err(|e| anyhow::anyhow!("[alerting]: {e}"))?;
-        let path = cfg.alerting.outbox.clone().unwrap_or_else(|| {
-            cfg.store_path
-                .parent()
-                .unwrap_or(Path::new("."))
-                .join("outbox.db")
-        });
+        let path = crate::alert_cmd::outbox_path(&cfg);
+        let legacy = cfg
+            .store_path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("outbox.db");
+        if cfg.alerting.outbox.is_none() && legacy.exists() && !path.exists() {
+            tracing::warn!(legacy = %legacy.display(), outbox = %path.display(),
+                "an outbox.db from an older sipwatch is next to the store; this daemon now uses \
+                 an outbox named after its store; to send what is still pending in the old one, \
+                 set [alerting] outbox to the old path");
+        }
         let outbox = Outbox::open(&path, notifiers, OutboxOptions::default())
             .with_context(|| format!("cannot open the alert outbox {}", path.display()))?;
         tokio::spawn(outbox.clone().run(shutdown.clone()));
         Some(outbox)
+    };
+    let source = cfg
+        .alerting
+        .source
+        .clone()
+        .unwrap_or_else(crate::alerts::host_name);
+    let stored_silences = match &store {
+        Some(store) => store
+            .load_silences(now_unix(), 86_400.0)
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "cannot read the saved silences; starting without them");
+                Vec::new()
+            }),
+        None => Vec::new(),
+    };
+    let paging = Paging::new(
+        &cfg.alerting,
+        outbox.clone(),
+        source.clone(),
+        stored_silences,
+    )
+    .map_err(|e| anyhow::anyhow!("[alerting]: {e}"))?;
+    let api_token = match &cfg.alerting.api_token_file {
+        Some(path) => Some(
+            sipwatch_alerting::Secret::from_file(path)
+                .map_err(|e| anyhow::anyhow!("[alerting] api_token_file: {e}"))?,
+        ),
+        None => None,
+    };
+    let paging = paging.with_ack_key(api_token.clone());
+    let (control_tx, mut control_rx) = mpsc::channel::<ControlMsg>(64);
+    let control_api = ControlApi {
+        token: api_token,
+        tx: control_tx,
+        outbox: outbox.clone(),
+        source: source.clone(),
+        url: cfg.alerting.url.clone(),
     };
     let (agent_tx, mut agent_rx) = mpsc::channel::<AgentMsg>(256);
     let intake = cfg.agent_token.clone().map(|token| AgentIntake {
@@ -682,7 +861,8 @@ pub async fn run(config_path: &Path, mut shutdown: watch::Receiver<bool>) -> any
         metrics: metrics.clone(),
         history,
         agents: intake,
-    });
+    })
+    .merge(super::http::alert_control::routes(control_api));
     let http = serve_http(listener, app, shutdown.clone())?;
 
     let (tx, mut rx) = mpsc::channel::<SchedulerMsg>(4096);
@@ -694,14 +874,11 @@ pub async fn run(config_path: &Path, mut shutdown: watch::Receiver<bool>) -> any
         "probing"
     );
 
-    let source = cfg
-        .alerting
-        .source
-        .clone()
-        .unwrap_or_else(crate::alerts::host_name);
     let mut task = StateTask {
-        outbox,
+        paging,
         source,
+        alerting_view: Default::default(),
+        silent_agents: Default::default(),
         agents: Default::default(),
         outbox_problem: None,
         leases: super::leases::LeaseBook::open(super::leases::LeaseBook::path_for_store(
@@ -716,6 +893,19 @@ pub async fn run(config_path: &Path, mut shutdown: watch::Receiver<bool>) -> any
         dirty: true,
     };
     task.maintenance();
+    let restored = restored_alerts(&task.board.snapshot(now_unix()), &task.source);
+    task.paging.restore(now_unix(), restored);
+    if let Some(store) = task.store.as_ref() {
+        match store.load_acks() {
+            Ok(acks) => {
+                let kept = task.paging.restore_acks(acks);
+                if let Err(e) = store.forget_acks_except(&kept) {
+                    tracing::warn!(error = %e, "cannot prune old acknowledgements");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot read the saved acknowledgements"),
+        }
+    }
     task.publish();
 
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -783,9 +973,11 @@ pub async fn run(config_path: &Path, mut shutdown: watch::Receiver<bool>) -> any
                     task.prune();
                 }
                 task.check_outbox();
+                task.paging_tick();
                 task.publish();
             }
             Some(msg) = agent_rx.recv() => task.agent(msg),
+            Some(msg) = control_rx.recv() => task.control(msg),
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading the config");
                 task.reload(&mut scheduler);

@@ -917,6 +917,7 @@ impl Board {
             agents: Vec::new(),
             time_zone: self.zone.name().to_string(),
             scheduled_maintenances: Vec::new(),
+            alerting: Default::default(),
         }
     }
 

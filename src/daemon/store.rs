@@ -20,6 +20,9 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension};
 
+mod acks;
+mod silences;
+
 use super::history::History;
 use super::model::{ComponentStatus, GroupState, Incident, NodeState, Observation, UnixTime};
 use super::state::{BoardEvent, NodeRecord};

@@ -73,16 +73,34 @@ impl EmailNotifier {
             }
             (None, None) => None,
         };
-        if config.username.is_some() && !config.starttls {
-            tracing::warn!(receiver = %config.name,
-                "SMTP AUTH without starttls sends the password in clear text; set starttls = true");
+        if config.starttls && config.tls {
+            problems.add(
+                "tls",
+                "and starttls are both set; use tls = true for implicit TLS (port 465) or \
+                 starttls = true for submission (port 587), not both",
+            );
+        }
+        let loopback = server.as_ref().is_some_and(|(host, _)| is_loopback(host));
+        if config.username.is_some() && !config.starttls && !config.tls {
+            if loopback || config.allow_plaintext_auth {
+                tracing::warn!(receiver = %config.name,
+                    "SMTP AUTH without TLS sends the password in clear text; set starttls = true \
+                     or tls = true");
+            } else {
+                problems.add(
+                    "username",
+                    "SMTP AUTH without TLS to a server that is not on loopback would send the \
+                     password in clear text; set starttls = true (port 587) or tls = true (port \
+                     465), or, if the network is trusted, allow_plaintext_auth = true",
+                );
+            }
         }
         let ca = match &config.ca_file {
-            Some(path) if config.starttls => problems.check("ca_file", read_ca(path)),
+            Some(path) if config.starttls || config.tls => problems.check("ca_file", read_ca(path)),
             Some(_) => {
                 problems.add(
                     "ca_file",
-                    "is set but starttls = false; set starttls = true or remove ca_file",
+                    "is set but neither starttls nor tls is; set one of them or remove ca_file",
                 );
                 None
             }
@@ -95,12 +113,13 @@ impl EmailNotifier {
                 AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.as_str())
                     .port(*port)
                     .timeout(Some(config.timeout.unwrap_or(DEFAULT_TIMEOUT)));
-            if config.starttls {
+            if config.starttls || config.tls {
                 let mut tls = TlsParameters::builder(host.clone());
                 if let Some(ca) = ca {
                     tls = tls.add_root_certificate(ca);
                 }
                 match tls.build_rustls() {
+                    Ok(params) if config.tls => builder = builder.tls(Tls::Wrapper(params)),
                     Ok(params) => builder = builder.tls(Tls::Required(params)),
                     Err(e) => problems.add("starttls", format!("cannot set up TLS: {e}")),
                 }
@@ -133,6 +152,7 @@ impl EmailNotifier {
         let mut builder = Message::builder()
             .from(self.from.clone())
             .subject(subject(alert))
+            .message_id(Some(message_id(alert)))
             .header(ContentType::TEXT_PLAIN);
         for to in &self.to {
             builder = builder.to(to.clone());
@@ -146,6 +166,14 @@ impl EmailNotifier {
         ));
         Ok(message)
     }
+}
+
+/// Whether `host` names this machine (a password sent there never crosses a network).
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// `"host:port"` or `"[v6]:port"`; the port is required because 25, 465 and 587 all occur.
@@ -189,6 +217,10 @@ pub fn subject(alert: &Alert) -> String {
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
+    // Grouped notifications carry their own `[FIRING:N] group: what` title.
+    if alert.labels.contains_key("grouped") {
+        return summary;
+    }
     match alert.status {
         AlertStatus::Firing => format!(
             "[FIRING {}] {} ({})",
@@ -200,9 +232,42 @@ pub fn subject(alert: &Alert) -> String {
     }
 }
 
-/// The plain-text body.
+/// A Message-ID derived from the alert key and the event (status and time), so a mail sent
+/// again after a crash carries the same id and mail clients and people can tell it is the same.
+pub fn message_id(alert: &Alert) -> String {
+    let key: String = alert
+        .key
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '.'
+            }
+        })
+        .collect();
+    let key = key
+        .split('.')
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join(".");
+    format!(
+        "<{key}.{}.{}@sipwatch>",
+        alert.status.as_str(),
+        (alert.at * 1000.0).max(0.0) as u64
+    )
+}
+
+/// The plain-text body. A grouped notification's description already says what, where and
+/// since when for every member; it is followed by the key (for `sipwatch alert ack`).
 pub fn body(alert: &Alert) -> String {
     let mut text = String::new();
+    if alert.labels.contains_key("grouped") {
+        let _ = writeln!(text, "{}", alert.description.trim_end());
+        let _ = writeln!(text, "\nkey: {}", alert.key);
+        text.push_str("\n-- \nsipwatch\n");
+        return text;
+    }
     let _ = writeln!(
         text,
         "{} {}: {}",
@@ -299,6 +364,33 @@ mod tests {
     }
 
     #[test]
+    fn message_ids_follow_key_and_event() {
+        let mut a = sample_alert_for_id();
+        a.key = "sipwatch/probe/fe-1//10.0.0.1:5060".into();
+        a.at = 1.5;
+        assert_eq!(
+            message_id(&a),
+            "<sipwatch.probe.fe-1.10.0.0.1.5060.firing.1500@sipwatch>"
+        );
+        assert_eq!(message_id(&a), message_id(&a.clone()), "stable");
+        assert_ne!(message_id(&a), message_id(&a.resolved_at(2.0)));
+    }
+
+    fn sample_alert_for_id() -> Alert {
+        Alert {
+            key: String::new(),
+            status: AlertStatus::Firing,
+            severity: crate::alert::Severity::Critical,
+            summary: "s".into(),
+            description: String::new(),
+            source: "h".into(),
+            labels: Default::default(),
+            at: 0.0,
+            url: None,
+        }
+    }
+
+    #[test]
     fn subject_and_body_say_what_on_call_needs() {
         let alert = Alert {
             key: "sipwatch/leak/host1/kamailio/pss".into(),
@@ -332,6 +424,47 @@ mod tests {
     }
 
     #[test]
+    fn plaintext_auth_is_refused_off_loopback_unless_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "pw\n").unwrap();
+        let config = |smtp: &str, starttls: bool, tls: bool, allow: bool| EmailConfig {
+            name: "m".into(),
+            smtp: smtp.into(),
+            from: "a@example.net".into(),
+            to: vec!["b@example.net".into()],
+            starttls,
+            tls,
+            allow_plaintext_auth: allow,
+            ca_file: None,
+            username: Some("u".into()),
+            password_file: Some(pw.clone()),
+            timeout: None,
+        };
+        let e = EmailNotifier::from_config(&config("mail.example.net:25", false, false, false))
+            .unwrap_err();
+        assert_eq!(e[0].field, "username");
+        assert!(
+            e[0].message.contains("allow_plaintext_auth = true"),
+            "{e:?}"
+        );
+        assert!(
+            EmailNotifier::from_config(&config("mail.example.net:25", false, false, true)).is_ok()
+        );
+        assert!(EmailNotifier::from_config(&config("127.0.0.1:25", false, false, false)).is_ok());
+        assert!(EmailNotifier::from_config(&config("[::1]:25", false, false, false)).is_ok());
+        assert!(
+            EmailNotifier::from_config(&config("mail.example.net:587", true, false, false)).is_ok()
+        );
+        assert!(
+            EmailNotifier::from_config(&config("mail.example.net:465", false, true, false)).is_ok()
+        );
+        let e = EmailNotifier::from_config(&config("mail.example.net:465", true, true, false))
+            .unwrap_err();
+        assert_eq!(e[0].field, "tls");
+    }
+
+    #[test]
     fn debug_hides_the_password() {
         let dir = tempfile::tempdir().unwrap();
         let pw = dir.path().join("pw");
@@ -342,6 +475,8 @@ mod tests {
             from: "a@example.net".into(),
             to: vec!["b@example.net".into()],
             starttls: true,
+            tls: false,
+            allow_plaintext_auth: false,
             ca_file: None,
             username: Some("u".into()),
             password_file: Some(pw),

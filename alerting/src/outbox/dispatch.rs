@@ -174,6 +174,7 @@ async fn deliver_loop(shared: Arc<Shared>, index: usize, mut shutdown: watch::Re
             let pause = match result {
                 Ok(()) => {
                     failures = 0;
+                    receiver.attempt_worked();
                     let written = shared
                         .store()
                         .mark_delivered(delivery.id, attempts, done_at);
@@ -200,6 +201,7 @@ async fn deliver_loop(shared: Arc<Shared>, index: usize, mut shutdown: watch::Re
                 }
                 Err(error) => {
                     receiver.failed.fetch_add(1, Ordering::Relaxed);
+                    receiver.attempt_failed(done_at);
                     if error.is_retryable() {
                         failures = failures.saturating_add(1);
                     }
@@ -208,6 +210,7 @@ async fn deliver_loop(shared: Arc<Shared>, index: usize, mut shutdown: watch::Re
                             tracing::warn!(receiver = %name, kind, key = %alert.key,
                                 status = alert.status.as_str(), attempts, retry_in = ?after,
                                 %error, "receiver unavailable; the alert stays queued");
+                            receiver.retried.fetch_add(1, Ordering::Relaxed);
                             record_failure(
                                 &shared,
                                 delivery.id,
@@ -222,6 +225,7 @@ async fn deliver_loop(shared: Arc<Shared>, index: usize, mut shutdown: watch::Re
                                 status = alert.status.as_str(), attempts,
                                 max_attempts = policy.permanent_attempts, retry_in = ?after,
                                 %error, "receiver REFUSED the alert; check the receiver config");
+                            receiver.retried.fetch_add(1, Ordering::Relaxed);
                             record_failure(
                                 &shared,
                                 delivery.id,
@@ -234,29 +238,31 @@ async fn deliver_loop(shared: Arc<Shared>, index: usize, mut shutdown: watch::Re
                         NextStep::Drop => {
                             tracing::error!(receiver = %name, kind, key = %alert.key,
                                 status = alert.status.as_str(), attempts, %error,
-                                "receiver REFUSED the alert again; DROPPING it: on-call was not \
-                                 told through this receiver, fix its config");
-                            let written = shared.store().mark_dropped(
+                                "receiver REFUSED the alert again; giving up (DROPPING it): \
+                                 on-call was not told through this receiver; it is kept as \
+                                 failed (GET /api/v1/notifications?state=failed), fix the \
+                                 receiver config");
+                            let written = shared.store().mark_failed(
                                 delivery.id,
-                                attempts,
+                                Some(attempts),
                                 done_at,
                                 &error.message,
                             );
                             match written {
                                 Err(e) => shared.keep_mark(
                                     delivery.id,
-                                    Mark::Dropped {
+                                    Mark::Failed {
                                         attempts,
                                         at: done_at,
                                         error: error.message.clone(),
                                     },
                                     &e,
                                 ),
-                                Ok(()) => {
+                                Ok(_) => {
                                     lock(&shared.marks).0.remove(&delivery.id);
                                 }
                             }
-                            receiver.dropped.fetch_add(1, Ordering::Relaxed);
+                            receiver.refused.fetch_add(1, Ordering::Relaxed);
                             decrement(&receiver.pending);
                             since_prune += 1;
                             None

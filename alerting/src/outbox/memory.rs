@@ -28,6 +28,12 @@ pub(crate) enum Mark {
         at: f64,
         error: String,
     },
+    /// Refused for good by the receiver: kept as `failed` (visible), never sent again.
+    Failed {
+        attempts: u32,
+        at: f64,
+        error: String,
+    },
     Retry {
         attempts: u32,
         next_at: f64,
@@ -84,6 +90,7 @@ impl Marks {
         self.0.get(&id).map(|m| match m {
             Mark::Delivered { attempts, .. }
             | Mark::Dropped { attempts, .. }
+            | Mark::Failed { attempts, .. }
             | Mark::Retry { attempts, .. } => *attempts,
         })
     }

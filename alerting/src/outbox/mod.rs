@@ -43,6 +43,7 @@ use crate::alert::Alert;
 use crate::notifier::Notifier;
 use crate::retry::RetryPolicy;
 use memory::{Degraded, Held, Mark, Marks, Unwritten};
+pub use store::DeliveryRecord;
 use store::Store;
 
 /// Tuning of the outbox; the defaults suit production.
@@ -160,7 +161,7 @@ pub enum OutboxError {
 
 /// Counters of one receiver, for metrics. `sent`, `failed`, `dropped` count since start;
 /// `pending` is the current queue length.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ReceiverStats {
     pub receiver: String,
     pub kind: &'static str,
@@ -172,10 +173,19 @@ pub struct ReceiverStats {
     pub dropped: u64,
     /// Deliveries waiting to be sent.
     pub pending: u64,
+    /// Failed attempts that will be tried again (receiver down, slow, or refusing for now).
+    pub retried: u64,
+    /// Deliveries the receiver refused for good: kept in the outbox as `failed`.
+    pub refused: u64,
+    /// Since when (unix seconds) every attempt to this receiver failed; `None` when its last
+    /// attempt worked or it has not failed.
+    pub failing_since: Option<f64>,
+    /// When the oldest pending delivery was queued (unix seconds).
+    pub oldest_pending_at: Option<f64>,
 }
 
 /// A snapshot of the outbox counters.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct OutboxStats {
     pub receivers: Vec<ReceiverStats>,
     /// Alerts not queued because they repeated their key's state.
@@ -228,6 +238,25 @@ struct Receiver {
     failed: AtomicU64,
     dropped: AtomicU64,
     pending: AtomicU64,
+    retried: AtomicU64,
+    refused: AtomicU64,
+    /// f64 bits of the first failure after the last success; 0: not failing.
+    failing_since: AtomicU64,
+}
+
+impl Receiver {
+    pub(crate) fn attempt_failed(&self, at: f64) {
+        let _ = self.failing_since.compare_exchange(
+            0,
+            at.to_bits(),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    pub(crate) fn attempt_worked(&self) {
+        self.failing_since.store(0, Ordering::Relaxed);
+    }
 }
 
 impl Outbox {
@@ -269,6 +298,9 @@ impl Outbox {
                 sent: AtomicU64::new(0),
                 failed: AtomicU64::new(0),
                 dropped: AtomicU64::new(0),
+                retried: AtomicU64::new(0),
+                refused: AtomicU64::new(0),
+                failing_since: AtomicU64::new(0),
             })
             .collect();
         Ok(Outbox {
@@ -320,8 +352,150 @@ impl Outbox {
             .map_err(|e| self.shared.storage_error(e))
     }
 
+    /// Queues `alert` for some receivers only, with the same firing-state dedup as
+    /// [`Outbox::enqueue`] (routed single alerts, e.g. to Alertmanager).
+    pub fn enqueue_for(
+        &self,
+        alert: &Alert,
+        receivers: &[String],
+    ) -> Result<Enqueued, OutboxError> {
+        let names = self.known(receivers);
+        let outcome = self
+            .shared
+            .store()
+            .enqueue(
+                alert,
+                &names,
+                unix_now(),
+                self.shared.options.max_pending_per_receiver,
+            )
+            .map_err(|e| self.shared.storage_error(e))?;
+        if let Enqueued::Queued { .. } = outcome.enqueued {
+            for name in &names {
+                if let Some(r) = self.shared.receiver(name) {
+                    r.pending.fetch_add(1, Ordering::Relaxed);
+                    r.wake.notify_one();
+                }
+            }
+        }
+        Ok(outcome.enqueued)
+    }
+
+    /// Queues a grouped notification for `receivers` (its updates repeat "firing" on purpose,
+    /// so there is no state dedup; the key's firing state follows it). Returns the delivery ids.
+    pub fn enqueue_notification(
+        &self,
+        alert: &Alert,
+        receivers: &[String],
+    ) -> Result<Vec<(String, i64)>, OutboxError> {
+        self.enqueue_always(alert, receivers, true)
+    }
+
+    /// Queues a test notification for `receivers` through the same queue and dispatcher as
+    /// real alerts; it leaves no firing state behind. Returns the delivery ids to watch with
+    /// [`Outbox::delivery`].
+    pub fn enqueue_test(
+        &self,
+        alert: &Alert,
+        receivers: &[String],
+    ) -> Result<Vec<(String, i64)>, OutboxError> {
+        self.enqueue_always(alert, receivers, false)
+    }
+
+    fn enqueue_always(
+        &self,
+        alert: &Alert,
+        receivers: &[String],
+        track: bool,
+    ) -> Result<Vec<(String, i64)>, OutboxError> {
+        let names = self.known(receivers);
+        let ids = self
+            .shared
+            .store()
+            .enqueue_always(alert, &names, unix_now(), track)
+            .map_err(|e| self.shared.storage_error(e))?;
+        for (name, _) in &ids {
+            if let Some(r) = self.shared.receiver(name) {
+                r.pending.fetch_add(1, Ordering::Relaxed);
+                r.wake.notify_one();
+            }
+        }
+        tracing::info!(key = %alert.key, status = alert.status.as_str(),
+            receivers = ?names, "notification queued");
+        Ok(ids)
+    }
+
+    /// The configured receivers among `names` (unknown names are logged and skipped).
+    fn known(&self, names: &[String]) -> Vec<String> {
+        names
+            .iter()
+            .filter(|n| {
+                let known = self.shared.receiver(n).is_some();
+                if !known {
+                    tracing::error!(receiver = %n, "no receiver has this name; skipped");
+                }
+                known
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// One delivery by id (its state, attempts and last error).
+    pub fn delivery(&self, id: i64) -> Result<Option<DeliveryRecord>, OutboxError> {
+        self.shared
+            .store()
+            .delivery(id)
+            .map_err(|e| self.shared.storage_error(e))
+    }
+
+    /// The newest deliveries (all, or only those in `state`: `pending`, `delivered`, `failed`,
+    /// `dropped`), newest first.
+    pub fn deliveries(
+        &self,
+        state: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<DeliveryRecord>, OutboxError> {
+        self.shared
+            .store()
+            .deliveries(state, limit)
+            .map_err(|e| self.shared.storage_error(e))
+    }
+
+    /// Gives up a pending delivery (a test send whose outcome was reported): it is kept as
+    /// `failed` with `reason`. False when it was no longer pending.
+    pub fn abandon(&self, id: i64, reason: &str) -> Result<bool, OutboxError> {
+        let store = self.shared.store();
+        let record = store
+            .delivery(id)
+            .map_err(|e| self.shared.storage_error(e))?;
+        let done = store
+            .mark_failed(id, None, unix_now(), reason)
+            .map_err(|e| self.shared.storage_error(e))?;
+        drop(store);
+        if done {
+            if let Some(r) = record.and_then(|r| self.shared.receiver(&r.receiver)) {
+                let _ = r
+                    .pending
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                        Some(v.saturating_sub(1))
+                    });
+            }
+        }
+        Ok(done)
+    }
+
+    /// The configured receivers: `(name, kind)`.
+    pub fn receivers(&self) -> Vec<(String, &'static str)> {
+        self.shared
+            .receivers
+            .iter()
+            .map(|r| (r.notifier.name().to_string(), r.notifier.kind()))
+            .collect()
+    }
+
     /// Counters per receiver, for metrics.
     pub fn stats(&self) -> OutboxStats {
+        let oldest = self.shared.store().oldest_pending().unwrap_or_default();
         OutboxStats {
             receivers: self
                 .shared
@@ -334,6 +508,13 @@ impl Outbox {
                     failed: r.failed.load(Ordering::Relaxed),
                     dropped: r.dropped.load(Ordering::Relaxed),
                     pending: r.pending.load(Ordering::Relaxed),
+                    retried: r.retried.load(Ordering::Relaxed),
+                    refused: r.refused.load(Ordering::Relaxed),
+                    failing_since: match r.failing_since.load(Ordering::Relaxed) {
+                        0 => None,
+                        bits => Some(f64::from_bits(bits)),
+                    },
+                    oldest_pending_at: oldest.get(r.notifier.name()).copied(),
                 })
                 .collect(),
             suppressed: self.shared.suppressed.load(Ordering::Relaxed),
@@ -456,6 +637,13 @@ impl Shared {
                     at,
                     error,
                 } => store.mark_dropped(id, *attempts, *at, error),
+                Mark::Failed {
+                    attempts,
+                    at,
+                    error,
+                } => store
+                    .mark_failed(id, Some(*attempts), *at, error)
+                    .map(|_| ()),
                 Mark::Retry {
                     attempts,
                     next_at,

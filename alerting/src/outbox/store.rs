@@ -53,6 +53,43 @@ pub(crate) struct Delivery {
     pub attempts: u32,
 }
 
+/// One delivery as stored, for inspection (`GET /api/v1/notifications`) and test sends.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DeliveryRecord {
+    pub id: i64,
+    pub receiver: String,
+    pub key: String,
+    pub status: String,
+    /// `pending`, `delivered`, `failed` (refused by the receiver) or `dropped` (evicted).
+    pub state: String,
+    pub attempts: u32,
+    pub enqueued_at: f64,
+    pub done_at: Option<f64>,
+    pub last_error: Option<String>,
+    pub summary: Option<String>,
+}
+
+const RECORD_COLUMNS: &str =
+    "id, receiver, alert_key, status, state, attempts, enqueued_at, done_at, last_error, alert";
+
+fn record(row: &rusqlite::Row<'_>) -> Result<DeliveryRecord, rusqlite::Error> {
+    let alert: String = row.get(9)?;
+    Ok(DeliveryRecord {
+        id: row.get(0)?,
+        receiver: row.get(1)?,
+        key: row.get(2)?,
+        status: row.get(3)?,
+        state: row.get(4)?,
+        attempts: row.get::<_, i64>(5)?.clamp(0, u32::MAX as i64) as u32,
+        enqueued_at: row.get(6)?,
+        done_at: row.get(7)?,
+        last_error: row.get(8)?,
+        summary: serde_json::from_str::<Alert>(&alert)
+            .ok()
+            .map(|a| a.summary),
+    })
+}
+
 /// What `enqueue` did, including pending deliveries evicted to stay within bounds.
 pub(crate) struct EnqueueOutcome {
     pub enqueued: Enqueued,
@@ -176,6 +213,99 @@ impl Store {
         };
         tx.commit()?;
         Ok(EnqueueOutcome { enqueued, evicted })
+    }
+
+    /// Queues `alert` for `receivers` without the firing-state dedup: grouped notifications
+    /// (whose updates repeat "firing" on purpose) and test sends. With `track`, the key's firing
+    /// state follows the alert (so a restart knows what is open); test sends pass `false`.
+    /// Returns the new delivery ids per receiver.
+    pub fn enqueue_always(
+        &mut self,
+        alert: &Alert,
+        receivers: &[String],
+        now: f64,
+        track: bool,
+    ) -> Result<Vec<(String, i64)>, rusqlite::Error> {
+        let json = serde_json::to_string(alert)
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if track {
+            match alert.status {
+                AlertStatus::Firing => tx.execute(
+                    "INSERT INTO firing (alert_key, alert, since) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (alert_key) DO UPDATE SET alert = excluded.alert",
+                    params![alert.key, json, alert.at],
+                )?,
+                AlertStatus::Resolved => tx.execute(
+                    "DELETE FROM firing WHERE alert_key = ?1",
+                    params![alert.key],
+                )?,
+            };
+        }
+        let mut ids = Vec::new();
+        for receiver in receivers {
+            tx.execute(
+                "INSERT INTO delivery (receiver, alert_key, status, alert, next_attempt_at, enqueued_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+                params![receiver, alert.key, alert.status.as_str(), json, now],
+            )?;
+            ids.push((receiver.clone(), tx.last_insert_rowid()));
+        }
+        tx.commit()?;
+        Ok(ids)
+    }
+
+    /// One delivery row by id.
+    pub fn delivery(&self, id: i64) -> Result<Option<DeliveryRecord>, rusqlite::Error> {
+        self.conn
+            .query_row(
+                &format!("SELECT {RECORD_COLUMNS} FROM delivery WHERE id = ?1"),
+                params![id],
+                record,
+            )
+            .optional()
+    }
+
+    /// The newest deliveries, optionally only those in `state`, newest first.
+    pub fn deliveries(
+        &self,
+        state: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<DeliveryRecord>, rusqlite::Error> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {RECORD_COLUMNS} FROM delivery WHERE (?1 IS NULL OR state = ?1)
+             ORDER BY id DESC LIMIT ?2"
+        ))?;
+        let rows = stmt.query_map(params![state, limit as i64], record)?;
+        rows.collect()
+    }
+
+    /// When the oldest pending delivery of each receiver was queued (unix seconds).
+    pub fn oldest_pending(&self) -> Result<BTreeMap<String, f64>, rusqlite::Error> {
+        let mut stmt = self.conn.prepare(
+            "SELECT receiver, MIN(enqueued_at) FROM delivery WHERE state = 'pending' GROUP BY receiver",
+        )?;
+        let rows = stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get(1)?)))?;
+        rows.collect()
+    }
+
+    /// Marks a delivery failed (refused, or a test send abandoned); true when it was pending.
+    pub fn mark_failed(
+        &self,
+        id: i64,
+        attempts: Option<u32>,
+        now: f64,
+        error: &str,
+    ) -> Result<bool, rusqlite::Error> {
+        let n = self.conn.execute(
+            "UPDATE delivery SET state = 'failed', attempts = COALESCE(?2, attempts),
+                 done_at = ?3, last_error = ?4
+             WHERE id = ?1 AND state = 'pending'",
+            params![id, attempts, now, error],
+        )?;
+        Ok(n > 0)
     }
 
     /// The oldest pending delivery of `receiver` that is due and is the first pending one of

@@ -126,6 +126,8 @@ pub struct Recorded {
     pub query: Option<String>,
     pub headers: HeaderMap,
     pub body: serde_json::Value,
+    /// The body as received (signatures are computed over these bytes).
+    pub raw: String,
     /// The status we answered.
     pub answered: u16,
 }
@@ -212,6 +214,7 @@ impl Recorder {
             query: uri.query().map(str::to_string),
             headers,
             body: json,
+            raw: text.to_string(),
             answered: status,
         });
         let mut response = (

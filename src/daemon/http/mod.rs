@@ -18,6 +18,8 @@
 //! address the reader used. Nothing here changes state.
 
 pub mod agents;
+pub mod alert_control;
+pub mod alerting_page;
 pub mod atom;
 pub mod page;
 pub mod serve;
@@ -307,10 +309,13 @@ async fn healthz(State(state): State<HttpState>) -> Response {
         Some(e) => format!("store: error: {e}"),
     };
     let age = (now() - snapshot.generated_at).max(0.0);
-    let body = format!(
+    let mut body = format!(
         "ok\n{store}\ntargets: {}\nsnapshot_age_seconds: {age:.0}\n",
         snapshot.targets.len()
     );
+    for line in alerting_page::unhealthy_lines(&snapshot.alerting, now()) {
+        body.push_str(&format!("alerting: unhealthy: {line}\n"));
+    }
     with_type("text/plain; charset=utf-8", body)
 }
 

@@ -426,6 +426,8 @@ pub fn render(snapshot: &Snapshot, data: &PageData) -> String {
         );
     }
 
+    super::alerting_page::render_banner(&mut out, &snapshot.alerting, data.now);
+
     let banner_class = match worst {
         ComponentStatus::UnderMaintenance => "b-maint",
         other => match page_indicator(other) {
@@ -549,6 +551,8 @@ pub fn render(snapshot: &Snapshot, data: &PageData) -> String {
     if !snapshot.agents.is_empty() {
         render_agents(&mut out, &snapshot.agents, data.now);
     }
+
+    super::alerting_page::render_section(&mut out, &snapshot.alerting, zone);
 
     out.push_str(
         "<section id=\"past-incidents\"><h2 class=\"section\">Incidents in the last 7 days</h2>",

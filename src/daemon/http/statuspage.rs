@@ -731,6 +731,7 @@ pub(crate) mod tests {
             agents: Vec::new(),
             time_zone: String::new(),
             scheduled_maintenances: Vec::new(),
+            alerting: Default::default(),
         }
     }
 
