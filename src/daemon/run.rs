@@ -963,13 +963,13 @@ pub async fn run(config_path: &Path, mut shutdown: watch::Receiver<bool>) -> any
             _ = tick.tick() => {
                 ticks += 1;
                 progress.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if ticks % 10 == 0 {
+                if ticks.is_multiple_of(10) {
                     task.maintenance();
                 }
-                if ticks % 5 == 0 {
+                if ticks.is_multiple_of(5) {
                     task.flush();
                 }
-                if ticks % 3600 == 0 {
+                if ticks.is_multiple_of(3600) {
                     task.prune();
                 }
                 task.check_outbox();
