@@ -21,6 +21,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use sipwatch_probes::endpoint::UdpEndpoint;
 use sipwatch_probes::locate::{Destination, Locator};
 use sipwatch_probes::message::Transport;
@@ -28,7 +29,6 @@ use sipwatch_probes::outcome::{Policy, ProbeOutcome, ResultKind};
 use sipwatch_probes::probe::{blank_outcome, ProbeSpec, Prober};
 use sipwatch_probes::transaction::Timers;
 use sipwatch_probes::transport::{route_ip, Connection, TlsContext, TlsOptions, TransportError};
-use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::time::Instant;
 
@@ -559,7 +559,9 @@ async fn probe_stream(
 ) -> ProbeOutcome {
     let reused = slot_conn.is_some();
     if let Some(conn) = slot_conn.as_mut() {
-        let o = prober.probe_on(spec, dest, &mut **conn, blank.clone()).await;
+        let o = prober
+            .probe_on(spec, dest, &mut **conn, blank.clone())
+            .await;
         if o.result != ResultKind::TransportError && o.result != ResultKind::BadResponse {
             return o;
         }
@@ -626,14 +628,35 @@ mod size_probe {
         eprintln!("target_worker future: {} bytes", std::mem::size_of_val(&f));
         let spec = spec_for(&cfg.targets[0]);
         let prober = Prober::new(s.shared.locator.clone(), None);
-        let dest = Destination { transport: Transport::Udp, addr: "127.0.0.1:5060".parse().unwrap(), server_name: "x".into(), located_by: "literal" };
-        let f2 = probe_node(&s.shared, &prober, &spec, &s.shared.endpoints[0], Arc::from("a"), Arc::from("b"), Arc::new(dest), None, None, Instant::now(), 1);
+        let dest = Destination {
+            transport: Transport::Udp,
+            addr: "127.0.0.1:5060".parse().unwrap(),
+            server_name: "x".into(),
+            located_by: "literal",
+        };
+        let f2 = probe_node(
+            &s.shared,
+            &prober,
+            &spec,
+            &s.shared.endpoints[0],
+            Arc::from("a"),
+            Arc::from("b"),
+            Arc::new(dest),
+            None,
+            None,
+            Instant::now(),
+            1,
+        );
         eprintln!("probe_node future: {} bytes", std::mem::size_of_val(&f2));
         let set = FuturesUnordered::new();
         set.push(Box::pin(f2));
         eprintln!("set {}", std::mem::size_of_val(&set));
         let f3 = s.shared.locator.locate(&cfg.targets[0].uri, None);
         eprintln!("locate future: {} bytes", std::mem::size_of_val(&f3));
-        eprintln!("ProbeSpec {} TargetSettings {}", std::mem::size_of::<ProbeSpec>(), std::mem::size_of::<TargetSettings>());
+        eprintln!(
+            "ProbeSpec {} TargetSettings {}",
+            std::mem::size_of::<ProbeSpec>(),
+            std::mem::size_of::<TargetSettings>()
+        );
     }
 }

@@ -101,10 +101,28 @@ fn json_ids(ids: impl Iterator<Item = i64>) -> String {
     format!("[{}]", list.join(","))
 }
 
+/// How a held alert is to be written once the store takes writes again: the way it was asked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// Every receiver, folded by key and state (`Outbox::enqueue`).
+    All,
+    /// These receivers, folded by key and state (`Outbox::enqueue_for`).
+    For(Vec<String>),
+    /// These receivers, always queued (a grouped notification: its updates repeat "firing").
+    Always(Vec<String>),
+}
+
+/// An alert not written yet, and where it goes.
+#[derive(Clone, Debug)]
+pub(crate) struct HeldAlert {
+    pub alert: Alert,
+    pub route: Route,
+}
+
 /// Alerts not written yet, oldest first.
 #[derive(Debug, Default)]
 pub(crate) struct Unwritten {
-    pub alerts: VecDeque<Alert>,
+    pub alerts: VecDeque<HeldAlert>,
     /// Alerts lost because more than the bound waited.
     pub lost: u64,
 }
@@ -120,13 +138,24 @@ pub(crate) enum Held {
 }
 
 impl Unwritten {
-    pub fn hold(&mut self, alert: &Alert, max: usize) -> Held {
-        if let Some(last) = self.alerts.iter().rev().find(|a| a.key == alert.key) {
-            if last.status == alert.status {
-                return Held::Repeat;
+    pub fn hold(&mut self, alert: &Alert, route: Route, max: usize) -> Held {
+        // A notification's update repeats "firing" on purpose; only state alerts fold.
+        if !matches!(route, Route::Always(_)) {
+            if let Some(last) = self
+                .alerts
+                .iter()
+                .rev()
+                .find(|h| h.alert.key == alert.key && h.route == route)
+            {
+                if last.alert.status == alert.status {
+                    return Held::Repeat;
+                }
             }
         }
-        self.alerts.push_back(alert.clone());
+        self.alerts.push_back(HeldAlert {
+            alert: alert.clone(),
+            route,
+        });
         if self.alerts.len() > max.max(1) {
             self.alerts.pop_front();
             self.lost += 1;
@@ -175,6 +204,28 @@ impl Degraded {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Unwritten {
+        fn hold_all(&mut self, alert: &Alert, max: usize) -> Held {
+            self.hold(alert, Route::All, max)
+        }
+    }
+
+    #[test]
+    fn notifications_are_held_every_time_state_alerts_fold() {
+        let mut u = Unwritten::default();
+        let r = || Route::Always(vec!["mail".into()]);
+        assert_eq!(u.hold(&alert("n", AlertStatus::Firing), r(), 5), Held::Kept);
+        assert_eq!(u.hold(&alert("n", AlertStatus::Firing), r(), 5), Held::Kept);
+        let f = || Route::For(vec!["pager".into()]);
+        assert_eq!(u.hold(&alert("a", AlertStatus::Firing), f(), 5), Held::Kept);
+        assert_eq!(
+            u.hold(&alert("a", AlertStatus::Firing), f(), 5),
+            Held::Repeat
+        );
+        assert_eq!(u.alerts.len(), 3);
+        assert_eq!(u.alerts[2].route, f());
+    }
     use crate::alert::{AlertStatus, Severity};
 
     fn alert(key: &str, status: AlertStatus) -> Alert {
@@ -194,18 +245,24 @@ mod tests {
     #[test]
     fn repeats_are_kept_once_and_the_bound_holds() {
         let mut u = Unwritten::default();
-        assert_eq!(u.hold(&alert("a", AlertStatus::Firing), 3), Held::Kept);
-        assert_eq!(u.hold(&alert("a", AlertStatus::Firing), 3), Held::Repeat);
-        assert_eq!(u.hold(&alert("b", AlertStatus::Firing), 3), Held::Kept);
-        assert_eq!(u.hold(&alert("a", AlertStatus::Resolved), 3), Held::Kept);
+        assert_eq!(u.hold_all(&alert("a", AlertStatus::Firing), 3), Held::Kept);
         assert_eq!(
-            u.hold(&alert("c", AlertStatus::Firing), 3),
+            u.hold_all(&alert("a", AlertStatus::Firing), 3),
+            Held::Repeat
+        );
+        assert_eq!(u.hold_all(&alert("b", AlertStatus::Firing), 3), Held::Kept);
+        assert_eq!(
+            u.hold_all(&alert("a", AlertStatus::Resolved), 3),
+            Held::Kept
+        );
+        assert_eq!(
+            u.hold_all(&alert("c", AlertStatus::Firing), 3),
             Held::KeptLosingOldest
         );
         assert_eq!(u.alerts.len(), 3);
         assert_eq!(u.lost, 1);
         // The key's last kept state is "resolved": a new "firing" is news.
-        assert_eq!(u.hold(&alert("a", AlertStatus::Firing), 10), Held::Kept);
+        assert_eq!(u.hold_all(&alert("a", AlertStatus::Firing), 10), Held::Kept);
     }
 
     #[test]

@@ -42,7 +42,7 @@ use tokio::sync::{watch, Notify};
 use crate::alert::Alert;
 use crate::notifier::Notifier;
 use crate::retry::RetryPolicy;
-use memory::{Degraded, Held, Mark, Marks, Unwritten};
+use memory::{Degraded, Held, HeldAlert, Mark, Marks, Route, Unwritten};
 pub use store::DeliveryRecord;
 use store::Store;
 
@@ -323,19 +323,9 @@ impl Outbox {
     /// once it can: nothing is lost up to `max_unwritten` alerts.
     pub fn enqueue(&self, alert: &Alert) -> Result<Enqueued, OutboxError> {
         // Alerts kept from earlier go first: a key's changes stay in order.
-        if !self.shared.write_unwritten() {
-            return Ok(self.shared.hold(alert));
-        }
-        match self.shared.try_enqueue(alert) {
-            Ok(e) => {
-                self.shared.recovered();
-                Ok(e)
-            }
-            Err(e) => {
-                self.shared.failed("queueing an alert", &e);
-                Ok(self.shared.hold(alert))
-            }
-        }
+        self.shared
+            .write_or_hold(alert, Route::All)
+            .map(Written::into_enqueued)
     }
 
     /// How the outbox's storage is doing.
@@ -360,25 +350,9 @@ impl Outbox {
         receivers: &[String],
     ) -> Result<Enqueued, OutboxError> {
         let names = self.known(receivers);
-        let outcome = self
-            .shared
-            .store()
-            .enqueue(
-                alert,
-                &names,
-                unix_now(),
-                self.shared.options.max_pending_per_receiver,
-            )
-            .map_err(|e| self.shared.storage_error(e))?;
-        if let Enqueued::Queued { .. } = outcome.enqueued {
-            for name in &names {
-                if let Some(r) = self.shared.receiver(name) {
-                    r.pending.fetch_add(1, Ordering::Relaxed);
-                    r.wake.notify_one();
-                }
-            }
-        }
-        Ok(outcome.enqueued)
+        self.shared
+            .write_or_hold(alert, Route::For(names))
+            .map(Written::into_enqueued)
     }
 
     /// Queues a grouped notification for `receivers` (its updates repeat "firing" on purpose,
@@ -409,23 +383,27 @@ impl Outbox {
         track: bool,
     ) -> Result<Vec<(String, i64)>, OutboxError> {
         let names = self.known(receivers);
+        if track {
+            // A notification is never lost to a full disk: held in memory (bounded) and
+            // written, then sent, when the file takes writes again. Its ids are not known yet.
+            return self
+                .shared
+                .write_or_hold(alert, Route::Always(names))
+                .map(|w| match w {
+                    Written::Always(ids) => ids,
+                    Written::State(_) => Vec::new(),
+                });
+        }
+        // A test send is not held: the person asking is told at once.
         let ids = self
             .shared
             .store()
             .enqueue_always(alert, &names, unix_now(), track)
             .map_err(|e| self.shared.storage_error(e))?;
-        for (name, _) in &ids {
-            if let Some(r) = self.shared.receiver(name) {
-                r.pending.fetch_add(1, Ordering::Relaxed);
-                r.wake.notify_one();
-            }
-        }
-        tracing::info!(key = %alert.key, status = alert.status.as_str(),
-            receivers = ?names, "notification queued");
+        self.shared.wake_for(&ids);
         Ok(ids)
     }
 
-    /// The configured receivers among `names` (unknown names are logged and skipped).
     fn known(&self, names: &[String]) -> Vec<String> {
         names
             .iter()
@@ -536,7 +514,91 @@ impl Outbox {
     }
 }
 
+/// What one write of a (held) alert did.
+enum Written {
+    /// A state alert: queued, folded, or held in memory.
+    State(Enqueued),
+    /// A notification: its deliveries (none while held in memory).
+    Always(Vec<(String, i64)>),
+}
+
+impl Written {
+    fn into_enqueued(self) -> Enqueued {
+        match self {
+            Written::State(e) => e,
+            Written::Always(ids) => Enqueued::Queued {
+                deliveries: ids.len(),
+            },
+        }
+    }
+}
+
 impl Shared {
+    /// Writes `alert` (after what was held before it, so a key's changes stay in order), or
+    /// keeps it in memory when the store refuses: nothing is lost up to `max_unwritten`.
+    fn write_or_hold(&self, alert: &Alert, route: Route) -> Result<Written, OutboxError> {
+        let held = HeldAlert {
+            alert: alert.clone(),
+            route,
+        };
+        if !self.write_unwritten() {
+            return Ok(self.hold(held));
+        }
+        match self.write(&held) {
+            Ok(w) => {
+                self.recovered();
+                Ok(w)
+            }
+            Err(e) => {
+                self.failed("queueing an alert", &e);
+                Ok(self.hold(held))
+            }
+        }
+    }
+
+    /// One write attempt of a held alert, the way it was asked for.
+    fn write(&self, held: &HeldAlert) -> Result<Written, rusqlite::Error> {
+        match &held.route {
+            Route::All => self.try_enqueue(&held.alert).map(Written::State),
+            Route::For(names) => {
+                let outcome = self.store().enqueue(
+                    &held.alert,
+                    names,
+                    unix_now(),
+                    self.options.max_pending_per_receiver,
+                )?;
+                if let Enqueued::Queued { .. } = outcome.enqueued {
+                    for name in names {
+                        if let Some(r) = self.receiver(name) {
+                            r.pending.fetch_add(1, Ordering::Relaxed);
+                            r.wake.notify_one();
+                        }
+                    }
+                }
+                Ok(Written::State(outcome.enqueued))
+            }
+            Route::Always(names) => {
+                let ids = self
+                    .store()
+                    .enqueue_always(&held.alert, names, unix_now(), true)?;
+                self.wake_for(&ids);
+                tracing::info!(key = %held.alert.key, status = held.alert.status.as_str(),
+                    receivers = ?names, "notification queued");
+                Ok(Written::Always(ids))
+            }
+        }
+    }
+
+    /// Counts and wakes the receivers of freshly queued deliveries.
+    fn wake_for(&self, ids: &[(String, i64)]) {
+        for (name, _) in ids {
+            if let Some(r) = self.receiver(name) {
+                r.pending.fetch_add(1, Ordering::Relaxed);
+                r.wake.notify_one();
+            }
+        }
+    }
+
     /// One write attempt of `alert`, with the counters and log lines of a success.
     fn try_enqueue(&self, alert: &Alert) -> Result<Enqueued, rusqlite::Error> {
         let names: Vec<String> = self
@@ -583,9 +645,11 @@ impl Shared {
     }
 
     /// Keeps `alert` in memory until the store takes it.
-    fn hold(&self, alert: &Alert) -> Enqueued {
+    fn hold(&self, held: HeldAlert) -> Written {
+        let alert = &held.alert;
+        let always = matches!(held.route, Route::Always(_));
         let mut unwritten = lock(&self.unwritten);
-        match unwritten.hold(alert, self.options.max_unwritten) {
+        match unwritten.hold(alert, held.route.clone(), self.options.max_unwritten) {
             Held::Repeat => {
                 self.suppressed.fetch_add(1, Ordering::Relaxed);
             }
@@ -602,17 +666,20 @@ impl Shared {
                      OLDEST unwritten alert was LOST; free space for the outbox");
             }
         }
-        Enqueued::Held {
-            unwritten: unwritten.alerts.len(),
+        if always {
+            return Written::Always(Vec::new());
         }
+        Written::State(Enqueued::Held {
+            unwritten: unwritten.alerts.len(),
+        })
     }
 
     /// Writes the alerts kept in memory, oldest first; true when none is left.
     fn write_unwritten(&self) -> bool {
         let mut unwritten = lock(&self.unwritten);
-        while let Some(alert) = unwritten.alerts.pop_front() {
-            if let Err(e) = self.try_enqueue(&alert) {
-                unwritten.alerts.push_front(alert);
+        while let Some(held) = unwritten.alerts.pop_front() {
+            if let Err(e) = self.write(&held) {
+                unwritten.alerts.push_front(held);
                 drop(unwritten);
                 self.failed("writing alerts kept in memory", &e);
                 return false;
