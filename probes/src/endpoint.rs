@@ -275,6 +275,17 @@ pub fn top_via_branch(msg: &[u8]) -> Option<&str> {
     None
 }
 
+/// How often a send is repeated when the socket reports another datagram's ICMP error.
+const SEND_RETRIES: u32 = 16;
+
+/// An error the kernel reports on a socket call for an earlier datagram's ICMP answer.
+fn is_async_icmp_error(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ECONNREFUSED | libc::EHOSTUNREACH | libc::ENETUNREACH | libc::EHOSTDOWN)
+    )
+}
+
 /// One probe's view of a shared socket.
 pub struct EndpointSlot {
     endpoint: Arc<UdpEndpoint>,
@@ -319,12 +330,20 @@ impl Wire for EndpointSlot {
     }
     async fn send(&mut self, bytes: &[u8]) -> Result<(), TransportError> {
         let peer = self.peer;
-        self.endpoint
-            .socket
-            .send_to(bytes, peer)
-            .await
-            .map(|_| ())
-            .map_err(|source| TransportError::Io { peer, source })
+        let mut attempt = 0;
+        loop {
+            match self.endpoint.socket.send_to(bytes, peer).await {
+                Ok(_) => return Ok(()),
+                // With IP_RECVERR, an ICMP error for ANOTHER probe's datagram is also reported
+                // by the next call on the socket, which may be this send (the kernel's pending
+                // socket error). It is not about `peer`: the error queue routes it to its probe.
+                // The failed call cleared it, so send again.
+                Err(source) if is_async_icmp_error(&source) && attempt < SEND_RETRIES => {
+                    attempt += 1;
+                }
+                Err(source) => return Err(TransportError::Io { peer, source }),
+            }
+        }
     }
     async fn recv(&mut self) -> Result<Vec<u8>, TransportError> {
         loop {
@@ -421,6 +440,37 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(String::from_utf8_lossy(&answer).contains("z9hG4bKother"));
+    }
+
+    #[tokio::test]
+    async fn another_probes_icmp_error_does_not_fail_a_send() {
+        // Dead and alive probes interleaved on one socket: the kernel reports each port
+        // unreachable on the next call of the socket, often the alive probe's send. That send
+        // must still go out (the error belongs to the dead probe, routed by the error queue).
+        let closed = {
+            let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            s.local_addr().unwrap()
+        };
+        let alive = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let ep = UdpEndpoint::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let mut dead = ep.slot(closed, "127.0.0.1".parse().unwrap());
+        let mut other = ep.slot(alive.local_addr().unwrap(), "127.0.0.1".parse().unwrap());
+        for i in 0..100 {
+            let _ = dead.send(format!("dead {i}").as_bytes()).await;
+            other
+                .send(format!("alive {i}").as_bytes())
+                .await
+                .unwrap_or_else(|e| panic!("send {i} to the live peer failed: {e}"));
+        }
+        let mut buf = [0u8; 100];
+        for _ in 0..100 {
+            tokio::time::timeout(std::time::Duration::from_secs(2), alive.recv_from(&mut buf))
+                .await
+                .expect("every datagram to the live peer arrives")
+                .unwrap();
+        }
     }
 
     #[tokio::test]
