@@ -8,7 +8,9 @@
 //! and keep probing); SIGTERM/SIGINT stop everything cleanly after a last flush.
 //!
 //! A store that cannot be opened or written does not stop probing: the error is logged, counted in
-//! `sipwatch_store_errors_total`, shown on the status page, and writes are retried.
+//! `sipwatch_store_errors_total`, shown on the status page, and writes are retried. A store file
+//! deleted, replaced or damaged under the daemon ([`StoreWatch`]) and an alert outbox that cannot
+//! be written (disk full) are reported the same way, and turn `sipwatch_store_ok` to 0.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -27,6 +29,7 @@ use super::model::{Incident, NodeState, Observation, Snapshot, UnixTime};
 use super::scheduler::{ProbeReport, Scheduler, SchedulerMsg};
 use super::state::{Board, BoardEvent, GroupSpec, TargetSpec, Thresholds};
 use super::store::{Store, StoreReader};
+use super::store_watch::StoreWatch;
 use sipwatch_alerting::{Outbox, OutboxOptions};
 
 fn now_unix() -> UnixTime {
@@ -129,6 +132,12 @@ struct StateTask {
     agents: std::collections::BTreeMap<String, AgentSummary>,
     /// What is wrong with the alert outbox's storage (disk full: alerts held in memory).
     outbox_problem: Option<String>,
+    /// Watches the store file for deletion, replacement and corruption.
+    store_watch: Option<StoreWatch>,
+    /// The store file was deleted or replaced under us (kept until restart: history was lost).
+    store_lost: Option<String>,
+    /// The last integrity check failed.
+    store_corrupt: Option<String>,
 }
 
 impl StateTask {
@@ -148,7 +157,72 @@ impl StateTask {
             tracing::info!(path = %self.cfg.store_path.display(), "store writable again");
             self.dirty = true;
         }
-        self.metrics.set_store_ok(self.outbox_problem.is_none());
+        self.metrics.set_store_ok(self.store_problems().is_none());
+    }
+
+    /// Every storage problem, for the page, `/healthz` and `sipwatch_store_ok`.
+    fn store_problems(&self) -> Option<String> {
+        let all: Vec<&str> = [
+            &self.store_error,
+            &self.store_lost,
+            &self.store_corrupt,
+            &self.outbox_problem,
+        ]
+        .into_iter()
+        .filter_map(|p| p.as_deref())
+        .collect();
+        (!all.is_empty()).then(|| all.join("; "))
+    }
+
+    /// Runs the store file's integrity check on schedule and takes its result.
+    fn check_store_file(&mut self) {
+        let Some(result) = self
+            .store_watch
+            .as_mut()
+            .and_then(|w| w.poll_quick_check(std::time::Instant::now()))
+        else {
+            return;
+        };
+        match result {
+            Ok(()) => {
+                if self.store_corrupt.take().is_some() {
+                    tracing::info!(path = %self.cfg.store_path.display(), "store file passes its integrity check again");
+                    self.dirty = true;
+                }
+            }
+            Err(e) => {
+                if self.store_corrupt.as_deref() != Some(e.as_str()) {
+                    tracing::error!(path = %self.cfg.store_path.display(), error = %e, "store file is damaged");
+                    self.store_corrupt = Some(e);
+                    self.dirty = true;
+                }
+            }
+        }
+    }
+
+    /// A store file deleted or replaced under us: say so, and start a new file at the path so
+    /// that what follows is kept.
+    fn check_store_identity(&mut self) {
+        if self.store.is_none() {
+            return;
+        }
+        let Some(problem) = self
+            .store_watch
+            .as_ref()
+            .and_then(StoreWatch::identity_problem)
+        else {
+            return;
+        };
+        tracing::error!(path = %self.cfg.store_path.display(), error = %problem,
+            "store file lost; starting a new one at the same path (history before now is gone)");
+        self.store = None;
+        self.store_watch = None;
+        self.store_lost = Some(format!(
+            "{problem} (noticed at {}; a new file was started: history and incidents before \
+             then are gone; this notice stays until sipwatch restarts)",
+            chrono::Local::now().format("%Y-%m-%d %H:%M:%S %Z")
+        ));
+        self.dirty = true;
     }
 
     /// Follows the alert outbox's storage: a full disk shows on the page, `/healthz` and
@@ -163,8 +237,7 @@ impl StateTask {
             self.outbox_problem = problem;
             self.dirty = true;
         }
-        self.metrics
-            .set_store_ok(self.store_error.is_none() && self.outbox_problem.is_none());
+        self.metrics.set_store_ok(self.store_problems().is_none());
     }
 
     fn events(&mut self, events: Vec<BoardEvent>) {
@@ -287,15 +360,13 @@ impl StateTask {
     }
 
     fn publish(&mut self) {
+        self.metrics.set_store_ok(self.store_problems().is_none());
         if !self.dirty {
             return;
         }
         self.dirty = false;
         let mut snap = self.board.snapshot(now_unix());
-        snap.store_error = match (&self.store_error, &self.outbox_problem) {
-            (Some(s), Some(o)) => Some(format!("{s}; {o}")),
-            (s, o) => s.clone().or_else(|| o.clone()),
-        };
+        snap.store_error = self.store_problems();
         snap.agents = self.agents.values().cloned().collect();
         self.refresh_metrics(&snap);
         let _ = self.snapshot_tx.send(Arc::new(snap));
@@ -316,10 +387,12 @@ impl StateTask {
     }
 
     fn flush(&mut self) {
+        self.check_store_identity();
         if self.store.is_none() {
             match Store::open(&self.cfg.store_path, self.cfg.retention.as_secs_f64()) {
                 Ok(s) => {
                     self.store = Some(s);
+                    self.store_watch = Some(StoreWatch::new(&self.cfg.store_path));
                     self.store_ok();
                 }
                 Err(e) => {
@@ -539,6 +612,9 @@ pub async fn run(config_path: &Path, mut shutdown: watch::Receiver<bool>) -> any
         source,
         agents: Default::default(),
         outbox_problem: None,
+        store_watch: store.as_ref().map(|_| StoreWatch::new(&cfg.store_path)),
+        store_lost: None,
+        store_corrupt: None,
         cfg,
         board,
         store,
@@ -590,6 +666,7 @@ pub async fn run(config_path: &Path, mut shutdown: watch::Receiver<bool>) -> any
                     task.prune();
                 }
                 task.check_outbox();
+                task.check_store_file();
                 task.publish();
             }
             Some(msg) = agent_rx.recv() => task.agent(msg),
