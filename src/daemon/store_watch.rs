@@ -150,7 +150,7 @@ mod tests {
         assert_eq!(watch.identity_problem(), None);
         assert_eq!(quick_check(&path), Ok(()));
 
-        std::fs::write(dir.path().join("other.db"), b"x").unwrap();
+        std::fs::write(dir.path().join("other.db"), vec![0xA5u8; 8192]).unwrap();
         std::fs::rename(dir.path().join("other.db"), &path).unwrap();
         assert!(watch.identity_problem().unwrap().contains("replaced"));
         assert!(quick_check(&path).is_err(), "not a database");
