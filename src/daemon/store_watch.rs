@@ -149,6 +149,7 @@ mod tests {
         let watch = StoreWatch::new(&path);
         assert_eq!(watch.identity_problem(), None);
         assert_eq!(quick_check(&path), Ok(()));
+        drop(conn);
 
         std::fs::write(dir.path().join("other.db"), vec![0xA5u8; 8192]).unwrap();
         std::fs::rename(dir.path().join("other.db"), &path).unwrap();
@@ -156,6 +157,5 @@ mod tests {
         assert!(quick_check(&path).is_err(), "not a database");
         std::fs::remove_file(&path).unwrap();
         assert!(watch.identity_problem().unwrap().contains("deleted"));
-        drop(conn);
     }
 }
