@@ -426,11 +426,12 @@ pub fn parse(source: &str, path: &Path) -> Result<AgentConfig, ConfigErrors> {
         source,
         errors: Vec::new(),
     };
-    let raw: RawFile = match toml::from_str(source) {
+    let raw: RawFile = match crate::config_error::parse_all(source) {
         Ok(raw) => raw,
-        Err(e) => {
-            let span = e.span().unwrap_or(0..0);
-            checker.error(span, explain_parse_error(e.message()));
+        Err(found) => {
+            for (span, message) in found {
+                checker.error(span.unwrap_or(0..0), explain_parse_error(&message));
+            }
             return Err(checker.finish(path));
         }
     };

@@ -99,6 +99,33 @@ fn futures_now(handle: JoinHandle<Result<(), String>>) -> Result<(), String> {
     }
 }
 
+/// Whether this process can create files in the folder of `path` (where SQLite also puts its
+/// `-wal` and `-shm` files): a probe file is created and removed. `what` names the setting.
+pub fn check_writable(path: &Path, what: &str) -> Result<(), String> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let probe = dir.join(format!(".sipwatch-write-check-{}", std::process::id()));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(format!(
+            "{what} {}: cannot create files in {} ({e}); sipwatch run writes there (the file \
+             and its -wal/-shm companions): make the folder writable by the user running \
+             sipwatch, or choose another path",
+            path.display(),
+            dir.display()
+        )),
+    }
+}
+
 fn identity(path: &Path) -> Option<(u64, u64)> {
     std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
