@@ -43,9 +43,7 @@ impl StoreWatch {
 
     /// Why the file at the path is not the one opened (deleted, replaced); None if it is.
     pub fn identity_problem(&self) -> Option<String> {
-        let Some(opened) = self.identity else {
-            return None;
-        };
+        let opened = self.identity?;
         match std::fs::metadata(&self.path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(format!(
                 "the store file {} was deleted while in use; what was written since is lost",
