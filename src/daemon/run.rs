@@ -103,6 +103,16 @@ impl LazyHistory {
     }
 }
 
+impl LazyHistory {
+    /// Forgets the reader: the next question opens the file at the path again (after the
+    /// store file was replaced).
+    fn reset(&self) {
+        if let Ok(mut guard) = self.reader.lock() {
+            *guard = None;
+        }
+    }
+}
+
 impl History for LazyHistory {
     fn uptime(&self, target: &str, since: UnixTime) -> Result<Option<f64>, String> {
         self.get()?.uptime(target, since)
@@ -138,6 +148,8 @@ struct StateTask {
     store_lost: Option<String>,
     /// The last integrity check failed.
     store_corrupt: Option<String>,
+    /// The status page's reader of the store, reset when the file is replaced.
+    history: Option<Arc<LazyHistory>>,
 }
 
 impl StateTask {
@@ -217,6 +229,9 @@ impl StateTask {
             "store file lost; starting a new one at the same path (history before now is gone)");
         self.store = None;
         self.store_watch = None;
+        if let Some(h) = &self.history {
+            h.reset();
+        }
         self.store_lost = Some(format!(
             "{problem} (noticed at {}; a new file was started: history and incidents before \
              then are gone; this notice stays until sipwatch restarts)",
@@ -537,13 +552,15 @@ pub async fn run(config_path: &Path, mut shutdown: watch::Receiver<bool>) -> any
         metrics.store_error();
     }
     metrics.set_store_ok(store_error.is_none());
-    let history: Arc<dyn History> = if cfg.store_path.as_os_str().is_empty() {
-        Arc::new(NoHistory("no store configured".into()))
-    } else {
+    let lazy = (!cfg.store_path.as_os_str().is_empty()).then(|| {
         Arc::new(LazyHistory {
             path: cfg.store_path.clone(),
             reader: std::sync::Mutex::new(None),
         })
+    });
+    let history: Arc<dyn History> = match &lazy {
+        Some(l) => l.clone(),
+        None => Arc::new(NoHistory("no store configured".into())),
     };
 
     // Alerting: a durable outbox for the configured receivers.
@@ -615,6 +632,7 @@ pub async fn run(config_path: &Path, mut shutdown: watch::Receiver<bool>) -> any
         store_watch: store.as_ref().map(|_| StoreWatch::new(&cfg.store_path)),
         store_lost: None,
         store_corrupt: None,
+        history: lazy,
         cfg,
         board,
         store,
