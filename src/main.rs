@@ -290,6 +290,25 @@ fn shutdown_on_signal() -> tokio::sync::watch::Receiver<bool> {
 }
 
 /// `sipwatch check-config FILE`: an agent config has `[[service]]`, a daemon config `[[target]]`.
+/// The store's and the alert outbox's folders must take new files (`run` would fail or lose
+/// state otherwise).
+fn daemon_folders_writable(c: &sipwatch::daemon::config::DaemonConfig) -> Result<(), String> {
+    use sipwatch::daemon::store_watch::check_writable;
+    if !c.store_path.as_os_str().is_empty() {
+        check_writable(&c.store_path, "[store] path")?;
+    }
+    if !c.alerting.receiver.is_empty() {
+        let outbox = c.alerting.outbox.clone().unwrap_or_else(|| {
+            c.store_path
+                .parent()
+                .unwrap_or(std::path::Path::new("."))
+                .join("outbox.db")
+        });
+        check_writable(&outbox, "the alert outbox")?;
+    }
+    Ok(())
+}
+
 fn check_config(file: &std::path::Path) -> i32 {
     let text = match std::fs::read_to_string(file) {
         Ok(t) => t,
@@ -323,6 +342,10 @@ fn check_config(file: &std::path::Path) -> i32 {
     } else {
         match sipwatch::daemon::config::DaemonConfig::load(file) {
             Ok(c) => {
+                if let Err(e) = daemon_folders_writable(&c) {
+                    eprintln!("config error in {}: {e}", file.display());
+                    return EXIT_CONFIG;
+                }
                 println!(
                     "{}: daemon config OK ({} targets, {} groups)",
                     file.display(),

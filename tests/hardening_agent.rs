@@ -61,6 +61,9 @@ pidfile = "{pidfile}"
         .await;
     assert_eq!(d.last.main_pid, Some(pid));
 
+    // Start times are in clock ticks (10 ms): let the stranger start in a later one, as any pid
+    // reuse (a wrap of the pid space) does.
+    std::thread::sleep(Duration::from_millis(100));
     // The service dies; an unrelated process gets its pid; the pidfile is left as it was.
     service.kill().unwrap();
     service.wait().unwrap();
@@ -162,12 +165,18 @@ fn a_wrong_daemon_token_keeps_the_alert_and_says_so() {
     )
     .unwrap();
     let daemon_log = dir.path().join("daemon.log");
-    let mut daemon = Command::new(env!("CARGO_BIN_EXE_sipwatch"))
-        .args(["run", "-c"])
-        .arg(&daemon_cfg)
-        .stderr(std::fs::File::create(&daemon_log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut daemon = Killed(
+        Command::new(env!("CARGO_BIN_EXE_sipwatch"))
+            .args(["run", "-c"])
+            .arg(&daemon_cfg)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&daemon_log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    agent_support::wait_until(Duration::from_secs(20), "the daemon listening", || {
+        std::net::TcpStream::connect(&listen).is_ok()
+    });
     let state = dir.path().join("agent-state");
     let agent_cfg = dir.path().join("agent.toml");
     std::fs::write(
@@ -184,32 +193,35 @@ fn a_wrong_daemon_token_keeps_the_alert_and_says_so() {
     )
     .unwrap();
     let agent_log = dir.path().join("agent.log");
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_sipwatch"))
-        .args(["agent", "-c"])
-        .arg(&agent_cfg)
-        .env("SIPWATCH_LOG", "info")
-        .stderr(std::fs::File::create(&agent_log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut agent = Killed(
+        Command::new(env!("CARGO_BIN_EXE_sipwatch"))
+            .args(["agent", "-c"])
+            .arg(&agent_cfg)
+            .env("SIPWATCH_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&agent_log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     // The missing service raises an alert; with back-off 1, 2, 4 s the old code gave up (and
     // dropped it) after its third attempt, 3 s in. Wait for the refusal to be logged, then well
     // past that point.
     agent_support::wait_until(
-        Duration::from_secs(20),
+        Duration::from_secs(30),
         "the token refusal in the log",
         || {
             std::fs::read_to_string(&agent_log)
                 .unwrap_or_default()
-                .contains("refused this agent's token")
+                .contains("refused this agent")
         },
     );
     std::thread::sleep(Duration::from_secs(8));
     unsafe {
-        libc::kill(agent.id() as i32, libc::SIGTERM);
+        libc::kill(agent.0.id() as i32, libc::SIGTERM);
     }
-    let _ = agent.wait();
-    let _ = daemon.kill();
-    let _ = daemon.wait();
+    let _ = agent.0.wait();
+    let _ = daemon.0.kill();
+    let _ = daemon.0.wait();
     let log = std::fs::read_to_string(&agent_log).unwrap();
     assert!(!log.contains("DROPPING"), "the alert was dropped:\n{log}");
     assert!(
@@ -232,4 +244,14 @@ fn a_wrong_daemon_token_keeps_the_alert_and_says_so() {
         )
         .unwrap();
     assert_eq!((pending, dropped), (1, 0), "the alert stays queued:\n{log}");
+}
+
+/// A child process killed when the test ends, even by a panic.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -128,6 +128,15 @@ fn unauthenticated_bodies_are_never_read_and_bodies_are_capped() {
     );
     drop(held);
 
+    // A request head over 64 KiB is refused (431).
+    let mut s = TcpStream::connect(&daemon.listen).unwrap();
+    let big = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(100_000)
+    );
+    let _ = s.write_all(big.as_bytes());
+    assert_eq!(status_within(&mut s, Duration::from_secs(5)), Some(431));
+
     // With the right token, a body over the route's cap is refused (413), not read.
     let mut s = TcpStream::connect(&daemon.listen).unwrap();
     s.write_all(post_head(&daemon.listen, TOKEN, 2_000_000).as_bytes())

@@ -141,3 +141,131 @@ mod tests {
         assert_eq!(redact_url("not a url"), "<redacted>");
     }
 }
+
+/// Values shorter than this are not treated as secrets when scrubbing (they would blank out
+/// ordinary words and numbers); real tokens and passwords are longer.
+const MIN_SCRUBBED: usize = 4;
+
+/// The secrets a request carries besides the configured ones: the URL's user name and password,
+/// every query value (a `?token=...` webhook), and the `Authorization` header's credentials (an
+/// Alertmanager URL with `user:pass@` becomes a Basic header). A receiver that echoes the request
+/// in its error answer must not put them in the log or the outbox.
+pub(crate) fn request_secrets(
+    url: &reqwest::Url,
+    headers: &reqwest::header::HeaderMap,
+) -> Vec<Secret> {
+    let mut found: Vec<String> = Vec::new();
+    if let Some(password) = url.password() {
+        found.push(password.to_string());
+        found.push(url.username().to_string());
+    }
+    if let Some(query) = url.query() {
+        found.push(query.to_string());
+    }
+    for (_, value) in url.query_pairs() {
+        found.push(value.into_owned());
+    }
+    if let Some(query) = url.query() {
+        found.extend(
+            query
+                .split('&')
+                .filter_map(|pair| pair.split_once('='))
+                .map(|(_, v)| v.to_string()),
+        );
+    }
+    for value in headers.get_all(reqwest::header::AUTHORIZATION) {
+        if let Ok(v) = value.to_str() {
+            found.push(v.to_string());
+            if let Some((scheme, credentials)) = v.split_once(' ') {
+                let credentials = credentials.trim();
+                found.push(credentials.to_string());
+                // Basic: the user name and password themselves, as an echo may show them.
+                if scheme.eq_ignore_ascii_case("basic") {
+                    use base64::Engine as _;
+                    if let Some(pair) = base64::engine::general_purpose::STANDARD
+                        .decode(credentials)
+                        .ok()
+                        .and_then(|b| String::from_utf8(b).ok())
+                    {
+                        if let Some((_, password)) = pair.split_once(':') {
+                            found.push(password.to_string());
+                        }
+                        found.push(pair);
+                    }
+                }
+            }
+        }
+    }
+    // Longest first, so a value is scrubbed whole before any part of it.
+    found.retain(|v| v.len() >= MIN_SCRUBBED);
+    found.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    found.dedup();
+    found.into_iter().map(Secret).collect()
+}
+
+/// Blanks the credentials after `Basic ` or `Bearer ` (any case) in a text, whatever they are.
+pub(crate) fn scrub_auth_schemes(text: &str) -> String {
+    let lower = text.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    while at < text.len() {
+        let next = ["basic ", "bearer "]
+            .iter()
+            .filter_map(|scheme| lower[at..].find(scheme).map(|i| (at + i, scheme.len())))
+            .min();
+        let Some((start, len)) = next else {
+            break;
+        };
+        let creds_start = start + len;
+        let creds_end = text[creds_start..]
+            .find(|c: char| !(c.is_ascii_alphanumeric() || "+/=-._~:".contains(c)))
+            .map_or(text.len(), |i| creds_start + i);
+        out.push_str(&text[at..creds_start]);
+        if creds_end - creds_start >= MIN_SCRUBBED {
+            out.push_str(REDACTED);
+        } else {
+            out.push_str(&text[creds_start..creds_end]);
+        }
+        at = creds_end.max(creds_start);
+    }
+    out.push_str(&text[at..]);
+    out
+}
+
+#[cfg(test)]
+mod request_secret_tests {
+    use super::*;
+
+    #[test]
+    fn url_and_header_secrets_are_scrubbed_from_an_echo() {
+        let url = reqwest::Url::parse("http://am:s3cr3tpw@127.0.0.1:9093/hook?token=T0KEN-abc&x=1")
+            .unwrap();
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            "Basic YW06czNjcjN0cHc=".parse().unwrap(),
+        );
+        let secrets = request_secrets(&url, &headers);
+        let refs: Vec<&Secret> = secrets.iter().collect();
+        let echo = "you sent /hook?token=T0KEN-abc&x=1 with Authorization: Basic YW06czNjcjN0cHc= \
+                    from am:s3cr3tpw";
+        let scrubbed = scrub_all(echo, &refs);
+        for leaked in ["T0KEN-abc", "YW06czNjcjN0cHc=", "s3cr3tpw"] {
+            assert!(!scrubbed.contains(leaked), "{scrubbed}");
+        }
+        assert!(scrubbed.starts_with("you sent /hook?"), "{scrubbed}");
+    }
+
+    #[test]
+    fn auth_scheme_credentials_are_blanked() {
+        assert_eq!(
+            scrub_auth_schemes("authorization: Bearer abc.DEF-123 rest; BASIC dXNlcjpw=="),
+            "authorization: Bearer <redacted> rest; BASIC <redacted>"
+        );
+        assert_eq!(scrub_auth_schemes("basic ok"), "basic ok");
+        assert_eq!(
+            scrub_auth_schemes("no credentials here"),
+            "no credentials here"
+        );
+    }
+}

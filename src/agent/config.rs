@@ -189,6 +189,17 @@ pub enum GaugeSpec {
 }
 
 impl GaugeSpec {
+    /// Lowers the timeout (of the gauges that have one) to at most `max`.
+    pub fn cap_timeout(&mut self, max: Duration) {
+        match self {
+            GaugeSpec::KamailioShm { timeout, .. }
+            | GaugeSpec::KamailioPkg { timeout, .. }
+            | GaugeSpec::HttpJson { timeout, .. }
+            | GaugeSpec::Command { timeout, .. } => *timeout = (*timeout).min(max),
+            _ => {}
+        }
+    }
+
     /// How long one sample may take, for the gauges that wait on something outside.
     pub fn timeout(&self) -> Option<Duration> {
         match self {
@@ -434,11 +445,12 @@ pub fn parse(source: &str, path: &Path) -> Result<AgentConfig, ConfigErrors> {
         source,
         errors: Vec::new(),
     };
-    let raw: RawFile = match toml::from_str(source) {
+    let raw: RawFile = match crate::config_error::parse_all(source) {
         Ok(raw) => raw,
-        Err(e) => {
-            let span = e.span().unwrap_or(0..0);
-            checker.error(span, explain_parse_error(e.message()));
+        Err(found) => {
+            for (span, message) in found {
+                checker.error(span.unwrap_or(0..0), explain_parse_error(&message));
+            }
             return Err(checker.finish(path));
         }
     };
@@ -675,7 +687,8 @@ fn validate_service(
     }
     for gauge in raw_gauges {
         let span = gauge.span();
-        if let Some(g) = validate_gauge(
+        let explicit_timeout = gauge.get_ref().timeout.is_some();
+        if let Some(mut g) = validate_gauge(
             gauge.into_inner(),
             span.clone(),
             &name,
@@ -684,6 +697,10 @@ fn validate_service(
             c,
         ) {
             let interval = raw.interval.map_or(default_interval, ConfigDuration::get);
+            if !explicit_timeout {
+                // The default (5 s) never reaches the interval: at most 80 % of it.
+                g.spec.cap_timeout(interval.mul_f64(0.8));
+            }
             if let Some(timeout) = g.spec.timeout().filter(|t| *t >= interval) {
                 c.error(
                     span.clone(),

@@ -204,7 +204,8 @@ pub fn start(
             };
             let mut tick = tokio::time::interval(link.report_interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut failing = false;
+            // What went wrong at the last report (None: it went through); logged on change.
+            let mut problem: Option<&'static str> = None;
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}
@@ -217,30 +218,31 @@ pub fn start(
                     .json(&summary)
                     .send()
                     .await;
+                let now = match &result {
+                    Ok(r) if r.status().is_success() => None,
+                    Ok(r) if matches!(r.status().as_u16(), 401 | 403) => Some("token"),
+                    Ok(_) => Some("refused"),
+                    Err(_) => Some("unreachable"),
+                };
+                if now == problem {
+                    continue;
+                }
+                problem = now;
                 match result {
                     Ok(r) if r.status().is_success() => {
-                        if failing {
-                            tracing::info!(daemon = %link.url, "reporting to the daemon again");
-                        }
-                        failing = false;
+                        tracing::info!(daemon = %link.url, "reporting to the daemon again");
+                    }
+                    Ok(r) if now == Some("token") => {
+                        tracing::error!(daemon = %link.url, status = r.status().as_u16(),
+                            "the daemon refused this agent's token: reports and alerts do not \
+                             reach it (alerts are kept and retried); make [daemon] token_file \
+                             hold the same token as the daemon's [agents] token_file");
                     }
                     Ok(r) => {
-                        let status = r.status().as_u16();
-                        if !failing && (status == 401 || status == 403) {
-                            tracing::error!(daemon = %link.url, status,
-                                "the daemon refused this agent's token: reports and alerts do not \
-                                 reach it (alerts are kept and retried); make [daemon] token_file \
-                                 hold the same token as the daemon's [agents] token_file");
-                        } else if !failing {
-                            tracing::warn!(daemon = %link.url, status, "the daemon refused the report");
-                        }
-                        failing = true;
+                        tracing::warn!(daemon = %link.url, status = r.status().as_u16(), "the daemon refused the report");
                     }
                     Err(e) => {
-                        if !failing {
-                            tracing::warn!(daemon = %link.url, error = %link.token.scrub(&e.to_string()), "cannot reach the daemon");
-                        }
-                        failing = true;
+                        tracing::warn!(daemon = %link.url, error = %link.token.scrub(&e.to_string()), "cannot reach the daemon");
                     }
                 }
             }

@@ -347,11 +347,13 @@ impl DaemonConfig {
         let mut group_lines: HashMap<String, usize> = HashMap::new();
         for g in &raw.groups {
             let name = g.name.get_ref().clone();
-            if let Some(line) = group_lines.get(&name) {
+            // Offsets, turned into lines only for a duplicate (line_of walks the text).
+            if let Some(first) = group_lines.get(&name) {
+                let line = p.line_of(*first);
                 p.at(Some(g.name.span()), format!("duplicate group {name:?} (first defined at line {line}); give each [[group]] its own name"));
                 continue;
             }
-            group_lines.insert(name.clone(), p.line_of(g.name.span().start));
+            group_lines.insert(name.clone(), g.name.span().start);
             if *g.min_up.get_ref() == 0 {
                 p.at(
                     Some(g.min_up.span()),
@@ -384,11 +386,12 @@ impl DaemonConfig {
                     "target name is empty; give every [[target]] a name",
                 );
             }
-            if let Some(line) = target_lines.get(&name) {
+            if let Some(first) = target_lines.get(&name) {
+                let line = p.line_of(*first);
                 p.at(Some(t.name.span()), format!("duplicate {what} (first defined at line {line}); target names must be unique"));
                 continue;
             }
-            target_lines.insert(name.clone(), p.line_of(t.name.span().start));
+            target_lines.insert(name.clone(), t.name.span().start);
             let uri = match TargetUri::parse(t.uri.get_ref()) {
                 Ok(u) => Some(u),
                 Err(e) => {

@@ -6,6 +6,7 @@
 //! - [`scheduler`]: one worker per target, phase-spread ticks, shared UDP sockets, DNS TTL.
 //! - [`state`]: the board (pure): hysteresis, flapping, maintenance, groups, incidents.
 //! - [`store`]: SQLite persistence of events, incidents, node state and per-minute rollups.
+//! - [`store_watch`]: notices a store file deleted, replaced or corrupted under the daemon.
 //! - [`history`]: the questions the status page asks of the past.
 //! - [`leases`]: restart leases for the agents' watchdogs (pure book, kept beside the store).
 //! - [`metrics`], [`http`]: Prometheus metrics, Statuspage feeds, Atom and the status page.
@@ -25,3 +26,4 @@ pub mod scheduler;
 pub mod state;
 pub mod store;
 pub mod timefmt;
+pub mod store_watch;

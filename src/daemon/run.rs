@@ -8,7 +8,9 @@
 //! and keep probing); SIGTERM/SIGINT stop everything cleanly after a last flush.
 //!
 //! A store that cannot be opened or written does not stop probing: the error is logged, counted in
-//! `sipwatch_store_errors_total`, shown on the status page, and writes are retried.
+//! `sipwatch_store_errors_total`, shown on the status page, and writes are retried. A store file
+//! deleted, replaced or damaged under the daemon ([`StoreWatch`]) and an alert outbox that cannot
+//! be written (disk full) are reported the same way, and turn `sipwatch_store_ok` to 0.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -29,6 +31,7 @@ use super::paging::Paging;
 use super::scheduler::{ProbeReport, Scheduler, SchedulerMsg};
 use super::state::{Board, BoardEvent, GroupSpec, TargetSpec, Thresholds};
 use super::store::{Store, StoreReader};
+use super::store_watch::StoreWatch;
 use sipwatch_alerting::{Outbox, OutboxOptions};
 
 fn now_unix() -> UnixTime {
@@ -102,6 +105,16 @@ impl LazyHistory {
     }
 }
 
+impl LazyHistory {
+    /// Forgets the reader: the next question opens the file at the path again (after the
+    /// store file was replaced).
+    fn reset(&self) {
+        if let Ok(mut guard) = self.reader.lock() {
+            *guard = None;
+        }
+    }
+}
+
 impl History for LazyHistory {
     fn uptime(&self, target: &str, since: UnixTime) -> Result<Option<f64>, String> {
         self.get()?.uptime(target, since)
@@ -138,6 +151,14 @@ struct StateTask {
     outbox_problem: Option<String>,
     /// Restart leases out (the watchdog's quorum leases).
     leases: super::leases::LeaseBook,
+    /// Watches the store file for deletion, replacement and corruption.
+    store_watch: Option<StoreWatch>,
+    /// The store file was deleted or replaced under us (kept until restart: history was lost).
+    store_lost: Option<String>,
+    /// The last integrity check failed.
+    store_corrupt: Option<String>,
+    /// The status page's reader of the store, reset when the file is replaced.
+    history: Option<Arc<LazyHistory>>,
 }
 
 impl StateTask {
@@ -157,7 +178,75 @@ impl StateTask {
             tracing::info!(path = %self.cfg.store_path.display(), "store writable again");
             self.dirty = true;
         }
-        self.metrics.set_store_ok(self.outbox_problem.is_none());
+        self.metrics.set_store_ok(self.store_problems().is_none());
+    }
+
+    /// Every storage problem, for the page, `/healthz` and `sipwatch_store_ok`.
+    fn store_problems(&self) -> Option<String> {
+        let all: Vec<&str> = [
+            &self.store_error,
+            &self.store_lost,
+            &self.store_corrupt,
+            &self.outbox_problem,
+        ]
+        .into_iter()
+        .filter_map(|p| p.as_deref())
+        .collect();
+        (!all.is_empty()).then(|| all.join("; "))
+    }
+
+    /// Runs the store file's integrity check on schedule and takes its result.
+    fn check_store_file(&mut self) {
+        let Some(result) = self
+            .store_watch
+            .as_mut()
+            .and_then(|w| w.poll_quick_check(std::time::Instant::now()))
+        else {
+            return;
+        };
+        match result {
+            Ok(()) => {
+                if self.store_corrupt.take().is_some() {
+                    tracing::info!(path = %self.cfg.store_path.display(), "store file passes its integrity check again");
+                    self.dirty = true;
+                }
+            }
+            Err(e) => {
+                if self.store_corrupt.as_deref() != Some(e.as_str()) {
+                    tracing::error!(path = %self.cfg.store_path.display(), error = %e, "store file is damaged");
+                    self.store_corrupt = Some(e);
+                    self.dirty = true;
+                }
+            }
+        }
+    }
+
+    /// A store file deleted or replaced under us: say so, and start a new file at the path so
+    /// that what follows is kept.
+    fn check_store_identity(&mut self) {
+        if self.store.is_none() {
+            return;
+        }
+        let Some(problem) = self
+            .store_watch
+            .as_ref()
+            .and_then(StoreWatch::identity_problem)
+        else {
+            return;
+        };
+        tracing::error!(path = %self.cfg.store_path.display(), error = %problem,
+            "store file lost; starting a new one at the same path (history before now is gone)");
+        self.store = None;
+        self.store_watch = None;
+        if let Some(h) = &self.history {
+            h.reset();
+        }
+        self.store_lost = Some(format!(
+            "{problem} (noticed at {}; a new file was started: history and incidents before \
+             then are gone; this notice stays until sipwatch restarts)",
+            chrono::Local::now().format("%Y-%m-%d %H:%M:%S %Z")
+        ));
+        self.dirty = true;
     }
 
     /// Follows the alert outbox's storage: a full disk shows on the page, `/healthz` and
@@ -172,8 +261,7 @@ impl StateTask {
             self.outbox_problem = problem;
             self.dirty = true;
         }
-        self.metrics
-            .set_store_ok(self.store_error.is_none() && self.outbox_problem.is_none());
+        self.metrics.set_store_ok(self.store_problems().is_none());
     }
 
     fn events(&mut self, events: Vec<BoardEvent>) {
@@ -503,15 +591,13 @@ impl StateTask {
     }
 
     fn publish(&mut self) {
+        self.metrics.set_store_ok(self.store_problems().is_none());
         if !self.dirty {
             return;
         }
         self.dirty = false;
         let mut snap = self.board.snapshot(now_unix());
-        snap.store_error = match (&self.store_error, &self.outbox_problem) {
-            (Some(s), Some(o)) => Some(format!("{s}; {o}")),
-            (s, o) => s.clone().or_else(|| o.clone()),
-        };
+        snap.store_error = self.store_problems();
         snap.agents = self.agents.values().cloned().collect();
         snap.scheduled_maintenances = scheduled_maintenances(&self.cfg, now_unix());
         snap.alerting = self.alerting_view.clone();
@@ -533,10 +619,12 @@ impl StateTask {
     }
 
     fn flush(&mut self) {
+        self.check_store_identity();
         if self.store.is_none() {
             match Store::open(&self.cfg.store_path, self.cfg.retention.as_secs_f64()) {
                 Ok(s) => {
                     self.store = Some(s);
+                    self.store_watch = Some(StoreWatch::new(&self.cfg.store_path));
                     self.store_ok();
                 }
                 Err(e) => {
@@ -769,13 +857,15 @@ pub async fn run(config_path: &Path, mut shutdown: watch::Receiver<bool>) -> any
         metrics.store_error();
     }
     metrics.set_store_ok(store_error.is_none());
-    let history: Arc<dyn History> = if cfg.store_path.as_os_str().is_empty() {
-        Arc::new(NoHistory("no store configured".into()))
-    } else {
+    let lazy = (!cfg.store_path.as_os_str().is_empty()).then(|| {
         Arc::new(LazyHistory {
             path: cfg.store_path.clone(),
             reader: std::sync::Mutex::new(None),
         })
+    });
+    let history: Arc<dyn History> = match &lazy {
+        Some(l) => l.clone(),
+        None => Arc::new(NoHistory("no store configured".into())),
     };
 
     // Alerting: a durable outbox for the configured receivers.
@@ -884,6 +974,10 @@ pub async fn run(config_path: &Path, mut shutdown: watch::Receiver<bool>) -> any
         leases: super::leases::LeaseBook::open(super::leases::LeaseBook::path_for_store(
             &cfg.store_path,
         )),
+        store_watch: store.as_ref().map(|_| StoreWatch::new(&cfg.store_path)),
+        store_lost: None,
+        store_corrupt: None,
+        history: lazy,
         cfg,
         board,
         store,
@@ -974,6 +1068,7 @@ pub async fn run(config_path: &Path, mut shutdown: watch::Receiver<bool>) -> any
                 }
                 task.check_outbox();
                 task.paging_tick();
+                task.check_store_file();
                 task.publish();
             }
             Some(msg) = agent_rx.recv() => task.agent(msg),

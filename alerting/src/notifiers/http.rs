@@ -8,7 +8,7 @@ use std::error::Error as _;
 use std::time::Duration;
 
 use crate::notifier::NotifyError;
-use crate::secret::{scrub_all, Secret};
+use crate::secret::{request_secrets, scrub_all, scrub_auth_schemes, Secret};
 
 /// Used when a receiver sets no `timeout`.
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -44,8 +44,16 @@ pub(crate) async fn send(
     request: reqwest::RequestBuilder,
     secrets: &[&Secret],
 ) -> Result<(), NotifyError> {
-    let response = request
-        .send()
+    let (client, request) = request.build_split();
+    let request = request.map_err(|e| transport_error(e, secrets))?;
+    // Credentials in the URL and the Authorization header are scrubbed too (an echoing
+    // receiver would otherwise put them in the log and the outbox).
+    let carried = request_secrets(request.url(), request.headers());
+    let mut all: Vec<&Secret> = secrets.to_vec();
+    all.extend(carried.iter());
+    let secrets = all.as_slice();
+    let response = client
+        .execute(request)
         .await
         .map_err(|e| transport_error(e, secrets))?;
     let status = response.status();
@@ -59,8 +67,9 @@ pub(crate) async fn send(
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
     let body = response.text().await.unwrap_or_default();
-    let detail: String = body.trim().chars().take(DETAIL_CHARS).collect();
-    let detail = scrub_all(&detail, secrets);
+    // Scrubbed whole, then cut: a secret at the cut would otherwise leak in part.
+    let detail = scrub_auth_schemes(&scrub_all(body.trim(), secrets));
+    let detail: String = detail.chars().take(DETAIL_CHARS).collect();
     Err(NotifyError::from_http_status(
         status.as_u16(),
         &detail,
@@ -84,7 +93,7 @@ fn transport_error(err: reqwest::Error, secrets: &[&Secret]) -> NotifyError {
     if timeout && !message.contains("timed out") {
         message.push_str(" (timed out)");
     }
-    let message = scrub_all(&message, secrets);
+    let message = scrub_auth_schemes(&scrub_all(&message, secrets));
     if permanent {
         NotifyError::permanent(message)
     } else {

@@ -8,6 +8,13 @@
 //! that is down is paused with back-off and its deliveries wait (across restarts too); a
 //! delivery the receiver refuses is dropped after a few attempts, loudly.
 //!
+//! A full disk (or any write error) neither loses nor multiplies alerts ([`memory`]): an alert
+//! that cannot be written is kept in memory (bounded by `max_unwritten`) and written, then sent,
+//! when the file takes writes again ([`Enqueued::Held`]); an outcome that cannot be recorded is
+//! kept in memory and its delivery is skipped meanwhile, so it is never sent again in a loop.
+//! [`Outbox::health`] says what waits; the error is logged when it starts, at most every 30 s
+//! while it lasts, and when it ends.
+//!
 //! Delivery is at-least-once at the boundary: if the process dies after a receiver accepted an
 //! alert but before the outbox recorded it, that one alert is sent again after the restart.
 //! PagerDuty, Opsgenie and Alertmanager fold it by key; a mail would arrive twice.
