@@ -78,11 +78,9 @@ fn logged_at(log: &str, target: &str, state: &str) -> Option<SystemTime> {
         .find(|l| l.contains("node state changed") && l.contains(&needle) && l.contains(&to))
         .and_then(|l| {
             let stamp = l.split_whitespace().next()?;
-            let at = time::OffsetDateTime::parse(
-                stamp,
-                &time::format_description::well_known::Rfc3339,
-            )
-            .ok()?;
+            let at =
+                time::OffsetDateTime::parse(stamp, &time::format_description::well_known::Rfc3339)
+                    .ok()?;
             Some(SystemTime::from(at))
         })
 }
@@ -108,10 +106,7 @@ fn detection(d: &Daemon, target: &str, at: SystemTime, bound: Duration) -> Durat
             logged.is_some()
         },
     );
-    logged
-        .unwrap()
-        .duration_since(at)
-        .unwrap_or(Duration::ZERO)
+    logged.unwrap().duration_since(at).unwrap_or(Duration::ZERO)
 }
 
 fn probes_with(metrics: &str, target: &str, result: &str) -> f64 {
@@ -119,7 +114,9 @@ fn probes_with(metrics: &str, target: &str, result: &str) -> f64 {
     let res = format!("result=\"{result}\"");
     metrics
         .lines()
-        .filter(|l| l.starts_with("sipwatch_probes_total{") && l.contains(&want) && l.contains(&res))
+        .filter(|l| {
+            l.starts_with("sipwatch_probes_total{") && l.contains(&want) && l.contains(&res)
+        })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }

@@ -394,7 +394,10 @@ mod tests {
         let request = |b: &str| {
             format!("OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1;branch={b}\r\n\r\n")
         };
-        other.send(request("z9hG4bKother").as_bytes()).await.unwrap();
+        other
+            .send(request("z9hG4bKother").as_bytes())
+            .await
+            .unwrap();
         dead.send(request("z9hG4bKdead").as_bytes()).await.unwrap();
         let got = tokio::time::timeout(std::time::Duration::from_secs(2), dead.recv())
             .await

@@ -591,6 +591,16 @@ fn serve_http(
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("sipwatch-http")
+        // Page loads yield the CPU to probing: when both want it, the kernel runs the probe
+        // thread first (20 clients loading the page moved probes' p99 start lateness from 10 to
+        // 36 ms at the default priority on 2 cores).
+        .on_thread_start(|| {
+            // SAFETY: setpriority(2) on this very thread (a Linux thread id is a process id for
+            // PRIO_PROCESS); failure only leaves the default priority.
+            unsafe {
+                libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10);
+            }
+        })
         .enable_all()
         .build()
         .context("cannot start the HTTP runtime")?;
