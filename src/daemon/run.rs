@@ -112,11 +112,21 @@ impl History for LazyHistory {
     }
 }
 
+/// What waits for the store while it is being flushed.
+enum Backlogged {
+    Probe(Arc<str>, Arc<str>, Observation),
+    Events(Vec<BoardEvent>),
+}
+
 /// The daemon's mutable heart, owned by the state task.
 struct StateTask {
     cfg: DaemonConfig,
     board: Board,
     store: Option<Store>,
+    /// While the store is away being flushed on a blocking thread: it comes back through this.
+    flushing: Option<tokio::sync::oneshot::Receiver<(Store, Result<(), String>)>>,
+    /// Probes and state changes that arrived while the store was away, applied when it is back.
+    backlog: Vec<Backlogged>,
     store_error: Option<String>,
     metrics: Arc<Metrics>,
     snapshot_tx: watch::Sender<Arc<Snapshot>>,
@@ -159,6 +169,10 @@ impl StateTask {
             if let Some(alert) = crate::alerts::board_alert(e, &self.source) {
                 self.raise(alert);
             }
+        }
+        if self.flushing.is_some() {
+            self.backlog.push(Backlogged::Events(events));
+            return;
         }
         let result = match self.store.as_mut() {
             Some(store) => store.record_events(&events).map_err(|e| e.to_string()),
@@ -232,6 +246,12 @@ impl StateTask {
         }
         if let Some(store) = self.store.as_mut() {
             store.record_probe(&r.target, &r.node, &obs);
+        } else if self.flushing.is_some() {
+            self.backlog.push(Backlogged::Probe(
+                r.target.clone(),
+                r.node.clone(),
+                obs.clone(),
+            ));
         }
         let events = self.board.observe(&r.target, &r.node, obs);
         self.events(events);
@@ -314,6 +334,74 @@ impl StateTask {
             Some(Ok(())) => self.store_ok(),
             Some(Err(e)) => self.store_failed("flushing history", e),
             None => {}
+        }
+    }
+
+    /// Like [`StateTask::flush`], but the writing (SQLite: tens of milliseconds with 10,000
+    /// targets) happens on a blocking thread, so the probe thread keeps its schedule. Probes and
+    /// state changes that come meanwhile wait in a backlog; [`StateTask::store_back`] applies them.
+    fn flush_away(&mut self) {
+        if self.flushing.is_some() {
+            return;
+        }
+        if self.store.is_none() {
+            self.flush();
+            return;
+        }
+        let Some(mut store) = self.store.take() else {
+            return;
+        };
+        let now = now_unix();
+        let records = self.board.node_records();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.flushing = Some(rx);
+        tokio::task::spawn_blocking(move || {
+            let result = store
+                .flush(now)
+                .and_then(|_| store.save_nodes(&records))
+                .map_err(|e| e.to_string());
+            let _ = tx.send((store, result));
+        });
+    }
+
+    /// The store is back from a flush: keeps it and applies what waited.
+    fn store_back(&mut self, back: Result<(Store, Result<(), String>), String>) {
+        self.flushing = None;
+        match back {
+            Ok((store, result)) => {
+                self.store = Some(store);
+                match result {
+                    Ok(()) => self.store_ok(),
+                    Err(e) => self.store_failed("flushing history", e),
+                }
+            }
+            Err(e) => self.store_failed("flushing history", e),
+        }
+        for item in std::mem::take(&mut self.backlog) {
+            match item {
+                Backlogged::Probe(target, node, obs) => {
+                    if let Some(store) = self.store.as_mut() {
+                        store.record_probe(&target, &node, &obs);
+                    }
+                }
+                Backlogged::Events(events) => {
+                    let result = match self.store.as_mut() {
+                        Some(store) => store.record_events(&events).map_err(|e| e.to_string()),
+                        None => Err("store not open".to_string()),
+                    };
+                    if let Err(e) = result {
+                        self.store_failed("recording state changes", e);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits for a flush in progress (at shutdown).
+    async fn wait_store(&mut self) {
+        if let Some(rx) = self.flushing.take() {
+            let back = rx.await.map_err(|_| "the flush thread ended".to_string());
+            self.store_back(back);
         }
     }
 
@@ -512,6 +600,8 @@ pub async fn run(config_path: &Path, mut shutdown: watch::Receiver<bool>) -> any
         cfg,
         board,
         store,
+        flushing: None,
+        backlog: Vec::new(),
         store_error,
         metrics,
         snapshot_tx,
@@ -554,12 +644,15 @@ pub async fn run(config_path: &Path, mut shutdown: watch::Receiver<bool>) -> any
                     task.maintenance();
                 }
                 if ticks.is_multiple_of(5) {
-                    task.flush();
+                    task.flush_away();
                 }
                 if ticks.is_multiple_of(3600) {
                     task.prune();
                 }
                 task.publish();
+            }
+            back = async { task.flushing.as_mut().expect("guarded").await }, if task.flushing.is_some() => {
+                task.store_back(back.map_err(|_| "the flush thread ended".to_string()));
             }
             Some(msg) = agent_rx.recv() => task.agent(msg),
             _ = hup.recv() => {
@@ -572,6 +665,7 @@ pub async fn run(config_path: &Path, mut shutdown: watch::Receiver<bool>) -> any
     }
     tracing::info!("stopping: saving state");
     scheduler.shutdown().await;
+    task.wait_store().await;
     while let Ok(SchedulerMsg::Probe(r)) = rx.try_recv() {
         task.probe(*r);
     }
