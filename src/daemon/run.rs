@@ -110,6 +110,26 @@ impl History for LazyHistory {
     fn incidents(&self, since: UnixTime, limit: usize) -> Result<Vec<Incident>, String> {
         self.get()?.incidents(since, limit)
     }
+    fn page_history(
+        &self,
+        names: &[String],
+        now: UnixTime,
+    ) -> std::collections::HashMap<String, super::http::page::TargetHistory> {
+        match self.get() {
+            Ok(reader) => reader.page_history(names, now),
+            Err(e) => names
+                .iter()
+                .map(|n| {
+                    let h = super::http::page::TargetHistory {
+                        uptime_24h: Err(e.clone()),
+                        uptime_7d: Err(e.clone()),
+                        rtt_24h: Err(e.clone()),
+                    };
+                    (n.clone(), h)
+                })
+                .collect(),
+        }
+    }
 }
 
 /// What waits for the store while it is being flushed.
