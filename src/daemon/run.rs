@@ -520,8 +520,23 @@ fn log_event(e: &BoardEvent) {
     }
 }
 
+/// glibc's allocator, tuned for a long-lived daemon whose HTTP threads now and then build a
+/// page of several megabytes: a fixed mmap threshold, so such a page goes back to the system once
+/// sent (by default the threshold grows with each large free and the memory stays in the thread's
+/// arena: 120 MB more after 20 clients loaded the page of 10,000 targets for 30 s). The number of
+/// arenas is left alone: two arenas shared with the probe thread made it wait on the HTTP threads'
+/// allocations (probe start lateness p99 200 ms under page loads).
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt(3) only sets an allocator parameter; called once, before the threads start.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+    }
+}
+
 /// Runs the daemon until `shutdown` turns true.
 pub async fn run(config_path: &Path, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    tune_allocator();
     let cfg = DaemonConfig::load(config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
     let metrics = Arc::new(Metrics::new());
     let (targets, groups) = specs(&cfg);
@@ -704,6 +719,7 @@ fn serve_http(
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .max_blocking_threads(2)
         .thread_name("sipwatch-http")
         // Page loads yield the CPU to probing: when both want it, the kernel runs the probe
         // thread first (20 clients loading the page moved probes' p99 start lateness from 10 to
