@@ -96,8 +96,9 @@ def main():
     args = ap.parse_args()
     subprocess.run(["cargo", "build", "--release", "--locked", "-q", "-p", "sipwatch", "-p", "sipwatch-bench"],
                    cwd=ROOT, check=True)
-    binary = os.path.join(ROOT, "target", "release", "sipwatch")
-    refresh = os.path.join(ROOT, "target", "release", "sysinfo_refresh")
+    target_dir = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+    binary = os.path.join(target_dir, "release", "sipwatch")
+    refresh = os.path.join(target_dir, "release", "sysinfo_refresh")
     work = tempfile.mkdtemp(prefix="sipwatch-agent-bench-")
     groups = []
     try:
@@ -171,7 +172,7 @@ def main():
             precise = sum(threads1.values()) - sum(threads0.values())
         print(f"### Agent overhead: {args.services} services, {followed} processes, interval {args.interval}, {args.duration} s ({time.strftime('%Y-%m-%d')})\n")
         print("| measure | value |\n|---|---|")
-        print(f"| CPU, share of one core ({ticks_in_window} ticks in {t1 - t0:.0f} s) | **{share:.3f} %** (goal: at most 0.1 %) |")
+        print(f"| CPU, share of one core ({ticks_in_window} ticks in {t1 - t0:.0f} s) | **{share:.3f} %** (goal: at most 0.05 %) |")
         print(f"| agent CPU per tick, all {args.services} services (user+system) | {(c1 - c0) / ticks_in_window * 1e3:.1f} ms |")
         if precise is not None:
             print(f"| same, from the threads' run time (ns resolution) | {precise / (t1 - t0) / 1e7:.4f} % of a core, "

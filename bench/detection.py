@@ -117,6 +117,19 @@ def down_at(log_path, name, after_offset):
     return None
 
 
+def last_state(log_path, name):
+    """The state the daemon's log last took `name` to ("up", "down", ...), or None."""
+    state = None
+    with open(log_path) as f:
+        for line in f:
+            line = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", line)
+            if "node state changed" in line and f"target={name} " in line:
+                m = re.search(r'to="(\w+)"', line)
+                if m:
+                    state = m.group(1)
+    return state
+
+
 def status(listen, name):
     comps = json.loads(http(f"http://{listen}/api/v2/components.json"))
     for c in comps["components"]:
@@ -164,6 +177,12 @@ def main():
             mode = "silent" if round_ % 2 == 0 else "crash"
             i = rng.randrange(3)
             k, name = ks[i], f"k{i + 1}"
+            # The node must be up (in the daemon's log) before it is killed again.
+            deadline = time.time() + 60
+            while last_state(log_path, name) != "up" and time.time() < deadline:
+                time.sleep(0.1)
+            if last_state(log_path, name) != "up":
+                sys.exit(f"{name} did not come back up; see {work}")
             time.sleep(rng.random())
             offset = os.path.getsize(log_path)
             pids = k.pids()

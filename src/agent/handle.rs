@@ -315,6 +315,37 @@ fn pread_with<T>(file: &File, parse: impl FnOnce(&[u8]) -> Option<T>) -> Option<
 mod tests {
     use super::*;
 
+    #[test]
+    fn unchanged_statm_keeps_the_figures_and_still_notices_the_end() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .expect("sleep");
+        let pid = child.id() as i32;
+        let (mut handle, _) = ProcHandle::open(pid).expect("open");
+        let hour = Duration::from_secs(3600);
+        let first = handle.read_memory(hour).expect("alive").expect("readable");
+        assert!(first.rss > 0 && first.pss > 0, "{first:?}");
+        assert!(
+            handle.last_memory.is_some(),
+            "figures kept for the next tick"
+        );
+        // A sleeping process's statm does not move: the kept figures stand.
+        let second = handle.read_memory(hour).expect("alive").expect("readable");
+        assert_eq!(first, second);
+        // Not beyond pss_every: with zero, smaps_rollup is read again.
+        let fresh = handle.read_memory(Duration::ZERO).expect("alive");
+        assert!(fresh.is_some());
+        // A zombie (killed, not reaped) reads as gone, though its figures were kept.
+        child.kill().expect("kill");
+        let since = std::time::Instant::now();
+        wait_until(since, "the zombie to read as gone", || {
+            handle.read_memory(hour).is_none()
+        });
+        child.wait().expect("reap");
+        assert!(handle.read_memory(hour).is_none(), "reaped reads as gone");
+    }
+
     /// Waits up to 10 s from `since` for `done`; fails with `what` when it does not happen.
     fn wait_until(since: std::time::Instant, what: &str, mut done: impl FnMut() -> bool) {
         while !done() {

@@ -66,6 +66,8 @@ pub struct ProbeReport {
 /// Shared by every worker.
 struct Shared {
     locator: Locator,
+    /// The prober of every target without TLS.
+    prober: Prober,
     endpoints: Vec<Arc<UdpEndpoint>>,
     tls: Mutex<HashMap<(Option<PathBuf>, bool), TlsContext>>,
     permits: Arc<Semaphore>,
@@ -98,6 +100,7 @@ impl Scheduler {
         }
         Ok(Scheduler {
             shared: Arc::new(Shared {
+                prober: Prober::new(Locator::new(None)?, None),
                 locator: Locator::new(None)?,
                 endpoints,
                 tls: Mutex::new(HashMap::new()),
@@ -112,6 +115,7 @@ impl Scheduler {
     /// Uses `locator` for DNS instead of the system resolver (tests, `--dns-server`).
     pub fn with_locator(mut self, locator: Locator) -> Scheduler {
         if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.prober = Prober::new(locator.clone(), None);
             shared.locator = locator;
         }
         self
@@ -261,137 +265,149 @@ struct Finished {
     report: Option<ProbeReport>,
 }
 
-async fn target_worker(shared: Arc<Shared>, t: TargetSettings, mut stop: watch::Receiver<bool>) {
+/// A target's task. Built in two steps so the task keeps only what it needs between ticks (an
+/// `async fn` would keep its arguments, the target's settings, for its whole life): the probe spec,
+/// the prober (shared by every target without TLS: the resolver is large), the name.
+fn target_worker(
+    shared: Arc<Shared>,
+    t: TargetSettings,
+    mut stop: watch::Receiver<bool>,
+) -> impl std::future::Future<Output = ()> {
     let spec = spec_for(&t);
     let needs_tls = t.uri.secure
         || t.transport == Some(Transport::Tls)
         || t.uri.transport == Some(Transport::Tls)
         || (t.uri.ip().is_none() && t.transport.is_none());
-    let tls = if needs_tls {
-        tls_for(&shared, &t)
+    let own_prober = if needs_tls {
+        tls_for(&shared, &t).map(|tls| Box::new(Prober::new(shared.locator.clone(), Some(tls))))
     } else {
         None
     };
-    let prober = Prober::new(shared.locator.clone(), tls);
     let endpoint = {
         let mut h = DefaultHasher::new();
         t.name.hash(&mut h);
         shared.endpoints[(h.finish() as usize) % shared.endpoints.len()].clone()
     };
     let target: Arc<str> = Arc::from(t.name.as_str());
-    let mut nodes: Vec<NodeSlot> = Vec::new();
-    let mut dns_valid_until: Option<Instant> = None;
-    let mut dns_failing = false;
-    let since_epoch = shared.epoch.elapsed();
     let interval = t.interval.max(Duration::from_millis(1));
-    // The first tick: the next instant `epoch + phase + k x interval`, the very same instant for
-    // every target in the same slot (so they share one timer wake-up).
     let ph = phase(&t.name, interval);
-    let k = if since_epoch < ph {
-        0
-    } else {
-        (since_epoch - ph).as_nanos() / interval.as_nanos() + 1
-    };
-    let mut next = shared.epoch + ph + interval * (k.min(u128::from(u32::MAX)) as u32);
-    let mut seq: u64 = 0;
-    // Probes in flight run inside this task (no task per probe). A tick never waits for the
-    // previous tick's probes: a node that stopped answering is probed every interval while its
-    // earlier probes run to their timeout, so it is down `fail_threshold x interval + timeout`
-    // after it died at the latest.
-    let mut in_flight = FuturesUnordered::new();
-    let sleep = tokio::time::sleep_until(next);
-    tokio::pin!(sleep);
+    drop(t);
+    async move {
+        let prober: &Prober = own_prober.as_deref().unwrap_or(&shared.prober);
+        let mut nodes: Vec<NodeSlot> = Vec::new();
+        let mut dns_valid_until: Option<Instant> = None;
+        let mut dns_failing = false;
+        let since_epoch = shared.epoch.elapsed();
+        // The first tick: the next instant `epoch + phase + k x interval`, the very same instant for
+        // every target in the same slot (so they share one timer wake-up).
+        let k = if since_epoch < ph {
+            0
+        } else {
+            (since_epoch - ph).as_nanos() / interval.as_nanos() + 1
+        };
+        let mut next = shared.epoch + ph + interval * (k.min(u128::from(u32::MAX)) as u32);
+        let mut seq: u64 = 0;
+        // Probes in flight run inside this task (no task per probe). A tick never waits for the
+        // previous tick's probes: a node that stopped answering is probed every interval while its
+        // earlier probes run to their timeout, so it is down `fail_threshold x interval + timeout`
+        // after it died at the latest.
+        let mut in_flight = FuturesUnordered::new();
+        let sleep = tokio::time::sleep_until(next);
+        tokio::pin!(sleep);
 
-    loop {
-        tokio::select! {
-            _ = &mut sleep => {}
-            Some(done) = in_flight.next(), if !in_flight.is_empty() => {
-                let done: Finished = done;
-                let mut report = done.report;
-                if let Some(slot) = nodes
-                    .iter_mut()
-                    .find(|n| n.dest.addr == done.addr && n.dest.transport == done.transport)
-                {
-                    if done.local_ip.is_some() {
-                        slot.local_ip = done.local_ip;
+        loop {
+            tokio::select! {
+                _ = &mut sleep => {}
+                Some(done) = in_flight.next(), if !in_flight.is_empty() => {
+                    let done: Finished = done;
+                    let mut report = done.report;
+                    if let Some(slot) = nodes
+                        .iter_mut()
+                        .find(|n| n.dest.addr == done.addr && n.dest.transport == done.transport)
+                    {
+                        if done.local_ip.is_some() {
+                            slot.local_ip = done.local_ip;
+                        }
+                        if slot.conn.is_none() {
+                            slot.conn = done.conn;
+                        }
+                        if done.seq < slot.reported {
+                            report = None;
+                        } else {
+                            slot.reported = done.seq;
+                        }
                     }
-                    if slot.conn.is_none() {
-                        slot.conn = done.conn;
+                    if let Some(r) = report {
+                        if shared.tx.send(SchedulerMsg::Probe(Box::new(r))).await.is_err() {
+                            return;
+                        }
                     }
-                    if done.seq < slot.reported {
-                        report = None;
-                    } else {
-                        slot.reported = done.seq;
-                    }
+                    continue;
                 }
-                if let Some(r) = report {
-                    if shared.tx.send(SchedulerMsg::Probe(Box::new(r))).await.is_err() {
-                        return;
-                    }
+                _ = stop.changed() => return,
+            }
+            let scheduled = next;
+            // DNS (RFC 3263) when the answer expired; literals never expire. Boxed: the resolver's
+            // future is large and only needed now and then, and the task lives as long as the target.
+            let now = Instant::now();
+            if nodes.is_empty() || dns_valid_until.is_some_and(|u| u <= now) {
+                let refreshed = Box::pin(locate_nodes(
+                    &shared,
+                    &spec,
+                    &target,
+                    &mut nodes,
+                    &mut dns_valid_until,
+                    &mut dns_failing,
+                ))
+                .await;
+                if !refreshed {
+                    return;
                 }
-                continue;
             }
-            _ = stop.changed() => return,
-        }
-        let scheduled = next;
-        // DNS (RFC 3263) when the answer expired; literals never expire. Boxed: the resolver's
-        // future is large and only needed now and then, and the task lives as long as the target.
-        let now = Instant::now();
-        if nodes.is_empty() || dns_valid_until.is_some_and(|u| u <= now) {
-            let refreshed = Box::pin(locate_nodes(
-                &shared,
-                &t,
-                &mut nodes,
-                &mut dns_valid_until,
-                &mut dns_failing,
-            ))
-            .await;
-            if !refreshed {
-                return;
+
+            // Probe every node at once; each holds a permit while in flight.
+            for slot in nodes.iter_mut() {
+                seq += 1;
+                // Boxed, so the set's own bookkeeping (allocated for as long as the target lives)
+                // does not take the size of a probe.
+                in_flight.push(Box::pin(probe_node(
+                    &shared,
+                    prober,
+                    &spec,
+                    &endpoint,
+                    target.clone(),
+                    slot.name.clone(),
+                    slot.dest.clone(),
+                    slot.local_ip,
+                    slot.conn.take(),
+                    scheduled,
+                    seq,
+                )));
             }
-        }
 
-        // Probe every node at once; each holds a permit while in flight.
-        for slot in nodes.iter_mut() {
-            seq += 1;
-            // Boxed, so the set's own bookkeeping (allocated for as long as the target lives)
-            // does not take the size of a probe.
-            in_flight.push(Box::pin(probe_node(
-                &shared,
-                &prober,
-                &spec,
-                &endpoint,
-                target.clone(),
-                slot.name.clone(),
-                slot.dest.clone(),
-                slot.local_ip,
-                slot.conn.take(),
-                scheduled,
-                seq,
-            )));
+            // Next tick; skip the ticks we are already past instead of bunching them.
+            next = scheduled + interval;
+            let now = Instant::now();
+            if next <= now {
+                let behind = now - next;
+                let skip = (behind.as_nanos() / interval.as_nanos().max(1)) as u32 + 1;
+                next += interval * skip;
+            }
+            sleep.as_mut().reset(next);
         }
-
-        // Next tick; skip the ticks we are already past instead of bunching them.
-        next = scheduled + interval;
-        let now = Instant::now();
-        if next <= now {
-            let behind = now - next;
-            let skip = (behind.as_nanos() / interval.as_nanos().max(1)) as u32 + 1;
-            next += interval * skip;
-        }
-        sleep.as_mut().reset(next);
     }
 }
 
 /// Locates the target's nodes again and reports what changed; false when the state task is gone.
 async fn locate_nodes(
     shared: &Shared,
-    t: &TargetSettings,
+    spec: &ProbeSpec,
+    name: &str,
     nodes: &mut Vec<NodeSlot>,
     dns_valid_until: &mut Option<Instant>,
     dns_failing: &mut bool,
 ) -> bool {
-    match shared.locator.locate(&t.uri, t.transport).await {
+    match shared.locator.locate(&spec.target, spec.transport).await {
         Ok(located) => {
             let floor = Instant::now() + Duration::from_secs(5);
             *dns_valid_until = located.valid_until.map(|u| Instant::from_std(u).max(floor));
@@ -428,7 +444,7 @@ async fn locate_nodes(
                 if shared
                     .tx
                     .send(SchedulerMsg::Nodes {
-                        target: t.name.clone(),
+                        target: name.to_string(),
                         nodes: list,
                     })
                     .await
@@ -442,7 +458,7 @@ async fn locate_nodes(
                 let _ = shared
                     .tx
                     .send(SchedulerMsg::DnsOk {
-                        target: t.name.clone(),
+                        target: name.to_string(),
                     })
                     .await;
             }
@@ -450,11 +466,11 @@ async fn locate_nodes(
         Err(e) => {
             *dns_failing = true;
             *dns_valid_until = Some(Instant::now() + Duration::from_secs(5));
-            tracing::warn!(target = %t.name, error = %e, "DNS lookup failed");
+            tracing::warn!(target = %name, error = %e, "DNS lookup failed");
             if shared
                 .tx
                 .send(SchedulerMsg::DnsError {
-                    target: t.name.clone(),
+                    target: name.to_string(),
                     error: e.to_string(),
                 })
                 .await
@@ -609,54 +625,5 @@ mod tests {
             "{buckets:?}"
         );
         assert_eq!(phase("edge-1", interval), phase("edge-1", interval));
-    }
-}
-#[cfg(test)]
-mod size_probe {
-    use super::*;
-    #[tokio::test]
-    async fn print_sizes() {
-        let dir = std::env::temp_dir().join(format!("szp{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("c.toml");
-        std::fs::write(&p, "[store]\npath = \"/tmp/x.db\"\n[[target]]\nname = \"a\"\nuri = \"sip:probe@127.0.0.1:5060\"\n").unwrap();
-        let cfg = crate::daemon::config::DaemonConfig::load(&p).unwrap();
-        let (tx, _rx) = mpsc::channel(10);
-        let s = Scheduler::new(1, 10, tx).await.unwrap();
-        let (_stx, srx) = watch::channel(false);
-        let f = target_worker(s.shared.clone(), cfg.targets[0].clone(), srx);
-        eprintln!("target_worker future: {} bytes", std::mem::size_of_val(&f));
-        let spec = spec_for(&cfg.targets[0]);
-        let prober = Prober::new(s.shared.locator.clone(), None);
-        let dest = Destination {
-            transport: Transport::Udp,
-            addr: "127.0.0.1:5060".parse().unwrap(),
-            server_name: "x".into(),
-            located_by: "literal",
-        };
-        let f2 = probe_node(
-            &s.shared,
-            &prober,
-            &spec,
-            &s.shared.endpoints[0],
-            Arc::from("a"),
-            Arc::from("b"),
-            Arc::new(dest),
-            None,
-            None,
-            Instant::now(),
-            1,
-        );
-        eprintln!("probe_node future: {} bytes", std::mem::size_of_val(&f2));
-        let set = FuturesUnordered::new();
-        set.push(Box::pin(f2));
-        eprintln!("set {}", std::mem::size_of_val(&set));
-        let f3 = s.shared.locator.locate(&cfg.targets[0].uri, None);
-        eprintln!("locate future: {} bytes", std::mem::size_of_val(&f3));
-        eprintln!(
-            "ProbeSpec {} TargetSettings {}",
-            std::mem::size_of::<ProbeSpec>(),
-            std::mem::size_of::<TargetSettings>()
-        );
     }
 }

@@ -896,6 +896,87 @@ impl History for StoreReader {
         })
     }
 
+    /// Every target's uptimes and RTT series in two passes over the rollups.
+    fn page_history(
+        &self,
+        names: &[String],
+        now: UnixTime,
+    ) -> HashMap<String, crate::daemon::http::page::TargetHistory> {
+        use crate::daemon::http::page::TargetHistory;
+        let day = minute_of(now - 86400.0);
+        let week = minute_of(now - 7.0 * 86400.0);
+        type Counts = (i64, i64, i64, i64);
+        let gathered = self.with_conn(|conn| {
+            let err = |e| StoreError::from_sqlite(&self.path, "reading the page's history", e);
+            let mut counts: HashMap<String, Counts> = HashMap::new();
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT target, sum(probes), sum(ok) + sum(warning),
+                            sum(CASE WHEN minute >= ?1 THEN probes ELSE 0 END),
+                            sum(CASE WHEN minute >= ?1 THEN ok + warning ELSE 0 END)
+                     FROM rollups WHERE minute >= ?2 GROUP BY target",
+                )
+                .map_err(err)?;
+            let rows = stmt
+                .query_map(params![day, week], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        (r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?),
+                    ))
+                })
+                .map_err(err)?;
+            for row in rows {
+                let (target, c) = row.map_err(err)?;
+                counts.insert(target, c);
+            }
+            let mut series: HashMap<String, Vec<(UnixTime, f64)>> = HashMap::new();
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT target, minute, sum(rtt_sum) / sum(rtt_count) FROM rollups
+                     WHERE minute >= ?1 AND rtt_count > 0
+                     GROUP BY target, minute ORDER BY target, minute",
+                )
+                .map_err(err)?;
+            let rows = stmt
+                .query_map(params![day], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, i64>(1)? as f64 * 60.0,
+                        r.get::<_, f64>(2)?,
+                    ))
+                })
+                .map_err(err)?;
+            for row in rows {
+                let (target, at, rtt) = row.map_err(err)?;
+                series.entry(target).or_default().push((at, rtt));
+            }
+            Ok((counts, series))
+        });
+        let share =
+            |probes: i64, serving: i64| (probes > 0).then(|| serving as f64 / probes as f64);
+        names
+            .iter()
+            .map(|name| {
+                let h = match &gathered {
+                    Ok((counts, series)) => {
+                        let (p7, s7, p1, s1) = counts.get(name).copied().unwrap_or_default();
+                        TargetHistory {
+                            uptime_24h: Ok(share(p1, s1)),
+                            uptime_7d: Ok(share(p7, s7)),
+                            rtt_24h: Ok(series.get(name).cloned().unwrap_or_default()),
+                        }
+                    }
+                    Err(e) => TargetHistory {
+                        uptime_24h: Err(e.clone()),
+                        uptime_7d: Err(e.clone()),
+                        rtt_24h: Err(e.clone()),
+                    },
+                };
+                (name.clone(), h)
+            })
+            .collect()
+    }
+
     /// Incidents opened or resolved since `since`, plus those still open, newest first.
     fn incidents(&self, since: UnixTime, limit: usize) -> Result<Vec<Incident>, String> {
         self.with_conn(|conn| {
@@ -1091,6 +1172,23 @@ mod tests {
         let series = reader.rtt_series("edge", t0).expect("rtt");
         assert_eq!(series, vec![(t0, 20.0), (t0 + 60.0, 150.0)]);
         assert!(reader.rtt_series("other", t0).expect("rtt").is_empty());
+
+        // The status page's batched answer is the per-target answers, for every target asked.
+        let names: Vec<String> = ["edge", "other", "nobody"].map(String::from).to_vec();
+        for now in [t0 + 86400.0, t0 + 86400.0 + 60.0, t0 + 7.0 * 86400.0] {
+            let batch = reader.page_history(&names, now);
+            assert_eq!(batch.len(), 3);
+            for name in &names {
+                let h = &batch[name];
+                assert_eq!(
+                    h.uptime_24h,
+                    reader.uptime(name, now - 86400.0),
+                    "{name} at {now}"
+                );
+                assert_eq!(h.uptime_7d, reader.uptime(name, now - 7.0 * 86400.0));
+                assert_eq!(h.rtt_24h, reader.rtt_series(name, now - 86400.0));
+            }
+        }
     }
 
     #[test]

@@ -46,7 +46,6 @@ use super::model::{Incident, Snapshot, UnixTime};
 pub const FEED_INCIDENTS: usize = 50;
 /// How far back the status page lists past incidents.
 pub const RECENT_INCIDENTS_SECS: f64 = 7.0 * 86400.0;
-const DAY_SECS: f64 = 86400.0;
 
 /// What the handlers share. Cheap to clone (a watch receiver and two `Arc`s).
 #[derive(Clone)]
@@ -325,15 +324,7 @@ async fn status_page(State(state): State<HttpState>) -> Response {
     let history = state.history.clone();
     let names: Vec<String> = snapshot.targets.iter().map(|t| t.name.clone()).collect();
     let gathered = blocking(move || {
-        let mut targets = HashMap::with_capacity(names.len());
-        for name in names {
-            let h = page::TargetHistory {
-                uptime_24h: history.uptime(&name, now - DAY_SECS),
-                uptime_7d: history.uptime(&name, now - 7.0 * DAY_SECS),
-                rtt_24h: history.rtt_series(&name, now - DAY_SECS),
-            };
-            targets.insert(name, h);
-        }
+        let targets = history.page_history(&names, now);
         let recent = history.incidents(now - RECENT_INCIDENTS_SECS, 100);
         Ok((targets, recent))
     })
