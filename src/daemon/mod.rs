@@ -25,5 +25,5 @@ pub mod run;
 pub mod scheduler;
 pub mod state;
 pub mod store;
-pub mod timefmt;
 pub mod store_watch;
+pub mod timefmt;
