@@ -167,7 +167,13 @@ impl Receiver {
             .lock()
             .unwrap()
             .iter()
-            .filter(|((k, s), _)| s == "firing" && k.contains(&format!("/{target}/")))
+            // A node alert's key names the target (`sipwatch/probe/a01/...`); a notification
+            // grouped by target ends with it (`sipwatch/notify/default/target=a01`).
+            .filter(|((k, s), _)| {
+                s == "firing"
+                    && (k.contains(&format!("/{target}/"))
+                        || k.ends_with(&format!("target={target}")))
+            })
             .map(|(_, n)| *n)
             .sum()
     }
@@ -214,11 +220,14 @@ fn a_full_disk_neither_multiplies_nor_loses_alerts() {
     }
     let listen = format!("127.0.0.1:{}", free_port());
     let cfg = dir.path().join("sipwatch.toml");
+    // group_wait 0: each target's notification is queued the moment it goes down, so the disk
+    // is full exactly while group b's are queued and group a's delivery is recorded.
     std::fs::write(
         &cfg,
         format!(
             "[http]\nlisten = \"{listen}\"\n[store]\npath = \"{db}\"\n[alerting]\n\
-             source = \"disk-test\"\n[[alerting.receiver]]\nname = \"hook\"\nkind = \"webhook\"\n\
+             source = \"disk-test\"\n\
+             group_wait = \"0s\"\n[[alerting.receiver]]\nname = \"hook\"\nkind = \"webhook\"\n\
              url = \"http://127.0.0.1:{hook}/alerts\"\n{targets}",
             db = disk.join("state.db").display(),
         ),

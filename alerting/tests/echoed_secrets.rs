@@ -61,7 +61,8 @@ async fn echoed_url_and_header_secrets_are_scrubbed() {
         .unwrap();
     wait_until(Duration::from_secs(30), "both receivers gave up", || {
         let s = outbox.stats();
-        s.receiver("hook").unwrap().dropped == 1 && s.receiver("am").unwrap().dropped == 1
+        // Refused for good: kept in the outbox as failed (with the scrubbed reason).
+        s.receiver("hook").unwrap().refused == 1 && s.receiver("am").unwrap().refused == 1
     })
     .await;
     running.stop().await;

@@ -176,7 +176,8 @@ pub struct ReceiverStats {
     pub sent: u64,
     /// Failed attempts (each retry counts).
     pub failed: u64,
-    /// Deliveries given up (refused permanently, or evicted when the queue was full).
+    /// Deliveries given up unrecorded: evicted when the queue was full, or unreadable. (A
+    /// delivery the receiver refused for good counts in `refused`.)
     pub dropped: u64,
     /// Deliveries waiting to be sent.
     pub pending: u64,
