@@ -173,6 +173,17 @@ kind = "log_alert"
 name = "shm_exhausted"
 file = "$DEMO_DIR/kamailio.log"
 patterns = ["no more shm", "could not allocate shared memory"]
+# The restart watchdog, in dry run: it decides and records, restarts nothing (a real policy would
+# use method = "systemd" or a command, and a [service.restart.drain]; see the README).
+[service.restart]
+schedule = "Tue,Fri 03:00 Europe/Zurich"
+threshold = "kamailio_shm > 90% for 1m"
+on_log = ["shm_exhausted"]
+dry_run = true
+method = "signal"
+[service.restart.verify]
+uri = "sip:127.0.0.1:$PORT"
+within = "10s"
 TOML
 "$bin" check-config sipwatch.toml
 "$bin" check-config agent.toml
@@ -197,5 +208,17 @@ for a in json.load(sys.stdin)["agents"]:
         for g in s["gauges"]:
             v = g["value"]
             print("   %s %s %-14s %s %s verdict=%s" % (a["host"], s["name"], g["name"], v if v is None else round(v), g["unit"], g["verdict"] or "-"))'
+echo "== the restart watchdog's plan for kamailio-1 (sipwatch restart plan):"
+"$bin" restart plan -c agent.toml | sed 's/^/   /'
+echo "== a manual restart through the guards (dry run: recorded as would_restart):"
+"$bin" restart now kamailio-1 | sed 's/^/   /'
+for _ in $(seq 100); do
+  curl -fsS http://127.0.0.1:9198/api/v1/restarts | grep -q would_restart && break
+  sleep 0.1
+done
+curl -fsS http://127.0.0.1:9198/api/v1/restarts | python3 -c '
+import json, sys
+for r in json.load(sys.stdin)["restarts"][:3]:
+    print("   %s %s trigger=%s decision=%s why=%s: %s" % (r["at"], r["service"], r["trigger"], r["decision"], r["why"], r["summary"]))'
 echo "== metrics (a few lines):"
 curl -fsS http://127.0.0.1:8479/metrics | grep -E "^sipwatch_(probe_up|group_up)" | head -8
