@@ -211,7 +211,7 @@ for a in json.load(sys.stdin)["agents"]:
 echo "== the restart watchdog's plan for kamailio-1 (sipwatch restart plan):"
 "$bin" restart plan -c agent.toml | sed 's/^/   /'
 echo "== a manual restart through the guards (dry run: recorded as would_restart):"
-"$bin" restart now kamailio-1 | sed 's/^/   /'
+"$bin" restart now -c agent.toml kamailio-1 | sed 's/^/   /'
 for _ in $(seq 100); do
   curl -fsS http://127.0.0.1:9198/api/v1/restarts | grep -q would_restart && break
   sleep 0.1
