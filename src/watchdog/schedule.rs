@@ -78,27 +78,18 @@ fn parse_zone(text: &str) -> Result<Tz, String> {
     })
 }
 
-/// The host's time zone: `TZ`, else `/etc/localtime`'s link, else `/etc/timezone`, else UTC.
+/// The host's time zone: `TZ`, else what the system says (`iana-time-zone`, the crate chrono
+/// itself uses: `/etc/localtime` and its relatives), else UTC.
 pub fn host_zone() -> Tz {
     if let Ok(tz) = std::env::var("TZ") {
         if let Ok(z) = tz.trim_start_matches(':').parse::<Tz>() {
             return z;
         }
     }
-    if let Ok(link) = std::fs::read_link("/etc/localtime") {
-        let text = link.to_string_lossy().into_owned();
-        if let Some((_, name)) = text.split_once("zoneinfo/") {
-            if let Ok(z) = name.parse::<Tz>() {
-                return z;
-            }
-        }
-    }
-    if let Ok(text) = std::fs::read_to_string("/etc/timezone") {
-        if let Ok(z) = text.trim().parse::<Tz>() {
-            return z;
-        }
-    }
-    Tz::UTC
+    iana_time_zone::get_timezone()
+        .ok()
+        .and_then(|name| name.parse::<Tz>().ok())
+        .unwrap_or(Tz::UTC)
 }
 
 /// Splits `"DAYS TIME ZONE"` forms: the zone is the last field when it names a zone.
