@@ -427,7 +427,7 @@ async fn test_send(
         .alerting
         .source
         .clone()
-        .unwrap_or_else(crate::alerts::host_name);
+        .unwrap_or_else(sipwatch_alerting::host_name);
     let notifiers = sipwatch_alerting::build(&cfg.alerting.receiver)
         .map_err(|e| anyhow::anyhow!("[alerting]: {e}"))?;
     let path = outbox_path(cfg);

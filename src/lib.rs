@@ -11,7 +11,6 @@
 
 pub mod agent;
 pub mod alert_cmd;
-pub mod alerts;
 pub mod calendar;
 pub mod config_error;
 pub mod daemon;

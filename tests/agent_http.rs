@@ -8,8 +8,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use agent_support::{parse_config, unique_name, Driver, PyService};
+use sipwatch::agent::clock::unix_now;
 use sipwatch::agent::events::AgentEvent;
-use sipwatch::agent::runtime::unix_now;
 use sipwatch::agent::Agent;
 use tokio::sync::{mpsc, watch};
 

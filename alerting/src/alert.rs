@@ -73,6 +73,33 @@ impl Severity {
 }
 
 impl Alert {
+    /// An alert whose description is its summary; labels with an empty value are left out.
+    pub fn new(
+        key: String,
+        status: AlertStatus,
+        severity: Severity,
+        summary: String,
+        source: &str,
+        at: f64,
+        labels: &[(&str, &str)],
+    ) -> Alert {
+        Alert {
+            key,
+            status,
+            severity,
+            description: summary.clone(),
+            summary,
+            source: source.to_string(),
+            labels: labels
+                .iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>(),
+            at,
+            url: None,
+        }
+    }
+
     /// The alert's name for grouping (Alertmanager `alertname`, PagerDuty `class`): the label
     /// `alertname` when set, otherwise the key's category, i.e. the first path segment after an
     /// optional `sipwatch/` prefix (`"sipwatch/leak/host1/kamailio/pss"` gives `"leak"`).

@@ -15,7 +15,10 @@
 //! Rooms:
 //! - [`alert`]: the alert model (key, status, severity, labels).
 //! - [`config`]: `[[alerting.receiver]]` tables as written by users.
-//! - [`receivers`]: [`build`] turns those tables into notifiers and reports every problem at once.
+//! - [`section`]: the whole `[alerting]` section of the daemon's and the agent's config, and
+//!   [`host_name`].
+//! - [`receivers`]: [`build`] turns those tables into notifiers and reports every problem at once
+//!   ([`problems`]: what can be wrong with a receiver table).
 //! - [`secret`]: secrets read from files, redacted everywhere they could leak.
 //! - [`duration`]: the workspace's one duration syntax (`"10s"`, `"1h30m"`), used by every config.
 //! - [`notifier`]: the one contract every receiver kind implements, and its error classes.
@@ -41,10 +44,12 @@ pub mod matcher;
 pub mod notifier;
 pub mod notifiers;
 pub mod outbox;
+pub mod problems;
 pub mod receivers;
 pub mod retry;
 pub mod route;
 pub mod secret;
+pub mod section;
 pub mod silence;
 pub mod test_send;
 
@@ -62,6 +67,8 @@ pub use outbox::{
     DeliveryRecord, Enqueued, Outbox, OutboxError, OutboxHealth, OutboxOptions, OutboxStats,
     ReceiverStats,
 };
-pub use receivers::{build, ConfigError, ConfigProblem};
+pub use problems::{ReceiverProblem, ReceiverProblems};
+pub use receivers::build;
 pub use retry::RetryPolicy;
 pub use secret::Secret;
+pub use section::{host_name, AlertingConfig, SilenceConfig};

@@ -21,6 +21,10 @@ use toml::Spanned;
 use super::units::{ConfigDuration, Quantity};
 use crate::leak::DetectorConfig;
 
+/// `pss_every` when the config does not say: a process whose `statm` did not move has its PSS read
+/// again at least once a minute.
+pub const DEFAULT_PSS_EVERY: Duration = Duration::from_secs(60);
+
 /// The agent's validated configuration.
 #[derive(Clone, Debug)]
 pub struct AgentConfig {
@@ -48,7 +52,7 @@ pub struct AgentConfig {
     /// `[daemon]`: report to a `sipwatch run` daemon, which also sends this agent's alerts.
     pub daemon: Option<DaemonLink>,
     /// `[alerting]`: this agent's own receivers (used when no `[daemon]` is configured).
-    pub alerting: crate::alerts::AlertingConfig,
+    pub alerting: sipwatch_alerting::AlertingConfig,
 }
 
 /// Where and how the agent reports to the daemon.
@@ -313,7 +317,7 @@ struct RawFile {
     #[serde(default)]
     service: Vec<Spanned<RawService>>,
     daemon: Option<RawDaemon>,
-    alerting: Option<crate::alerts::AlertingConfig>,
+    alerting: Option<sipwatch_alerting::AlertingConfig>,
 }
 
 #[derive(Deserialize)]
@@ -513,7 +517,7 @@ fn validate(raw: RawFile, c: &mut Checker<'_>) -> AgentConfig {
     };
     let pss_every = agent
         .pss_every
-        .map_or(super::locator::DEFAULT_PSS_EVERY, ConfigDuration::get);
+        .map_or(DEFAULT_PSS_EVERY, ConfigDuration::get);
     let history_raw = agent
         .history_raw
         .map_or(Duration::from_secs(6 * 3600), ConfigDuration::get);

@@ -13,17 +13,15 @@
 //! it exits, they fail instead of reading a later process that got the same pid, and the held
 //! `smaps_rollup` fails as soon as the process is a zombie (or has `exec`'d: it still points at the
 //! old address space; then it is opened again). This module does not decide which processes belong
-//! to a service ([`super::locator`] does) nor what the figures mean ([`super::samplers`]).
+//! to a service ([`super::locator`] does) nor what the figures mean ([`super::samplers`]); the parsers and the
+//! reads by path are [`super::proc`].
 
 use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use super::proc::{self, ProcId, ProcInfo};
-use super::samplers::fds::{self, FdTotals};
-use super::samplers::memory::{self, MemoryTotals};
+use super::proc::{self, MemoryTotals, ProcId, ProcInfo, ProcReading};
 
 /// The open `/proc` files of one process.
 #[derive(Debug)]
@@ -41,48 +39,6 @@ pub struct ProcHandle {
     children: Option<File>,
     /// Threads at the last read.
     threads: u64,
-}
-
-/// What one read of a process gave.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ProcReading {
-    /// Memory figures; `None` when `smaps_rollup` cannot be read (permission).
-    pub memory: Option<MemoryTotals>,
-    /// Open descriptors; `None` when they cannot be counted.
-    pub fds: Option<u64>,
-    /// The soft `RLIMIT_NOFILE`; `None` when unlimited or unreadable.
-    pub nofile: Option<u64>,
-    /// Threads.
-    pub threads: u64,
-}
-
-/// Figures summed over a service's processes at one tick.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ProcFigures {
-    pub memory: MemoryTotals,
-    pub fds: FdTotals,
-    pub threads: u64,
-}
-
-impl ProcFigures {
-    /// Adds one process's reading.
-    pub fn add(&mut self, reading: &ProcReading) {
-        if let Some(m) = reading.memory {
-            self.memory.rss += m.rss;
-            self.memory.pss += m.pss;
-            self.memory.uss += m.uss;
-            self.memory.processes += 1;
-        }
-        if let Some(open) = reading.fds {
-            self.fds.open += open;
-            self.fds.max_open = self.fds.max_open.max(open);
-            self.fds.processes += 1;
-            if let Some(soft) = reading.nofile {
-                self.fds.min_limit = Some(self.fds.min_limit.map_or(soft, |m| m.min(soft)));
-            }
-        }
-        self.threads += reading.threads;
-    }
 }
 
 thread_local! {
@@ -145,13 +101,13 @@ impl ProcHandle {
         };
         self.threads = threads;
         let fds = match &self.fd_dir {
-            Some(dir) if fd_size_is_count() => dir.metadata().ok().map(|m| m.size()),
-            _ => fds::count_by_listing(self.id.pid),
+            Some(dir) if proc::fd_size_is_count() => dir.metadata().ok().map(|m| m.size()),
+            _ => proc::count_by_listing(self.id.pid),
         };
         Some(ProcReading {
             memory,
             fds,
-            nofile: fds::soft_nofile(self.id.pid),
+            nofile: proc::soft_nofile(self.id.pid),
             threads,
         })
     }
@@ -195,7 +151,7 @@ impl ProcHandle {
         }
         self.last_memory = None;
         if let Some(file) = &self.smaps {
-            if let Some(totals) = pread_with(file, memory::parse_smaps_rollup) {
+            if let Some(totals) = pread_with(file, proc::parse_smaps_rollup) {
                 if statm_now.is_some() && totals.rss > 0 {
                     self.last_memory = Some((totals, Instant::now()));
                 }
@@ -213,7 +169,7 @@ impl ProcHandle {
         Some(
             self.smaps
                 .as_ref()
-                .and_then(|file| pread_with(file, memory::parse_smaps_rollup)),
+                .and_then(|file| pread_with(file, proc::parse_smaps_rollup)),
         )
     }
 
@@ -232,17 +188,6 @@ impl ProcHandle {
         }
         proc::children_of(self.id.pid, self.threads)
     }
-}
-
-/// Whether the size of `/proc/PID/fd` is the number of open descriptors (Linux 6.2 and later;
-/// 0 before). Asked once, of the agent itself, which always has some open.
-pub fn fd_size_is_count() -> bool {
-    static ANSWER: OnceLock<bool> = OnceLock::new();
-    *ANSWER.get_or_init(|| {
-        std::fs::metadata("/proc/self/fd")
-            .map(|m| m.size() > 0)
-            .unwrap_or(false)
-    })
 }
 
 /// Raises the agent's own soft descriptor limit to its hard limit (at most 65536): three or four

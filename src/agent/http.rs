@@ -11,7 +11,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 
-use super::runtime::Shared;
+use super::shared::Shared;
 
 /// The routes, over the shared state.
 pub fn router(shared: Arc<Shared>) -> Router {

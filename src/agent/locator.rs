@@ -30,9 +30,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::config::Finder;
-use super::handle::{ProcFigures, ProcHandle, ProcReading};
-use super::proc::{self, ProcId, ProcInfo};
-use super::samplers::memory::MemoryTotals;
+use super::handle::ProcHandle;
+use super::proc::{self, MemoryTotals, ProcFigures, ProcId, ProcInfo, ProcReading};
 
 /// The processes of a service at one tick.
 #[derive(Clone, Debug, Default)]
@@ -104,10 +103,6 @@ struct Found {
     scanned: bool,
 }
 
-/// `pss_every` when the config does not say: a process whose `statm` did not move has its PSS read
-/// again at least once a minute.
-pub const DEFAULT_PSS_EVERY: Duration = Duration::from_secs(60);
-
 impl Locator {
     /// Re-reads `smaps_rollup` of a process whose `statm` is unchanged only every `pss_every`
     /// (see [`ProcHandle::read_memory`]); zero reads it every tick.
@@ -123,7 +118,7 @@ impl Locator {
             tracking: Tracking {
                 cgroup_root,
                 rescan_every: rescan_every.max(1),
-                pss_every: DEFAULT_PSS_EVERY,
+                pss_every: super::config::DEFAULT_PSS_EVERY,
                 tracked: Vec::new(),
                 ticks_since_scan: 0,
                 eager_ticks: 0,

@@ -78,7 +78,23 @@ pub struct AgentMetrics {
     slope_unitless: Family<GaugeLabels, FloatGauge>,
     build_info: Family<VersionLabels, Gauge>,
     /// The restart watchdog's decisions and next planned restart.
-    pub watchdog: crate::watchdog::task::WatchdogMetrics,
+    pub watchdog: WatchdogMetrics,
+}
+
+/// `{service,decision}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DecisionLabels {
+    pub service: String,
+    pub decision: String,
+}
+
+/// The watchdog's metrics (registered with the agent's; fed by `crate::watchdog::task`).
+#[derive(Clone, Default)]
+pub struct WatchdogMetrics {
+    /// `sipwatch_restart_decisions_total{service,decision}`.
+    pub decisions: Family<DecisionLabels, Counter>,
+    /// `sipwatch_restart_next_timestamp_seconds{service}`.
+    pub next: Family<ServiceLabels, Gauge<f64, AtomicU64>>,
 }
 
 /// `{version}` of `sipwatch_build_info`.

@@ -2,22 +2,26 @@
 //! gauges, keeps their history on disk, runs the leak detector on each gauge, and reports them as
 //! Prometheus metrics, a JSON report and events for alerting.
 //!
-//! Table of contents:
-//! - [`config`]: the config file and its checks; [`units`]: durations and sizes as written.
-//! - [`proc`]: the process table; [`handle`]: a watched process's `/proc` files, held open, and
-//!   its figures; [`locator`]: a service's processes, cheaply, tick after tick; [`presence`]: up,
-//!   missing, restarted (pure).
+//! Table of contents (each file imports only files listed before it or beside it, never back):
+//! - [`units`]: durations and sizes as written; [`config`]: the config file and its checks.
+//! - [`proc`]: every read of `/proc` (the process table, memory, descriptors, threads; a leaf);
+//!   [`handle`]: a watched process's `/proc` files, held open; [`locator`]: a service's
+//!   processes, cheaply, tick after tick; [`presence`]: up, missing, restarted (pure).
 //! - [`sampler`]: the one trait of every gauge; [`samplers`]: one file per gauge kind;
 //!   [`log_tail`]: following a log file across rotation.
 //! - [`history`]: gauge history on disk, replayed at start; [`gauge`]: sample -> limit -> history ->
 //!   detector -> events; [`service`]: one service's tick.
-//! - [`events`]: what alerting is told; [`report`]: what the API serves; [`metrics`]: Prometheus;
-//!   [`http`]: the endpoints; [`runtime`]: tasks, listener, shutdown; [`uplink`]: alerts and
-//!   reports to the daemon or to the agent's own receivers.
+//! - [`events`]: what alerting is told; [`alert_rules`]: which events page someone, with which
+//!   key; [`report`]: what the API serves; [`metrics`]: Prometheus (the watchdog's too).
+//! - [`clock`]: Unix seconds now; [`shared`]: what the tasks and the endpoints share; [`http`]:
+//!   the endpoints; [`runtime`]: tasks, listener, shutdown; [`uplink`]: alerts and reports to
+//!   the daemon or to the agent's own receivers.
 //!
 //! For the binary: [`check_config`] and [`run`]; to receive events, [`Agent::bind`] with a channel,
 //! then [`Agent::run`].
 
+pub mod alert_rules;
+pub mod clock;
 pub mod config;
 pub mod events;
 pub mod gauge;
@@ -34,6 +38,7 @@ pub mod runtime;
 pub mod sampler;
 pub mod samplers;
 pub mod service;
+pub mod shared;
 pub mod units;
 pub mod uplink;
 

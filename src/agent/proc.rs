@@ -1,5 +1,10 @@
-//! Reading the process table: who a process is (pid and start time, so a reused pid is never taken
-//! for the old process), its name, parent and command line, and a full scan of `/proc`.
+//! Every read of `/proc` the agent does, and nothing else: the process table (who a process is:
+//! pid and start time, so a reused pid is never taken for the old process; its name, parent and
+//! command line; a full scan of `/proc`), and the figures of a process: memory from
+//! `smaps_rollup`, open descriptors and their soft limit, threads. A leaf: it imports nothing of
+//! the agent. What the figures mean for a gauge is the samplers' business ([`super::samplers`]);
+//! holding a process's files open from tick to tick is [`super::handle`]'s, which parses what it
+//! reads with the parsers here.
 //!
 //! These are the only places that list `/proc`; the locator decides how rarely to call [`scan`].
 //! Zombies are treated as gone: they hold no memory and no descriptors and cannot be sampled.
@@ -12,7 +17,10 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::sync::OnceLock;
 
+use ::procfs::process::{LimitValue, Process};
 use serde::Serialize;
 
 /// A process, identified across time: the pid plus its start time (clock ticks after boot).
@@ -236,6 +244,205 @@ pub fn children_of(pid: i32, threads: u64) -> Option<Vec<i32>> {
     any.then_some(out)
 }
 
+// ---- memory (`smaps_rollup`) ----
+
+/// Memory summed over processes, in bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemoryTotals {
+    pub rss: u64,
+    pub pss: u64,
+    pub uss: u64,
+    /// Processes whose `smaps_rollup` could be read.
+    pub processes: usize,
+}
+
+/// One process's figures from the text of its `smaps_rollup` (values in kB); `None` for a text
+/// without them (a process that is gone reads as empty).
+pub fn parse_smaps_rollup(text: &[u8]) -> Option<MemoryTotals> {
+    let mut totals = MemoryTotals {
+        processes: 1,
+        ..MemoryTotals::default()
+    };
+    let mut seen = false;
+    for line in text.split(|&b| b == b'\n') {
+        // Only the lines wanted are parsed; `Pss_Dirty:` and the like are not `Pss:`.
+        let (field, rest) = if let Some(rest) = line.strip_prefix(b"Rss:") {
+            seen = true;
+            (&mut totals.rss, rest)
+        } else if let Some(rest) = line.strip_prefix(b"Pss:") {
+            (&mut totals.pss, rest)
+        } else if let Some(rest) = line
+            .strip_prefix(b"Private_Clean:")
+            .or_else(|| line.strip_prefix(b"Private_Dirty:"))
+        {
+            (&mut totals.uss, rest)
+        } else {
+            continue;
+        };
+        let digits = rest.trim_ascii_start();
+        let end = digits
+            .iter()
+            .position(|b| !b.is_ascii_digit())
+            .unwrap_or(digits.len());
+        let kb = digits[..end].iter().fold(0u64, |n, d| {
+            n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
+        });
+        *field += kb * 1024;
+    }
+    seen.then_some(totals)
+}
+
+/// Sums the figures over the processes; processes that exited meanwhile are skipped.
+pub fn read_memory_totals(procs: &[ProcId]) -> MemoryTotals {
+    let mut totals = MemoryTotals::default();
+    for id in procs {
+        let Some(one) = with_proc_file(id.pid, "smaps_rollup", parse_smaps_rollup) else {
+            continue;
+        };
+        totals.rss += one.rss;
+        totals.pss += one.pss;
+        totals.uss += one.uss;
+        totals.processes += 1;
+    }
+    totals
+}
+
+// ---- descriptors (`fd`, `RLIMIT_NOFILE`) ----
+
+/// Descriptor figures over a service's processes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FdTotals {
+    /// Open descriptors, summed.
+    pub open: u64,
+    /// The lowest soft `RLIMIT_NOFILE` of the processes (`None` if unlimited or unreadable).
+    pub min_limit: Option<u64>,
+    /// The most descriptors any one process holds.
+    pub max_open: u64,
+    /// Processes whose descriptors could be counted.
+    pub processes: usize,
+}
+
+/// Counts descriptors; processes that exited meanwhile are skipped.
+pub fn read_fd_totals(procs: &[ProcId]) -> FdTotals {
+    let mut totals = FdTotals::default();
+    for id in procs {
+        let Some(count) = fd_count(id.pid) else {
+            continue;
+        };
+        totals.open += count;
+        totals.max_open = totals.max_open.max(count);
+        totals.processes += 1;
+        if let Some(soft) = soft_nofile(id.pid) {
+            totals.min_limit = Some(totals.min_limit.map_or(soft, |m| m.min(soft)));
+        }
+    }
+    totals
+}
+
+/// Open descriptors of a process; `None` if its `fd` directory cannot be read.
+fn fd_count(pid: i32) -> Option<u64> {
+    if fd_size_is_count() {
+        return Some(std::fs::metadata(format!("/proc/{pid}/fd")).ok()?.size());
+    }
+    count_by_listing(pid)
+}
+
+/// Open descriptors of a process, by listing `/proc/PID/fd` (kernels before 6.2, where the
+/// directory's size is 0).
+pub fn count_by_listing(pid: i32) -> Option<u64> {
+    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64)
+}
+
+/// The soft `RLIMIT_NOFILE` of a process; `None` when unlimited or unreadable.
+pub fn soft_nofile(pid: i32) -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: prlimit with a null new limit only writes the current one into `limit`, which we own.
+    let rc = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, std::ptr::null(), &mut limit) };
+    if rc == 0 {
+        return (limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur);
+    }
+    // Not allowed (another user's process without CAP_SYS_RESOURCE): the world-readable file.
+    match Process::new(pid)
+        .ok()?
+        .limits()
+        .ok()?
+        .max_open_files
+        .soft_limit
+    {
+        LimitValue::Value(soft) => Some(soft),
+        LimitValue::Unlimited => None,
+    }
+}
+
+/// Whether the size of `/proc/PID/fd` is the number of open descriptors (Linux 6.2 and later;
+/// 0 before). Asked once, of the agent itself, which always has some open.
+pub fn fd_size_is_count() -> bool {
+    static ANSWER: OnceLock<bool> = OnceLock::new();
+    *ANSWER.get_or_init(|| {
+        std::fs::metadata("/proc/self/fd")
+            .map(|m| m.size() > 0)
+            .unwrap_or(false)
+    })
+}
+
+// ---- threads ----
+
+/// Sums the threads; processes that exited meanwhile are skipped.
+pub fn read_thread_total(procs: &[ProcId]) -> u64 {
+    procs
+        .iter()
+        .filter_map(|id| read(id.pid))
+        .map(|info| info.threads)
+        .sum()
+}
+
+// ---- a service's figures ----
+
+/// What one read of a process gave.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProcReading {
+    /// Memory figures; `None` when `smaps_rollup` cannot be read (permission).
+    pub memory: Option<MemoryTotals>,
+    /// Open descriptors; `None` when they cannot be counted.
+    pub fds: Option<u64>,
+    /// The soft `RLIMIT_NOFILE`; `None` when unlimited or unreadable.
+    pub nofile: Option<u64>,
+    /// Threads.
+    pub threads: u64,
+}
+
+/// Figures summed over a service's processes at one tick.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProcFigures {
+    pub memory: MemoryTotals,
+    pub fds: FdTotals,
+    pub threads: u64,
+}
+
+impl ProcFigures {
+    /// Adds one process's reading.
+    pub fn add(&mut self, reading: &ProcReading) {
+        if let Some(m) = reading.memory {
+            self.memory.rss += m.rss;
+            self.memory.pss += m.pss;
+            self.memory.uss += m.uss;
+            self.memory.processes += 1;
+        }
+        if let Some(open) = reading.fds {
+            self.fds.open += open;
+            self.fds.max_open = self.fds.max_open.max(open);
+            self.fds.processes += 1;
+            if let Some(soft) = reading.nofile {
+                self.fds.min_limit = Some(self.fds.min_limit.map_or(soft, |m| m.min(soft)));
+            }
+        }
+        self.threads += reading.threads;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -324,5 +531,56 @@ mod tests {
         let mut d: Vec<i32> = descendants(&table, 10).iter().map(|id| id.pid).collect();
         d.sort();
         assert_eq!(d, vec![11, 12, 13]);
+    }
+
+    #[test]
+    fn parses_rollup() {
+        let text = "55b30b3c4000-7ffc50734000 ---p 00000000 00:00 0 [rollup]\n\
+                    Rss:                1728 kB\nPss:                 407 kB\nPss_Dirty:           112 kB\n\
+                    Shared_Clean:       1576 kB\nPrivate_Clean:        40 kB\nPrivate_Dirty:       112 kB\n";
+        let t = parse_smaps_rollup(text.as_bytes()).unwrap();
+        assert_eq!(t.rss, 1728 * 1024);
+        assert_eq!(t.pss, 407 * 1024, "Pss_Dirty is not Pss");
+        assert_eq!(t.uss, 152 * 1024);
+        assert_eq!(
+            parse_smaps_rollup(b""),
+            None,
+            "a process gone reads as empty"
+        );
+    }
+
+    #[test]
+    fn own_process_is_plausible() {
+        let me = read(std::process::id() as i32).unwrap();
+        let t = read_memory_totals(&[me.id]);
+        assert_eq!(t.processes, 1);
+        assert!(t.rss > 1 << 20 && t.pss > 0 && t.uss > 0);
+        assert!(t.uss <= t.pss && t.pss <= t.rss, "{t:?}");
+    }
+
+    #[test]
+    fn own_descriptors_and_limit() {
+        let me = read(std::process::id() as i32).unwrap();
+        let before = read_fd_totals(&[me.id]);
+        // Other tests in this process open and close files meanwhile: open many, demand most.
+        let files: Vec<std::fs::File> = (0..64)
+            .map(|_| std::fs::File::open("/proc/self/stat").unwrap())
+            .collect();
+        let after = read_fd_totals(&[me.id]);
+        assert!(after.open >= before.open + 48, "{before:?} -> {after:?}");
+        assert!(after.min_limit.is_some_and(|l| l >= after.open));
+        drop(files);
+        // prlimit and /proc/PID/limits agree.
+        let from_file = match ::procfs::process::Process::myself()
+            .unwrap()
+            .limits()
+            .unwrap()
+            .max_open_files
+            .soft_limit
+        {
+            ::procfs::process::LimitValue::Value(v) => Some(v),
+            ::procfs::process::LimitValue::Unlimited => None,
+        };
+        assert_eq!(soft_nofile(me.id.pid), from_file);
     }
 }

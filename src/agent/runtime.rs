@@ -8,13 +8,14 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::time::MissedTickBehavior;
 
+use super::clock::unix_now;
 use super::config::AgentConfig;
 use super::events::{AgentEvent, EventSink};
 use super::http;
@@ -22,54 +23,7 @@ use super::locator::detect_cgroup_root;
 use super::metrics::{AgentMetrics, RestartLabels};
 use super::report::{AgentInfo, Report, ServiceReport};
 use super::service::{ServiceWatch, REASON_OBSERVED};
-
-/// Unix seconds now.
-pub fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
-
-/// What the tasks and the HTTP handlers share.
-pub struct Shared {
-    pub metrics: AgentMetrics,
-    /// The restart watchdog's decisions (`GET /api/v1/restarts`).
-    pub audit: Arc<crate::watchdog::audit::AuditLog>,
-    /// Bumped by every service and watchdog loop turn (the systemd watchdog feeds on progress).
-    pub progress: Arc<std::sync::atomic::AtomicU64>,
-    services: RwLock<Vec<ServiceReport>>,
-    info: AgentInfo,
-}
-
-impl Shared {
-    /// The current report.
-    pub fn report(&self) -> Report {
-        let services = self.services.read().map(|s| s.clone()).unwrap_or_default();
-        let mut info = self.info.clone();
-        info.events_dropped = self.metrics.events_dropped.get();
-        let mut restarts = self.audit.newest_first();
-        restarts.truncate(20);
-        Report {
-            agent: info,
-            generated_at: unix_now(),
-            services,
-            restarts,
-        }
-    }
-
-    fn set(&self, index: usize, report: ServiceReport) {
-        if let Ok(mut services) = self.services.write() {
-            if let Some(slot) = services.get_mut(index) {
-                *slot = report;
-            }
-        }
-    }
-
-    /// The latest report of one service.
-    pub fn service(&self, index: usize) -> Option<ServiceReport> {
-        self.services.read().ok()?.get(index).cloned()
-    }
-}
+use super::shared::Shared;
 
 /// A read handle on the agent's state (for tests and for the lead's reporting to the daemon).
 #[derive(Clone)]

@@ -13,9 +13,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::OnceLock;
 
-use super::handle::ProcFigures;
-use super::proc::ProcId;
-use super::samplers::{fds, memory, threads};
+use super::proc::{self, FdTotals, MemoryTotals, ProcFigures, ProcId};
 
 /// What one sample of a gauge gave.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -82,8 +80,8 @@ pub struct SampleContext {
     pub procs: Vec<ProcId>,
     /// Its cgroup directory, when it is a systemd unit.
     pub cgroup: Option<PathBuf>,
-    memory: OnceLock<memory::MemoryTotals>,
-    fds: OnceLock<fds::FdTotals>,
+    memory: OnceLock<MemoryTotals>,
+    fds: OnceLock<FdTotals>,
     threads: OnceLock<u64>,
 }
 
@@ -115,19 +113,20 @@ impl SampleContext {
     }
 
     /// RSS, PSS and USS summed over the processes (read once per tick).
-    pub fn memory(&self) -> &memory::MemoryTotals {
-        self.memory.get_or_init(|| memory::read_totals(&self.procs))
+    pub fn memory(&self) -> &MemoryTotals {
+        self.memory
+            .get_or_init(|| proc::read_memory_totals(&self.procs))
     }
 
     /// Open descriptors and their limits over the processes (read once per tick).
-    pub fn fds(&self) -> &fds::FdTotals {
-        self.fds.get_or_init(|| fds::read_totals(&self.procs))
+    pub fn fds(&self) -> &FdTotals {
+        self.fds.get_or_init(|| proc::read_fd_totals(&self.procs))
     }
 
     /// Threads summed over the processes (read once per tick).
     pub fn threads(&self) -> u64 {
         *self
             .threads
-            .get_or_init(|| threads::read_total(&self.procs))
+            .get_or_init(|| proc::read_thread_total(&self.procs))
     }
 }

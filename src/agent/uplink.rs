@@ -1,4 +1,5 @@
-//! How the agent's news leaves the host: its events become alerts (rules in `crate::alerts`) in a
+//! How the agent's news leaves the host: its events become alerts (rules in
+//! [`super::alert_rules`]) in a
 //! durable outbox under `state_dir`, delivered either to the daemon (`[daemon]`, which forwards
 //! them to its receivers) or, without a daemon, straight to the agent's own `[alerting]`
 //! receivers. With a daemon, a summary of every service (memory, leak verdicts, time left) is
@@ -164,7 +165,7 @@ pub fn start(
         .alerting
         .source
         .clone()
-        .unwrap_or_else(crate::alerts::host_name);
+        .unwrap_or_else(sipwatch_alerting::host_name);
     let url = config.alerting.url.clone();
     let mut stop = shutdown.clone();
     tokio::spawn(async move {
@@ -174,7 +175,7 @@ pub fn start(
                 _ = stop.wait_for(|v| *v) => None,
             };
             let Some(event) = event else { break };
-            let Some(mut alert) = crate::alerts::agent_alert(&event, &host) else {
+            let Some(mut alert) = super::alert_rules::agent_alert(&event, &host) else {
                 continue;
             };
             if alert.url.is_none() {

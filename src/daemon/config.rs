@@ -61,7 +61,7 @@ struct RawConfig {
     #[serde(default)]
     maintenance: Vec<RawMaintenance>,
     status: Option<RawStatus>,
-    alerting: Option<crate::alerts::AlertingConfig>,
+    alerting: Option<sipwatch_alerting::AlertingConfig>,
     agents: Option<RawAgents>,
 }
 
@@ -174,7 +174,7 @@ pub struct DaemonConfig {
     pub groups: Vec<GroupSettings>,
     pub maintenance: Vec<MaintenanceWindow>,
     /// `[alerting]`: the outbox and receivers (none: alerts are only logged).
-    pub alerting: crate::alerts::AlertingConfig,
+    pub alerting: sipwatch_alerting::AlertingConfig,
     /// `[agents] token_file`: the bearer token node agents present; None: agent reports refused.
     pub agent_token: Option<sipwatch_alerting::Secret>,
 }

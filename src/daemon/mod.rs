@@ -2,6 +2,7 @@
 //! target and group state with hysteresis, stores history, and serves status and metrics.
 //!
 //! - [`config`]: the config file and its checks.
+//! - [`alert_rules`]: which board events and silent agents page someone, with which key (pure).
 //! - [`model`]: shared vocabulary (states, observations, incidents, snapshot).
 //! - [`scheduler`]: one worker per target, phase-spread ticks, shared UDP sockets, DNS TTL.
 //! - [`state`]: the board (pure): hysteresis, flapping, maintenance, groups, incidents.
@@ -13,6 +14,7 @@
 //! - [`paging`]: alert rules -> routes, grouping, inhibition, silences -> outbox; delivery health.
 //! - [`run`]: `sipwatch run`, the state task that wires everything together.
 
+pub mod alert_rules;
 pub mod config;
 pub mod delivery_metrics;
 pub mod history;

@@ -15,7 +15,7 @@ use sipwatch_alerting::silence::Silence;
 use sipwatch_alerting::{Alert, AlertControl, Outbox};
 
 use super::model::{AckView, AlertStateView, AlertingView, ReceiverHealth, SilenceView, UnixTime};
-use crate::alerts::AlertingConfig;
+use sipwatch_alerting::AlertingConfig;
 
 /// The state task's alerting part (see the module docs).
 pub struct Paging {

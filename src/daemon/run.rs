@@ -301,7 +301,7 @@ impl StateTask {
         self.dirty = true;
         for e in &events {
             log_event(e);
-            if let Some(alert) = crate::alerts::board_alert(e, &self.source) {
+            if let Some(alert) = super::alert_rules::board_alert(e, &self.source) {
                 self.raise(alert);
             }
         }
@@ -345,7 +345,8 @@ impl StateTask {
             .collect();
         for (host, last) in newly_silent {
             self.silent_agents.insert(host.clone());
-            let alert = crate::alerts::agent_silent_alert(&host, true, last, now, &self.source);
+            let alert =
+                super::alert_rules::agent_silent_alert(&host, true, last, now, &self.source);
             self.raise(alert);
         }
         self.paging.tick(now);
@@ -425,7 +426,7 @@ impl StateTask {
             AgentMsg::Report(mut summary) => {
                 summary.received_at = now_unix();
                 if self.silent_agents.remove(&summary.host) {
-                    let alert = crate::alerts::agent_silent_alert(
+                    let alert = super::alert_rules::agent_silent_alert(
                         &summary.host,
                         false,
                         summary.received_at,
@@ -837,7 +838,7 @@ fn restored_alerts(snap: &Snapshot, source: &str) -> Vec<sipwatch_alerting::Aler
     }
     events
         .iter()
-        .filter_map(|e| crate::alerts::board_alert(e, source))
+        .filter_map(|e| super::alert_rules::board_alert(e, source))
         .collect()
 }
 
@@ -1021,7 +1022,7 @@ pub async fn run(config_path: &Path, mut shutdown: watch::Receiver<bool>) -> any
         .alerting
         .source
         .clone()
-        .unwrap_or_else(crate::alerts::host_name);
+        .unwrap_or_else(sipwatch_alerting::host_name);
     let stored_silences = match &store {
         Some(store) => store
             .load_silences(now_unix(), 86_400.0)

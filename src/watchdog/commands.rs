@@ -99,7 +99,7 @@ fn plan(path: &Path, at: Option<&str>, json: bool) -> i32 {
         }
     };
     let now = match at.map(parse_at).transpose() {
-        Ok(t) => t.unwrap_or_else(crate::agent::runtime::unix_now),
+        Ok(t) => t.unwrap_or_else(crate::agent::clock::unix_now),
         Err(e) => {
             eprintln!("sipwatch restart plan: {e}");
             return 3;

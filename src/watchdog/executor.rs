@@ -220,7 +220,7 @@ impl Executor {
             .store(true, std::sync::atomic::Ordering::Relaxed);
         let _restarting = Restarting(&self.restarting);
         let restarted_at = Instant::now();
-        let restarted_unix = crate::agent::runtime::unix_now();
+        let restarted_unix = crate::agent::clock::unix_now();
         if let Err(e) = method::restart(&cfg.method, old_pid).await {
             // The service may be half down: no automatic retry (the policy pauses), the lease is kept.
             if let Some(r) = renewer {
@@ -330,7 +330,7 @@ impl Executor {
         }
 
         if failures.is_empty() {
-            record.verified_at = Some(super::audit::rfc3339(crate::agent::runtime::unix_now()));
+            record.verified_at = Some(super::audit::rfc3339(crate::agent::clock::unix_now()));
             self.undrain().await;
             self.release(lease.as_ref(), renewer).await;
             record.verify = Some("ok".into());

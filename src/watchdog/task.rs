@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{broadcast, oneshot, watch};
 
 use super::audit::{self, AuditLog, RestartRecord};
@@ -18,26 +17,10 @@ use super::config::RestartConfig;
 use super::executor::{Executed, Executor, ServiceView};
 use super::leases::LeaseClient;
 use super::policy::{DecisionKind, GaugeObs, Input, Manual, Output, RestartPolicy};
+use crate::agent::clock::unix_now;
 use crate::agent::events::{AgentEvent, EventSink};
-use crate::agent::runtime::unix_now;
+use crate::agent::metrics::{DecisionLabels, RestartLabels, WatchdogMetrics};
 use crate::leak::VerdictState;
-
-/// `{service,decision}`.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
-pub struct DecisionLabels {
-    pub service: String,
-    pub decision: String,
-}
-
-/// The watchdog's metrics (registered by the agent's metrics).
-#[derive(Clone, Default)]
-pub struct WatchdogMetrics {
-    /// `sipwatch_restart_decisions_total{service,decision}`.
-    pub decisions: Family<DecisionLabels, Counter>,
-    /// `sipwatch_restart_next_timestamp_seconds{service}`.
-    pub next:
-        Family<crate::agent::metrics::ServiceLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
-}
 
 /// What one service's watchdog needs.
 pub struct WatchdogTask {
@@ -53,7 +36,7 @@ pub struct WatchdogTask {
     pub leases: Option<LeaseClient>,
     /// The daemon's URL, to read this service's target state (`on_probe_failure`).
     pub daemon_url: Option<String>,
-    pub restarts_total: Family<crate::agent::metrics::RestartLabels, Counter>,
+    pub restarts_total: Family<RestartLabels, Counter>,
     pub metrics: WatchdogMetrics,
     /// Bumped on each loop turn (the systemd watchdog checks progress).
     pub progress: Arc<std::sync::atomic::AtomicU64>,

@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use sipwatch::agent::clock::unix_now;
 use sipwatch::agent::config::{self, AgentConfig};
 use sipwatch::agent::events::{AgentEvent, EventSink};
 use sipwatch::agent::locator::detect_cgroup_root;
 use sipwatch::agent::metrics::AgentMetrics;
 use sipwatch::agent::report::ServiceReport;
-use sipwatch::agent::runtime::unix_now;
 use sipwatch::agent::service::ServiceWatch;
 use tokio::sync::mpsc;
 

@@ -19,7 +19,7 @@ use crate::alert::{rfc3339, Alert, AlertStatus};
 use crate::config::AlertmanagerConfig;
 use crate::notifier::{ErrorClass, Notifier, NotifyError};
 use crate::notifiers::http;
-use crate::receivers::{ConfigProblem, Problems};
+use crate::problems::{ReceiverCheck, ReceiverProblem};
 use crate::secret::redact_url;
 
 /// How often a firing alert is re-sent unless `resend` says otherwise.
@@ -40,8 +40,8 @@ impl AlertmanagerNotifier {
     /// Checks every URL; `http://am:9093` and `http://am:9093/api/v2/alerts` both work.
     pub fn from_config(
         config: &AlertmanagerConfig,
-    ) -> Result<AlertmanagerNotifier, Vec<ConfigProblem>> {
-        let mut problems = Problems::new(&config.name, "alertmanager");
+    ) -> Result<AlertmanagerNotifier, Vec<ReceiverProblem>> {
+        let mut problems = ReceiverCheck::new(&config.name, "alertmanager");
         let urls = config.url.to_vec();
         if urls.is_empty() {
             problems.add(

@@ -20,7 +20,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use crate::alert::{Alert, AlertStatus};
 use crate::config::EmailConfig;
 use crate::notifier::{Notifier, NotifyError};
-use crate::receivers::{ConfigProblem, Problems};
+use crate::problems::{ReceiverCheck, ReceiverProblem};
 use crate::secret::{scrub_all, Secret};
 
 /// Used when the receiver sets no `timeout`.
@@ -40,8 +40,8 @@ pub struct EmailNotifier {
 
 impl EmailNotifier {
     /// Checks addresses and `smtp`, reads the password and CA files, prepares the transport.
-    pub fn from_config(config: &EmailConfig) -> Result<EmailNotifier, Vec<ConfigProblem>> {
-        let mut problems = Problems::new(&config.name, "email");
+    pub fn from_config(config: &EmailConfig) -> Result<EmailNotifier, Vec<ReceiverProblem>> {
+        let mut problems = ReceiverCheck::new(&config.name, "email");
         let server = problems.check("smtp", parse_host_port(&config.smtp));
         let from = problems.check("from", parse_mailbox(&config.from));
         if config.to.is_empty() {

@@ -17,7 +17,7 @@ mod http;
 /// The webhook URL of a chat receiver: `url_file` (preferred) or inline `url`.
 pub(crate) fn chat_url(
     config: &crate::config::ChatConfig,
-    problems: &mut crate::receivers::Problems,
+    problems: &mut crate::problems::ReceiverCheck,
 ) -> Option<(reqwest::Url, crate::Secret)> {
     let secret = match (&config.url, &config.url_file) {
         (Some(url), None) => Some(url.clone()),

@@ -15,7 +15,7 @@ use crate::alert::{truncate_chars, Alert, AlertStatus, Severity};
 use crate::config::OpsgenieConfig;
 use crate::notifier::{Notifier, NotifyError};
 use crate::notifiers::http;
-use crate::receivers::{ConfigProblem, Problems};
+use crate::problems::{ReceiverCheck, ReceiverProblem};
 use crate::secret::Secret;
 
 /// Where alerts go unless `url` says otherwise.
@@ -37,8 +37,8 @@ pub struct OpsgenieNotifier {
 
 impl OpsgenieNotifier {
     /// Checks the URL and reads the API key file.
-    pub fn from_config(config: &OpsgenieConfig) -> Result<OpsgenieNotifier, Vec<ConfigProblem>> {
-        let mut problems = Problems::new(&config.name, "opsgenie");
+    pub fn from_config(config: &OpsgenieConfig) -> Result<OpsgenieNotifier, Vec<ReceiverProblem>> {
+        let mut problems = ReceiverCheck::new(&config.name, "opsgenie");
         let url = problems.check(
             "url",
             http::parse_url(config.url.as_deref().unwrap_or(DEFAULT_URL)).and_then(|u| {

@@ -15,7 +15,7 @@ use crate::alert::{truncate_chars, Alert, AlertStatus};
 use crate::config::PagerDutyConfig;
 use crate::notifier::{Notifier, NotifyError};
 use crate::notifiers::http;
-use crate::receivers::{ConfigProblem, Problems};
+use crate::problems::{ReceiverCheck, ReceiverProblem};
 use crate::secret::Secret;
 
 /// Where events go unless `url` says otherwise.
@@ -36,8 +36,10 @@ pub struct PagerDutyNotifier {
 
 impl PagerDutyNotifier {
     /// Checks the URL and reads the routing key (file or inline, exactly one).
-    pub fn from_config(config: &PagerDutyConfig) -> Result<PagerDutyNotifier, Vec<ConfigProblem>> {
-        let mut problems = Problems::new(&config.name, "pagerduty");
+    pub fn from_config(
+        config: &PagerDutyConfig,
+    ) -> Result<PagerDutyNotifier, Vec<ReceiverProblem>> {
+        let mut problems = ReceiverCheck::new(&config.name, "pagerduty");
         let url = problems.check(
             "url",
             http::parse_url(config.url.as_deref().unwrap_or(DEFAULT_URL)),

@@ -14,7 +14,7 @@ use crate::alert::{truncate_chars, Alert};
 use crate::config::ChatConfig;
 use crate::notifier::{Notifier, NotifyError};
 use crate::notifiers::{chat_url, email, http, url_secrets};
-use crate::receivers::{ConfigProblem, Problems};
+use crate::problems::{ReceiverCheck, ReceiverProblem};
 use crate::secret::Secret;
 
 /// Slack's documented limit for `text` is 40,000 characters; stay well below.
@@ -28,8 +28,8 @@ pub struct SlackNotifier {
 }
 
 impl SlackNotifier {
-    pub fn from_config(config: &ChatConfig) -> Result<SlackNotifier, Vec<ConfigProblem>> {
-        let mut problems = Problems::new(&config.name, "slack");
+    pub fn from_config(config: &ChatConfig) -> Result<SlackNotifier, Vec<ReceiverProblem>> {
+        let mut problems = ReceiverCheck::new(&config.name, "slack");
         let url = chat_url(config, &mut problems);
         let client = problems.check(
             "timeout",

@@ -14,7 +14,7 @@ use crate::alert::{truncate_chars, Alert, AlertStatus};
 use crate::config::ChatConfig;
 use crate::notifier::{Notifier, NotifyError};
 use crate::notifiers::{chat_url, email, http, url_secrets};
-use crate::receivers::{ConfigProblem, Problems};
+use crate::problems::{ReceiverCheck, ReceiverProblem};
 use crate::secret::Secret;
 
 const MAX_TEXT: usize = 3_500;
@@ -27,8 +27,8 @@ pub struct TeamsNotifier {
 }
 
 impl TeamsNotifier {
-    pub fn from_config(config: &ChatConfig) -> Result<TeamsNotifier, Vec<ConfigProblem>> {
-        let mut problems = Problems::new(&config.name, "teams");
+    pub fn from_config(config: &ChatConfig) -> Result<TeamsNotifier, Vec<ReceiverProblem>> {
+        let mut problems = ReceiverCheck::new(&config.name, "teams");
         let url = chat_url(config, &mut problems);
         let client = problems.check(
             "timeout",

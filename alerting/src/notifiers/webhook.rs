@@ -17,7 +17,7 @@ use crate::alert::Alert;
 use crate::config::WebhookConfig;
 use crate::notifier::{Notifier, NotifyError};
 use crate::notifiers::http;
-use crate::receivers::{ConfigProblem, Problems};
+use crate::problems::{ReceiverCheck, ReceiverProblem};
 use crate::secret::{redact_url, Secret};
 
 /// Sends alerts to an HTTP endpoint of the user's own.
@@ -43,8 +43,8 @@ pub fn signature(secret: &str, timestamp: u64, body: &[u8]) -> String {
 
 impl WebhookNotifier {
     /// Checks the URL and reads the bearer token file.
-    pub fn from_config(config: &WebhookConfig) -> Result<WebhookNotifier, Vec<ConfigProblem>> {
-        let mut problems = Problems::new(&config.name, "webhook");
+    pub fn from_config(config: &WebhookConfig) -> Result<WebhookNotifier, Vec<ReceiverProblem>> {
+        let mut problems = ReceiverCheck::new(&config.name, "webhook");
         let url = problems.check("url", http::parse_url(&config.url));
         let bearer_token = match &config.bearer_token_file {
             Some(path) => problems.check("bearer_token_file", Secret::from_file(path)),

@@ -2,17 +2,7 @@
 //! leak (a pool that never shrinks, a thread per call that never joins) shows here long before
 //! memory does. No limit is found automatically; write one in the config if it matters.
 
-use crate::agent::proc::ProcId;
 use crate::agent::sampler::{Reading, SampleContext, SampleFuture, Sampler};
-
-/// Sums the threads; processes that exited meanwhile are skipped.
-pub fn read_total(procs: &[ProcId]) -> u64 {
-    procs
-        .iter()
-        .filter_map(|id| crate::agent::proc::read(id.pid))
-        .map(|info| info.threads)
-        .sum()
-}
 
 /// Samples the summed thread count.
 pub struct ThreadSampler;
