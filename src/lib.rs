@@ -6,13 +6,14 @@
 //! - [`daemon`]: the prober daemon (`sipwatch run`).
 //! - [`watchdog`]: the restart watchdog (policy, executor, audit, `sipwatch restart`).
 //! - [`notify`]: systemd readiness, status and watchdog (sd_notify).
-//! - [`calendar`], [`config_error`]: small shared pieces (durations are parsed by the
+//! - [`calendar`], [`config_error`] (from `sipwatch-alerting`): small shared pieces (durations are parsed by the
 //!   alerting crate's `duration` module, the one syntax of every config).
 
 pub mod agent;
 pub mod alert_cmd;
 pub mod calendar;
-pub mod config_error;
+/// The located config errors of every config file, shared with the alerting crate (see there).
+pub use sipwatch_alerting::config_error;
 pub mod daemon;
 pub mod leak;
 pub mod leak_cmd;

@@ -15,6 +15,8 @@
 //! Rooms:
 //! - [`alert`]: the alert model (key, status, severity, labels).
 //! - [`config`]: `[[alerting.receiver]]` tables as written by users.
+//! - [`config_error`]: the located config errors (`file:line:col: what; fix`) of every config
+//!   file of the workspace: the daemon's, the agent's, and `[alerting]` in both.
 //! - [`section`]: the whole `[alerting]` section of the daemon's and the agent's config, and
 //!   [`host_name`].
 //! - [`receivers`]: [`build`] turns those tables into notifiers and reports every problem at once
@@ -36,6 +38,7 @@
 
 pub mod alert;
 pub mod config;
+pub mod config_error;
 pub mod control;
 pub mod duration;
 pub mod group;

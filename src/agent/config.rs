@@ -19,6 +19,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::units::{ConfigDuration, Quantity};
+use crate::config_error::{parse_all, table_span, ConfigErrors, Problems};
 use crate::leak::DetectorConfig;
 
 /// `pss_every` when the config does not say: a process whose `statm` did not move has its PSS read
@@ -261,52 +262,6 @@ const KINDS: &str =
     "pss, rss, uss, cgroup_memory, fds, threads, kamailio_shm, kamailio_pkg, http_json, \
                      log_regex, log_alert, command, filesystem";
 
-/// Every problem found in a config file.
-#[derive(Debug, thiserror::Error)]
-pub struct ConfigErrors {
-    /// The file checked.
-    pub path: PathBuf,
-    /// The problems, in file order.
-    pub errors: Vec<ConfigError>,
-}
-
-/// One problem, at a position in the file (line and column start at 1; 0 when the problem has no
-/// position, such as an unreadable file).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfigError {
-    pub line: usize,
-    pub column: usize,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, error) in self.errors.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            if error.line == 0 {
-                write!(
-                    f,
-                    "config error in {}: {}",
-                    self.path.display(),
-                    error.message
-                )?;
-            } else {
-                write!(
-                    f,
-                    "config error at {}:{}:{}: {}",
-                    self.path.display(),
-                    error.line,
-                    error.column,
-                    error.message
-                )?;
-            }
-        }
-        Ok(())
-    }
-}
-
 // ---- the file as written ----
 
 #[derive(Deserialize)]
@@ -380,47 +335,6 @@ struct RawGauge {
 
 // ---- validation ----
 
-struct Checker<'a> {
-    source: &'a str,
-    errors: Vec<(usize, String)>,
-}
-
-impl Checker<'_> {
-    fn error(&mut self, span: Range<usize>, message: String) {
-        self.errors.push((span.start, message));
-    }
-
-    fn finish(mut self, path: &Path) -> ConfigErrors {
-        self.errors.sort_by_key(|(offset, _)| *offset);
-        let errors = self
-            .errors
-            .into_iter()
-            .map(|(offset, message)| {
-                let (line, column) = line_col(self.source, offset);
-                ConfigError {
-                    line,
-                    column,
-                    message,
-                }
-            })
-            .collect();
-        ConfigErrors {
-            path: path.to_owned(),
-            errors,
-        }
-    }
-}
-
-/// 1-based line and column (in characters) of a byte offset.
-fn line_col(source: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(source.len());
-    let before = source.get(..offset).unwrap_or(source);
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let column = before.get(line_start..).map_or(0, |s| s.chars().count()) + 1;
-    (line, column)
-}
-
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
@@ -432,38 +346,32 @@ fn valid_name(name: &str) -> bool {
 
 /// Reads and validates the agent config at `path`.
 pub fn load(path: &Path) -> Result<AgentConfig, ConfigErrors> {
-    let source = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
-        path: path.to_owned(),
-        errors: vec![ConfigError {
-            line: 0,
-            column: 0,
-            message: format!("cannot read the file: {e}; check the path given with -c"),
-        }],
+    let source = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors::unplaced(
+            path,
+            format!("cannot read the file: {e}; check the path given with -c"),
+        )
     })?;
     parse(&source, path)
 }
 
 /// Validates config text; `path` only names the file in errors.
 pub fn parse(source: &str, path: &Path) -> Result<AgentConfig, ConfigErrors> {
-    let mut checker = Checker {
-        source,
-        errors: Vec::new(),
-    };
-    let raw: RawFile = match crate::config_error::parse_all(source) {
+    let mut problems = Problems::new(path, source);
+    let raw: RawFile = match parse_all(source) {
         Ok(raw) => raw,
         Err(found) => {
             for (span, message) in found {
-                checker.error(span.unwrap_or(0..0), explain_parse_error(&message));
+                problems.at(span, explain_parse_error(&message));
             }
-            return Err(checker.finish(path));
+            return Err(problems
+                .finish()
+                .err()
+                .unwrap_or_else(|| ConfigErrors(Vec::new())));
         }
     };
-    let config = validate(raw, &mut checker);
-    if checker.errors.is_empty() {
-        Ok(config)
-    } else {
-        Err(checker.finish(path))
-    }
+    let config = validate(raw, &mut problems);
+    problems.finish().map(|()| config)
 }
 
 fn explain_parse_error(message: &str) -> String {
@@ -480,14 +388,14 @@ fn explain_parse_error(message: &str) -> String {
     message.to_owned()
 }
 
-fn validate(raw: RawFile, c: &mut Checker<'_>) -> AgentConfig {
+fn validate(raw: RawFile, c: &mut Problems<'_>) -> AgentConfig {
     let agent = raw.agent;
     let listen = match &agent.listen {
         None => SocketAddr::from(([127, 0, 0, 1], 9198)),
         Some(text) => match text.get_ref().parse::<SocketAddr>() {
             Ok(addr) => addr,
             Err(_) => {
-                c.error(
+                c.at(
                     text.span(),
                     format!(
                         "listen = \"{}\" is not an address:port; write e.g. \"127.0.0.1:9198\" or \"[::1]:9198\"",
@@ -505,7 +413,7 @@ fn validate(raw: RawFile, c: &mut Checker<'_>) -> AgentConfig {
         None => 6,
         Some(n) if (1..=10_000).contains(n.get_ref()) => *n.get_ref() as u32,
         Some(n) => {
-            c.error(
+            c.at(
                 n.span(),
                 format!(
                     "rescan_every = {} must be between 1 and 10000 ticks",
@@ -532,7 +440,7 @@ fn validate(raw: RawFile, c: &mut Checker<'_>) -> AgentConfig {
         let name_span = service.get_ref().name.span();
         let name = service.get_ref().name.get_ref().clone();
         if !names.insert(name.clone()) {
-            c.error(
+            c.at(
                 name_span,
                 format!("two services are named \"{name}\"; service names must be unique"),
             );
@@ -545,7 +453,7 @@ fn validate(raw: RawFile, c: &mut Checker<'_>) -> AgentConfig {
     let daemon = raw.daemon.and_then(|d| {
         let url = d.url.get_ref().trim_end_matches('/').to_string();
         if !(url.starts_with("http://") || url.starts_with("https://")) {
-            c.error(
+            c.at(
                 d.url.span(),
                 format!("[daemon] url = \"{url}\" is not an http(s) URL; write e.g. \"http://prober:8479\""),
             );
@@ -560,16 +468,16 @@ fn validate(raw: RawFile, c: &mut Checker<'_>) -> AgentConfig {
                     .map_or(Duration::from_secs(30), ConfigDuration::get),
             }),
             Err(e) => {
-                c.error(d.token_file.span(), format!("[daemon] token_file: {e}"));
+                c.at(d.token_file.span(), format!("[daemon] token_file: {e}"));
                 None
             }
         }
     });
-    let alerting_span = crate::config_error::table_span(c.source, "alerting").unwrap_or(0..0);
+    let alerting_span = table_span(c.source(), "alerting");
     let alerting = raw.alerting.unwrap_or_default();
     if let Err(e) = sipwatch_alerting::build(&alerting.receiver) {
         for line in e.to_string().lines() {
-            c.error(alerting_span.clone(), format!("[alerting]: {line}"));
+            c.at(alerting_span.clone(), format!("[alerting]: {line}"));
         }
     }
     AgentConfig {
@@ -593,11 +501,11 @@ fn validate_service(
     raw: RawService,
     span: Range<usize>,
     default_interval: Duration,
-    c: &mut Checker<'_>,
+    c: &mut Problems<'_>,
 ) -> Option<ServiceConfig> {
     let name = raw.name.get_ref().clone();
     if !valid_name(&name) {
-        c.error(
+        c.at(
             raw.name.span(),
             format!(
                 "service name \"{name}\" may only use letters, digits, '_', '-' and '.' (it names files and metric labels)"
@@ -608,7 +516,7 @@ fn validate_service(
     if let Some(unit) = raw.systemd_unit {
         let mut unit_name = unit.get_ref().trim().to_owned();
         if unit_name.is_empty() || unit_name.contains('/') {
-            c.error(
+            c.at(
                 unit.span(),
                 format!("systemd_unit = \"{unit_name}\" is not a unit name; write e.g. \"kamailio.service\""),
             );
@@ -621,7 +529,7 @@ fn validate_service(
     if let Some(process) = raw.process {
         let p = process.get_ref();
         if p.is_empty() || p.contains('/') || p.contains(' ') {
-            c.error(
+            c.at(
                 process.span(),
                 format!(
                     "process = \"{p}\" must be a bare process name as in /proc/PID/comm (e.g. \"kamailio\"); \
@@ -634,7 +542,7 @@ fn validate_service(
     if let Some(cmdline) = raw.cmdline {
         match Regex::new(cmdline.get_ref()) {
             Ok(re) => finders.push((cmdline.span(), Finder::Cmdline(re))),
-            Err(e) => c.error(
+            Err(e) => c.at(
                 cmdline.span(),
                 format!("cmdline is not a valid regex: {}", one_line(&e.to_string())),
             ),
@@ -642,7 +550,7 @@ fn validate_service(
     }
     if let Some(pidfile) = raw.pidfile {
         if !pidfile.get_ref().is_absolute() {
-            c.error(
+            c.at(
                 pidfile.span(),
                 format!(
                     "pidfile \"{}\" must be an absolute path, e.g. \"/run/kamailio/kamailio.pid\"",
@@ -654,7 +562,7 @@ fn validate_service(
     }
     let finder = match finders.len() {
         0 => {
-            c.error(
+            c.at(
                 span.clone(),
                 format!(
                     "service \"{name}\" has no way to find its processes; add one of systemd_unit = \"NAME.service\", \
@@ -666,7 +574,7 @@ fn validate_service(
         1 => finders.pop().map(|(_, f)| f),
         _ => {
             let (second, _) = &finders[1];
-            c.error(
+            c.at(
                 second.clone(),
                 format!(
                     "service \"{name}\" sets more than one of systemd_unit, process, cmdline, pidfile; keep exactly one"
@@ -706,7 +614,7 @@ fn validate_service(
                 g.spec.cap_timeout(interval.mul_f64(0.8));
             }
             if let Some(timeout) = g.spec.timeout().filter(|t| *t >= interval) {
-                c.error(
+                c.at(
                     span.clone(),
                     format!(
                         "service \"{name}\": gauge \"{}\" has timeout = \"{timeout:?}\", not below the \
@@ -717,7 +625,7 @@ fn validate_service(
                 );
             }
             if !gauge_names.insert(g.name.clone()) {
-                c.error(
+                c.at(
                     span,
                     format!(
                         "service \"{name}\" has two gauges named \"{}\"; give one a different name = \"...\"",
@@ -745,7 +653,7 @@ fn validate_service(
             &mut errors,
         );
         for (span, message) in errors {
-            c.error(
+            c.at(
                 span,
                 format!("service \"{name}\" [service.restart]: {message}"),
             );
@@ -771,15 +679,15 @@ fn validate_gauge(
     service: &str,
     service_limit: Option<f64>,
     service_leak: &DetectorConfig,
-    c: &mut Checker<'_>,
+    c: &mut Problems<'_>,
 ) -> Option<GaugeConfig> {
     let kind = raw.kind.get_ref().as_str();
     let timeout = raw
         .timeout
         .map_or(Duration::from_secs(5), ConfigDuration::get);
     let mut used: Vec<&'static str> = Vec::new();
-    let missing = |c: &mut Checker<'_>, field: &str, example: &str| {
-        c.error(
+    let missing = |c: &mut Problems<'_>, field: &str, example: &str| {
+        c.at(
             span.clone(),
             format!("service \"{service}\": gauge kind = \"{kind}\" needs {field}, e.g. {example}"),
         );
@@ -810,7 +718,7 @@ fn validate_gauge(
                 None => "real_used".to_owned(),
                 Some(f) if allowed.contains(&f.get_ref().as_str()) => f.get_ref().clone(),
                 Some(f) => {
-                    c.error(
+                    c.at(
                         f.span(),
                         format!(
                             "field = \"{}\" is not a {kind} figure; use one of {}",
@@ -853,7 +761,7 @@ fn validate_gauge(
                     None
                 }
                 Some(p) if !p.get_ref().is_empty() && !p.get_ref().starts_with('/') => {
-                    c.error(
+                    c.at(
                         p.span(),
                         format!(
                             "pointer = \"{}\" is not a JSON pointer; it starts with '/', e.g. \"/{}\"",
@@ -891,7 +799,7 @@ fn validate_gauge(
                 Some(text) => match Regex::new(text.get_ref()) {
                     Ok(re) => Some(re),
                     Err(e) => {
-                        c.error(
+                        c.at(
                             text.span(),
                             format!("regex is not valid: {}", one_line(&e.to_string())),
                         );
@@ -912,7 +820,7 @@ fn validate_gauge(
             let mut patterns = Vec::new();
             match &raw.patterns {
                 None => missing(c, "patterns", r#"patterns = ["no more shm memory"]"#),
-                Some(list) if list.get_ref().is_empty() => c.error(
+                Some(list) if list.get_ref().is_empty() => c.at(
                     list.span(),
                     "patterns is empty; list at least one regex, e.g. [\"no more shm memory\"]"
                         .to_owned(),
@@ -921,7 +829,7 @@ fn validate_gauge(
                     for p in list.get_ref() {
                         match Regex::new(p.get_ref()) {
                             Ok(re) => patterns.push(re),
-                            Err(e) => c.error(
+                            Err(e) => c.at(
                                 p.span(),
                                 format!(
                                     "pattern is not a valid regex: {}",
@@ -965,7 +873,7 @@ fn validate_gauge(
             }
         }
         other => {
-            c.error(
+            c.at(
                 raw.kind.span(),
                 format!(
                     "service \"{service}\": unknown gauge kind = \"{other}\"; use one of {KINDS}"
@@ -991,7 +899,7 @@ fn validate_gauge(
     for (field, at) in stray {
         if let Some(at) = at {
             if !used.contains(&field) {
-                c.error(
+                c.at(
                     at,
                     format!(
                         "service \"{service}\": {field} does not apply to a gauge of kind = \"{kind}\"; remove it"
@@ -1005,7 +913,7 @@ fn validate_gauge(
     let name = match &raw.name {
         Some(n) => {
             if !valid_name(n.get_ref()) {
-                c.error(
+                c.at(
                     n.span(),
                     format!(
                         "gauge name \"{}\" may only use letters, digits, '_', '-' and '.'",
@@ -1038,14 +946,14 @@ fn check_url(
     url: &Option<Spanned<String>>,
     kind: &str,
     service: &str,
-    c: &mut Checker<'_>,
+    c: &mut Problems<'_>,
 ) -> Option<String> {
     let url = url.as_ref()?;
     let text = url.get_ref();
     if text.starts_with("http://") || text.starts_with("https://") {
         Some(text.clone())
     } else {
-        c.error(
+        c.at(
             url.span(),
             format!(
                 "service \"{service}\": url = \"{text}\" for {kind} must start with http:// or https://"
@@ -1059,10 +967,10 @@ fn check_url(
 mod tests {
     use super::*;
 
-    fn errors(text: &str) -> Vec<ConfigError> {
+    fn errors(text: &str) -> Vec<crate::config_error::ConfigError> {
         match parse(text, Path::new("agent.toml")) {
             Ok(_) => panic!("config was accepted:\n{text}"),
-            Err(e) => e.errors,
+            Err(e) => e.0,
         }
     }
 
@@ -1226,11 +1134,5 @@ kind = "sessions"
                 .any(|e| e.line == 7 && e.message.contains("url does not apply")),
             "{e:?}"
         );
-    }
-
-    #[test]
-    fn line_col_counts_characters() {
-        assert_eq!(line_col("ab\ncé = x", 8), (2, 5));
-        assert_eq!(line_col("", 0), (1, 1));
     }
 }

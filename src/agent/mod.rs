@@ -44,7 +44,9 @@ pub mod uplink;
 
 use std::path::Path;
 
-pub use config::{AgentConfig, ConfigError, ConfigErrors};
+use crate::config_error::ConfigErrors;
+
+pub use config::AgentConfig;
 pub use events::{AgentEvent, ClearReason};
 pub use report::{GaugeReport, Report, ServiceReport};
 pub use runtime::{Agent, ReportHandle};

@@ -1,6 +1,14 @@
 //! Config errors that teach: each names the file, line and column, what is wrong and the fix,
 //! e.g. `config error at sipwatch.toml:14:9: target "edge-2": interval "5" has no unit; write "5s"`.
 //! Validation collects every problem before reporting, so one run shows them all.
+//!
+//! The one machinery for every config file of the workspace: the daemon's (`sipwatch.toml`), the
+//! agent's (`agent.toml`) and the `[alerting]` section both carry. It lives in this crate, the
+//! lowest that all three reach (`sipwatch` depends on `sipwatch-alerting`, never the other way),
+//! and the binary re-exports it as `sipwatch::config_error`. One name per meaning: a
+//! [`ConfigError`] is one located problem, [`ConfigErrors`] every problem of one file, [`Problems`]
+//! collects them while a file is checked. (A receiver table's own problems, found without a
+//! position, are [`crate::problems::ReceiverProblems`]; the config checks place them here.)
 
 use std::fmt;
 use std::ops::Range;
@@ -56,6 +64,18 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
+impl ConfigErrors {
+    /// One problem of `file` that has no place in it (the file cannot be read).
+    pub fn unplaced(file: &Path, message: impl Into<String>) -> ConfigErrors {
+        ConfigErrors(vec![ConfigError {
+            file: file.to_path_buf(),
+            line: 0,
+            column: 0,
+            message: message.into(),
+        }])
+    }
+}
+
 /// Collects problems against one source text.
 pub struct Problems<'a> {
     file: &'a Path,
@@ -77,8 +97,8 @@ impl<'a> Problems<'a> {
     }
 
     /// A problem at a byte span of the source (None: no place).
-    pub fn at(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
-        let (line, column) = match span {
+    pub fn at(&mut self, span: impl Into<Option<Range<usize>>>, message: impl Into<String>) {
+        let (line, column) = match span.into() {
             Some(s) => self.line_col(s.start),
             None => (0, 0),
         };
@@ -88,6 +108,11 @@ impl<'a> Problems<'a> {
             column,
             message: message.into(),
         });
+    }
+
+    /// The text being checked.
+    pub fn source(&self) -> &'a str {
+        self.source
     }
 
     pub fn is_empty(&self) -> bool {
@@ -108,7 +133,8 @@ impl<'a> Problems<'a> {
         self.line_col(offset).0
     }
 
-    /// Line and column (1-based) of a byte offset, by binary search over the line starts.
+    /// Line and column (1-based; the column counts characters, as editors do) of a byte offset,
+    /// by binary search over the line starts.
     fn line_col(&self, offset: usize) -> (usize, usize) {
         let starts = self.line_starts.get_or_init(|| {
             std::iter::once(0)
@@ -118,7 +144,11 @@ impl<'a> Problems<'a> {
         let offset = offset.min(self.source.len());
         let line = starts.partition_point(|&s| s <= offset);
         let start = starts.get(line.saturating_sub(1)).copied().unwrap_or(0);
-        (line.max(1), offset - start + 1)
+        let column = self
+            .source
+            .get(start..offset)
+            .map_or(offset - start, |s| s.chars().count());
+        (line.max(1), column + 1)
     }
 }
 
@@ -275,6 +305,13 @@ mod tests {
                 "{offset}"
             );
         }
+    }
+
+    #[test]
+    fn columns_count_characters() {
+        let p = Problems::new(Path::new("x"), "ab\ncé = x");
+        assert_eq!(p.line_col(8), (2, 5));
+        assert_eq!(Problems::new(Path::new("x"), "").line_col(0), (1, 1));
     }
 
     #[derive(serde::Deserialize, Debug)]
