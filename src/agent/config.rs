@@ -18,6 +18,11 @@ use regex::Regex;
 use serde::Deserialize;
 use toml::Spanned;
 
+pub use super::samplers::kamailio::Aggregate;
+use super::samplers::kind::{one_line, GaugeCheck, RawGauge};
+pub use super::samplers::memory::MemoryKind;
+pub use super::samplers::GaugeSpec;
+use super::samplers::{kind_names, KINDS};
 use super::units::{ConfigDuration, Quantity};
 use crate::config_error::{parse_all, table_span, ConfigErrors, Problems};
 use crate::leak::DetectorConfig;
@@ -121,147 +126,6 @@ pub struct GaugeConfig {
     pub leak: DetectorConfig,
 }
 
-/// Which memory figure of the service's processes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MemoryKind {
-    /// Resident set size (shared pages counted once per process).
-    Rss,
-    /// Proportional set size (shared pages divided among the processes sharing them).
-    Pss,
-    /// Unique set size (pages private to one process).
-    Uss,
-}
-
-impl MemoryKind {
-    /// The `kind` label of `sipwatch_service_memory_bytes`.
-    pub fn label(self) -> &'static str {
-        match self {
-            MemoryKind::Rss => "rss",
-            MemoryKind::Pss => "pss",
-            MemoryKind::Uss => "uss",
-        }
-    }
-}
-
-/// How a per-process Kamailio figure is folded over the processes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Aggregate {
-    /// The largest value of any process (the one closest to running out).
-    Max,
-    /// The total over the processes.
-    Sum,
-}
-
-/// What a gauge measures, with the settings its kind needs.
-#[derive(Clone, Debug)]
-pub enum GaugeSpec {
-    /// PSS, RSS or USS summed over the processes (`/proc/PID/smaps_rollup`).
-    Memory(MemoryKind),
-    /// The cgroup's `memory.current`; limit found from `memory.max`.
-    CgroupMemory,
-    /// Open file descriptors summed over the processes; limit found from `RLIMIT_NOFILE`.
-    Fds,
-    /// Threads summed over the processes.
-    Threads,
-    /// Kamailio's shared memory pool through JSON-RPC `core.shmmem`; limit found from `total`.
-    KamailioShm {
-        url: String,
-        field: String,
-        timeout: Duration,
-    },
-    /// Kamailio's private (pkg) memory through JSON-RPC `pkg.stats`; limit found from `total_size`.
-    KamailioPkg {
-        url: String,
-        field: String,
-        aggregate: Aggregate,
-        timeout: Duration,
-    },
-    /// A number in the JSON document served at `url`, found by a JSON pointer (RFC 6901).
-    HttpJson {
-        url: String,
-        pointer: String,
-        timeout: Duration,
-    },
-    /// The first capture group of `regex` in the newest matching line appended to `file`.
-    LogRegex { file: PathBuf, regex: Regex },
-    /// Lines of `file` matching any pattern raise an immediate alert; the value counts them.
-    LogAlert { file: PathBuf, patterns: Vec<Regex> },
-    /// The first number printed by a shell command.
-    Command { command: String, timeout: Duration },
-    /// Bytes used on the filesystem holding `path`; limit found from its size.
-    Filesystem { path: PathBuf },
-}
-
-impl GaugeSpec {
-    /// Lowers the timeout (of the gauges that have one) to at most `max`.
-    pub fn cap_timeout(&mut self, max: Duration) {
-        match self {
-            GaugeSpec::KamailioShm { timeout, .. }
-            | GaugeSpec::KamailioPkg { timeout, .. }
-            | GaugeSpec::HttpJson { timeout, .. }
-            | GaugeSpec::Command { timeout, .. } => *timeout = (*timeout).min(max),
-            _ => {}
-        }
-    }
-
-    /// How long one sample may take, for the gauges that wait on something outside.
-    pub fn timeout(&self) -> Option<Duration> {
-        match self {
-            GaugeSpec::KamailioShm { timeout, .. }
-            | GaugeSpec::KamailioPkg { timeout, .. }
-            | GaugeSpec::HttpJson { timeout, .. }
-            | GaugeSpec::Command { timeout, .. } => Some(*timeout),
-            _ => None,
-        }
-    }
-
-    /// The name of the kind, as written in `kind = "..."`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            GaugeSpec::Memory(MemoryKind::Pss) => "pss",
-            GaugeSpec::Memory(MemoryKind::Rss) => "rss",
-            GaugeSpec::Memory(MemoryKind::Uss) => "uss",
-            GaugeSpec::CgroupMemory => "cgroup_memory",
-            GaugeSpec::Fds => "fds",
-            GaugeSpec::Threads => "threads",
-            GaugeSpec::KamailioShm { .. } => "kamailio_shm",
-            GaugeSpec::KamailioPkg { .. } => "kamailio_pkg",
-            GaugeSpec::HttpJson { .. } => "http_json",
-            GaugeSpec::LogRegex { .. } => "log_regex",
-            GaugeSpec::LogAlert { .. } => "log_alert",
-            GaugeSpec::Command { .. } => "command",
-            GaugeSpec::Filesystem { .. } => "filesystem",
-        }
-    }
-
-    /// Whether the gauge measures memory in bytes (the service's `limit` applies to it).
-    pub fn is_memory(&self) -> bool {
-        matches!(self, GaugeSpec::Memory(_) | GaugeSpec::CgroupMemory)
-    }
-
-    /// The unit of the values, for reports.
-    pub fn unit(&self) -> &'static str {
-        match self {
-            GaugeSpec::Memory(_)
-            | GaugeSpec::CgroupMemory
-            | GaugeSpec::KamailioShm { .. }
-            | GaugeSpec::KamailioPkg { .. }
-            | GaugeSpec::Filesystem { .. } => "bytes",
-            GaugeSpec::Fds => "descriptors",
-            GaugeSpec::Threads => "threads",
-            GaugeSpec::LogAlert { .. } => "matches",
-            GaugeSpec::HttpJson { .. } | GaugeSpec::LogRegex { .. } | GaugeSpec::Command { .. } => {
-                "value"
-            }
-        }
-    }
-}
-
-const KINDS: &str =
-    "pss, rss, uss, cgroup_memory, fds, threads, kamailio_shm, kamailio_pkg, http_json, \
-                     log_regex, log_alert, command, filesystem";
-
 // ---- the file as written ----
 
 #[derive(Deserialize)]
@@ -311,26 +175,6 @@ struct RawService {
     #[serde(default)]
     gauge: Vec<Spanned<RawGauge>>,
     restart: Option<Spanned<crate::watchdog::config::RawRestart>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawGauge {
-    kind: Spanned<String>,
-    name: Option<Spanned<String>>,
-    limit: Option<Quantity>,
-    detect: Option<bool>,
-    leak: Option<DetectorConfig>,
-    url: Option<Spanned<String>>,
-    field: Option<Spanned<String>>,
-    aggregate: Option<Aggregate>,
-    pointer: Option<Spanned<String>>,
-    file: Option<PathBuf>,
-    regex: Option<Spanned<String>>,
-    patterns: Option<Spanned<Vec<Spanned<String>>>>,
-    command: Option<Spanned<String>>,
-    timeout: Option<ConfigDuration>,
-    path: Option<PathBuf>,
 }
 
 // ---- validation ----
@@ -383,7 +227,10 @@ fn explain_parse_error(message: &str) -> String {
         return format!("{message}; every [[service]] needs name = \"...\"");
     }
     if message.starts_with("missing field `kind`") {
-        return format!("{message}; every [[service.gauge]] needs kind = one of {KINDS}");
+        return format!(
+            "{message}; every [[service.gauge]] needs kind = one of {}",
+            kind_names()
+        );
     }
     message.to_owned()
 }
@@ -669,243 +516,39 @@ fn validate_service(
     })
 }
 
-fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 fn validate_gauge(
     raw: RawGauge,
     span: Range<usize>,
     service: &str,
     service_limit: Option<f64>,
     service_leak: &DetectorConfig,
-    c: &mut Problems<'_>,
+    problems: &mut Problems<'_>,
 ) -> Option<GaugeConfig> {
     let kind = raw.kind.get_ref().as_str();
-    let timeout = raw
-        .timeout
-        .map_or(Duration::from_secs(5), ConfigDuration::get);
-    let mut used: Vec<&'static str> = Vec::new();
-    let missing = |c: &mut Problems<'_>, field: &str, example: &str| {
-        c.at(
-            span.clone(),
-            format!("service \"{service}\": gauge kind = \"{kind}\" needs {field}, e.g. {example}"),
+    let Some(entry) = KINDS.iter().find(|k| k.names.contains(&kind)) else {
+        problems.at(
+            raw.kind.span(),
+            format!(
+                "service \"{service}\": unknown gauge kind = \"{kind}\"; use one of {}",
+                kind_names()
+            ),
         );
+        return None;
     };
-    let spec = match kind {
-        "pss" => Some(GaugeSpec::Memory(MemoryKind::Pss)),
-        "rss" => Some(GaugeSpec::Memory(MemoryKind::Rss)),
-        "uss" => Some(GaugeSpec::Memory(MemoryKind::Uss)),
-        "cgroup_memory" => Some(GaugeSpec::CgroupMemory),
-        "fds" => Some(GaugeSpec::Fds),
-        "threads" => Some(GaugeSpec::Threads),
-        "kamailio_shm" | "kamailio_pkg" => {
-            used.extend(["url", "field", "timeout"]);
-            let url = check_url(&raw.url, kind, service, c);
-            if raw.url.is_none() {
-                missing(
-                    c,
-                    "url",
-                    "url = \"http://127.0.0.1:5060/RPC\" (xhttp + jsonrpcs)",
-                );
-            }
-            let allowed: &[&str] = if kind == "kamailio_shm" {
-                &["used", "real_used", "free", "max_used", "total"]
-            } else {
-                &["used", "real_used", "free"]
-            };
-            let field = match &raw.field {
-                None => "real_used".to_owned(),
-                Some(f) if allowed.contains(&f.get_ref().as_str()) => f.get_ref().clone(),
-                Some(f) => {
-                    c.at(
-                        f.span(),
-                        format!(
-                            "field = \"{}\" is not a {kind} figure; use one of {}",
-                            f.get_ref(),
-                            allowed.join(", ")
-                        ),
-                    );
-                    "real_used".to_owned()
-                }
-            };
-            if kind == "kamailio_shm" {
-                url.map(|url| GaugeSpec::KamailioShm {
-                    url,
-                    field,
-                    timeout,
-                })
-            } else {
-                used.push("aggregate");
-                url.map(|url| GaugeSpec::KamailioPkg {
-                    url,
-                    field,
-                    aggregate: raw.aggregate.unwrap_or(Aggregate::Max),
-                    timeout,
-                })
-            }
-        }
-        "http_json" => {
-            used.extend(["url", "pointer", "timeout"]);
-            let url = check_url(&raw.url, kind, service, c);
-            if raw.url.is_none() {
-                missing(c, "url", "url = \"http://127.0.0.1:8080/stats\"");
-            }
-            let pointer = match &raw.pointer {
-                None => {
-                    missing(
-                        c,
-                        "pointer",
-                        "pointer = \"/sessions/active\" (a JSON pointer, RFC 6901)",
-                    );
-                    None
-                }
-                Some(p) if !p.get_ref().is_empty() && !p.get_ref().starts_with('/') => {
-                    c.at(
-                        p.span(),
-                        format!(
-                            "pointer = \"{}\" is not a JSON pointer; it starts with '/', e.g. \"/{}\"",
-                            p.get_ref(),
-                            p.get_ref().replace('.', "/")
-                        ),
-                    );
-                    None
-                }
-                Some(p) => Some(p.get_ref().clone()),
-            };
-            match (url, pointer) {
-                (Some(url), Some(pointer)) => Some(GaugeSpec::HttpJson {
-                    url,
-                    pointer,
-                    timeout,
-                }),
-                _ => None,
-            }
-        }
-        "log_regex" => {
-            used.extend(["file", "regex"]);
-            if raw.file.is_none() {
-                missing(c, "file", "file = \"/var/log/webbridge.log\"");
-            }
-            let regex = match &raw.regex {
-                None => {
-                    missing(
-                        c,
-                        "regex",
-                        r#"regex = 'Stats (\d+)' (the first group is the value)"#,
-                    );
-                    None
-                }
-                Some(text) => match Regex::new(text.get_ref()) {
-                    Ok(re) => Some(re),
-                    Err(e) => {
-                        c.at(
-                            text.span(),
-                            format!("regex is not valid: {}", one_line(&e.to_string())),
-                        );
-                        None
-                    }
-                },
-            };
-            match (raw.file.clone(), regex) {
-                (Some(file), Some(regex)) => Some(GaugeSpec::LogRegex { file, regex }),
-                _ => None,
-            }
-        }
-        "log_alert" => {
-            used.extend(["file", "patterns"]);
-            if raw.file.is_none() {
-                missing(c, "file", "file = \"/var/log/kamailio.log\"");
-            }
-            let mut patterns = Vec::new();
-            match &raw.patterns {
-                None => missing(c, "patterns", r#"patterns = ["no more shm memory"]"#),
-                Some(list) if list.get_ref().is_empty() => c.at(
-                    list.span(),
-                    "patterns is empty; list at least one regex, e.g. [\"no more shm memory\"]"
-                        .to_owned(),
-                ),
-                Some(list) => {
-                    for p in list.get_ref() {
-                        match Regex::new(p.get_ref()) {
-                            Ok(re) => patterns.push(re),
-                            Err(e) => c.at(
-                                p.span(),
-                                format!(
-                                    "pattern is not a valid regex: {}",
-                                    one_line(&e.to_string())
-                                ),
-                            ),
-                        }
-                    }
-                }
-            }
-            match raw.file.clone() {
-                Some(file) if !patterns.is_empty() => Some(GaugeSpec::LogAlert { file, patterns }),
-                _ => None,
-            }
-        }
-        "command" => {
-            used.extend(["command", "timeout"]);
-            match &raw.command {
-                None => {
-                    missing(
-                        c,
-                        "command",
-                        "command = \"webbridge stats | tail -1\" (run by /bin/sh -c)",
-                    );
-                    None
-                }
-                Some(cmd) => Some(GaugeSpec::Command {
-                    command: cmd.get_ref().clone(),
-                    timeout,
-                }),
-            }
-        }
-        "filesystem" => {
-            used.push("path");
-            match &raw.path {
-                None => {
-                    missing(c, "path", "path = \"/var/spool/recordings\"");
-                    None
-                }
-                Some(path) => Some(GaugeSpec::Filesystem { path: path.clone() }),
-            }
-        }
-        other => {
-            c.at(
-                raw.kind.span(),
+    let spec = (entry.check)(
+        &raw,
+        &mut GaugeCheck::new(&raw, service, span.clone(), problems),
+    );
+
+    // Keys that belong to another kind are mistakes worth pointing at.
+    for (key, at) in raw.written_keys(&span) {
+        if !entry.keys.contains(&key) {
+            problems.at(
+                at,
                 format!(
-                    "service \"{service}\": unknown gauge kind = \"{other}\"; use one of {KINDS}"
+                    "service \"{service}\": {key} does not apply to a gauge of kind = \"{kind}\"; remove it"
                 ),
             );
-            return None;
-        }
-    };
-
-    // Fields that belong to another kind are mistakes worth pointing at.
-    let stray = [
-        ("url", raw.url.as_ref().map(|s| s.span())),
-        ("field", raw.field.as_ref().map(|s| s.span())),
-        ("aggregate", raw.aggregate.map(|_| span.clone())),
-        ("pointer", raw.pointer.as_ref().map(|s| s.span())),
-        ("file", raw.file.as_ref().map(|_| span.clone())),
-        ("regex", raw.regex.as_ref().map(|s| s.span())),
-        ("patterns", raw.patterns.as_ref().map(|s| s.span())),
-        ("command", raw.command.as_ref().map(|s| s.span())),
-        ("timeout", raw.timeout.map(|_| span.clone())),
-        ("path", raw.path.as_ref().map(|_| span.clone())),
-    ];
-    for (field, at) in stray {
-        if let Some(at) = at {
-            if !used.contains(&field) {
-                c.at(
-                    at,
-                    format!(
-                        "service \"{service}\": {field} does not apply to a gauge of kind = \"{kind}\"; remove it"
-                    ),
-                );
-            }
         }
     }
 
@@ -913,7 +556,7 @@ fn validate_gauge(
     let name = match &raw.name {
         Some(n) => {
             if !valid_name(n.get_ref()) {
-                c.at(
+                problems.at(
                     n.span(),
                     format!(
                         "gauge name \"{}\" may only use letters, digits, '_', '-' and '.'",
@@ -930,9 +573,7 @@ fn validate_gauge(
     } else {
         None
     });
-    let detect = raw
-        .detect
-        .unwrap_or(!matches!(spec, GaugeSpec::LogAlert { .. }));
+    let detect = raw.detect.unwrap_or(spec.detect_by_default());
     Some(GaugeConfig {
         name,
         spec,
@@ -940,27 +581,6 @@ fn validate_gauge(
         detect,
         leak: raw.leak.unwrap_or_else(|| service_leak.clone()),
     })
-}
-
-fn check_url(
-    url: &Option<Spanned<String>>,
-    kind: &str,
-    service: &str,
-    c: &mut Problems<'_>,
-) -> Option<String> {
-    let url = url.as_ref()?;
-    let text = url.get_ref();
-    if text.starts_with("http://") || text.starts_with("https://") {
-        Some(text.clone())
-    } else {
-        c.at(
-            url.span(),
-            format!(
-                "service \"{service}\": url = \"{text}\" for {kind} must start with http:// or https://"
-            ),
-        );
-        None
-    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,9 @@
 //! (`mark_restart`) and is written to the history too. Samples whose time does not move forward
 //! (a clock stepped back) are shown but not fed to the detector, which needs ordered time.
 
-use super::config::{GaugeConfig, GaugeSpec};
+use std::path::Path;
+
+use super::config::GaugeConfig;
 use super::events::{AgentEvent, ClearReason, EventSink};
 use super::history::{GaugeHistory, HistoryEntry};
 use super::metrics::{gauge_labels, AgentMetrics};
@@ -151,10 +153,12 @@ impl GaugeTrack {
 
         for alert in reading.alerts {
             metrics.log_alerts.get_or_create(&labels).inc();
-            let file = match &self.config.spec {
-                GaugeSpec::LogAlert { file, .. } | GaugeSpec::LogRegex { file, .. } => file.clone(),
-                _ => Default::default(),
-            };
+            let file = self
+                .config
+                .spec
+                .log_file()
+                .map(Path::to_path_buf)
+                .unwrap_or_default();
             sink.emit(AgentEvent::LogAlert {
                 service: self.service.clone(),
                 gauge: self.config.name.clone(),
@@ -166,7 +170,7 @@ impl GaugeTrack {
         }
 
         let Some(value) = reading.value else {
-            if needs_processes(&self.config.spec) {
+            if self.config.spec.reads_processes() {
                 metrics.remove_gauge_value(&labels);
             }
             return;
@@ -307,12 +311,4 @@ impl GaugeTrack {
             samples: self.samples,
         }
     }
-}
-
-/// Whether the gauge reads the service's processes (and so has nothing while it is missing).
-fn needs_processes(spec: &GaugeSpec) -> bool {
-    matches!(
-        spec,
-        GaugeSpec::Memory(_) | GaugeSpec::Fds | GaugeSpec::Threads | GaugeSpec::CgroupMemory
-    )
 }

@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::kind::{BuildContext, GaugeCheck, GaugeKind, RawGauge};
 use crate::agent::sampler::{Reading, SampleContext, SampleError, SampleFuture, Sampler};
 
 /// A `memory.max` (or v1 `memory.limit_in_bytes`) in bytes; `None` when unlimited or unreadable.
@@ -105,6 +106,35 @@ impl Sampler for CgroupMemorySampler {
                 alerts: Vec::new(),
             })
         })
+    }
+}
+
+/// `kind = "cgroup_memory"`: the cgroup's `memory.current`; limit found from `memory.max`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CgroupMemoryConfig;
+
+impl GaugeKind for CgroupMemoryConfig {
+    const NAMES: &'static [&'static str] = &["cgroup_memory"];
+    const KEYS: &'static [&'static str] = &[];
+
+    fn check(_raw: &RawGauge, _c: &mut GaugeCheck<'_, '_>) -> Option<Self> {
+        Some(CgroupMemoryConfig)
+    }
+
+    fn build(&self, ctx: &BuildContext<'_>) -> Box<dyn Sampler> {
+        Box::new(CgroupMemorySampler::new(ctx.cgroup_root.to_owned()))
+    }
+
+    fn unit(&self) -> &'static str {
+        "bytes"
+    }
+
+    fn is_memory(&self) -> bool {
+        true
+    }
+
+    fn reads_processes(&self) -> bool {
+        true
     }
 }
 

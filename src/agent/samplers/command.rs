@@ -11,6 +11,7 @@ use std::time::Duration;
 use regex::Regex;
 use tokio::io::AsyncReadExt;
 
+use super::kind::{BuildContext, GaugeCheck, GaugeKind, RawGauge};
 use crate::agent::sampler::{Reading, SampleContext, SampleError, SampleFuture, Sampler};
 
 /// Most bytes of output read.
@@ -127,6 +128,44 @@ impl Drop for ProcessGroup {
 impl Sampler for CommandSampler {
     fn sample<'a>(&'a mut self, _ctx: &'a SampleContext) -> SampleFuture<'a> {
         Box::pin(async move { self.run().await.map(Reading::value) })
+    }
+}
+
+/// `kind = "command"`: the first number printed by a shell command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommandConfig {
+    pub command: String,
+    pub timeout: Duration,
+}
+
+impl GaugeKind for CommandConfig {
+    const NAMES: &'static [&'static str] = &["command"];
+    const KEYS: &'static [&'static str] = &["command", "timeout"];
+
+    fn check(raw: &RawGauge, c: &mut GaugeCheck<'_, '_>) -> Option<Self> {
+        let Some(command) = &raw.command else {
+            c.missing(
+                "command",
+                "command = \"webbridge stats | tail -1\" (run by /bin/sh -c)",
+            );
+            return None;
+        };
+        Some(CommandConfig {
+            command: command.get_ref().clone(),
+            timeout: c.timeout,
+        })
+    }
+
+    fn build(&self, _ctx: &BuildContext<'_>) -> Box<dyn Sampler> {
+        Box::new(CommandSampler::new(self.command.clone(), self.timeout))
+    }
+
+    fn timeout(&self) -> Option<Duration> {
+        Some(self.timeout)
+    }
+
+    fn cap_timeout(&mut self, max: Duration) {
+        self.timeout = self.timeout.min(max);
     }
 }
 

@@ -10,6 +10,7 @@
 //! [`crate::agent::proc`]) and one
 //! `prlimit` call (reading `/proc/PID/limits` only when `prlimit` is not allowed on that process).
 
+use super::kind::{BuildContext, GaugeCheck, GaugeKind, RawGauge};
 use crate::agent::sampler::{Reading, SampleContext, SampleError, SampleFuture, Sampler};
 
 /// Samples the summed descriptor count.
@@ -39,5 +40,30 @@ impl Sampler for FdSampler {
                 alerts: Vec::new(),
             })
         })
+    }
+}
+
+/// `kind = "fds"`: open descriptors summed over the processes; limit found from `RLIMIT_NOFILE`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FdsConfig;
+
+impl GaugeKind for FdsConfig {
+    const NAMES: &'static [&'static str] = &["fds"];
+    const KEYS: &'static [&'static str] = &[];
+
+    fn check(_raw: &RawGauge, _c: &mut GaugeCheck<'_, '_>) -> Option<Self> {
+        Some(FdsConfig)
+    }
+
+    fn build(&self, _ctx: &BuildContext<'_>) -> Box<dyn Sampler> {
+        Box::new(FdSampler)
+    }
+
+    fn unit(&self) -> &'static str {
+        "descriptors"
+    }
+
+    fn reads_processes(&self) -> bool {
+        true
     }
 }

@@ -11,6 +11,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::kind::{BuildContext, GaugeCheck, GaugeKind, RawGauge};
 use crate::agent::sampler::{Reading, SampleContext, SampleError, SampleFuture, Sampler};
 
 /// Bytes used and bytes usable on a filesystem.
@@ -75,5 +76,32 @@ impl Sampler for FilesystemSampler {
                 alerts: Vec::new(),
             })
         })
+    }
+}
+
+/// `kind = "filesystem"`: bytes used on the filesystem holding `path`; limit found from its size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FilesystemConfig {
+    pub path: PathBuf,
+}
+
+impl GaugeKind for FilesystemConfig {
+    const NAMES: &'static [&'static str] = &["filesystem"];
+    const KEYS: &'static [&'static str] = &["path"];
+
+    fn check(raw: &RawGauge, c: &mut GaugeCheck<'_, '_>) -> Option<Self> {
+        let Some(path) = &raw.path else {
+            c.missing("path", "path = \"/var/spool/recordings\"");
+            return None;
+        };
+        Some(FilesystemConfig { path: path.clone() })
+    }
+
+    fn build(&self, _ctx: &BuildContext<'_>) -> Box<dyn Sampler> {
+        Box::new(FilesystemSampler::new(self.path.clone()))
+    }
+
+    fn unit(&self) -> &'static str {
+        "bytes"
     }
 }

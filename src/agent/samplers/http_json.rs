@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::kind::{BuildContext, GaugeCheck, GaugeKind, RawGauge};
 use crate::agent::sampler::{Reading, SampleContext, SampleError, SampleFuture, Sampler};
 
 /// Most bytes of body accepted.
@@ -121,6 +122,67 @@ impl Sampler for HttpJsonSampler {
                 .map_err(|e| SampleError::new(format!("{}: {e}", self.url)))?;
             Ok(Reading::value(value))
         })
+    }
+}
+
+/// `kind = "http_json"`: a number in the JSON document served at `url`, found by a JSON pointer
+/// (RFC 6901).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpJsonConfig {
+    pub url: String,
+    pub pointer: String,
+    pub timeout: Duration,
+}
+
+impl GaugeKind for HttpJsonConfig {
+    const NAMES: &'static [&'static str] = &["http_json"];
+    const KEYS: &'static [&'static str] = &["url", "pointer", "timeout"];
+
+    fn check(raw: &RawGauge, c: &mut GaugeCheck<'_, '_>) -> Option<Self> {
+        let url = c.url(&raw.url, "url = \"http://127.0.0.1:8080/stats\"");
+        let pointer = match &raw.pointer {
+            None => {
+                c.missing(
+                    "pointer",
+                    "pointer = \"/sessions/active\" (a JSON pointer, RFC 6901)",
+                );
+                None
+            }
+            Some(p) if !p.get_ref().is_empty() && !p.get_ref().starts_with('/') => {
+                c.error(
+                    p.span(),
+                    format!(
+                        "pointer = \"{}\" is not a JSON pointer; it starts with '/', e.g. \"/{}\"",
+                        p.get_ref(),
+                        p.get_ref().replace('.', "/")
+                    ),
+                );
+                None
+            }
+            Some(p) => Some(p.get_ref().clone()),
+        };
+        Some(HttpJsonConfig {
+            url: url?,
+            pointer: pointer?,
+            timeout: c.timeout,
+        })
+    }
+
+    fn build(&self, ctx: &BuildContext<'_>) -> Box<dyn Sampler> {
+        Box::new(HttpJsonSampler::new(
+            ctx.client.clone(),
+            self.url.clone(),
+            self.pointer.clone(),
+            self.timeout,
+        ))
+    }
+
+    fn timeout(&self) -> Option<Duration> {
+        Some(self.timeout)
+    }
+
+    fn cap_timeout(&mut self, max: Duration) {
+        self.timeout = self.timeout.min(max);
     }
 }
 

@@ -10,10 +10,12 @@
 
 use std::time::Duration;
 
+use serde::Deserialize;
 use serde_json::{json, Value};
+use toml::Spanned;
 
 use super::http_json::{as_number, fetch_json};
-use crate::agent::config::Aggregate;
+use super::kind::{BuildContext, GaugeCheck, GaugeKind, RawGauge};
 use crate::agent::sampler::{Reading, SampleContext, SampleError, SampleFuture, Sampler};
 
 /// Which Kamailio pool.
@@ -124,6 +126,136 @@ impl Sampler for KamailioSampler {
                 alerts: Vec::new(),
             })
         })
+    }
+}
+
+/// How a per-process Kamailio figure is folded over the processes (`aggregate = "max"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Aggregate {
+    /// The largest value of any process (the one closest to running out).
+    Max,
+    /// The total over the processes.
+    Sum,
+}
+
+/// `kind = "kamailio_shm"`: the shared memory pool through JSON-RPC `core.shmmem`; limit found
+/// from `total`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KamailioShmConfig {
+    pub url: String,
+    pub field: String,
+    pub timeout: Duration,
+}
+
+/// `kind = "kamailio_pkg"`: the private (pkg) memory through JSON-RPC `pkg.stats`; limit found
+/// from `total_size`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KamailioPkgConfig {
+    pub url: String,
+    pub field: String,
+    pub aggregate: Aggregate,
+    pub timeout: Duration,
+}
+
+/// `url` and `field` of either pool, checked; `field` defaults to `real_used`.
+fn check_url_and_field(
+    raw: &RawGauge,
+    c: &mut GaugeCheck<'_, '_>,
+    allowed: &[&str],
+) -> (Option<String>, String) {
+    let url = c.url(
+        &raw.url,
+        "url = \"http://127.0.0.1:5060/RPC\" (xhttp + jsonrpcs)",
+    );
+    let field = match &raw.field {
+        None => "real_used".to_owned(),
+        Some(f) if allowed.contains(&f.get_ref().as_str()) => f.get_ref().clone(),
+        Some(f) => {
+            let message = format!(
+                "field = \"{}\" is not a {} figure; use one of {}",
+                f.get_ref(),
+                c.kind,
+                allowed.join(", ")
+            );
+            c.error(Spanned::span(f), message);
+            "real_used".to_owned()
+        }
+    };
+    (url, field)
+}
+
+impl GaugeKind for KamailioShmConfig {
+    const NAMES: &'static [&'static str] = &["kamailio_shm"];
+    const KEYS: &'static [&'static str] = &["url", "field", "timeout"];
+
+    fn check(raw: &RawGauge, c: &mut GaugeCheck<'_, '_>) -> Option<Self> {
+        let allowed = ["used", "real_used", "free", "max_used", "total"];
+        let (url, field) = check_url_and_field(raw, c, &allowed);
+        Some(KamailioShmConfig {
+            url: url?,
+            field,
+            timeout: c.timeout,
+        })
+    }
+
+    fn build(&self, ctx: &BuildContext<'_>) -> Box<dyn Sampler> {
+        Box::new(KamailioSampler::new(
+            ctx.client.clone(),
+            self.url.clone(),
+            Pool::Shared,
+            self.field.clone(),
+            self.timeout,
+        ))
+    }
+
+    fn unit(&self) -> &'static str {
+        "bytes"
+    }
+
+    fn timeout(&self) -> Option<Duration> {
+        Some(self.timeout)
+    }
+
+    fn cap_timeout(&mut self, max: Duration) {
+        self.timeout = self.timeout.min(max);
+    }
+}
+
+impl GaugeKind for KamailioPkgConfig {
+    const NAMES: &'static [&'static str] = &["kamailio_pkg"];
+    const KEYS: &'static [&'static str] = &["url", "field", "timeout", "aggregate"];
+
+    fn check(raw: &RawGauge, c: &mut GaugeCheck<'_, '_>) -> Option<Self> {
+        let (url, field) = check_url_and_field(raw, c, &["used", "real_used", "free"]);
+        Some(KamailioPkgConfig {
+            url: url?,
+            field,
+            aggregate: raw.aggregate.unwrap_or(Aggregate::Max),
+            timeout: c.timeout,
+        })
+    }
+
+    fn build(&self, ctx: &BuildContext<'_>) -> Box<dyn Sampler> {
+        Box::new(KamailioSampler::new(
+            ctx.client.clone(),
+            self.url.clone(),
+            Pool::Private(self.aggregate),
+            self.field.clone(),
+            self.timeout,
+        ))
+    }
+
+    fn unit(&self) -> &'static str {
+        "bytes"
+    }
+
+    fn timeout(&self) -> Option<Duration> {
+        Some(self.timeout)
+    }
+
+    fn cap_timeout(&mut self, max: Duration) {
+        self.timeout = self.timeout.min(max);
     }
 }
 

@@ -5,8 +5,11 @@
 //! turns it into an event). The gauge's value counts the matches since the agent started, so a
 //! dashboard shows how often it happened. Not fed to the leak detector by default.
 
+use std::path::{Path, PathBuf};
+
 use regex::Regex;
 
+use super::kind::{BuildContext, GaugeCheck, GaugeKind, RawGauge};
 use crate::agent::log_tail::LogTail;
 use crate::agent::sampler::{
     LogAlertLine, Reading, SampleContext, SampleError, SampleFuture, Sampler,
@@ -59,5 +62,61 @@ impl Sampler for LogAlertSampler {
                 alerts,
             })
         })
+    }
+}
+
+/// `kind = "log_alert"`: lines of `file` matching any pattern raise an immediate alert; the value
+/// counts them.
+#[derive(Clone, Debug)]
+pub struct LogAlertConfig {
+    pub file: PathBuf,
+    pub patterns: Vec<Regex>,
+}
+
+impl GaugeKind for LogAlertConfig {
+    const NAMES: &'static [&'static str] = &["log_alert"];
+    const KEYS: &'static [&'static str] = &["file", "patterns"];
+
+    fn check(raw: &RawGauge, c: &mut GaugeCheck<'_, '_>) -> Option<Self> {
+        if raw.file.is_none() {
+            c.missing("file", "file = \"/var/log/kamailio.log\"");
+        }
+        let mut patterns = Vec::new();
+        match &raw.patterns {
+            None => c.missing("patterns", r#"patterns = ["no more shm memory"]"#),
+            Some(list) if list.get_ref().is_empty() => c.error(
+                list.span(),
+                "patterns is empty; list at least one regex, e.g. [\"no more shm memory\"]"
+                    .to_owned(),
+            ),
+            Some(list) => {
+                for p in list.get_ref() {
+                    patterns.extend(c.regex(p, "pattern is not a valid regex"));
+                }
+            }
+        }
+        match raw.file.clone() {
+            Some(file) if !patterns.is_empty() => Some(LogAlertConfig { file, patterns }),
+            _ => None,
+        }
+    }
+
+    fn build(&self, _ctx: &BuildContext<'_>) -> Box<dyn Sampler> {
+        Box::new(LogAlertSampler::new(
+            LogTail::new(&self.file),
+            self.patterns.clone(),
+        ))
+    }
+
+    fn unit(&self) -> &'static str {
+        "matches"
+    }
+
+    fn detect_by_default(&self) -> bool {
+        false
+    }
+
+    fn log_file(&self) -> Option<&Path> {
+        Some(&self.file)
     }
 }

@@ -6,8 +6,11 @@
 //! A tick with no new matching line records nothing: the gauge keeps its last value. The file is
 //! followed across rotation and truncation by [`LogTail`].
 
+use std::path::{Path, PathBuf};
+
 use regex::Regex;
 
+use super::kind::{BuildContext, GaugeCheck, GaugeKind, RawGauge};
 use crate::agent::log_tail::LogTail;
 use crate::agent::sampler::{Reading, SampleContext, SampleError, SampleFuture, Sampler};
 
@@ -48,6 +51,50 @@ impl Sampler for LogRegexSampler {
                 ..Reading::default()
             })
         })
+    }
+}
+
+/// `kind = "log_regex"`: the first capture group of `regex` in the newest matching line
+/// appended to `file`.
+#[derive(Clone, Debug)]
+pub struct LogRegexConfig {
+    pub file: PathBuf,
+    pub regex: Regex,
+}
+
+impl GaugeKind for LogRegexConfig {
+    const NAMES: &'static [&'static str] = &["log_regex"];
+    const KEYS: &'static [&'static str] = &["file", "regex"];
+
+    fn check(raw: &RawGauge, c: &mut GaugeCheck<'_, '_>) -> Option<Self> {
+        if raw.file.is_none() {
+            c.missing("file", "file = \"/var/log/webbridge.log\"");
+        }
+        let regex = match &raw.regex {
+            None => {
+                c.missing(
+                    "regex",
+                    r#"regex = 'Stats (\d+)' (the first group is the value)"#,
+                );
+                None
+            }
+            Some(text) => c.regex(text, "regex is not valid"),
+        };
+        Some(LogRegexConfig {
+            file: raw.file.clone()?,
+            regex: regex?,
+        })
+    }
+
+    fn build(&self, _ctx: &BuildContext<'_>) -> Box<dyn Sampler> {
+        Box::new(LogRegexSampler::new(
+            LogTail::new(&self.file),
+            self.regex.clone(),
+        ))
+    }
+
+    fn log_file(&self) -> Option<&Path> {
+        Some(&self.file)
     }
 }
 

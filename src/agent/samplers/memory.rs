@@ -9,7 +9,7 @@
 //! cgroup's `memory.max` is the limit found.
 
 use super::cgroup_memory;
-use crate::agent::config::MemoryKind;
+use super::kind::{BuildContext, GaugeCheck, GaugeKind, RawGauge};
 use crate::agent::proc::MemoryTotals;
 use crate::agent::sampler::{Reading, SampleContext, SampleError, SampleFuture, Sampler};
 
@@ -53,5 +53,60 @@ impl Sampler for MemorySampler {
                 alerts: Vec::new(),
             })
         })
+    }
+}
+
+/// `kind = "pss"`, `"rss"` or `"uss"`: which memory figure of the service's processes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemoryKind {
+    /// Resident set size (shared pages counted once per process).
+    Rss,
+    /// Proportional set size (shared pages divided among the processes sharing them).
+    Pss,
+    /// Unique set size (pages private to one process).
+    Uss,
+}
+
+impl MemoryKind {
+    /// The `kind` label of `sipwatch_service_memory_bytes`.
+    pub fn label(self) -> &'static str {
+        match self {
+            MemoryKind::Rss => "rss",
+            MemoryKind::Pss => "pss",
+            MemoryKind::Uss => "uss",
+        }
+    }
+}
+
+impl GaugeKind for MemoryKind {
+    const NAMES: &'static [&'static str] = &["pss", "rss", "uss"];
+    const KEYS: &'static [&'static str] = &[];
+
+    fn check(raw: &RawGauge, _c: &mut GaugeCheck<'_, '_>) -> Option<Self> {
+        match raw.kind.get_ref().as_str() {
+            "rss" => Some(MemoryKind::Rss),
+            "uss" => Some(MemoryKind::Uss),
+            _ => Some(MemoryKind::Pss),
+        }
+    }
+
+    fn build(&self, _ctx: &BuildContext<'_>) -> Box<dyn Sampler> {
+        Box::new(MemorySampler::new(*self))
+    }
+
+    fn name(&self) -> &'static str {
+        self.label()
+    }
+
+    fn unit(&self) -> &'static str {
+        "bytes"
+    }
+
+    fn is_memory(&self) -> bool {
+        true
+    }
+
+    fn reads_processes(&self) -> bool {
+        true
     }
 }

@@ -1,5 +1,12 @@
-//! The samplers, one file per gauge kind, and [`build`], which makes the sampler a gauge's config
-//! asks for. Each implements [`crate::agent::sampler::Sampler`].
+//! The gauge kinds, one file each, and their registry: [`gauge_kinds!`] below is the one place
+//! that lists them.
+//!
+//! A kind's file holds its config struct (implementing [`kind::GaugeKind`]: the names of
+//! `kind = "..."` it answers to, the keys it reads, its checks, its unit and the like, and
+//! `build`, which makes its sampler) and its sampler (implementing
+//! [`crate::agent::sampler::Sampler`]). To add a kind: write `samplers/NAME.rs` that way, add
+//! `pub mod NAME;` and one line `Variant(NAME::NameConfig),` to the table below. (Only a kind
+//! that needs a key no kind has yet also adds it to [`kind::RawGauge`].)
 
 pub mod cgroup_memory;
 pub mod command;
@@ -7,73 +14,142 @@ pub mod fds;
 pub mod filesystem;
 pub mod http_json;
 pub mod kamailio;
+pub mod kind;
 pub mod log_alert;
 pub mod log_regex;
 pub mod memory;
 pub mod threads;
 
 use std::path::Path;
+use std::time::Duration;
 
-use super::config::GaugeSpec;
-use super::log_tail::LogTail;
+use kind::{BuildContext, GaugeCheck, GaugeKind, RawGauge};
+
 use super::sampler::Sampler;
 
-/// The sampler for a gauge. `client` is shared by the HTTP samplers; `cgroup_root` is the cgroup v2
-/// mount.
+/// One registered kind, as the config check finds it by name.
+pub struct KindEntry {
+    /// The names of `kind = "..."` it answers to.
+    pub names: &'static [&'static str],
+    /// The keys it reads beyond the common ones.
+    pub keys: &'static [&'static str],
+    /// Its checks.
+    pub check: fn(&RawGauge, &mut GaugeCheck<'_, '_>) -> Option<GaugeSpec>,
+}
+
+/// Makes [`GaugeSpec`] (one variant per kind), [`KINDS`] and the dispatch of every
+/// [`GaugeKind`] method from the table of kinds.
+macro_rules! gauge_kinds {
+    ($($variant:ident($config:ty),)*) => {
+        /// What a gauge measures, with the settings its kind needs.
+        #[derive(Clone, Debug)]
+        pub enum GaugeSpec {
+            $($variant($config),)*
+        }
+
+        /// Every kind, in the order `kind = "..."` errors list them.
+        pub const KINDS: &[KindEntry] = &[$(KindEntry {
+            names: <$config as GaugeKind>::NAMES,
+            keys: <$config as GaugeKind>::KEYS,
+            check: |raw, c| <$config as GaugeKind>::check(raw, c).map(GaugeSpec::$variant),
+        },)*];
+
+        impl GaugeSpec {
+            /// The name of the kind, as written in `kind = "..."`.
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $(GaugeSpec::$variant(k) => k.name(),)*
+                }
+            }
+
+            /// The unit of the values, for reports.
+            pub fn unit(&self) -> &'static str {
+                match self {
+                    $(GaugeSpec::$variant(k) => k.unit(),)*
+                }
+            }
+
+            /// Whether the gauge measures memory in bytes (the service's `limit` applies to it).
+            pub fn is_memory(&self) -> bool {
+                match self {
+                    $(GaugeSpec::$variant(k) => k.is_memory(),)*
+                }
+            }
+
+            /// Whether the gauge reads the service's processes (and so has nothing while it is missing).
+            pub fn reads_processes(&self) -> bool {
+                match self {
+                    $(GaugeSpec::$variant(k) => k.reads_processes(),)*
+                }
+            }
+
+            /// Whether samples go through the leak detector when `detect` is not written.
+            pub fn detect_by_default(&self) -> bool {
+                match self {
+                    $(GaugeSpec::$variant(k) => k.detect_by_default(),)*
+                }
+            }
+
+            /// How long one sample may take, for the gauges that wait on something outside.
+            pub fn timeout(&self) -> Option<Duration> {
+                match self {
+                    $(GaugeSpec::$variant(k) => k.timeout(),)*
+                }
+            }
+
+            /// The log file the gauge follows, named in its log alerts.
+            pub fn log_file(&self) -> Option<&Path> {
+                match self {
+                    $(GaugeSpec::$variant(k) => k.log_file(),)*
+                }
+            }
+
+            /// The gauge's sampler.
+            fn build(&self, ctx: &BuildContext<'_>) -> Box<dyn Sampler> {
+                match self {
+                    $(GaugeSpec::$variant(k) => k.build(ctx),)*
+                }
+            }
+
+            /// Lowers the timeout (of the gauges that have one) to at most `max`.
+            pub fn cap_timeout(&mut self, max: Duration) {
+                match self {
+                    $(GaugeSpec::$variant(k) => k.cap_timeout(max),)*
+                }
+            }
+        }
+    };
+}
+
+gauge_kinds! {
+    Memory(memory::MemoryKind),
+    CgroupMemory(cgroup_memory::CgroupMemoryConfig),
+    Fds(fds::FdsConfig),
+    Threads(threads::ThreadsConfig),
+    KamailioShm(kamailio::KamailioShmConfig),
+    KamailioPkg(kamailio::KamailioPkgConfig),
+    HttpJson(http_json::HttpJsonConfig),
+    LogRegex(log_regex::LogRegexConfig),
+    LogAlert(log_alert::LogAlertConfig),
+    Command(command::CommandConfig),
+    Filesystem(filesystem::FilesystemConfig),
+}
+
+/// The names of every kind, for errors: `pss, rss, uss, cgroup_memory, ...`.
+pub fn kind_names() -> String {
+    KINDS
+        .iter()
+        .flat_map(|k| k.names.iter().copied())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The sampler for a gauge. `client` is shared by the HTTP samplers; `cgroup_root` is the cgroup
+/// v2 mount.
 pub fn build(spec: &GaugeSpec, client: &reqwest::Client, cgroup_root: &Path) -> Box<dyn Sampler> {
-    match spec {
-        GaugeSpec::Memory(kind) => Box::new(memory::MemorySampler::new(*kind)),
-        GaugeSpec::CgroupMemory => Box::new(cgroup_memory::CgroupMemorySampler::new(
-            cgroup_root.to_owned(),
-        )),
-        GaugeSpec::Fds => Box::new(fds::FdSampler),
-        GaugeSpec::Threads => Box::new(threads::ThreadSampler),
-        GaugeSpec::KamailioShm {
-            url,
-            field,
-            timeout,
-        } => Box::new(kamailio::KamailioSampler::new(
-            client.clone(),
-            url.clone(),
-            kamailio::Pool::Shared,
-            field.clone(),
-            *timeout,
-        )),
-        GaugeSpec::KamailioPkg {
-            url,
-            field,
-            aggregate,
-            timeout,
-        } => Box::new(kamailio::KamailioSampler::new(
-            client.clone(),
-            url.clone(),
-            kamailio::Pool::Private(*aggregate),
-            field.clone(),
-            *timeout,
-        )),
-        GaugeSpec::HttpJson {
-            url,
-            pointer,
-            timeout,
-        } => Box::new(http_json::HttpJsonSampler::new(
-            client.clone(),
-            url.clone(),
-            pointer.clone(),
-            *timeout,
-        )),
-        GaugeSpec::LogRegex { file, regex } => Box::new(log_regex::LogRegexSampler::new(
-            LogTail::new(file),
-            regex.clone(),
-        )),
-        GaugeSpec::LogAlert { file, patterns } => Box::new(log_alert::LogAlertSampler::new(
-            LogTail::new(file),
-            patterns.clone(),
-        )),
-        GaugeSpec::Command { command, timeout } => {
-            Box::new(command::CommandSampler::new(command.clone(), *timeout))
-        }
-        GaugeSpec::Filesystem { path } => {
-            Box::new(filesystem::FilesystemSampler::new(path.clone()))
-        }
-    }
+    let ctx = BuildContext {
+        client,
+        cgroup_root,
+    };
+    spec.build(&ctx)
 }

@@ -2,6 +2,7 @@
 //! leak (a pool that never shrinks, a thread per call that never joins) shows here long before
 //! memory does. No limit is found automatically; write one in the config if it matters.
 
+use super::kind::{BuildContext, GaugeCheck, GaugeKind, RawGauge};
 use crate::agent::sampler::{Reading, SampleContext, SampleFuture, Sampler};
 
 /// Samples the summed thread count.
@@ -19,5 +20,30 @@ impl Sampler for ThreadSampler {
             }
             Ok(Reading::value(threads as f64))
         })
+    }
+}
+
+/// `kind = "threads"`: threads summed over the processes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ThreadsConfig;
+
+impl GaugeKind for ThreadsConfig {
+    const NAMES: &'static [&'static str] = &["threads"];
+    const KEYS: &'static [&'static str] = &[];
+
+    fn check(_raw: &RawGauge, _c: &mut GaugeCheck<'_, '_>) -> Option<Self> {
+        Some(ThreadsConfig)
+    }
+
+    fn build(&self, _ctx: &BuildContext<'_>) -> Box<dyn Sampler> {
+        Box::new(ThreadSampler)
+    }
+
+    fn unit(&self) -> &'static str {
+        "threads"
+    }
+
+    fn reads_processes(&self) -> bool {
+        true
     }
 }
