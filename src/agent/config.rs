@@ -18,7 +18,7 @@ use regex::Regex;
 use serde::Deserialize;
 use toml::Spanned;
 
-pub use super::samplers::kamailio::Aggregate;
+pub use super::samplers::kind::Aggregate;
 use super::samplers::kind::{one_line, GaugeCheck, RawGauge};
 pub use super::samplers::memory::MemoryKind;
 pub use super::samplers::GaugeSpec;

@@ -1,12 +1,15 @@
-//! The one contract every gauge implements: [`Sampler`]. A sampler reads its gauge once per tick
-//! and returns a [`Reading`]: a value (or none this tick), a limit it found on its own (cgroup
-//! `memory.max`, `RLIMIT_NOFILE`, Kamailio's shm total, a filesystem's size) and immediate alerts.
+//! The one contract every gauge implements at run time: [`Sampler`]. A sampler reads its gauge
+//! once per tick and returns a [`Reading`]: a value (or none this tick), a limit it found on its
+//! own (cgroup `memory.max`, `RLIMIT_NOFILE`, Kamailio's shm total, a filesystem's size) and
+//! immediate alerts.
 //!
 //! Samplers know nothing of history, leak detection or metrics: [`super::gauge`] does that with
-//! what they return. Adding a gauge kind means one file in `samplers/` and one arm in the config
-//! enum. The per-tick [`SampleContext`] carries the service's processes and caches the figures
-//! several samplers share (one `smaps_rollup` read per process per tick, however many memory
-//! gauges ask).
+//! what they return. Adding a gauge kind is one new file in `samplers/` (its config struct with
+//! its checks, implementing `samplers::kind::GaugeKind`, and its sampler) plus one line in the
+//! `gauge_kinds!` table of [`super::samplers`]; nothing else changes (see there). The per-tick
+//! [`SampleContext`] carries the service's processes and caches the figures several samplers
+//! share (one `smaps_rollup` read per process per tick, however many memory gauges ask), read by
+//! [`super::proc`].
 
 use std::future::Future;
 use std::path::{Path, PathBuf};

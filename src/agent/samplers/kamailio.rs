@@ -10,11 +10,11 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
 use serde_json::{json, Value};
 use toml::Spanned;
 
 use super::http_json::{as_number, fetch_json};
+pub use super::kind::Aggregate;
 use super::kind::{BuildContext, GaugeCheck, GaugeKind, RawGauge};
 use crate::agent::sampler::{Reading, SampleContext, SampleError, SampleFuture, Sampler};
 
@@ -127,16 +127,6 @@ impl Sampler for KamailioSampler {
             })
         })
     }
-}
-
-/// How a per-process Kamailio figure is folded over the processes (`aggregate = "max"`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Aggregate {
-    /// The largest value of any process (the one closest to running out).
-    Max,
-    /// The total over the processes.
-    Sum,
 }
 
 /// `kind = "kamailio_shm"`: the shared memory pool through JSON-RPC `core.shmmem`; limit found

@@ -90,7 +90,7 @@ pub struct RawGauge {
     pub leak: Option<DetectorConfig>,
     pub url: Option<Spanned<String>>,
     pub field: Option<Spanned<String>>,
-    pub aggregate: Option<super::kamailio::Aggregate>,
+    pub aggregate: Option<Aggregate>,
     pub pointer: Option<Spanned<String>>,
     pub file: Option<PathBuf>,
     pub regex: Option<Spanned<String>>,
@@ -121,6 +121,18 @@ impl RawGauge {
         .filter_map(|(key, span)| span.map(|s| (key, s)))
         .collect()
     }
+}
+
+/// How a per-process Kamailio figure is folded over the processes: the value of `aggregate`, a
+/// key of `kamailio_pkg` (here, beside the table as written, so that a bad value is a parse error
+/// with its position).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Aggregate {
+    /// The largest value of any process (the one closest to running out).
+    Max,
+    /// The total over the processes.
+    Sum,
 }
 
 /// What a kind's check reports to: the gauge's place, its service and kind, and the file's
