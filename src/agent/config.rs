@@ -446,20 +446,16 @@ fn validate_service(
     }
     for gauge in raw_gauges {
         let span = gauge.span();
-        let explicit_timeout = gauge.get_ref().timeout.is_some();
-        if let Some(mut g) = validate_gauge(
+        let interval = raw.interval.map_or(default_interval, ConfigDuration::get);
+        if let Some(g) = validate_gauge(
             gauge.into_inner(),
             span.clone(),
             &name,
+            interval,
             service_limit,
             &raw.leak,
             c,
         ) {
-            let interval = raw.interval.map_or(default_interval, ConfigDuration::get);
-            if !explicit_timeout {
-                // The default (5 s) never reaches the interval: at most 80 % of it.
-                g.spec.cap_timeout(interval.mul_f64(0.8));
-            }
             if let Some(timeout) = g.spec.timeout().filter(|t| *t >= interval) {
                 c.at(
                     span.clone(),
@@ -520,6 +516,7 @@ fn validate_gauge(
     raw: RawGauge,
     span: Range<usize>,
     service: &str,
+    interval: Duration,
     service_limit: Option<f64>,
     service_leak: &DetectorConfig,
     problems: &mut Problems<'_>,
@@ -535,20 +532,12 @@ fn validate_gauge(
         );
         return None;
     };
-    let spec = (entry.check)(
-        &raw,
-        &mut GaugeCheck::new(&raw, service, span.clone(), problems),
-    );
-
+    let mut check = GaugeCheck::new(&raw, service, span.clone(), interval, problems);
+    let spec = (entry.check)(&raw, &mut check);
     // Keys that belong to another kind are mistakes worth pointing at.
     for (key, at) in raw.written_keys(&span) {
         if !entry.keys.contains(&key) {
-            problems.at(
-                at,
-                format!(
-                    "service \"{service}\": {key} does not apply to a gauge of kind = \"{kind}\"; remove it"
-                ),
-            );
+            check.stray(key, at);
         }
     }
 

@@ -24,6 +24,8 @@ pub fn board_alert(e: &BoardEvent, source: &str) -> Option<Alert> {
                 ("node", c.node.as_str()),
                 ("group", group),
             ];
+            let mut degraded_labels = labels;
+            degraded_labels[0].1 = "SipNodeDegraded";
             let down_key = format!("sipwatch/probe/{}/{}", c.target, c.node);
             let degraded_key = format!("sipwatch/probe-degraded/{}/{}", c.target, c.node);
             match (c.from, c.to) {
@@ -52,12 +54,7 @@ pub fn board_alert(e: &BoardEvent, source: &str) -> Option<Alert> {
                     format!("{} node {} is degraded: {}", c.target, c.node, c.reason),
                     source,
                     c.at,
-                    &[
-                        ("alertname", "SipNodeDegraded"),
-                        ("target", c.target.as_str()),
-                        ("node", c.node.as_str()),
-                        ("group", group),
-                    ],
+                    &degraded_labels,
                 )),
                 (NodeState::Degraded, NodeState::Up) => Some(Alert::new(
                     degraded_key,
@@ -66,12 +63,7 @@ pub fn board_alert(e: &BoardEvent, source: &str) -> Option<Alert> {
                     format!("{} node {} is healthy again", c.target, c.node),
                     source,
                     c.at,
-                    &[
-                        ("alertname", "SipNodeDegraded"),
-                        ("target", c.target.as_str()),
-                        ("node", c.node.as_str()),
-                        ("group", group),
-                    ],
+                    &degraded_labels,
                 )),
                 _ => None,
             }

@@ -116,6 +116,9 @@ pub struct CgroupMemoryConfig;
 impl GaugeKind for CgroupMemoryConfig {
     const NAMES: &'static [&'static str] = &["cgroup_memory"];
     const KEYS: &'static [&'static str] = &[];
+    const UNIT: &'static str = "bytes";
+    const IS_MEMORY: bool = true;
+    const READS_PROCESSES: bool = true;
 
     fn check(_raw: &RawGauge, _c: &mut GaugeCheck<'_, '_>) -> Option<Self> {
         Some(CgroupMemoryConfig)
@@ -123,18 +126,6 @@ impl GaugeKind for CgroupMemoryConfig {
 
     fn build(&self, ctx: &BuildContext<'_>) -> Box<dyn Sampler> {
         Box::new(CgroupMemorySampler::new(ctx.cgroup_root.to_owned()))
-    }
-
-    fn unit(&self) -> &'static str {
-        "bytes"
-    }
-
-    fn is_memory(&self) -> bool {
-        true
-    }
-
-    fn reads_processes(&self) -> bool {
-        true
     }
 }
 

@@ -163,10 +163,6 @@ impl GaugeKind for CommandConfig {
     fn timeout(&self) -> Option<Duration> {
         Some(self.timeout)
     }
-
-    fn cap_timeout(&mut self, max: Duration) {
-        self.timeout = self.timeout.min(max);
-    }
 }
 
 #[cfg(test)]

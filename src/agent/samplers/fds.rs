@@ -50,6 +50,8 @@ pub struct FdsConfig;
 impl GaugeKind for FdsConfig {
     const NAMES: &'static [&'static str] = &["fds"];
     const KEYS: &'static [&'static str] = &[];
+    const UNIT: &'static str = "descriptors";
+    const READS_PROCESSES: bool = true;
 
     fn check(_raw: &RawGauge, _c: &mut GaugeCheck<'_, '_>) -> Option<Self> {
         Some(FdsConfig)
@@ -57,13 +59,5 @@ impl GaugeKind for FdsConfig {
 
     fn build(&self, _ctx: &BuildContext<'_>) -> Box<dyn Sampler> {
         Box::new(FdSampler)
-    }
-
-    fn unit(&self) -> &'static str {
-        "descriptors"
-    }
-
-    fn reads_processes(&self) -> bool {
-        true
     }
 }

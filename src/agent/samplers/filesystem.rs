@@ -88,6 +88,7 @@ pub struct FilesystemConfig {
 impl GaugeKind for FilesystemConfig {
     const NAMES: &'static [&'static str] = &["filesystem"];
     const KEYS: &'static [&'static str] = &["path"];
+    const UNIT: &'static str = "bytes";
 
     fn check(raw: &RawGauge, c: &mut GaugeCheck<'_, '_>) -> Option<Self> {
         let Some(path) = &raw.path else {
@@ -99,9 +100,5 @@ impl GaugeKind for FilesystemConfig {
 
     fn build(&self, _ctx: &BuildContext<'_>) -> Box<dyn Sampler> {
         Box::new(FilesystemSampler::new(self.path.clone()))
-    }
-
-    fn unit(&self) -> &'static str {
-        "bytes"
     }
 }

@@ -180,10 +180,6 @@ impl GaugeKind for HttpJsonConfig {
     fn timeout(&self) -> Option<Duration> {
         Some(self.timeout)
     }
-
-    fn cap_timeout(&mut self, max: Duration) {
-        self.timeout = self.timeout.min(max);
-    }
 }
 
 #[cfg(test)]

@@ -129,99 +129,57 @@ impl Sampler for KamailioSampler {
     }
 }
 
-/// `kind = "kamailio_shm"`: the shared memory pool through JSON-RPC `core.shmmem`; limit found
-/// from `total`.
+/// `kind = "kamailio_shm"` (the shared pool through JSON-RPC `core.shmmem`; limit found from
+/// `total`) or `kind = "kamailio_pkg"` (the private pools through `pkg.stats`, folded by
+/// `aggregate`; limit found from `total_size`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KamailioShmConfig {
+pub struct KamailioConfig {
     pub url: String,
+    pub pool: Pool,
     pub field: String,
     pub timeout: Duration,
 }
 
-/// `kind = "kamailio_pkg"`: the private (pkg) memory through JSON-RPC `pkg.stats`; limit found
-/// from `total_size`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KamailioPkgConfig {
-    pub url: String,
-    pub field: String,
-    pub aggregate: Aggregate,
-    pub timeout: Duration,
-}
-
-/// `url` and `field` of either pool, checked; `field` defaults to `real_used`.
-fn check_url_and_field(
-    raw: &RawGauge,
-    c: &mut GaugeCheck<'_, '_>,
-    allowed: &[&str],
-) -> (Option<String>, String) {
-    let url = c.url(
-        &raw.url,
-        "url = \"http://127.0.0.1:5060/RPC\" (xhttp + jsonrpcs)",
-    );
-    let field = match &raw.field {
-        None => "real_used".to_owned(),
-        Some(f) if allowed.contains(&f.get_ref().as_str()) => f.get_ref().clone(),
-        Some(f) => {
-            let message = format!(
-                "field = \"{}\" is not a {} figure; use one of {}",
-                f.get_ref(),
-                c.kind,
-                allowed.join(", ")
-            );
-            c.error(Spanned::span(f), message);
-            "real_used".to_owned()
-        }
-    };
-    (url, field)
-}
-
-impl GaugeKind for KamailioShmConfig {
-    const NAMES: &'static [&'static str] = &["kamailio_shm"];
-    const KEYS: &'static [&'static str] = &["url", "field", "timeout"];
-
-    fn check(raw: &RawGauge, c: &mut GaugeCheck<'_, '_>) -> Option<Self> {
-        let allowed = ["used", "real_used", "free", "max_used", "total"];
-        let (url, field) = check_url_and_field(raw, c, &allowed);
-        Some(KamailioShmConfig {
-            url: url?,
-            field,
-            timeout: c.timeout,
-        })
-    }
-
-    fn build(&self, ctx: &BuildContext<'_>) -> Box<dyn Sampler> {
-        Box::new(KamailioSampler::new(
-            ctx.client.clone(),
-            self.url.clone(),
-            Pool::Shared,
-            self.field.clone(),
-            self.timeout,
-        ))
-    }
-
-    fn unit(&self) -> &'static str {
-        "bytes"
-    }
-
-    fn timeout(&self) -> Option<Duration> {
-        Some(self.timeout)
-    }
-
-    fn cap_timeout(&mut self, max: Duration) {
-        self.timeout = self.timeout.min(max);
-    }
-}
-
-impl GaugeKind for KamailioPkgConfig {
-    const NAMES: &'static [&'static str] = &["kamailio_pkg"];
+impl GaugeKind for KamailioConfig {
+    const NAMES: &'static [&'static str] = &["kamailio_shm", "kamailio_pkg"];
     const KEYS: &'static [&'static str] = &["url", "field", "timeout", "aggregate"];
+    const UNIT: &'static str = "bytes";
 
     fn check(raw: &RawGauge, c: &mut GaugeCheck<'_, '_>) -> Option<Self> {
-        let (url, field) = check_url_and_field(raw, c, &["used", "real_used", "free"]);
-        Some(KamailioPkgConfig {
+        let url = c.url(
+            &raw.url,
+            "url = \"http://127.0.0.1:5060/RPC\" (xhttp + jsonrpcs)",
+        );
+        let (pool, allowed): (Pool, &[&str]) = if c.kind == "kamailio_shm" {
+            (
+                Pool::Shared,
+                &["used", "real_used", "free", "max_used", "total"],
+            )
+        } else {
+            let aggregate = raw.aggregate.unwrap_or(Aggregate::Max);
+            (Pool::Private(aggregate), &["used", "real_used", "free"])
+        };
+        let field = match &raw.field {
+            None => "real_used".to_owned(),
+            Some(f) if allowed.contains(&f.get_ref().as_str()) => f.get_ref().clone(),
+            Some(f) => {
+                let message = format!(
+                    "field = \"{}\" is not a {} figure; use one of {}",
+                    f.get_ref(),
+                    c.kind,
+                    allowed.join(", ")
+                );
+                c.error(Spanned::span(f), message);
+                "real_used".to_owned()
+            }
+        };
+        if pool == Pool::Shared && raw.aggregate.is_some() {
+            c.stray("aggregate", c.span.clone());
+        }
+        Some(KamailioConfig {
             url: url?,
+            pool,
             field,
-            aggregate: raw.aggregate.unwrap_or(Aggregate::Max),
             timeout: c.timeout,
         })
     }
@@ -230,22 +188,21 @@ impl GaugeKind for KamailioPkgConfig {
         Box::new(KamailioSampler::new(
             ctx.client.clone(),
             self.url.clone(),
-            Pool::Private(self.aggregate),
+            self.pool,
             self.field.clone(),
             self.timeout,
         ))
     }
 
-    fn unit(&self) -> &'static str {
-        "bytes"
+    fn name(&self) -> &'static str {
+        match self.pool {
+            Pool::Shared => "kamailio_shm",
+            Pool::Private(_) => "kamailio_pkg",
+        }
     }
 
     fn timeout(&self) -> Option<Duration> {
         Some(self.timeout)
-    }
-
-    fn cap_timeout(&mut self, max: Duration) {
-        self.timeout = self.timeout.min(max);
     }
 }
 

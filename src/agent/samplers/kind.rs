@@ -32,38 +32,25 @@ pub trait GaugeKind: Sized {
     /// The sampler of this gauge.
     fn build(&self, ctx: &BuildContext<'_>) -> Box<dyn Sampler>;
 
+    /// The unit of the values, for reports (`bytes` makes metrics in bytes).
+    const UNIT: &'static str = "value";
+    /// Whether the gauge measures memory in bytes (the service's `limit` applies to it).
+    const IS_MEMORY: bool = false;
+    /// Whether the gauge reads the service's processes (and so has nothing while it is missing).
+    const READS_PROCESSES: bool = false;
+    /// Whether samples go through the leak detector when `detect` is not written.
+    const DETECT_BY_DEFAULT: bool = true;
+
     /// The name of the kind, as written in `kind = "..."`.
     fn name(&self) -> &'static str {
         Self::NAMES[0]
     }
 
-    /// The unit of the values, for reports (`bytes` makes metrics in bytes).
-    fn unit(&self) -> &'static str {
-        "value"
-    }
-
-    /// Whether the gauge measures memory in bytes (the service's `limit` applies to it).
-    fn is_memory(&self) -> bool {
-        false
-    }
-
-    /// Whether the gauge reads the service's processes (and so has nothing while it is missing).
-    fn reads_processes(&self) -> bool {
-        false
-    }
-
-    /// Whether samples go through the leak detector when `detect` is not written.
-    fn detect_by_default(&self) -> bool {
-        true
-    }
-
-    /// How long one sample may take, for the gauges that wait on something outside.
+    /// How long one sample may take, for the gauges that wait on something outside (their
+    /// `timeout`, see [`GaugeCheck::timeout`]).
     fn timeout(&self) -> Option<Duration> {
         None
     }
-
-    /// Lowers the timeout (of the gauges that have one) to at most `max`.
-    fn cap_timeout(&mut self, _max: Duration) {}
 
     /// The log file the gauge follows, named in its log alerts.
     fn log_file(&self) -> Option<&Path> {
@@ -144,7 +131,7 @@ pub struct GaugeCheck<'a, 'p> {
     pub service: &'a str,
     /// The gauge's table.
     pub span: Range<usize>,
-    /// `timeout` as written, or the default (5 s).
+    /// `timeout` as written, or the default: 5 s, but at most 80 % of the service's interval.
     pub timeout: Duration,
     problems: &'a mut Problems<'p>,
 }
@@ -154,15 +141,16 @@ impl<'a, 'p> GaugeCheck<'a, 'p> {
         raw: &'a RawGauge,
         service: &'a str,
         span: Range<usize>,
+        interval: Duration,
         problems: &'a mut Problems<'p>,
     ) -> Self {
+        // The default never reaches the interval, so a sample ends before the next one starts.
+        let default_timeout = Duration::from_secs(5).min(interval.mul_f64(0.8));
         GaugeCheck {
             kind: raw.kind.get_ref(),
             service,
             span,
-            timeout: raw
-                .timeout
-                .map_or(Duration::from_secs(5), ConfigDuration::get),
+            timeout: raw.timeout.map_or(default_timeout, ConfigDuration::get),
             problems,
         }
     }
@@ -170,6 +158,15 @@ impl<'a, 'p> GaugeCheck<'a, 'p> {
     /// A problem at `span`.
     pub fn error(&mut self, span: Range<usize>, message: String) {
         self.problems.at(span, message);
+    }
+
+    /// A key written in the table that this kind does not read.
+    pub fn stray(&mut self, key: &str, at: Range<usize>) {
+        let message = format!(
+            "service \"{}\": {key} does not apply to a gauge of kind = \"{}\"; remove it",
+            self.service, self.kind
+        );
+        self.problems.at(at, message);
     }
 
     /// A key the kind needs is missing: say which, with an example.

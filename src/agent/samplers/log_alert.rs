@@ -76,6 +76,8 @@ pub struct LogAlertConfig {
 impl GaugeKind for LogAlertConfig {
     const NAMES: &'static [&'static str] = &["log_alert"];
     const KEYS: &'static [&'static str] = &["file", "patterns"];
+    const UNIT: &'static str = "matches";
+    const DETECT_BY_DEFAULT: bool = false;
 
     fn check(raw: &RawGauge, c: &mut GaugeCheck<'_, '_>) -> Option<Self> {
         if raw.file.is_none() {
@@ -106,14 +108,6 @@ impl GaugeKind for LogAlertConfig {
             LogTail::new(&self.file),
             self.patterns.clone(),
         ))
-    }
-
-    fn unit(&self) -> &'static str {
-        "matches"
-    }
-
-    fn detect_by_default(&self) -> bool {
-        false
     }
 
     fn log_file(&self) -> Option<&Path> {

@@ -81,6 +81,9 @@ impl MemoryKind {
 impl GaugeKind for MemoryKind {
     const NAMES: &'static [&'static str] = &["pss", "rss", "uss"];
     const KEYS: &'static [&'static str] = &[];
+    const UNIT: &'static str = "bytes";
+    const IS_MEMORY: bool = true;
+    const READS_PROCESSES: bool = true;
 
     fn check(raw: &RawGauge, _c: &mut GaugeCheck<'_, '_>) -> Option<Self> {
         match raw.kind.get_ref().as_str() {
@@ -96,17 +99,5 @@ impl GaugeKind for MemoryKind {
 
     fn name(&self) -> &'static str {
         self.label()
-    }
-
-    fn unit(&self) -> &'static str {
-        "bytes"
-    }
-
-    fn is_memory(&self) -> bool {
-        true
-    }
-
-    fn reads_processes(&self) -> bool {
-        true
     }
 }

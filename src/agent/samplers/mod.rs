@@ -65,28 +65,28 @@ macro_rules! gauge_kinds {
             /// The unit of the values, for reports.
             pub fn unit(&self) -> &'static str {
                 match self {
-                    $(GaugeSpec::$variant(k) => k.unit(),)*
+                    $(GaugeSpec::$variant(_) => <$config as GaugeKind>::UNIT,)*
                 }
             }
 
             /// Whether the gauge measures memory in bytes (the service's `limit` applies to it).
             pub fn is_memory(&self) -> bool {
                 match self {
-                    $(GaugeSpec::$variant(k) => k.is_memory(),)*
+                    $(GaugeSpec::$variant(_) => <$config as GaugeKind>::IS_MEMORY,)*
                 }
             }
 
             /// Whether the gauge reads the service's processes (and so has nothing while it is missing).
             pub fn reads_processes(&self) -> bool {
                 match self {
-                    $(GaugeSpec::$variant(k) => k.reads_processes(),)*
+                    $(GaugeSpec::$variant(_) => <$config as GaugeKind>::READS_PROCESSES,)*
                 }
             }
 
             /// Whether samples go through the leak detector when `detect` is not written.
             pub fn detect_by_default(&self) -> bool {
                 match self {
-                    $(GaugeSpec::$variant(k) => k.detect_by_default(),)*
+                    $(GaugeSpec::$variant(_) => <$config as GaugeKind>::DETECT_BY_DEFAULT,)*
                 }
             }
 
@@ -110,13 +110,6 @@ macro_rules! gauge_kinds {
                     $(GaugeSpec::$variant(k) => k.build(ctx),)*
                 }
             }
-
-            /// Lowers the timeout (of the gauges that have one) to at most `max`.
-            pub fn cap_timeout(&mut self, max: Duration) {
-                match self {
-                    $(GaugeSpec::$variant(k) => k.cap_timeout(max),)*
-                }
-            }
         }
     };
 }
@@ -126,8 +119,7 @@ gauge_kinds! {
     CgroupMemory(cgroup_memory::CgroupMemoryConfig),
     Fds(fds::FdsConfig),
     Threads(threads::ThreadsConfig),
-    KamailioShm(kamailio::KamailioShmConfig),
-    KamailioPkg(kamailio::KamailioPkgConfig),
+    Kamailio(kamailio::KamailioConfig),
     HttpJson(http_json::HttpJsonConfig),
     LogRegex(log_regex::LogRegexConfig),
     LogAlert(log_alert::LogAlertConfig),

@@ -30,6 +30,8 @@ pub struct ThreadsConfig;
 impl GaugeKind for ThreadsConfig {
     const NAMES: &'static [&'static str] = &["threads"];
     const KEYS: &'static [&'static str] = &[];
+    const UNIT: &'static str = "threads";
+    const READS_PROCESSES: bool = true;
 
     fn check(_raw: &RawGauge, _c: &mut GaugeCheck<'_, '_>) -> Option<Self> {
         Some(ThreadsConfig)
@@ -37,13 +39,5 @@ impl GaugeKind for ThreadsConfig {
 
     fn build(&self, _ctx: &BuildContext<'_>) -> Box<dyn Sampler> {
         Box::new(ThreadSampler)
-    }
-
-    fn unit(&self) -> &'static str {
-        "threads"
-    }
-
-    fn reads_processes(&self) -> bool {
-        true
     }
 }
