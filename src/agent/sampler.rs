@@ -5,11 +5,11 @@
 //!
 //! Samplers know nothing of history, leak detection or metrics: [`super::gauge`] does that with
 //! what they return. Adding a gauge kind is one new file in `samplers/` (its config struct with
-//! its checks, implementing `samplers::kind::GaugeKind`, and its sampler) plus one line in the
-//! `gauge_kinds!` table of [`super::samplers`]; nothing else changes (see there). The per-tick
-//! [`SampleContext`] carries the service's processes and caches the figures several samplers
-//! share (one `smaps_rollup` read per process per tick, however many memory gauges ask), read by
-//! [`super::proc`].
+//! its checks, implementing `samplers::kind::GaugeKind`, and its sampler) plus, in
+//! [`super::samplers`], its `mod` line and one line in the `gauge_kinds!` table; nothing else
+//! changes (see there). The per-tick [`SampleContext`] carries the service's processes and
+//! caches the figures several samplers share (one `smaps_rollup` read per process per tick,
+//! however many memory gauges ask), read by [`super::proc`].
 
 use std::future::Future;
 use std::path::{Path, PathBuf};

@@ -1,12 +1,14 @@
-//! The gauge kinds, one file each, and their registry: [`gauge_kinds!`] below is the one place
-//! that lists them.
+//! The gauge kinds, one file each, and their registry: the `gauge_kinds!` table at the end of
+//! this file is the one place that lists them.
 //!
 //! A kind's file holds its config struct (implementing [`kind::GaugeKind`]: the names of
 //! `kind = "..."` it answers to, the keys it reads, its checks, its unit and the like, and
 //! `build`, which makes its sampler) and its sampler (implementing
-//! [`crate::agent::sampler::Sampler`]). To add a kind: write `samplers/NAME.rs` that way, add
-//! `pub mod NAME;` and one line `Variant(NAME::NameConfig),` to the table below. (Only a kind
-//! that needs a key no kind has yet also adds it to [`kind::RawGauge`].)
+//! [`crate::agent::sampler::Sampler`]). To add a kind: write `samplers/NAME.rs` that way, then,
+//! here, declare it (`pub mod NAME;`) and add one line `Variant(NAME::NameConfig),` to the table.
+//! The config check, the reports, the metrics and the sampler's construction all follow from
+//! that table. (Only a kind that needs a key no kind has yet also adds it to
+//! [`kind::RawGauge`].)
 
 pub mod cgroup_memory;
 pub mod command;
