@@ -6,8 +6,8 @@
 //! - [`daemon`]: the prober daemon (`sipwatch run`).
 //! - [`watchdog`]: the restart watchdog (policy, executor, audit, `sipwatch restart`).
 //! - [`notify`]: systemd readiness, status and watchdog (sd_notify).
-//! - [`calendar`], [`config_error`] (from `sipwatch-alerting`): small shared pieces (durations are parsed by the
-//!   alerting crate's `duration` module, the one syntax of every config).
+//! - [`calendar`], [`config_error`] (from `sipwatch-alerting`): small shared pieces (durations
+//!   are parsed by the alerting crate's `duration` module, the one syntax of every config).
 
 pub mod agent;
 pub mod alert_cmd;
