@@ -267,6 +267,10 @@ mod tests {
             .spawn()
             .expect("sleep");
         let pid = child.id() as i32;
+        // Until the child has exec'd `sleep`, its memory is still the forked test's and moves.
+        wait_until(std::time::Instant::now(), "the child to exec sleep", || {
+            proc::read(pid).is_some_and(|i| i.comm == "sleep")
+        });
         let (mut handle, _) = ProcHandle::open(pid).expect("open");
         let hour = Duration::from_secs(3600);
         let first = handle.read_memory(hour).expect("alive").expect("readable");
