@@ -267,9 +267,14 @@ mod tests {
             .spawn()
             .expect("sleep");
         let pid = child.id() as i32;
-        // Until the child has exec'd `sleep`, its memory is still the forked test's and moves.
-        wait_until(std::time::Instant::now(), "the child to exec sleep", || {
-            proc::read(pid).is_some_and(|i| i.comm == "sleep")
+        // Until the child has exec'd `sleep` and gone to sleep, its memory still moves.
+        wait_until(std::time::Instant::now(), "the child to sleep", || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                stat.contains("(sleep)")
+                    && stat
+                        .rsplit_once(')')
+                        .is_some_and(|(_, rest)| rest.starts_with(" S"))
+            })
         });
         let (mut handle, _) = ProcHandle::open(pid).expect("open");
         let hour = Duration::from_secs(3600);
