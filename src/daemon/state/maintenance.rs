@@ -3,7 +3,6 @@
 
 use std::collections::HashSet;
 
-use super::node::release_held_node;
 use super::{Board, BoardEvent};
 use crate::daemon::model::UnixTime;
 
@@ -57,8 +56,8 @@ impl Board {
         for ti in 0..self.targets.len() {
             let in_maintenance = self.target_in_maintenance(ti);
             let t = &mut self.targets[ti];
-            for ni in 0..t.nodes.len() {
-                release_held_node(t, ni, in_maintenance, now, "maintenance ended", &mut ev);
+            for n in &mut t.nodes {
+                n.release_held(&t.spec, in_maintenance, now, "maintenance ended", &mut ev);
             }
         }
         for gi in 0..self.groups.len() {

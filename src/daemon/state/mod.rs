@@ -47,8 +47,8 @@ use super::model::{
     UnixTime,
 };
 use group::{group_status, GroupTracker};
+use node::NodeTracker;
 pub use node::Thresholds;
-use node::{release_held_node, NodeTracker};
 use target::TargetTracker;
 
 /// A configured target as the board needs it.
@@ -198,63 +198,10 @@ impl Board {
         let now = obs.at;
         let in_maintenance = self.target_in_maintenance(ti);
         let t = &mut self.targets[ti];
-        let Some(ni) = t.nodes.iter().position(|n| n.node == node) else {
+        let Some(n) = t.nodes.iter_mut().find(|n| n.node == node) else {
             return ev;
         };
-        let th = t.spec.thresholds;
-        let n = &mut t.nodes[ni];
-        let transition = n.count(&obs, &th);
-        n.last = Some(obs);
-        if n.expire_changes(now, &th) {
-            ev.push(BoardEvent::FlapEnded {
-                at: now,
-                target: t.spec.name.clone(),
-                node: n.node.clone(),
-                group: t.spec.group.clone(),
-                state: n.state,
-                notify: !in_maintenance,
-            });
-            // On-call hears where the node settled before anything new happens to it.
-            release_held_node(t, ni, in_maintenance, now, "flapping ended", &mut ev);
-        }
-        if let Some((to, reason)) = transition {
-            let n = &mut t.nodes[ni];
-            let from = n.state;
-            n.state = to;
-            n.since = now;
-            if from != NodeState::Unknown {
-                n.recent_changes.push_back(now);
-                if !n.flapping && n.recent_changes.len() > th.flap_max_changes as usize {
-                    n.flapping = true;
-                    ev.push(BoardEvent::FlapStarted {
-                        at: now,
-                        target: t.spec.name.clone(),
-                        node: n.node.clone(),
-                        group: t.spec.group.clone(),
-                        changes: n.recent_changes.len(),
-                        notify: !in_maintenance,
-                    });
-                }
-            }
-            // From Unknown only a node found dead notifies (a daemon that starts while a node is
-            // down must page); a node found healthy has nothing to tell.
-            let notify = (from != NodeState::Unknown || to == NodeState::Down)
-                && !n.flapping
-                && !in_maintenance;
-            if notify || from == NodeState::Unknown {
-                n.notified = to;
-            }
-            ev.push(BoardEvent::Changed(StateChange {
-                at: now,
-                target: t.spec.name.clone(),
-                node: n.node.clone(),
-                group: t.spec.group.clone(),
-                from,
-                to,
-                reason,
-                notify,
-            }));
-        }
+        n.observe(&t.spec, obs, in_maintenance, &mut ev);
         self.after_target_change(ti, now, &mut ev);
         ev
     }

@@ -1,13 +1,13 @@
 //! One node's hysteresis and flap damping: counting observations into state transitions,
-//! forgetting changes that left the flap window, and releasing alerts held while it flapped or
-//! was in maintenance. The thresholds come from the target's config ([`Thresholds`]).
+//! starting and ending flapping, deciding whether on-call hears about a change (`notify`), and
+//! releasing alerts held while it flapped or was in maintenance. The thresholds come from the
+//! target's config ([`Thresholds`]). A change to node hysteresis lives in this file.
 
 use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
-use super::target::TargetTracker;
-use super::{BoardEvent, NodeRecord};
+use super::{BoardEvent, NodeRecord, TargetSpec};
 use crate::daemon::model::{NodeState, NodeView, Observation, StateChange, UnixTime};
 
 /// Hysteresis and flap damping of one target (config `[[target]]`).
@@ -120,11 +120,7 @@ impl NodeTracker {
 
     /// Counts the observation and returns the hysteresis transition it completes, if any, with
     /// the reason to show.
-    pub(super) fn count(
-        &mut self,
-        obs: &Observation,
-        th: &Thresholds,
-    ) -> Option<(NodeState, String)> {
+    fn count(&mut self, obs: &Observation, th: &Thresholds) -> Option<(NodeState, String)> {
         let fail = th.fail.max(1);
         let ok = th.ok.max(1);
         if obs.is_failure() {
@@ -181,7 +177,7 @@ impl NodeTracker {
     }
 
     /// Forgets changes that left the flap window; ends flapping when none are left.
-    pub(super) fn expire_changes(&mut self, now: UnixTime, th: &Thresholds) -> bool {
+    fn expire_changes(&mut self, now: UnixTime, th: &Thresholds) -> bool {
         let window = th.flap_window_secs.max(0.0);
         while self
             .recent_changes
@@ -195,6 +191,102 @@ impl NodeTracker {
             return true;
         }
         false
+    }
+
+    /// One probe result: counts it, ends or starts flapping, applies the transition it completes
+    /// and decides whether on-call hears about it. `spec` is the node's target; while
+    /// `in_maintenance` (or flapping) changes apply but are held.
+    pub(super) fn observe(
+        &mut self,
+        spec: &TargetSpec,
+        obs: Observation,
+        in_maintenance: bool,
+        ev: &mut Vec<BoardEvent>,
+    ) {
+        let now = obs.at;
+        let th = spec.thresholds;
+        let transition = self.count(&obs, &th);
+        self.last = Some(obs);
+        if self.expire_changes(now, &th) {
+            ev.push(BoardEvent::FlapEnded {
+                at: now,
+                target: spec.name.clone(),
+                node: self.node.clone(),
+                group: spec.group.clone(),
+                state: self.state,
+                notify: !in_maintenance,
+            });
+            // On-call hears where the node settled before anything new happens to it.
+            self.release_held(spec, in_maintenance, now, "flapping ended", ev);
+        }
+        if let Some((to, reason)) = transition {
+            let from = self.state;
+            self.state = to;
+            self.since = now;
+            if from != NodeState::Unknown {
+                self.recent_changes.push_back(now);
+                if !self.flapping && self.recent_changes.len() > th.flap_max_changes as usize {
+                    self.flapping = true;
+                    ev.push(BoardEvent::FlapStarted {
+                        at: now,
+                        target: spec.name.clone(),
+                        node: self.node.clone(),
+                        group: spec.group.clone(),
+                        changes: self.recent_changes.len(),
+                        notify: !in_maintenance,
+                    });
+                }
+            }
+            // From Unknown only a node found dead notifies (a daemon that starts while a node is
+            // down must page); a node found healthy has nothing to tell.
+            let notify = (from != NodeState::Unknown || to == NodeState::Down)
+                && !self.flapping
+                && !in_maintenance;
+            if notify || from == NodeState::Unknown {
+                self.notified = to;
+            }
+            ev.push(BoardEvent::Changed(StateChange {
+                at: now,
+                target: spec.name.clone(),
+                node: self.node.clone(),
+                group: spec.group.clone(),
+                from,
+                to,
+                reason,
+                notify,
+            }));
+        }
+    }
+
+    /// When the node's alerts are no longer held (not flapping, not in maintenance) and its state
+    /// differs from what on-call last heard, tell them now.
+    pub(super) fn release_held(
+        &mut self,
+        spec: &TargetSpec,
+        in_maintenance: bool,
+        now: UnixTime,
+        why: &str,
+        ev: &mut Vec<BoardEvent>,
+    ) {
+        if self.flapping || in_maintenance || self.notified == self.state {
+            return;
+        }
+        let from = self.notified;
+        self.notified = self.state;
+        ev.push(BoardEvent::Changed(StateChange {
+            at: now,
+            target: spec.name.clone(),
+            node: self.node.clone(),
+            group: spec.group.clone(),
+            from,
+            to: self.state,
+            reason: format!(
+                "alerts released ({why}); {} since {:.0}",
+                self.state.as_str(),
+                self.since
+            ),
+            notify: true,
+        }));
     }
 }
 
@@ -211,38 +303,4 @@ pub(super) fn describe(obs: &Observation) -> String {
         s.push_str(&format!(" in {rtt:.0} ms"));
     }
     s
-}
-
-/// When a node's alerts are no longer held (not flapping, not in maintenance) and its state
-/// differs from what on-call last heard, tell them now.
-pub(super) fn release_held_node(
-    t: &mut TargetTracker,
-    ni: usize,
-    in_maintenance: bool,
-    now: UnixTime,
-    why: &str,
-    ev: &mut Vec<BoardEvent>,
-) {
-    let Some(n) = t.nodes.get_mut(ni) else {
-        return;
-    };
-    if n.flapping || in_maintenance || n.notified == n.state {
-        return;
-    }
-    let from = n.notified;
-    n.notified = n.state;
-    ev.push(BoardEvent::Changed(StateChange {
-        at: now,
-        target: t.spec.name.clone(),
-        node: n.node.clone(),
-        group: t.spec.group.clone(),
-        from,
-        to: n.state,
-        reason: format!(
-            "alerts released ({why}); {} since {:.0}",
-            n.state.as_str(),
-            n.since
-        ),
-        notify: true,
-    }));
 }
