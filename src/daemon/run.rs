@@ -553,14 +553,8 @@ impl StateTask {
         let o = &r.outcome;
         let obs = Observation {
             at: o.started_at,
-            status: match o.status {
-                sipwatch_probes::outcome::Status::Ok => "ok",
-                sipwatch_probes::outcome::Status::Warning => "warning",
-                sipwatch_probes::outcome::Status::Critical => "critical",
-                sipwatch_probes::outcome::Status::Unknown => "unknown",
-            }
-            .to_string(),
-            result: o.result.as_str().to_string(),
+            status: o.status,
+            result: o.result,
             code: o.code,
             rtt_ms: o.rtt_ms,
             reason: o.reason.clone(),

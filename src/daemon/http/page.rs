@@ -253,8 +253,12 @@ fn last_probe_text(n: &NodeView, now: UnixTime, zone: Tz) -> String {
     let mut parts: Vec<String> = Vec::new();
     match o.code {
         Some(code) => parts.push(format!("{code} {}", escape(&o.reason))),
-        None if o.reason.is_empty() => parts.push(escape(&o.result).into_owned()),
-        None => parts.push(format!("{}: {}", escape(&o.result), escape(&o.reason))),
+        None if o.reason.is_empty() => parts.push(escape(o.result.as_str()).into_owned()),
+        None => parts.push(format!(
+            "{}: {}",
+            escape(o.result.as_str()),
+            escape(&o.reason)
+        )),
     }
     if let Some(rtt) = o.rtt_ms {
         parts.push(format!("{rtt:.1} ms"));

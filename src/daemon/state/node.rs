@@ -292,7 +292,7 @@ impl NodeTracker {
 
 /// "timeout", "error_response 503 Service Unavailable in 12 ms", for reasons and incident bodies.
 pub(super) fn describe(obs: &Observation) -> String {
-    let mut s = obs.result.clone();
+    let mut s = obs.result.as_str().to_string();
     if let Some(code) = obs.code {
         s.push_str(&format!(" {code}"));
     }

@@ -1,16 +1,19 @@
 use super::*;
 use crate::daemon::model::{ComponentStatus, NodeView};
+use sipwatch_probes::outcome::{ResultKind, Status};
 
 fn obs(at: UnixTime, status: &str) -> Observation {
-    let (result, code) = match status {
-        "ok" => ("ok", Some(200)),
-        "warning" => ("error_response", Some(503)),
-        _ => ("timeout", None),
+    let (status, result, code) = match status {
+        "ok" => (Status::Ok, ResultKind::Ok, Some(200)),
+        "warning" => (Status::Warning, ResultKind::ErrorResponse, Some(503)),
+        "unknown" => (Status::Unknown, ResultKind::Timeout, None),
+        "critical" => (Status::Critical, ResultKind::Timeout, None),
+        other => panic!("no probe status {other:?}"),
     };
     Observation {
         at,
-        status: status.to_string(),
-        result: result.to_string(),
+        status,
+        result,
         code,
         rtt_ms: Some(12.0),
         reason: String::new(),
