@@ -759,7 +759,7 @@ impl DaemonConfig {
                         "[alerting] outbox {} is the [store] path too; they must be two files \
                          (leave outbox out to use {})",
                         outbox.display(),
-                        crate::alert_cmd::derived_outbox_path(store_path).display()
+                        derived_outbox_path(store_path).display()
                     ),
                 );
             }
@@ -802,6 +802,31 @@ struct Defaults {
     ok: u32,
     flap_window: Duration,
     flap_max_changes: u32,
+}
+
+impl DaemonConfig {
+    /// The outbox of a daemon config: `[alerting] outbox`, or derived from the store's file name
+    /// (`/var/lib/sipwatch/state.db` -> `/var/lib/sipwatch/state.outbox.db`), so two daemons
+    /// whose stores share a folder never share an outbox.
+    pub fn outbox_path(&self) -> PathBuf {
+        self.alerting
+            .outbox
+            .clone()
+            .unwrap_or_else(|| derived_outbox_path(&self.store_path))
+    }
+}
+
+/// `DIR/STEM.outbox.db` for the store `DIR/STEM.EXT`.
+pub fn derived_outbox_path(store: &Path) -> PathBuf {
+    let stem = store
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "sipwatch".into());
+    store
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(format!("{stem}.outbox.db"))
 }
 
 fn resolve(base: &Path, p: &str) -> PathBuf {

@@ -994,7 +994,7 @@ pub async fn run(config_path: &Path, mut shutdown: watch::Receiver<bool>) -> any
     } else {
         let notifiers = sipwatch_alerting::build(&cfg.alerting.receiver)
             .map_err(|e| anyhow::anyhow!("[alerting]: {e}"))?;
-        let path = crate::alert_cmd::outbox_path(&cfg);
+        let path = cfg.outbox_path();
         let legacy = cfg
             .store_path
             .parent()

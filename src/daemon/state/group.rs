@@ -1,6 +1,7 @@
 //! Groups: a group is up while at least `min_up` of its member targets serve (quorum), and its
 //! changes are held while a member node flaps or the group is in maintenance.
 
+use super::target::Verdict;
 use super::{Board, BoardEvent, GroupSpec};
 use crate::daemon::model::{ComponentStatus, GroupState, UnixTime};
 
@@ -11,15 +12,6 @@ pub(super) struct GroupTracker {
     pub(super) members: Vec<usize>,
     pub(super) state: GroupState,
     pub(super) notified: GroupState,
-}
-
-/// A target's contribution to its group's quorum.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Verdict {
-    Serving,
-    NotServing,
-    /// No verdict yet: counted as serving so that start-up never breaks a quorum.
-    Pending,
 }
 
 impl Board {

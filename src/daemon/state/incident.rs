@@ -1,8 +1,8 @@
 //! Incidents (`target:NAME`, `group:NAME`): what they say, when they open, update and resolve.
 //! They follow the truth, also during maintenance and flapping.
 
-use super::group::Verdict;
 use super::node::{describe, NodeTracker};
+use super::target::Verdict;
 use super::{Board, BoardEvent};
 use crate::daemon::model::{
     ComponentStatus, GroupState, Incident, IncidentUpdate, NodeState, UnixTime,

@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 
-use super::group::Verdict;
 use super::node::NodeTracker;
 use super::{Board, BoardEvent, TargetSpec};
 use crate::daemon::model::{ComponentStatus, NodeState, UnixTime};
@@ -13,6 +12,15 @@ pub(super) struct TargetTracker {
     pub(super) nodes: Vec<NodeTracker>,
     pub(super) dns_error: Option<String>,
     pub(super) dns_notified: bool,
+}
+
+/// A target's contribution to its group's quorum.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Verdict {
+    Serving,
+    NotServing,
+    /// No verdict yet: counted as serving so that start-up never breaks a quorum.
+    Pending,
 }
 
 impl TargetTracker {
