@@ -27,9 +27,10 @@
 //! Not here: clocks, sockets, DNS, SQL, alert routing (see `store.rs`, the scheduler, `alerting`).
 //!
 //! Files: this one is the front ([`Board`], its inputs and what it renders); `node` holds one
-//! node's hysteresis and flap damping, `target` a target's nodes and DNS state, `group` group
-//! quorum, `incident` the incident texts, `maintenance` which alerts maintenance holds and
-//! `reconcile` what a config load or reload keeps.
+//! node's hysteresis, flap damping and notify decisions (a change to node hysteresis lives
+//! there), `target` a target's nodes, DNS state and quorum verdict, `group` group quorum,
+//! `incident` the incident texts, `maintenance` which alerts maintenance holds and `reconcile`
+//! what a config load or reload keeps. Tests of the rules: `tests.rs`.
 
 mod group;
 mod incident;
