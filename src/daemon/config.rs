@@ -449,14 +449,6 @@ impl DaemonConfig {
         group_lines: &HashMap<String, usize>,
         base_dir: &Path,
     ) -> (Vec<TargetSettings>, HashMap<String, usize>) {
-        let Defaults {
-            interval: def_interval,
-            timeout: def_timeout,
-            fail: def_fail,
-            ok: def_ok,
-            flap_window,
-            flap_max_changes,
-        } = *defaults;
         let mut targets = Vec::new();
         let mut target_lines: HashMap<String, usize> = HashMap::new();
         for t in &raw.targets {
@@ -508,13 +500,13 @@ impl DaemonConfig {
                 p,
                 t.interval.as_ref(),
                 &format!("{what}: interval"),
-                def_interval,
+                defaults.interval,
             );
             let timeout = dur(
                 p,
                 t.timeout.as_ref(),
                 &format!("{what}: timeout"),
-                def_timeout,
+                defaults.timeout,
             );
             if interval.is_zero() {
                 p.at(
@@ -607,21 +599,21 @@ impl DaemonConfig {
                     p,
                     t.fail_threshold.as_ref(),
                     &format!("{what}: fail_threshold"),
-                    def_fail,
+                    defaults.fail,
                 ),
                 ok_threshold: threshold(
                     p,
                     t.ok_threshold.as_ref(),
                     &format!("{what}: ok_threshold"),
-                    def_ok,
+                    defaults.ok,
                 ),
                 flap_window: dur(
                     p,
                     t.flap_window.as_ref(),
                     &format!("{what}: flap_window"),
-                    flap_window,
+                    defaults.flap_window,
                 ),
-                flap_max_changes: t.flap_max_changes.unwrap_or(flap_max_changes),
+                flap_max_changes: t.flap_max_changes.unwrap_or(defaults.flap_max_changes),
                 expect: t.expect.clone(),
                 warn_rtt: t
                     .warn_rtt

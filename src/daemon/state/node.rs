@@ -245,16 +245,7 @@ impl NodeTracker {
             if notify || from == NodeState::Unknown {
                 self.notified = to;
             }
-            ev.push(BoardEvent::Changed(StateChange {
-                at: now,
-                target: spec.name.clone(),
-                node: self.node.clone(),
-                group: spec.group.clone(),
-                from,
-                to,
-                reason,
-                notify,
-            }));
+            ev.push(self.changed(spec, now, from, reason, notify));
         }
     }
 
@@ -273,20 +264,33 @@ impl NodeTracker {
         }
         let from = self.notified;
         self.notified = self.state;
-        ev.push(BoardEvent::Changed(StateChange {
-            at: now,
+        let reason = format!(
+            "alerts released ({why}); {} since {:.0}",
+            self.state.as_str(),
+            self.since
+        );
+        ev.push(self.changed(spec, now, from, reason, true));
+    }
+
+    /// The event of a change of this node from `from` to its current state.
+    fn changed(
+        &self,
+        spec: &TargetSpec,
+        at: UnixTime,
+        from: NodeState,
+        reason: String,
+        notify: bool,
+    ) -> BoardEvent {
+        BoardEvent::Changed(StateChange {
+            at,
             target: spec.name.clone(),
             node: self.node.clone(),
             group: spec.group.clone(),
             from,
             to: self.state,
-            reason: format!(
-                "alerts released ({why}); {} since {:.0}",
-                self.state.as_str(),
-                self.since
-            ),
-            notify: true,
-        }));
+            reason,
+            notify,
+        })
     }
 }
 
