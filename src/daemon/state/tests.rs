@@ -375,19 +375,24 @@ fn flap_end_releases_nothing_when_the_node_settled_where_on_call_last_heard() {
     assert!(changes(&released).is_empty(), "{released:?}");
 }
 
-fn group_board(min_up: usize) -> (Board, f64) {
-    let targets = ["a", "b", "c"]
-        .iter()
-        .map(|n| target(n, Some("core"), Thresholds::default()))
-        .collect();
-    let mut b = Board::new(
-        "Status".into(),
+/// A board whose targets are all in the group `core`, which needs `min_up` serving.
+fn core_board(targets: Vec<TargetSpec>, min_up: usize) -> Board {
+    Board::new(
+        "S".into(),
         targets,
         vec![GroupSpec {
             name: "core".into(),
             min_up,
         }],
-    );
+    )
+}
+
+fn group_board(min_up: usize) -> (Board, f64) {
+    let targets = ["a", "b", "c"]
+        .iter()
+        .map(|n| target(n, Some("core"), Thresholds::default()))
+        .collect();
+    let mut b = core_board(targets, min_up);
     let mut at = 0.0;
     for t in ["a", "b", "c"] {
         b.set_nodes(t, &nodes(1), 0.0);
@@ -418,14 +423,7 @@ fn group_changes(ev: &[BoardEvent]) -> Vec<(GroupState, GroupState, usize, bool)
 #[test]
 fn a_fresh_group_is_up_and_quiet_before_any_probe() {
     let targets = vec![target("a", Some("core"), Thresholds::default())];
-    let mut b = Board::new(
-        "S".into(),
-        targets,
-        vec![GroupSpec {
-            name: "core".into(),
-            min_up: 1,
-        }],
-    );
+    let mut b = core_board(targets, 1);
     let ev = b.set_nodes("a", &nodes(2), 1.0);
     assert!(ev.is_empty(), "{ev:?}");
     let g = group_view(&b, 1.0);
@@ -489,14 +487,7 @@ fn group_degrades_then_goes_down_below_quorum_and_recovers() {
 #[test]
 fn a_target_serves_while_one_node_serves() {
     let targets = vec![target("a", Some("core"), Thresholds::default())];
-    let mut b = Board::new(
-        "S".into(),
-        targets,
-        vec![GroupSpec {
-            name: "core".into(),
-            min_up: 1,
-        }],
-    );
+    let mut b = core_board(targets, 1);
     b.set_nodes("a", &nodes(2), 0.0);
     let mut at = 0.0;
     feed(&mut b, "a", &node(1), &mut at, "warning", 2);
@@ -632,14 +623,7 @@ fn a_vanished_down_node_resolves_the_incident() {
 #[test]
 fn dns_failure_without_nodes_is_a_major_outage() {
     let targets = vec![target("a", Some("core"), Thresholds::default())];
-    let mut b = Board::new(
-        "S".into(),
-        targets,
-        vec![GroupSpec {
-            name: "core".into(),
-            min_up: 1,
-        }],
-    );
+    let mut b = core_board(targets, 1);
     let ev = b.set_dns_error("a", Some("NXDOMAIN".into()), 5.0);
     assert!(ev.iter().any(|e| matches!(
         e,
