@@ -2,7 +2,7 @@
 //! incidents and the snapshot that the HTTP layer renders.
 //!
 //! Plain data with serde, no behaviour beyond small derivations (Statuspage names, worst-of). The
-//! rules that move these states live in `state.rs`; persistence in `store.rs`; rendering in `http/`.
+//! rules that move these states live in `state/`; persistence in `store.rs`; rendering in `http/`.
 
 use serde::{Deserialize, Serialize};
 use sipwatch_probes::outcome::{ResultKind, Status};

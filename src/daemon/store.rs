@@ -11,7 +11,7 @@
 //! [`StoreReader`] is a separate read-only connection (WAL lets it read while the writer writes)
 //! that answers the status page's questions through [`History`].
 //!
-//! Not here: deciding states (`state.rs`), rendering (`http/`), scheduling flushes (the daemon).
+//! Not here: deciding states (`state/`), rendering (`http/`), scheduling flushes (the daemon).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
