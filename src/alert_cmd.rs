@@ -96,29 +96,6 @@ pub enum AlertCommand {
     },
 }
 
-/// The outbox of a daemon config: `[alerting] outbox`, or derived from the store's file name
-/// (`/var/lib/sipwatch/state.db` -> `/var/lib/sipwatch/state.outbox.db`), so two daemons whose
-/// stores share a folder never share an outbox.
-pub fn outbox_path(cfg: &DaemonConfig) -> PathBuf {
-    cfg.alerting
-        .outbox
-        .clone()
-        .unwrap_or_else(|| derived_outbox_path(&cfg.store_path))
-}
-
-/// `DIR/STEM.outbox.db` for the store `DIR/STEM.EXT`.
-pub fn derived_outbox_path(store: &Path) -> PathBuf {
-    let stem = store
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "sipwatch".into());
-    store
-        .parent()
-        .unwrap_or(Path::new("."))
-        .join(format!("{stem}.outbox.db"))
-}
-
 /// Whether another process holds the outbox at `path` (sipwatch opens it in exclusive mode).
 pub fn outbox_in_use(path: &Path) -> bool {
     if !path.exists() {
@@ -148,7 +125,7 @@ pub fn outbox_notice(cfg: &DaemonConfig) -> Option<String> {
     if cfg.alerting.receiver.is_empty() {
         return None;
     }
-    let path = outbox_path(cfg);
+    let path = cfg.outbox_path();
     outbox_in_use(&path).then(|| {
         format!(
             "note: the alert outbox {} is in use by a running sipwatch process; if that is not \
@@ -430,7 +407,7 @@ async fn test_send(
         .unwrap_or_else(sipwatch_alerting::host_name);
     let notifiers = sipwatch_alerting::build(&cfg.alerting.receiver)
         .map_err(|e| anyhow::anyhow!("[alerting]: {e}"))?;
-    let path = outbox_path(cfg);
+    let path = cfg.outbox_path();
     match Outbox::open(&path, notifiers, OutboxOptions::default()) {
         Ok(outbox) => {
             let (stop, stopped) = tokio::sync::watch::channel(false);

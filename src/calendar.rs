@@ -1,6 +1,8 @@
-//! Calendar expressions for maintenance windows and scheduled restarts, as operators write them:
-//! `"Tue,Fri 03:00"` (the twice-weekly workaround), `"Mon-Fri 22:30"`, `"daily 04:15"`,
-//! `"03:00"`, or a 5-field cron expression (`"0 3 * * 2,5"`). Times are the daemon's local time.
+//! Calendar expressions for the daemon's maintenance windows (`[[maintenance]] schedule`), as
+//! operators write them: `"Tue,Fri 03:00"` (the twice-weekly workaround), `"Mon-Fri 22:30"`,
+//! `"daily 04:15"`, `"03:00"`, or a 5-field cron expression (`"0 3 * * 2,5"`). Times are in the
+//! zone the caller gives: the daemon's `[status] time_zone`, else the machine's local time. (The
+//! watchdog's restart schedules, which name their own zone, are `watchdog::schedule`.)
 //!
 //! Pure: takes a time, returns times. Uses croner underneath; the short form is translated to cron.
 

@@ -21,6 +21,7 @@ use sipwatch::daemon::model::{
     ComponentStatus, GroupState, GroupView, Incident, IncidentUpdate, NodeState, NodeView,
     Observation, Snapshot, TargetView, UnixTime,
 };
+use sipwatch_probes::outcome::{ResultKind, Status};
 use tokio::sync::watch;
 
 const DAY: f64 = 86400.0;
@@ -34,15 +35,21 @@ fn now() -> UnixTime {
 
 fn node(addr: &str, transport: &str, state: NodeState, since: UnixTime) -> NodeView {
     let (status, result, code, rtt, reason) = match state {
-        NodeState::Down => ("critical", "timeout", None, None, "no answer within 2s"),
+        NodeState::Down => (
+            Status::Critical,
+            ResultKind::Timeout,
+            None,
+            None,
+            "no answer within 2s",
+        ),
         NodeState::Degraded => (
-            "warning",
-            "error_response",
+            Status::Warning,
+            ResultKind::ErrorResponse,
             Some(503),
             Some(4.2),
             "Service Unavailable",
         ),
-        _ => ("ok", "ok", Some(200), Some(1.8), "OK"),
+        _ => (Status::Ok, ResultKind::Ok, Some(200), Some(1.8), "OK"),
     };
     NodeView {
         node: addr.to_owned(),
@@ -54,8 +61,8 @@ fn node(addr: &str, transport: &str, state: NodeState, since: UnixTime) -> NodeV
         consecutive_successes: u32::from(state == NodeState::Up) * 12,
         last: Some(Observation {
             at: since + 30.0,
-            status: status.to_owned(),
-            result: result.to_owned(),
+            status,
+            result,
             code,
             rtt_ms: rtt,
             reason: reason.to_owned(),

@@ -257,11 +257,54 @@ impl DaemonConfig {
         Self::from_source(path, &source)
     }
 
+    /// Parses and checks `source` (the text of `path`), one section at a time; every problem of
+    /// every section is reported at once.
     pub fn from_source(path: &Path, source: &str) -> Result<DaemonConfig, ConfigErrors> {
         let raw: RawConfig = parse_toml(path, source)?;
         let mut p = Problems::new(path, source);
         let base_dir = path.parent().unwrap_or(Path::new("."));
 
+        let listen = Self::http_section(&mut p, &raw);
+        let (store_path, retention) = Self::store_section(&mut p, &raw, base_dir);
+        let defaults = Self::defaults_section(&mut p, &raw);
+        let (max_in_flight, udp_sockets) = Self::scheduler_section(&mut p, &raw);
+        let (groups, group_lines) = Self::group_sections(&mut p, &raw);
+        let (targets, target_lines) =
+            Self::target_sections(&mut p, &raw, &defaults, &group_lines, base_dir);
+        Self::check_group_quorums(&mut p, &raw);
+        let time_zone = Self::status_time_zone(&mut p, &raw);
+        let maintenance = Self::maintenance_sections(&mut p, &raw, &target_lines, &group_lines);
+        let alerting = Self::alerting_section(&mut p, &raw, source, base_dir, &store_path);
+        let agent_token = Self::agents_section(&mut p, &raw, base_dir);
+        if raw.targets.is_empty() {
+            p.at(
+                None,
+                "no [[target]] defined; add at least one with name and uri",
+            );
+        }
+        p.finish()?;
+        Ok(DaemonConfig {
+            path: path.to_path_buf(),
+            listen,
+            store_path,
+            retention,
+            max_in_flight,
+            udp_sockets,
+            time_zone,
+            page_name: raw
+                .status
+                .and_then(|s| s.page_name)
+                .unwrap_or_else(|| "SIP services".into()),
+            targets,
+            groups,
+            maintenance,
+            alerting,
+            agent_token,
+        })
+    }
+
+    /// `[http] listen`.
+    fn http_section(p: &mut Problems, raw: &RawConfig) -> SocketAddr {
         let listen = match &raw.http {
             Some(h) => match h.listen.get_ref().parse::<SocketAddr>() {
                 Ok(a) => a,
@@ -280,10 +323,15 @@ impl DaemonConfig {
             // exporters' 9100-9999 (fully allocated), not in /etc/services.
             None => DEFAULT_LISTEN.parse().expect("literal"),
         };
+        listen
+    }
+
+    /// `[store] path` and `retention`; the section is required.
+    fn store_section(p: &mut Problems, raw: &RawConfig, base_dir: &Path) -> (PathBuf, Duration) {
         let (store_path, retention) = match &raw.store {
             Some(s) => {
                 let retention = dur(
-                    &mut p,
+                    p,
                     s.retention.as_ref(),
                     "[store] retention",
                     Duration::from_secs(30 * 86400),
@@ -298,51 +346,66 @@ impl DaemonConfig {
                 (PathBuf::new(), Duration::ZERO)
             }
         };
+        (store_path, retention)
+    }
+
+    /// `[defaults]`: what every target inherits.
+    fn defaults_section(p: &mut Problems, raw: &RawConfig) -> Defaults {
         let d = &raw.defaults;
         let def_interval = dur(
-            &mut p,
+            p,
             d.interval.as_ref(),
             "[defaults] interval",
             Duration::from_secs(10),
         );
         let def_timeout = dur(
-            &mut p,
+            p,
             d.timeout.as_ref(),
             "[defaults] timeout",
             Duration::from_secs(5),
         );
-        let def_fail = threshold(
-            &mut p,
-            d.fail_threshold.as_ref(),
-            "[defaults] fail_threshold",
-            3,
-        );
-        let def_ok = threshold(
-            &mut p,
-            d.ok_threshold.as_ref(),
-            "[defaults] ok_threshold",
-            2,
-        );
+        let def_fail = threshold(p, d.fail_threshold.as_ref(), "[defaults] fail_threshold", 3);
+        let def_ok = threshold(p, d.ok_threshold.as_ref(), "[defaults] ok_threshold", 2);
         let flap_window = dur(
-            &mut p,
+            p,
             d.flap_window.as_ref(),
             "[defaults] flap_window",
             Duration::from_secs(600),
         );
         let flap_max_changes = d.flap_max_changes.unwrap_or(4);
+        Defaults {
+            interval: def_interval,
+            timeout: def_timeout,
+            fail: def_fail,
+            ok: def_ok,
+            flap_window,
+            flap_max_changes,
+        }
+    }
+
+    /// `[scheduler] max_in_flight` and `udp_sockets`.
+    fn scheduler_section(p: &mut Problems, raw: &RawConfig) -> (usize, usize) {
         let (max_in_flight, udp_sockets) = match &raw.scheduler {
             Some(s) => (
                 positive(
-                    &mut p,
+                    p,
                     s.max_in_flight.as_ref(),
                     "[scheduler] max_in_flight",
                     1024,
                 ),
-                positive(&mut p, s.udp_sockets.as_ref(), "[scheduler] udp_sockets", 4),
+                positive(p, s.udp_sockets.as_ref(), "[scheduler] udp_sockets", 4),
             ),
             None => (1024, 4),
         };
 
+        (max_in_flight, udp_sockets)
+    }
+
+    /// `[[group]]`s, and where each name is defined (for duplicates and references).
+    fn group_sections(
+        p: &mut Problems,
+        raw: &RawConfig,
+    ) -> (Vec<GroupSettings>, HashMap<String, usize>) {
         let mut groups = Vec::new();
         let mut group_lines: HashMap<String, usize> = HashMap::new();
         for g in &raw.groups {
@@ -375,6 +438,17 @@ impl DaemonConfig {
             });
         }
 
+        (groups, group_lines)
+    }
+
+    /// `[[target]]`s with `[defaults]` applied, and where each name is defined.
+    fn target_sections(
+        p: &mut Problems,
+        raw: &RawConfig,
+        defaults: &Defaults,
+        group_lines: &HashMap<String, usize>,
+        base_dir: &Path,
+    ) -> (Vec<TargetSettings>, HashMap<String, usize>) {
         let mut targets = Vec::new();
         let mut target_lines: HashMap<String, usize> = HashMap::new();
         for t in &raw.targets {
@@ -423,16 +497,16 @@ impl DaemonConfig {
                 None => None,
             };
             let interval = dur(
-                &mut p,
+                p,
                 t.interval.as_ref(),
                 &format!("{what}: interval"),
-                def_interval,
+                defaults.interval,
             );
             let timeout = dur(
-                &mut p,
+                p,
                 t.timeout.as_ref(),
                 &format!("{what}: timeout"),
-                def_timeout,
+                defaults.timeout,
             );
             if interval.is_zero() {
                 p.at(
@@ -522,47 +596,43 @@ impl DaemonConfig {
                 domain: t.domain.clone().or_else(|| t.realm.clone()),
                 realm: t.realm.clone(),
                 fail_threshold: threshold(
-                    &mut p,
+                    p,
                     t.fail_threshold.as_ref(),
                     &format!("{what}: fail_threshold"),
-                    def_fail,
+                    defaults.fail,
                 ),
                 ok_threshold: threshold(
-                    &mut p,
+                    p,
                     t.ok_threshold.as_ref(),
                     &format!("{what}: ok_threshold"),
-                    def_ok,
+                    defaults.ok,
                 ),
                 flap_window: dur(
-                    &mut p,
+                    p,
                     t.flap_window.as_ref(),
                     &format!("{what}: flap_window"),
-                    flap_window,
+                    defaults.flap_window,
                 ),
-                flap_max_changes: t.flap_max_changes.unwrap_or(flap_max_changes),
+                flap_max_changes: t.flap_max_changes.unwrap_or(defaults.flap_max_changes),
                 expect: t.expect.clone(),
-                warn_rtt: t.warn_rtt.as_ref().map(|s| {
-                    dur(
-                        &mut p,
-                        Some(s),
-                        &format!("{what}: warn_rtt"),
-                        Duration::ZERO,
-                    )
-                }),
-                crit_rtt: t.crit_rtt.as_ref().map(|s| {
-                    dur(
-                        &mut p,
-                        Some(s),
-                        &format!("{what}: crit_rtt"),
-                        Duration::ZERO,
-                    )
-                }),
+                warn_rtt: t
+                    .warn_rtt
+                    .as_ref()
+                    .map(|s| dur(p, Some(s), &format!("{what}: warn_rtt"), Duration::ZERO)),
+                crit_rtt: t
+                    .crit_rtt
+                    .as_ref()
+                    .map(|s| dur(p, Some(s), &format!("{what}: crit_rtt"), Duration::ZERO)),
                 max_forwards: t.max_forwards.unwrap_or(70),
                 ca: t.ca.as_ref().map(|c| resolve(base_dir, c)),
                 insecure: t.insecure,
             });
         }
+        (targets, target_lines)
+    }
 
+    /// Every group's `min_up` against the targets that name it.
+    fn check_group_quorums(p: &mut Problems, raw: &RawConfig) {
         for g in &raw.groups {
             let members = raw
                 .targets
@@ -581,7 +651,10 @@ impl DaemonConfig {
                 );
             }
         }
+    }
 
+    /// `[status] time_zone`.
+    fn status_time_zone(p: &mut Problems, raw: &RawConfig) -> Option<chrono_tz::Tz> {
         let time_zone = raw
             .status
             .as_ref()
@@ -593,6 +666,16 @@ impl DaemonConfig {
                     None
                 }
             });
+        time_zone
+    }
+
+    /// `[[maintenance]]` windows, naming defined targets and groups.
+    fn maintenance_sections(
+        p: &mut Problems,
+        raw: &RawConfig,
+        target_lines: &HashMap<String, usize>,
+        group_lines: &HashMap<String, usize>,
+    ) -> Vec<MaintenanceWindow> {
         let mut maintenance = Vec::new();
         for m in &raw.maintenance {
             let calendar = match Calendar::parse(m.schedule.get_ref()) {
@@ -603,7 +686,7 @@ impl DaemonConfig {
                 }
             };
             let duration = dur(
-                &mut p,
+                p,
                 Some(&m.duration),
                 "maintenance: duration",
                 Duration::ZERO,
@@ -636,6 +719,17 @@ impl DaemonConfig {
                 });
             }
         }
+        maintenance
+    }
+
+    /// `[alerting]`: receivers, control API and the outbox (never the store's file).
+    fn alerting_section(
+        p: &mut Problems,
+        raw: &RawConfig,
+        source: &str,
+        base_dir: &Path,
+        store_path: &Path,
+    ) -> sipwatch_alerting::AlertingConfig {
         let alerting_span = crate::config_error::table_span(source, "alerting");
         let mut alerting = raw.alerting.clone().unwrap_or_default();
         if let Some(file) = &alerting.api_token_file {
@@ -650,18 +744,27 @@ impl DaemonConfig {
             p.at(alerting_span.clone(), problem);
         }
         if let Some(outbox) = &alerting.outbox {
-            if outbox == &store_path {
+            if outbox == store_path {
                 p.at(
                     alerting_span.clone(),
                     format!(
                         "[alerting] outbox {} is the [store] path too; they must be two files \
                          (leave outbox out to use {})",
                         outbox.display(),
-                        crate::alert_cmd::derived_outbox_path(&store_path).display()
+                        derived_outbox_path(store_path).display()
                     ),
                 );
             }
         }
+        alerting
+    }
+
+    /// `[agents] token_file`.
+    fn agents_section(
+        p: &mut Problems,
+        raw: &RawConfig,
+        base_dir: &Path,
+    ) -> Option<sipwatch_alerting::Secret> {
         let agent_token = match &raw.agents {
             Some(a) => {
                 let path = resolve(base_dir, a.token_file.get_ref());
@@ -678,32 +781,44 @@ impl DaemonConfig {
             }
             None => None,
         };
-        if raw.targets.is_empty() {
-            p.at(
-                None,
-                "no [[target]] defined; add at least one with name and uri",
-            );
-        }
-        p.finish()?;
-        Ok(DaemonConfig {
-            path: path.to_path_buf(),
-            listen,
-            store_path,
-            retention,
-            max_in_flight,
-            udp_sockets,
-            time_zone,
-            page_name: raw
-                .status
-                .and_then(|s| s.page_name)
-                .unwrap_or_else(|| "SIP services".into()),
-            targets,
-            groups,
-            maintenance,
-            alerting,
-            agent_token,
-        })
+        agent_token
     }
+}
+
+/// `[defaults]`, checked: what a target without its own setting gets.
+#[derive(Clone, Copy, Debug)]
+struct Defaults {
+    interval: Duration,
+    timeout: Duration,
+    fail: u32,
+    ok: u32,
+    flap_window: Duration,
+    flap_max_changes: u32,
+}
+
+impl DaemonConfig {
+    /// The outbox of a daemon config: `[alerting] outbox`, or derived from the store's file name
+    /// (`/var/lib/sipwatch/state.db` -> `/var/lib/sipwatch/state.outbox.db`), so two daemons
+    /// whose stores share a folder never share an outbox.
+    pub fn outbox_path(&self) -> PathBuf {
+        self.alerting
+            .outbox
+            .clone()
+            .unwrap_or_else(|| derived_outbox_path(&self.store_path))
+    }
+}
+
+/// `DIR/STEM.outbox.db` for the store `DIR/STEM.EXT`.
+pub fn derived_outbox_path(store: &Path) -> PathBuf {
+    let stem = store
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "sipwatch".into());
+    store
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(format!("{stem}.outbox.db"))
 }
 
 fn resolve(base: &Path, p: &str) -> PathBuf {

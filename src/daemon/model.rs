@@ -2,9 +2,10 @@
 //! incidents and the snapshot that the HTTP layer renders.
 //!
 //! Plain data with serde, no behaviour beyond small derivations (Statuspage names, worst-of). The
-//! rules that move these states live in `state.rs`; persistence in `store.rs`; rendering in `http/`.
+//! rules that move these states live in `state/`; persistence in `store.rs`; rendering in `http/`.
 
 use serde::{Deserialize, Serialize};
+use sipwatch_probes::outcome::{ResultKind, Status};
 
 /// Seconds since the Unix epoch. The daemon's pure parts take time as this value, never read a clock.
 pub type UnixTime = f64;
@@ -41,10 +42,12 @@ impl NodeState {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Observation {
     pub at: UnixTime,
-    /// `ok`, `warning`, `critical`, `unknown` (sipwatch-probes' Status).
-    pub status: String,
-    /// `ok`, `timeout`, `transport_error`, ... (sipwatch-probes' ResultKind).
-    pub result: String,
+    /// The probe's [`Status`]: `ok`, `warning`, `critical`, `unknown` in JSON and the store.
+    #[serde(with = "StatusDef")]
+    pub status: Status,
+    /// The probe's [`ResultKind`]: `ok`, `timeout`, `transport_error`, ... in JSON and the store.
+    #[serde(with = "ResultKindDef")]
+    pub result: ResultKind,
     pub code: Option<u16>,
     pub rtt_ms: Option<f64>,
     pub reason: String,
@@ -53,15 +56,43 @@ pub struct Observation {
 
 impl Observation {
     pub fn is_ok(&self) -> bool {
-        self.status == "ok"
+        self.status == Status::Ok
     }
     pub fn is_warning(&self) -> bool {
-        self.status == "warning"
+        self.status == Status::Warning
     }
     /// Critical and unknown both count as a failure for hysteresis.
     pub fn is_failure(&self) -> bool {
         !self.is_ok() && !self.is_warning()
     }
+}
+
+// The probe crate's enums serialize (`probe --json`) but do not deserialize; the daemon reads
+// observations back from its store. These mirrors give them the same names both ways: serde's
+// remote derive matches every variant, so a variant added to the probe crate fails to compile
+// here instead of being stored under a wrong name.
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "Status", rename_all = "lowercase")]
+enum StatusDef {
+    Ok,
+    Warning,
+    Unknown,
+    Critical,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "ResultKind", rename_all = "snake_case")]
+enum ResultKindDef {
+    Ok,
+    Timeout,
+    AuthFailed,
+    ErrorResponse,
+    TransportError,
+    DnsError,
+    Slow,
+    CertProblem,
+    BindingMissing,
+    BadResponse,
 }
 
 /// A node changed state (after hysteresis). `notify` is false when alerts are held (flapping,
@@ -321,4 +352,72 @@ pub struct GaugeSummary {
     pub slope_per_hour: Option<f64>,
     pub eta_seconds: Option<f64>,
     pub error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The store and the HTTP API see the names `probe --json` prints, and read them back.
+    #[test]
+    fn observation_status_and_result_keep_the_probe_names() {
+        let statuses = [
+            Status::Ok,
+            Status::Warning,
+            Status::Unknown,
+            Status::Critical,
+        ];
+        let results = [
+            ResultKind::Ok,
+            ResultKind::Timeout,
+            ResultKind::AuthFailed,
+            ResultKind::ErrorResponse,
+            ResultKind::TransportError,
+            ResultKind::DnsError,
+            ResultKind::Slow,
+            ResultKind::CertProblem,
+            ResultKind::BindingMissing,
+            ResultKind::BadResponse,
+        ];
+        for (i, &status) in statuses.iter().enumerate() {
+            for &result in &results {
+                let obs = Observation {
+                    at: i as f64,
+                    status,
+                    result,
+                    code: None,
+                    rtt_ms: None,
+                    reason: String::new(),
+                    cert_days_left: None,
+                };
+                let json = serde_json::to_value(&obs).expect("serializes");
+                assert_eq!(
+                    json["status"],
+                    serde_json::to_value(status).expect("status")
+                );
+                assert_eq!(json["result"], result.as_str());
+                let back: Observation = serde_json::from_value(json).expect("deserializes");
+                assert_eq!(back, obs);
+            }
+        }
+        assert_eq!(
+            serde_json::to_value(Observation {
+                at: 0.0,
+                status: Status::Critical,
+                result: ResultKind::TransportError,
+                code: None,
+                rtt_ms: None,
+                reason: String::new(),
+                cert_days_left: None,
+            })
+            .expect("serializes")["status"],
+            "critical"
+        );
+        let stored = r#"{"at":1.0,"status":"critcal","result":"timeout","code":null,
+            "rtt_ms":null,"reason":"","cert_days_left":null}"#;
+        assert!(
+            serde_json::from_str::<Observation>(stored).is_err(),
+            "a misspelled status must not load"
+        );
+    }
 }

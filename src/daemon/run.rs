@@ -554,14 +554,8 @@ impl StateTask {
         let o = &r.outcome;
         let obs = Observation {
             at: o.started_at,
-            status: match o.status {
-                sipwatch_probes::outcome::Status::Ok => "ok",
-                sipwatch_probes::outcome::Status::Warning => "warning",
-                sipwatch_probes::outcome::Status::Critical => "critical",
-                sipwatch_probes::outcome::Status::Unknown => "unknown",
-            }
-            .to_string(),
-            result: o.result.as_str().to_string(),
+            status: o.status,
+            result: o.result,
             code: o.code,
             rtt_ms: o.rtt_ms,
             reason: o.reason.clone(),
@@ -1001,7 +995,7 @@ pub async fn run(config_path: &Path, mut shutdown: watch::Receiver<bool>) -> any
     } else {
         let notifiers = sipwatch_alerting::build(&cfg.alerting.receiver)
             .map_err(|e| anyhow::anyhow!("[alerting]: {e}"))?;
-        let path = crate::alert_cmd::outbox_path(&cfg);
+        let path = cfg.outbox_path();
         let legacy = cfg
             .store_path
             .parent()

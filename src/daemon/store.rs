@@ -11,7 +11,7 @@
 //! [`StoreReader`] is a separate read-only connection (WAL lets it read while the writer writes)
 //! that answers the status page's questions through [`History`].
 //!
-//! Not here: deciding states (`state.rs`), rendering (`http/`), scheduling flushes (the daemon).
+//! Not here: deciding states (`state/`), rendering (`http/`), scheduling flushes (the daemon).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -995,12 +995,19 @@ impl History for StoreReader {
 mod tests {
     use super::*;
     use crate::daemon::state::{Board, GroupSpec, TargetSpec, Thresholds};
+    use sipwatch_probes::outcome::{ResultKind, Status};
 
     fn obs(at: UnixTime, status: &str, rtt: Option<f64>) -> Observation {
+        let (status, result) = match status {
+            "ok" => (Status::Ok, ResultKind::Ok),
+            "warning" => (Status::Warning, ResultKind::Timeout),
+            "critical" => (Status::Critical, ResultKind::Timeout),
+            other => panic!("no probe status {other:?}"),
+        };
         Observation {
             at,
-            status: status.to_string(),
-            result: if status == "ok" { "ok" } else { "timeout" }.to_string(),
+            status,
+            result,
             code: None,
             rtt_ms: rtt,
             reason: String::new(),

@@ -6,8 +6,8 @@
 use std::fmt::Write as _;
 
 use super::escape;
-use super::page::{fmt_duration, fmt_time};
 use crate::daemon::model::{AlertingView, UnixTime};
+use crate::daemon::timefmt;
 
 /// Banner lines for unhealthy receivers (empty when all are fine).
 pub fn unhealthy_lines(view: &AlertingView, now: UnixTime) -> Vec<String> {
@@ -19,7 +19,7 @@ pub fn unhealthy_lines(view: &AlertingView, now: UnixTime) -> Vec<String> {
                 "receiver {} ({}) failing for {}, {} notification(s) pending",
                 r.name,
                 r.kind,
-                fmt_duration((now - r.failing_since.unwrap_or(now)).max(0.0)),
+                timefmt::duration((now - r.failing_since.unwrap_or(now)).max(0.0)),
                 r.pending
             )
         })
@@ -70,7 +70,7 @@ pub fn render_section(out: &mut String, view: &AlertingView, zone: chrono_tz::Tz
                 escape(&s.id),
                 escape(&s.state),
                 escape(&s.matchers.join(", ")),
-                fmt_time(s.ends, zone),
+                timefmt::date_time(s.ends, zone),
                 escape(&s.comment),
                 escape(&s.created_by)
             );
@@ -86,7 +86,7 @@ pub fn render_section(out: &mut String, view: &AlertingView, zone: chrono_tz::Tz
                 out,
                 "<tr><td>{}</td><td>{}</td><td>{} by {}</td></tr>",
                 escape(&a.summary),
-                fmt_time(a.since, zone),
+                timefmt::date_time(a.since, zone),
                 escape(&a.state),
                 escape(a.by.as_deref().unwrap_or(""))
             );
@@ -103,7 +103,7 @@ pub fn render_section(out: &mut String, view: &AlertingView, zone: chrono_tz::Tz
                 "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
                 escape(&a.key),
                 escape(&a.by),
-                fmt_time(a.at, zone)
+                timefmt::date_time(a.at, zone)
             );
         }
         out.push_str("</table>");

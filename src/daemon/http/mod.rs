@@ -2,12 +2,17 @@
 //!
 //! | route | what |
 //! | --- | --- |
-//! | `/` | the status page for people ([`page`]) |
-//! | `/api/v2/summary.json`, `status.json`, `components.json`, `incidents.json`, `incidents/unresolved.json`, `scheduled-maintenances.json`, `scheduled-maintenances/upcoming.json`, `scheduled-maintenances/active.json` | Atlassian Statuspage v2 shapes ([`statuspage`]) |
-//! | `/history.atom` | incidents as an Atom 1.0 feed ([`atom`]) |
-//! | `/metrics` | Prometheus text 0.0.4, or OpenMetrics when the scraper asks for it |
-//! | `/healthz` | `200 ok` while the daemon runs, with the store's state in the body |
-//! | `/api/v1/agents/report`, `/api/v1/agents/alert` | node agents (bearer token checked before the body is read; bodies capped at 1 MiB and 64 KiB) |
+//! | `GET /` | the status page for people ([`page`]; its alerting banner and silences: [`alerting_page`]) |
+//! | `GET /api/v2/summary.json`, `status.json`, `components.json`, `incidents.json`, `incidents/unresolved.json`, `scheduled-maintenances.json`, `scheduled-maintenances/upcoming.json`, `scheduled-maintenances/active.json` | Atlassian Statuspage v2 shapes ([`statuspage`]) |
+//! | `GET /history.atom` | incidents as an Atom 1.0 feed ([`atom`]) |
+//! | `GET /metrics` | Prometheus text 0.0.4, or OpenMetrics when the scraper asks for it |
+//! | `GET /healthz` | `200 ok` while the daemon runs, with the store's state in the body |
+//! | `POST /api/v1/agents/report`, `POST /api/v1/agents/alert`, `GET /api/v1/agents` | node agents ([`agents`]; bearer token checked before the body is read; bodies capped at 1 MiB and 64 KiB) |
+//! | `POST /api/v1/leases`, `POST /api/v1/leases/{id}/renew`, `DELETE /api/v1/leases/{id}` | the agents' restart leases ([`agents`] carries them to the state task, which keeps the book of `daemon::leases`) |
+//! | `/api/v1/silences`, `/api/v1/notifications`, `/api/v1/acks`, `/ack` | the on-call's controls ([`alert_control`], its own table; merged into this router by `daemon::run`) |
+//!
+//! A new endpoint is one `.route` in [`router`] (or in [`alert_control::routes`] for an on-call
+//! control), its handler in the file of its concern, and a row in this table.
 //!
 //! [`serve`] bounds what a peer can hold (connections, concurrent requests, header and idle
 //! timeouts); GET routes never read a body.

@@ -22,6 +22,7 @@ use crate::daemon::model::{
     page_indicator, ComponentStatus, GroupState, GroupView, Incident, NodeState, NodeView,
     Snapshot, TargetView, UnixTime,
 };
+use crate::daemon::timefmt;
 
 /// The refresh interval written into `<meta http-equiv="refresh">`.
 pub const REFRESH_SECS: u32 = 30;
@@ -121,26 +122,6 @@ pub fn banner_headline(worst: ComponentStatus) -> &'static str {
         ComponentStatus::DegradedPerformance => "Degraded performance",
         ComponentStatus::PartialOutage => "Partial outage",
         ComponentStatus::MajorOutage => "Major outage",
-    }
-}
-
-/// `2023-11-14 22:13 UTC`, or in the page's zone (`[status] time_zone`): `2023-11-14 23:13 CET`.
-pub fn fmt_time(t: UnixTime, zone: Tz) -> String {
-    crate::daemon::timefmt::date_time(t, zone)
-}
-
-/// `45 s`, `12 min`, `3 h 12 min`, `2 d 4 h`.
-pub fn fmt_duration(secs: f64) -> String {
-    let s = if secs.is_finite() {
-        secs.max(0.0) as u64
-    } else {
-        0
-    };
-    match s {
-        0..=59 => format!("{s} s"),
-        60..=3599 => format!("{} min", s / 60),
-        3600..=86399 => format!("{} h {} min", s / 3600, (s % 3600) / 60),
-        _ => format!("{} d {} h", s / 86400, (s % 86400) / 3600),
     }
 }
 
@@ -253,8 +234,12 @@ fn last_probe_text(n: &NodeView, now: UnixTime, zone: Tz) -> String {
     let mut parts: Vec<String> = Vec::new();
     match o.code {
         Some(code) => parts.push(format!("{code} {}", escape(&o.reason))),
-        None if o.reason.is_empty() => parts.push(escape(&o.result).into_owned()),
-        None => parts.push(format!("{}: {}", escape(&o.result), escape(&o.reason))),
+        None if o.reason.is_empty() => parts.push(escape(o.result.as_str()).into_owned()),
+        None => parts.push(format!(
+            "{}: {}",
+            escape(o.result.as_str()),
+            escape(&o.reason)
+        )),
     }
     if let Some(rtt) = o.rtt_ms {
         parts.push(format!("{rtt:.1} ms"));
@@ -265,8 +250,8 @@ fn last_probe_text(n: &NodeView, now: UnixTime, zone: Tz) -> String {
     format!(
         "{} <span class=\"muted\" title=\"{}\">({} ago)</span>",
         parts.join(" · "),
-        fmt_time(o.at, zone),
-        fmt_duration(now - o.at)
+        timefmt::date_time(o.at, zone),
+        timefmt::duration(now - o.at)
     )
 }
 
@@ -286,8 +271,8 @@ fn render_node(out: &mut String, n: &NodeView, now: UnixTime, zone: Tz) {
         } else {
             ""
         },
-        fmt_time(n.since, zone),
-        fmt_duration(now - n.since),
+        timefmt::date_time(n.since, zone),
+        timefmt::duration(now - n.since),
         last,
     );
 }
@@ -365,16 +350,20 @@ fn render_incident(out: &mut String, i: &Incident, now: UnixTime, zone: Tz) {
         i.impact.as_str(),
         status_label(i.impact),
         escape(&status),
-        fmt_time(i.opened_at, zone),
+        timefmt::date_time(i.opened_at, zone),
     );
     match i.resolved_at {
         Some(r) => w!(
             out,
             " · resolved {} after {}",
-            fmt_time(r, zone),
-            fmt_duration(r - i.opened_at)
+            timefmt::date_time(r, zone),
+            timefmt::duration(r - i.opened_at)
         ),
-        None => w!(out, " · ongoing for {}", fmt_duration(now - i.opened_at)),
+        None => w!(
+            out,
+            " · ongoing for {}",
+            timefmt::duration(now - i.opened_at)
+        ),
     }
     out.push_str("</p>");
     if !i.affected.is_empty() {
@@ -390,7 +379,7 @@ fn render_incident(out: &mut String, i: &Incident, now: UnixTime, zone: Tz) {
                 out,
                 "<li><b>{}</b> <span class=\"muted\">{}</span>: {}</li>",
                 escape(&u.status),
-                fmt_time(u.at, zone),
+                timefmt::date_time(u.at, zone),
                 escape(&u.body)
             );
         }
@@ -414,7 +403,7 @@ pub fn render(snapshot: &Snapshot, data: &PageData) -> String {
          <link rel=\"alternate\" type=\"application/atom+xml\" title=\"Incidents\" href=\"/history.atom\">\
          <style>{CSS}</style></head><body><main>\
          <header class=\"top\"><h1>{name}</h1><span class=\"muted\">Updated {} · reloads every {REFRESH_SECS} s</span></header>",
-        fmt_time(snapshot.generated_at, zone),
+        timefmt::date_time(snapshot.generated_at, zone),
     );
 
     if let Some(e) = &snapshot.store_error {
@@ -540,7 +529,7 @@ pub fn render(snapshot: &Snapshot, data: &PageData) -> String {
                     ""
                 },
                 covered.join(", "),
-                fmt_time(m.starts_at, zone),
+                timefmt::date_time(m.starts_at, zone),
                 crate::daemon::timefmt::clock(m.ends_at, m.starts_at, zone),
                 escape(&m.schedule),
             );
@@ -606,7 +595,7 @@ fn render_agents(out: &mut String, agents: &[crate::daemon::model::AgentSummary]
             out,
             "<h3>{} <span class=\"muted\">reported {} ago</span></h3><table class=\"nodes\"><tr><th>service</th><th>state</th><th>PSS</th><th>gauges</th></tr>",
             escape(&a.host),
-            fmt_duration((now - a.received_at).max(0.0))
+            timefmt::duration((now - a.received_at).max(0.0))
         );
         for s in &a.services {
             let mut gauges = String::new();
@@ -623,7 +612,7 @@ fn render_agents(out: &mut String, agents: &[crate::daemon::model::AgentSummary]
                     "leak" => {
                         let eta = g
                             .eta_seconds
-                            .map(|e| format!(", limit in {}", fmt_duration(e)))
+                            .map(|e| format!(", limit in {}", timefmt::duration(e)))
                             .unwrap_or_default();
                         format!("<strong class=\"down\">LEAK</strong>{eta}")
                     }
@@ -796,15 +785,15 @@ mod tests {
         assert_eq!(fmt_uptime(&Ok(Some(1.0))), "100%");
         assert_eq!(fmt_uptime(&Ok(Some(0.999999))), "99.99%");
         assert_eq!(fmt_uptime(&Ok(None)), "no data");
-        assert_eq!(fmt_duration(59.0), "59 s");
-        assert_eq!(fmt_duration(3600.0 * 3.0 + 720.0), "3 h 12 min");
-        assert_eq!(fmt_duration(86400.0 * 2.0 + 3600.0 * 4.0), "2 d 4 h");
+        assert_eq!(timefmt::duration(59.0), "59 s");
+        assert_eq!(timefmt::duration(3600.0 * 3.0 + 720.0), "3 h 12 min");
+        assert_eq!(timefmt::duration(86400.0 * 2.0 + 3600.0 * 4.0), "2 d 4 h");
         assert_eq!(
-            fmt_time(1_700_000_000.0, chrono_tz::UTC),
+            timefmt::date_time(1_700_000_000.0, chrono_tz::UTC),
             "2023-11-14 22:13 UTC"
         );
         assert_eq!(
-            fmt_time(1_700_000_000.0, "Europe/Berlin".parse().unwrap()),
+            timefmt::date_time(1_700_000_000.0, "Europe/Berlin".parse().unwrap()),
             "2023-11-14 23:13 CET"
         );
         assert!(rtt_chart(&[], 1e9).is_none());

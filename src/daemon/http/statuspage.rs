@@ -645,8 +645,8 @@ pub(crate) mod tests {
             consecutive_successes: 3,
             last: Some(Observation {
                 at: since + 10.0,
-                status: "ok".to_owned(),
-                result: "ok".to_owned(),
+                status: sipwatch_probes::outcome::Status::Ok,
+                result: sipwatch_probes::outcome::ResultKind::Ok,
                 code: Some(200),
                 rtt_ms: Some(1.5),
                 reason: "OK".to_owned(),
