@@ -152,14 +152,14 @@ event_route[xhttp:request] {{
             "kamailio did not start; its log:\n{}",
             std::fs::read_to_string(&self.log).unwrap_or_default()
         );
-        wait_until(T, "kamailio's pidfile", || self.main_pid().is_some());
+        wait_until("kamailio's pidfile", T, || self.main_pid().is_some());
         let addr = format!("127.0.0.1:{}", self.http_port);
-        wait_until(T, "kamailio's HTTP listener", || {
+        wait_until("kamailio's HTTP listener", T, || {
             std::net::TcpStream::connect(&addr).is_ok()
         });
         // All processes forked: the count settles.
         let mut last = 0;
-        wait_until(T, "kamailio's processes forked", || {
+        wait_until("kamailio's processes forked", T, || {
             let n = self.pids().len();
             let settled = n >= 5 && n == last;
             last = n;
@@ -206,7 +206,7 @@ event_route[xhttp:request] {{
                 libc::kill(main, libc::SIGTERM);
             }
         }
-        wait_until(T, "all kamailio processes gone", || {
+        wait_until("all kamailio processes gone", T, || {
             pids.iter().all(|p| proc::read(*p).is_none())
         });
     }

@@ -47,7 +47,7 @@ const UAS_SILENT: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
 
 #[test]
 fn sipp_uas_sends_100_then_a_late_200() {
-    let port = free_port();
+    let port = free_sip_port();
     let dir = tempfile::tempdir().unwrap();
     let _uas = sipp_uas(dir.path(), port, UAS_LATE_200);
     let out = sipwatch(&["probe", "--json", &format!("sip:127.0.0.1:{port}")]);
@@ -65,7 +65,7 @@ fn sipp_uas_sends_100_then_a_late_200() {
 
 #[test]
 fn sipp_uas_that_never_answers_times_out_after_timer_f() {
-    let port = free_port();
+    let port = free_sip_port();
     let dir = tempfile::tempdir().unwrap();
     let _uas = sipp_uas(dir.path(), port, UAS_SILENT);
     let out = sipwatch(&[
@@ -376,7 +376,7 @@ fn bad_input_is_unknown_with_a_message() {
 /// dnsmasq on a loopback port serving the records a test gives.
 fn dnsmasq(dir: &std::path::Path, records: &[String]) -> (Background, u16) {
     let dnsmasq = require("dnsmasq", "dnsmasq-base");
-    let port = free_port();
+    let port = free_sip_port();
     let hosts = dir.join("hosts");
     std::fs::write(
         &hosts,
@@ -403,7 +403,7 @@ fn dnsmasq(dir: &std::path::Path, records: &[String]) -> (Background, u16) {
         child,
         name: "dnsmasq".into(),
     };
-    wait_for("dnsmasq to listen", Duration::from_secs(10), || {
+    wait_until("dnsmasq to listen", Duration::from_secs(10), || {
         UdpSocket::bind(("127.0.0.1", port)).is_err()
     });
     (bg, port)
@@ -411,9 +411,9 @@ fn dnsmasq(dir: &std::path::Path, records: &[String]) -> (Background, u16) {
 
 #[test]
 fn rfc3263_srv_naptr_and_several_a_records_are_all_probed() {
-    let p1 = free_port();
+    let p1 = free_sip_port();
     let _k1 = Kamailio::start(KamailioSpec::new(p1, ROUTE_OK));
-    let p2 = free_port();
+    let p2 = free_sip_port();
     let _k2 = Kamailio::start(KamailioSpec::new(p2, ROUTE_OK));
     let mut spec = KamailioSpec::new(p1, ROUTE_OK);
     spec.ip = "127.0.0.2".into();

@@ -154,9 +154,9 @@ event_route[xhttp:request] {{
             std::fs::read_to_string(&k.log).unwrap_or_default()
         );
         let _ = std::fs::remove_file(dir.join("restarts.txt"));
-        wait_until(T, "kamailio's pidfile", || k.main_pid().is_some());
+        wait_until("kamailio's pidfile", T, || k.main_pid().is_some());
         let addr = format!("127.0.0.1:{}", k.http_port);
-        wait_until(T, "kamailio's HTTP listener", || {
+        wait_until("kamailio's HTTP listener", T, || {
             std::net::TcpStream::connect(&addr).is_ok()
         });
         k
@@ -235,13 +235,7 @@ impl Agent {
     }
 
     fn launch(config: PathBuf, listen: String, dir: &Path) -> Agent {
-        let stderr = dir.join(format!(
-            "agent-{}.log",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
+        let stderr = dir.join(format!("agent-{:.6}.log", agent_support::unix_now()));
         let child = Command::new(env!("CARGO_BIN_EXE_sipwatch"))
             .args(["agent", "-c"])
             .arg(&config)
@@ -256,7 +250,7 @@ impl Agent {
             config,
             stderr,
         };
-        wait_until(T, "the agent's HTTP listener", || {
+        wait_until("the agent's HTTP listener", T, || {
             std::net::TcpStream::connect(&a.listen).is_ok()
         });
         a
@@ -399,7 +393,7 @@ fn threshold_restart_before_no_more_shm_verified_by_options() {
         dir.path(),
         &service_toml(&k, "threshold = \"kamailio_shm > 60% for 2s\"\ncooldown = \"1h\"\nmax_restarts = \"2 per 1d\""),
     );
-    wait_until(T, "the shm gauge read", || {
+    wait_until("the shm gauge read", T, || {
         agent.gauge("kamailio_shm").is_some()
     });
     // Leak in steps until the pool is past the threshold, then stop and watch.
@@ -417,7 +411,7 @@ fn threshold_restart_before_no_more_shm_verified_by_options() {
         sent += 300;
         std::thread::sleep(Duration::from_millis(400));
     };
-    wait_until(T, "a verified restart in the audit", || {
+    wait_until("a verified restart in the audit", T, || {
         agent
             .restarts()
             .iter()
@@ -481,14 +475,14 @@ fn log_line_restart_then_cooldown_and_dry_run() {
         dir.path(),
         &service_toml(&k, "on_log = [\"shm_exhausted\"]\ncooldown = \"1h\""),
     );
-    wait_until(T, "the agent watching", || {
+    wait_until("the agent watching", T, || {
         agent.gauge("kamailio_shm").is_some()
     });
     append_log(
         &k,
         "ERROR: WATCHDOG-TEST no more shm memory (simulated line)",
     );
-    wait_until(T, "a restart on the log line", || {
+    wait_until("a restart on the log line", T, || {
         agent
             .restarts()
             .iter()
@@ -502,7 +496,7 @@ fn log_line_restart_then_cooldown_and_dry_run() {
     );
     // A second line within the cooldown: recorded, skipped, nothing restarted.
     append_log(&k, "ERROR: WATCHDOG-TEST again");
-    wait_until(T, "the cooldown decision", || {
+    wait_until("the cooldown decision", T, || {
         agent.restarts().iter().any(|r| r["why"] == "cooldown")
     });
     assert_eq!(k.restarts_done(), 1);
@@ -529,7 +523,7 @@ fn log_line_restart_then_cooldown_and_dry_run() {
         );
     };
     run(&["restart", "now", "kamailio"]);
-    wait_until(T, "the manual request refused by the cooldown", || {
+    wait_until("the manual request refused by the cooldown", T, || {
         agent
             .restarts()
             .iter()
@@ -537,7 +531,7 @@ fn log_line_restart_then_cooldown_and_dry_run() {
     });
     assert_eq!(k.restarts_done(), 1);
     run(&["restart", "now", "kamailio", "--force"]);
-    wait_until(T, "the forced restart", || {
+    wait_until("the forced restart", T, || {
         agent
             .restarts()
             .iter()
@@ -562,12 +556,12 @@ fn log_line_restart_then_cooldown_and_dry_run() {
         dir2.path(),
         &service_toml(&k, "on_log = [\"shm_exhausted\"]\ndry_run = true"),
     );
-    wait_until(T, "the agent watching", || {
+    wait_until("the agent watching", T, || {
         agent.gauge("kamailio_shm").is_some()
     });
     std::thread::sleep(Duration::from_millis(1500));
     append_log(&k, "ERROR: WATCHDOG-TEST dry");
-    wait_until(T, "would_restart", || {
+    wait_until("would_restart", T, || {
         agent
             .restarts()
             .iter()
@@ -590,11 +584,11 @@ fn failed_verification_gives_one_critical_alert_and_no_loop() {
         )
         .replace("within = \"20s\"", "within = \"4s\"");
     let agent = Agent::start(dir.path(), &body);
-    wait_until(T, "the agent watching", || {
+    wait_until("the agent watching", T, || {
         agent.gauge("kamailio_shm").is_some()
     });
     append_log(&k, "ERROR: WATCHDOG-TEST first");
-    wait_until(T, "the failed verification", || {
+    wait_until("the failed verification", T, || {
         agent.restarts().iter().any(|r| r["decision"] == "failed")
     });
     let f = agent
@@ -618,7 +612,7 @@ fn failed_verification_gives_one_critical_alert_and_no_loop() {
     for i in 0..3 {
         append_log(&k, &format!("ERROR: WATCHDOG-TEST more {i}"));
     }
-    wait_until(T, "paused decisions", || {
+    wait_until("paused decisions", T, || {
         agent
             .restarts()
             .iter()
@@ -640,10 +634,10 @@ fn failed_verification_gives_one_critical_alert_and_no_loop() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    wait_until(T, "resumed in the audit", || {
+    wait_until("resumed in the audit", T, || {
         agent.restarts().iter().any(|r| r["why"] == "resumed")
     });
-    wait_until(T, "the failure alert resolved", || {
+    wait_until("the failure alert resolved", T, || {
         agent
             .log_text()
             .contains("watchdog resumed after a failed restart")
@@ -674,11 +668,11 @@ fn deferred_restart_survives_an_agent_restart_and_runs_in_the_window() {
             &format!("on_log = [\"shm_exhausted\"]\nwindows = [\"{window}\"]"),
         ),
     );
-    wait_until(T, "the agent watching", || {
+    wait_until("the agent watching", T, || {
         agent.gauge("kamailio_shm").is_some()
     });
     append_log(&k, "ERROR: WATCHDOG-TEST deferred");
-    wait_until(T, "the deferral", || {
+    wait_until("the deferral", T, || {
         agent
             .restarts()
             .iter()
@@ -712,7 +706,7 @@ fn deferred_restart_survives_an_agent_restart_and_runs_in_the_window() {
     let agent = agent.restart_process(dir.path());
     assert_eq!(k.restarts_done(), 0);
     let deadline = Duration::from_secs(100);
-    wait_until(deadline, "the deferred restart, in the window", || {
+    wait_until("the deferred restart, in the window", deadline, || {
         agent
             .restarts()
             .iter()
@@ -748,17 +742,17 @@ fn drain_waits_for_a_gauge_the_test_controls_then_undrains() {
         &format!("[[service.gauge]]\nkind = \"command\"\nname = \"active_dialogs\"\ncommand = \"cat {}\"\ndetect = false\n[service.restart]", active.display()),
     );
     let agent = Agent::start(dir.path(), &body);
-    wait_until(T, "the agent watching", || {
+    wait_until("the agent watching", T, || {
         agent.gauge("kamailio_shm").is_some()
     });
     append_log(&k, "ERROR: WATCHDOG-TEST drain");
-    wait_until(T, "the drain command", || drained.exists());
+    wait_until("the drain command", T, || drained.exists());
     let pid = k.main_pid();
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(k.main_pid(), pid, "no restart while dialogs are active");
     assert!(!rpc(&k, "htable.get", r#"["leak", "undrained"]"#).contains("yes"));
     std::fs::write(&active, "0\n").unwrap();
-    wait_until(T, "the restart after draining", || {
+    wait_until("the restart after draining", T, || {
         agent
             .restarts()
             .iter()
@@ -772,7 +766,7 @@ fn drain_waits_for_a_gauge_the_test_controls_then_undrains() {
     assert!(r["drained_seconds"].as_f64().unwrap() >= 3.0, "{r}");
     assert!(r["summary"].as_str().unwrap().contains("drained in"), "{r}");
     // The undrain JSON-RPC call reached the restarted Kamailio (its htable is new).
-    wait_until(T, "undrained by JSON-RPC after the verification", || {
+    wait_until("undrained by JSON-RPC after the verification", T, || {
         rpc(&k, "htable.get", r#"["leak", "undrained"]"#).contains("yes")
     });
 }
@@ -852,7 +846,7 @@ fn two_agents_of_a_group_of_three_with_min_up_2_take_turns_by_lease() {
             .unwrap(),
         listen: listen.clone(),
     };
-    wait_until(T, "the daemon sees all three up", || {
+    wait_until("the daemon sees all three up", T, || {
         std::net::TcpStream::connect(&daemon.listen).is_ok() && {
             let (_, body) = agent_http_get(&daemon.listen, "/api/v2/components.json");
             serde_json::from_str::<serde_json::Value>(&body)
@@ -882,7 +876,7 @@ fn two_agents_of_a_group_of_three_with_min_up_2_take_turns_by_lease() {
         })
         .collect();
     for a in &agents {
-        wait_until(T, "the agent watching", || {
+        wait_until("the agent watching", T, || {
             a.gauge("kamailio_shm").is_some()
         });
     }
@@ -890,8 +884,8 @@ fn two_agents_of_a_group_of_three_with_min_up_2_take_turns_by_lease() {
     append_log(&ks[0], "ERROR: WATCHDOG-TEST both");
     append_log(&ks[1], "ERROR: WATCHDOG-TEST both");
     wait_until(
-        Duration::from_secs(120),
         "both restarted, one after the other",
+        Duration::from_secs(120),
         || {
             agents
                 .iter()
@@ -934,7 +928,7 @@ fn two_agents_of_a_group_of_three_with_min_up_2_take_turns_by_lease() {
     assert_eq!(ks[2].restarts_done(), 0);
     // The daemon's page shows the restarts the agents reported (both agents run on this one
     // host, so the page shows the latest report of the host: at least one restart).
-    wait_until(T, "the Restarts section", || {
+    wait_until("the Restarts section", T, || {
         let (_, page) = agent_http_get(&daemon.listen, "/");
         page.contains("id=\"restarts\"") && page.contains("<td>restarted <span")
     });
@@ -979,7 +973,7 @@ fn forecast_restart_planned_into_a_window_before_exhaustion() {
     )
     .replace("within = \"20s\"", "within = \"20s\"\nmemory_drop = \"40%\"\ngauge = \"kamailio_shm\"");
     let agent = Agent::start(dir.path(), &body);
-    wait_until(T, "the agent watching", || {
+    wait_until("the agent watching", T, || {
         agent.gauge("kamailio_shm").is_some()
     });
     // A steady leak: 30 stored OPTIONS a second.
@@ -1112,7 +1106,7 @@ fn probe_failure_reported_by_the_daemon_restarts_the_service() {
             .find(|c| c["name"] == name)
             .and_then(|c| c["status"].as_str().map(str::to_owned))
     };
-    wait_until(T, "the daemon sees both up", || {
+    wait_until("the daemon sees both up", T, || {
         std::net::TcpStream::connect(&daemon.listen).is_ok()
             && status("rec-1").as_deref() == Some("operational")
             && status("rec-2").as_deref() == Some("operational")
@@ -1123,7 +1117,7 @@ fn probe_failure_reported_by_the_daemon_restarts_the_service() {
         service_toml(&ks[0], "on_probe_failure = true\ntarget = \"rec-1\"")
     );
     let agent = Agent::start(dir.path(), &body);
-    wait_until(T, "the agent watching", || {
+    wait_until("the agent watching", T, || {
         agent.gauge("kamailio_shm").is_some()
     });
     std::thread::sleep(Duration::from_secs(3));
@@ -1137,7 +1131,7 @@ fn probe_failure_reported_by_the_daemon_restarts_the_service() {
     unsafe {
         libc::kill(pid, libc::SIGTERM);
     }
-    wait_until(T, "the restart on the probe failure", || {
+    wait_until("the restart on the probe failure", T, || {
         agent
             .restarts()
             .iter()
@@ -1154,7 +1148,7 @@ fn probe_failure_reported_by_the_daemon_restarts_the_service() {
         "{r}"
     );
     assert!(r["summary"].as_str().unwrap().contains("rec-1 down"), "{r}");
-    wait_until(T, "rec-1 up again in the daemon", || {
+    wait_until("rec-1 up again in the daemon", T, || {
         status("rec-1").as_deref() == Some("operational")
     });
 }
@@ -1171,7 +1165,7 @@ fn signal_method_with_a_supervisor_that_brings_kamailio_back() {
     }
     // Gone, or a zombie: the daemonized process's parent is PID 1, which in a container may
     // not reap it at once. Kamailio kills children that do not exit within `exit_timeout`.
-    wait_until(T, "the daemonized kamailio gone", || {
+    wait_until("the daemonized kamailio gone", T, || {
         std::fs::read_to_string(format!("/proc/{pid0}/stat"))
             .map(|s| s.contains(") Z "))
             .unwrap_or(true)
@@ -1197,7 +1191,7 @@ fn signal_method_with_a_supervisor_that_brings_kamailio_back() {
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
-    wait_until(T, "kamailio under the supervisor", || {
+    wait_until("kamailio under the supervisor", T, || {
         k.main_pid().is_some_and(|p| p != pid0)
             && std::net::TcpStream::connect(("127.0.0.1", k.http_port)).is_ok()
     });
@@ -1206,11 +1200,11 @@ fn signal_method_with_a_supervisor_that_brings_kamailio_back() {
         .replace("method = \"command\"", "method = \"signal\"")
         .replace(&format!("command = [\"{}\"]\n", k.script.display()), "");
     let agent = Agent::start(dir.path(), &body);
-    wait_until(T, "the agent watching", || {
+    wait_until("the agent watching", T, || {
         agent.gauge("kamailio_shm").is_some()
     });
     append_log(&k, "ERROR: WATCHDOG-TEST signal");
-    wait_until(T, "the signal restart, verified", || {
+    wait_until("the signal restart, verified", T, || {
         agent
             .restarts()
             .iter()
@@ -1262,12 +1256,12 @@ fn drain_timeout_gives_up_restarts_nothing_and_undrains() {
             ),
         );
     let agent = Agent::start(dir.path(), &body);
-    wait_until(T, "the agent watching", || {
+    wait_until("the agent watching", T, || {
         agent.gauge("kamailio_shm").is_some()
     });
     let pid = k.main_pid();
     append_log(&k, "ERROR: WATCHDOG-TEST busy");
-    wait_until(T, "the drain timeout", || {
+    wait_until("the drain timeout", T, || {
         agent.restarts().iter().any(|r| r["why"] == "drain_timeout")
     });
     let r = agent
@@ -1282,7 +1276,7 @@ fn drain_timeout_gives_up_restarts_nothing_and_undrains() {
     assert_eq!(k.restarts_done(), 0);
     // The attempt counts for the cooldown: another line does not drain again at once.
     append_log(&k, "ERROR: WATCHDOG-TEST busy again");
-    wait_until(T, "the cooldown", || {
+    wait_until("the cooldown", T, || {
         agent.restarts().iter().any(|r| r["why"] == "cooldown")
     });
     assert_eq!(k.restarts_done(), 0);
@@ -1306,11 +1300,11 @@ fn verification_by_register_with_digest() {
         )
     };
     let agent = Agent::start(dir.path(), &body(&pw));
-    wait_until(T, "the agent watching", || {
+    wait_until("the agent watching", T, || {
         agent.gauge("kamailio_shm").is_some()
     });
     append_log(&k, "ERROR: WATCHDOG-TEST register");
-    wait_until(T, "the restart verified by REGISTER", || {
+    wait_until("the restart verified by REGISTER", T, || {
         agent
             .restarts()
             .iter()
@@ -1326,12 +1320,12 @@ fn verification_by_register_with_digest() {
     // A wrong password: the REGISTER is refused, the verification fails.
     let dir2 = tempfile::tempdir().unwrap();
     let agent = Agent::start(dir2.path(), &body(&wrong));
-    wait_until(T, "the agent watching", || {
+    wait_until("the agent watching", T, || {
         agent.gauge("kamailio_shm").is_some()
     });
     std::thread::sleep(Duration::from_millis(1500));
     append_log(&k, "ERROR: WATCHDOG-TEST register wrong");
-    wait_until(T, "the failed verification", || {
+    wait_until("the failed verification", T, || {
         agent.restarts().iter().any(|r| r["decision"] == "failed")
     });
     let f = agent
