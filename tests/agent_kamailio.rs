@@ -12,38 +12,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use agent_support::{free_port, free_udp_tcp_port, parse_config, unique_name, wait_until, Driver};
+use agent_support::{
+    free_port, free_udp_tcp_port, kamailio_binary, kamailio_modules_dir, parse_config, unique_name,
+    wait_until, Driver,
+};
 use sipwatch::agent::events::AgentEvent;
 use sipwatch::agent::proc;
 use sipwatch::agent::report::LimitSource;
 
 const T: Duration = Duration::from_secs(30);
-
-fn kamailio_binary() -> PathBuf {
-    for candidate in [
-        "/usr/sbin/kamailio",
-        "/usr/local/sbin/kamailio",
-        "/usr/bin/kamailio",
-    ] {
-        if Path::new(candidate).exists() {
-            return PathBuf::from(candidate);
-        }
-    }
-    panic!("kamailio not found (this test needs a real Kamailio); install with: apt-get install kamailio");
-}
-
-fn modules_dir() -> String {
-    for dir in [
-        "/usr/lib/x86_64-linux-gnu/kamailio/modules",
-        "/usr/lib/aarch64-linux-gnu/kamailio/modules",
-        "/usr/lib/kamailio/modules",
-    ] {
-        if Path::new(dir).join("xhttp.so").exists() {
-            return dir.to_owned();
-        }
-    }
-    panic!("Kamailio modules (xhttp.so) not found; install with: apt-get install kamailio");
-}
 
 /// A Kamailio started by the test.
 struct Kamailio {
@@ -109,7 +86,7 @@ event_route[xhttp:request] {{
     }}
 }}
 "#,
-                mpath = modules_dir()
+                mpath = kamailio_modules_dir("xhttp.so")
             ),
         )
         .unwrap();

@@ -11,35 +11,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use agent_support::{free_port, free_udp_tcp_port, wait_until};
+use agent_support::{
+    free_port, free_udp_tcp_port, kamailio_binary, kamailio_modules_dir, wait_until,
+};
 
 const T: Duration = Duration::from_secs(60);
-
-fn kamailio_binary() -> PathBuf {
-    for c in [
-        "/usr/sbin/kamailio",
-        "/usr/local/sbin/kamailio",
-        "/usr/bin/kamailio",
-    ] {
-        if Path::new(c).exists() {
-            return PathBuf::from(c);
-        }
-    }
-    panic!("kamailio not found (this test needs a real Kamailio); install with: apt-get install kamailio");
-}
-
-fn modules_dir() -> String {
-    for dir in [
-        "/usr/lib/x86_64-linux-gnu/kamailio/modules",
-        "/usr/lib/aarch64-linux-gnu/kamailio/modules",
-        "/usr/lib/kamailio/modules",
-    ] {
-        if Path::new(dir).join("xhttp.so").exists() {
-            return dir.to_owned();
-        }
-    }
-    panic!("Kamailio modules (xhttp.so) not found; install with: apt-get install kamailio");
-}
 
 /// A Kamailio the test starts, with a restart script for the agent's command method.
 struct Kamailio {
@@ -110,7 +86,7 @@ event_route[xhttp:request] {{
     }}
 }}
 "#,
-                mpath = modules_dir()
+                mpath = kamailio_modules_dir("xhttp.so")
             ),
         )
         .unwrap();

@@ -85,7 +85,7 @@ pub const ROUTE_OK: &str = r#"
 impl Kamailio {
     pub fn start(spec: KamailioSpec) -> Kamailio {
         let kamailio = kamailio_binary();
-        let modules = kamailio_modules_dir("tm.so");
+        let mpath = kamailio_modules_dir("tm.so");
         let dir = tempfile::tempdir().unwrap();
         let mut listen = format!(
             "listen=udp:{ip}:{p}\nlisten=tcp:{ip}:{p}\n",
@@ -95,7 +95,7 @@ impl Kamailio {
         let mut tls_mod = String::new();
         if let Some(tls) = &spec.tls {
             assert!(
-                Path::new(&modules).join("tls.so").exists(),
+                Path::new(&mpath).join("tls.so").exists(),
                 "Kamailio's TLS module is missing: apt-get install -y kamailio-tls-modules"
             );
             let tls_cfg = dir.path().join("tls.cfg");
@@ -127,7 +127,7 @@ children=2
 tcp_children=2
 auto_aliases=no
 {listen}
-mpath="{modules}/"
+mpath="{mpath}/"
 {tls_mod}
 loadmodule "tm.so"
 loadmodule "sl.so"
