@@ -168,6 +168,45 @@ timeout = "5s"
     }
 }
 
+/// Two real Kamailios in group `frontends` (min_up 1): `node`, the one a test stops, and
+/// `anchor`, which stays up so the group keeps its quorum.
+struct Frontends {
+    node: Kamailio,
+    anchor: Kamailio,
+}
+
+impl Frontends {
+    fn start() -> Frontends {
+        Frontends {
+            node: Kamailio::start(KamailioSpec::new(free_sip_port(), ROUTE_OK)),
+            anchor: Kamailio::start(KamailioSpec::new(free_sip_port(), ROUTE_OK)),
+        }
+    }
+
+    /// The target `node` on the node and `anchor` on the anchor.
+    fn targets(&self, node: &str, anchor: &str) -> Vec<(String, u16, &'static str)> {
+        vec![
+            (node.to_string(), self.node.port, "frontends"),
+            (anchor.to_string(), self.anchor.port, "frontends"),
+        ]
+    }
+
+    /// The node again, on its port, after the test stopped it.
+    fn restart_node(&self) -> Kamailio {
+        Kamailio::start(KamailioSpec::new(self.node.port, ROUTE_OK))
+    }
+}
+
+/// Waits until the daemon's /metrics satisfy `ok`; a timeout shows the daemon's log.
+fn wait_metrics(s: &Setup, d: &Daemon, what: &str, timeout: Duration, ok: impl Fn(&str) -> bool) {
+    wait_until_or(
+        what,
+        timeout,
+        || d.log_text(),
+        || ok(&http_get(&s.listen, "/metrics").unwrap().1),
+    );
+}
+
 fn wait_up(d: &Daemon, names: &[String]) {
     wait_until_or(
         "every target up",
@@ -227,16 +266,13 @@ fn metric(metrics: &str, name_and_labels: &str) -> Option<f64> {
 fn forty_nodes_down_make_one_grouped_mail_then_one_resolve() {
     let s = Setup::new();
     let smtp = start_smtp(free_sip_port(), "");
-    let kport = free_sip_port();
-    let mut k = Kamailio::start(KamailioSpec::new(kport, ROUTE_OK));
-    let anchor_port = free_sip_port();
-    let _anchor = Kamailio::start(KamailioSpec::new(anchor_port, ROUTE_OK));
+    let mut f = Frontends::start();
     // 40 frontends on one Kamailio, plus one on another that stays up: the group keeps its
     // quorum, so the 40 node alerts are what on-call must hear about, in one mail.
     let mut targets: Vec<(String, u16, &str)> = (1..=40)
-        .map(|i| (format!("fe-{i:02}"), kport, "frontends"))
+        .map(|i| (format!("fe-{i:02}"), f.node.port, "frontends"))
         .collect();
-    targets.push(("fe-anchor".into(), anchor_port, "frontends"));
+    targets.push(("fe-anchor".into(), f.anchor.port, "frontends"));
     let cfg = s.config(
         &targets,
         &[("frontends", 1)],
@@ -248,7 +284,7 @@ fn forty_nodes_down_make_one_grouped_mail_then_one_resolve() {
     let names: Vec<String> = targets.iter().map(|t| t.0.clone()).collect();
     wait_up(&d, &names);
 
-    k.stop();
+    f.node.stop();
     let mails = wait_mails(
         &smtp,
         Some(&d),
@@ -257,13 +293,13 @@ fn forty_nodes_down_make_one_grouped_mail_then_one_resolve() {
         |m| !m.is_empty(),
     );
     // Restart right away: recovery completes well inside the group's 10 s interval.
-    let _k2 = Kamailio::start(KamailioSpec::new(kport, ROUTE_OK));
+    let _k2 = f.restart_node();
     let (subject, data, authenticated) = &mails[0];
     assert_eq!(subject, "[FIRING:40] frontends: 40 nodes down", "{data}");
     assert!(authenticated, "the mail was sent after SMTP AUTH");
     for i in 1..=40 {
         assert!(
-            data.contains(&format!("fe-{i:02} node 127.0.0.1:{kport} is down")),
+            data.contains(&format!("fe-{i:02} node 127.0.0.1:{} is down", f.node.port)),
             "fe-{i:02} listed:\n{data}"
         );
     }
@@ -363,14 +399,8 @@ fn a_group_below_quorum_pages_once_for_the_group_not_per_node() {
 fn a_silence_through_the_api_and_cli_holds_the_mail_and_its_expiry_releases_it() {
     let s = Setup::new();
     let smtp = start_smtp(free_sip_port(), "");
-    let kport = free_sip_port();
-    let mut k = Kamailio::start(KamailioSpec::new(kport, ROUTE_OK));
-    let anchor_port = free_sip_port();
-    let _anchor = Kamailio::start(KamailioSpec::new(anchor_port, ROUTE_OK));
-    let targets = vec![
-        ("fe-2".to_string(), kport, "frontends"),
-        ("fe-1".to_string(), anchor_port, "frontends"),
-    ];
+    let mut f = Frontends::start();
+    let targets = f.targets("fe-2", "fe-1");
     let cfg = s.config(
         &targets,
         &[("frontends", 1)],
@@ -413,7 +443,7 @@ fn a_silence_through_the_api_and_cli_holds_the_mail_and_its_expiry_releases_it()
     assert_eq!(v["silences"][0]["id"], id.as_str(), "{v}");
     assert_eq!(v["silences"][0]["comment"], "swapping the PSU");
 
-    k.stop();
+    f.node.stop();
     // The alert fires, is recorded as silenced and shown, and no mail leaves.
     wait_until_or(
         "the silenced alert on the status page",
@@ -528,14 +558,8 @@ fn alert_test_reports_each_receiver_and_fails_on_a_dead_smtp_port() {
 fn a_refused_mail_is_kept_as_failed_and_a_failing_receiver_is_reported() {
     let s = Setup::new();
     let smtp_port = free_sip_port();
-    let kport = free_sip_port();
-    let mut k = Kamailio::start(KamailioSpec::new(kport, ROUTE_OK));
-    let anchor_port = free_sip_port();
-    let _anchor = Kamailio::start(KamailioSpec::new(anchor_port, ROUTE_OK));
-    let targets = vec![
-        ("fe-1".to_string(), kport, "frontends"),
-        ("fe-anchor".to_string(), anchor_port, "frontends"),
-    ];
+    let mut f = Frontends::start();
+    let targets = f.targets("fe-1", "fe-anchor");
     // The SMTP server refuses the recipient: a permanent failure.
     let mut smtp = start_smtp(smtp_port, "gone@example.net");
     let cfg = s.config(
@@ -547,7 +571,7 @@ fn a_refused_mail_is_kept_as_failed_and_a_failing_receiver_is_reported() {
     );
     let d = s.start(&cfg);
     wait_up(&d, &["fe-1".into(), "fe-anchor".into()]);
-    k.stop();
+    f.node.stop();
     wait_until_or(
         "the refused notification listed as failed",
         Duration::from_secs(60),
@@ -563,14 +587,14 @@ fn a_refused_mail_is_kept_as_failed_and_a_failing_receiver_is_reported() {
             status == 200 && body.contains("mailbox unavailable")
         },
     );
-    wait_until_or(
+    wait_metrics(
+        &s,
+        &d,
         "the refusal counted in /metrics",
         Duration::from_secs(10),
-        || http_get(&s.listen, "/metrics").unwrap().1,
-        || {
-            let metrics = http_get(&s.listen, "/metrics").unwrap().1;
+        |metrics| {
             metric(
-                &metrics,
+                metrics,
                 "sipwatch_notifications_total{receiver=\"mail\",outcome=\"failed\"}",
             ) == Some(1.0)
         },
@@ -579,16 +603,16 @@ fn a_refused_mail_is_kept_as_failed_and_a_failing_receiver_is_reported() {
     // Now the server is down altogether: the resolve waits in the outbox, and the receiver
     // has been failing for longer than unhealthy_after.
     smtp.stop();
-    let _k2 = Kamailio::start(KamailioSpec::new(kport, ROUTE_OK));
-    wait_until_or(
+    let _k2 = f.restart_node();
+    wait_metrics(
+        &s,
+        &d,
         "the resolve pending in /metrics for a second or more",
         Duration::from_secs(60),
-        || d.log_text(),
-        || {
-            let metrics = http_get(&s.listen, "/metrics").unwrap().1;
-            metric(&metrics, "sipwatch_outbox_pending{receiver=\"mail\"}") == Some(1.0)
+        |metrics| {
+            metric(metrics, "sipwatch_outbox_pending{receiver=\"mail\"}") == Some(1.0)
                 && metric(
-                    &metrics,
+                    metrics,
                     "sipwatch_outbox_oldest_pending_seconds{receiver=\"mail\"}",
                 )
                 .is_some_and(|v| v >= 1.0)
@@ -625,14 +649,8 @@ fn kill9(d: &mut Daemon) {
 fn a_page_pending_through_a_crash_and_an_smtp_outage_arrives_once_within_30_s_of_smtp_return() {
     let s = Setup::new();
     let smtp_port = free_sip_port();
-    let kport = free_sip_port();
-    let mut k = Kamailio::start(KamailioSpec::new(kport, ROUTE_OK));
-    let anchor_port = free_sip_port();
-    let _anchor = Kamailio::start(KamailioSpec::new(anchor_port, ROUTE_OK));
-    let targets = vec![
-        ("fe-1".to_string(), kport, "frontends"),
-        ("fe-anchor".to_string(), anchor_port, "frontends"),
-    ];
+    let mut f = Frontends::start();
+    let targets = f.targets("fe-1", "fe-anchor");
     let cfg = s.config(
         &targets,
         &[("frontends", 1)],
@@ -643,16 +661,16 @@ fn a_page_pending_through_a_crash_and_an_smtp_outage_arrives_once_within_30_s_of
     let mut d = s.start(&cfg);
     wait_up(&d, &["fe-1".into(), "fe-anchor".into()]);
     // The SMTP server is down when the node dies: the page waits in the outbox.
-    k.stop();
-    wait_until_or(
+    f.node.stop();
+    wait_metrics(
+        &s,
+        &d,
         "the page pending in the outbox",
         Duration::from_secs(30),
-        || d.log_text(),
-        || {
-            let m = http_get(&s.listen, "/metrics").unwrap().1;
-            metric(&m, "sipwatch_outbox_pending{receiver=\"mail\"}") == Some(1.0)
+        |m| {
+            metric(m, "sipwatch_outbox_pending{receiver=\"mail\"}") == Some(1.0)
                 && metric(
-                    &m,
+                    m,
                     "sipwatch_notifications_total{receiver=\"mail\",outcome=\"retried\"}",
                 )
                 .is_some_and(|v| v >= 1.0)
