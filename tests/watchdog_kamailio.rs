@@ -251,6 +251,28 @@ impl Agent {
             .unwrap_or_default()
     }
 
+    /// Waits until the agent has read Kamailio's shared memory: it watches the service.
+    fn wait_watching(&self) {
+        wait_until("the agent watching", T, || {
+            self.gauge("kamailio_shm").is_some()
+        });
+    }
+
+    /// Waits up to `timeout` for a decision in the audit for which `matches` holds; returns it.
+    fn wait_restart(
+        &self,
+        what: &str,
+        timeout: Duration,
+        matches: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let mut found = None;
+        wait_until(what, timeout, || {
+            found = self.restarts().into_iter().find(|r| matches(r));
+            found.is_some()
+        });
+        found.unwrap_or_default()
+    }
+
     fn gauge(&self, name: &str) -> Option<(f64, f64)> {
         let v = self.get("/api/v1/services");
         let g = v["services"][0]["gauges"]
@@ -387,11 +409,8 @@ fn threshold_restart_before_no_more_shm_verified_by_options() {
         sent += 300;
         std::thread::sleep(Duration::from_millis(400));
     };
-    wait_until("a verified restart in the audit", T, || {
-        agent
-            .restarts()
-            .iter()
-            .any(|r| r["decision"] == "restarted")
+    agent.wait_restart("a verified restart in the audit", T, |r| {
+        r["decision"] == "restarted"
     });
     let took = crossed.elapsed();
     let records = agent.restarts();
@@ -451,18 +470,13 @@ fn log_line_restart_then_cooldown_and_dry_run() {
         dir.path(),
         &service_toml(&k, "on_log = [\"shm_exhausted\"]\ncooldown = \"1h\""),
     );
-    wait_until("the agent watching", T, || {
-        agent.gauge("kamailio_shm").is_some()
-    });
+    agent.wait_watching();
     append_log(
         &k,
         "ERROR: WATCHDOG-TEST no more shm memory (simulated line)",
     );
-    wait_until("a restart on the log line", T, || {
-        agent
-            .restarts()
-            .iter()
-            .any(|r| r["decision"] == "restarted")
+    agent.wait_restart("a restart on the log line", T, |r| {
+        r["decision"] == "restarted"
     });
     let r = agent.restarts()[0].clone();
     assert_eq!(
@@ -472,9 +486,7 @@ fn log_line_restart_then_cooldown_and_dry_run() {
     );
     // A second line within the cooldown: recorded, skipped, nothing restarted.
     append_log(&k, "ERROR: WATCHDOG-TEST again");
-    wait_until("the cooldown decision", T, || {
-        agent.restarts().iter().any(|r| r["why"] == "cooldown")
-    });
+    agent.wait_restart("the cooldown decision", T, |r| r["why"] == "cooldown");
     assert_eq!(k.restarts_done(), 1);
     let s = agent
         .restarts()
@@ -499,19 +511,13 @@ fn log_line_restart_then_cooldown_and_dry_run() {
         );
     };
     run(&["restart", "now", "kamailio"]);
-    wait_until("the manual request refused by the cooldown", T, || {
-        agent
-            .restarts()
-            .iter()
-            .any(|r| r["trigger"] == "manual" && r["why"] == "cooldown")
+    agent.wait_restart("the manual request refused by the cooldown", T, |r| {
+        r["trigger"] == "manual" && r["why"] == "cooldown"
     });
     assert_eq!(k.restarts_done(), 1);
     run(&["restart", "now", "kamailio", "--force"]);
-    wait_until("the forced restart", T, || {
-        agent
-            .restarts()
-            .iter()
-            .any(|r| r["trigger"] == "manual" && r["decision"] == "restarted")
+    agent.wait_restart("the forced restart", T, |r| {
+        r["trigger"] == "manual" && r["decision"] == "restarted"
     });
     let f = agent
         .restarts()
@@ -532,17 +538,10 @@ fn log_line_restart_then_cooldown_and_dry_run() {
         dir2.path(),
         &service_toml(&k, "on_log = [\"shm_exhausted\"]\ndry_run = true"),
     );
-    wait_until("the agent watching", T, || {
-        agent.gauge("kamailio_shm").is_some()
-    });
+    agent.wait_watching();
     std::thread::sleep(Duration::from_millis(1500));
     append_log(&k, "ERROR: WATCHDOG-TEST dry");
-    wait_until("would_restart", T, || {
-        agent
-            .restarts()
-            .iter()
-            .any(|r| r["decision"] == "would_restart")
-    });
+    agent.wait_restart("would_restart", T, |r| r["decision"] == "would_restart");
     assert_eq!(k.main_pid(), pid, "dry run restarts nothing");
     assert_eq!(k.restarts_done(), 2);
 }
@@ -560,13 +559,9 @@ fn failed_verification_gives_one_critical_alert_and_no_loop() {
         )
         .replace("within = \"20s\"", "within = \"4s\"");
     let agent = Agent::start(dir.path(), &body);
-    wait_until("the agent watching", T, || {
-        agent.gauge("kamailio_shm").is_some()
-    });
+    agent.wait_watching();
     append_log(&k, "ERROR: WATCHDOG-TEST first");
-    wait_until("the failed verification", T, || {
-        agent.restarts().iter().any(|r| r["decision"] == "failed")
-    });
+    agent.wait_restart("the failed verification", T, |r| r["decision"] == "failed");
     let f = agent
         .restarts()
         .iter()
@@ -610,9 +605,7 @@ fn failed_verification_gives_one_critical_alert_and_no_loop() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    wait_until("resumed in the audit", T, || {
-        agent.restarts().iter().any(|r| r["why"] == "resumed")
-    });
+    agent.wait_restart("resumed in the audit", T, |r| r["why"] == "resumed");
     wait_until("the failure alert resolved", T, || {
         agent
             .log_text()
@@ -644,15 +637,10 @@ fn deferred_restart_survives_an_agent_restart_and_runs_in_the_window() {
             &format!("on_log = [\"shm_exhausted\"]\nwindows = [\"{window}\"]"),
         ),
     );
-    wait_until("the agent watching", T, || {
-        agent.gauge("kamailio_shm").is_some()
-    });
+    agent.wait_watching();
     append_log(&k, "ERROR: WATCHDOG-TEST deferred");
-    wait_until("the deferral", T, || {
-        agent
-            .restarts()
-            .iter()
-            .any(|r| r["decision"] == "deferred" && r["why"] == "window")
+    agent.wait_restart("the deferral", T, |r| {
+        r["decision"] == "deferred" && r["why"] == "window"
     });
     let metrics = agent_http_get(&agent.listen, "/metrics").1;
     let next = metrics
@@ -682,17 +670,9 @@ fn deferred_restart_survives_an_agent_restart_and_runs_in_the_window() {
     let agent = agent.restart_process(dir.path());
     assert_eq!(k.restarts_done(), 0);
     let deadline = Duration::from_secs(100);
-    wait_until("the deferred restart, in the window", deadline, || {
-        agent
-            .restarts()
-            .iter()
-            .any(|r| r["decision"] == "restarted")
+    let r = agent.wait_restart("the deferred restart, in the window", deadline, |r| {
+        r["decision"] == "restarted"
     });
-    let r = agent
-        .restarts()
-        .into_iter()
-        .find(|r| r["decision"] == "restarted")
-        .unwrap();
     assert_eq!(r["trigger"], "log", "{r}");
     let at = chrono::DateTime::parse_from_rfc3339(r["at"].as_str().unwrap()).unwrap();
     assert!(at >= open, "not before the window opened: {at} < {open}");
@@ -718,9 +698,7 @@ fn drain_waits_for_a_gauge_the_test_controls_then_undrains() {
         &format!("[[service.gauge]]\nkind = \"command\"\nname = \"active_dialogs\"\ncommand = \"cat {}\"\ndetect = false\n[service.restart]", active.display()),
     );
     let agent = Agent::start(dir.path(), &body);
-    wait_until("the agent watching", T, || {
-        agent.gauge("kamailio_shm").is_some()
-    });
+    agent.wait_watching();
     append_log(&k, "ERROR: WATCHDOG-TEST drain");
     wait_until("the drain command", T, || drained.exists());
     let pid = k.main_pid();
@@ -728,17 +706,9 @@ fn drain_waits_for_a_gauge_the_test_controls_then_undrains() {
     assert_eq!(k.main_pid(), pid, "no restart while dialogs are active");
     assert!(!rpc(&k, "htable.get", r#"["leak", "undrained"]"#).contains("yes"));
     std::fs::write(&active, "0\n").unwrap();
-    wait_until("the restart after draining", T, || {
-        agent
-            .restarts()
-            .iter()
-            .any(|r| r["decision"] == "restarted")
+    let r = agent.wait_restart("the restart after draining", T, |r| {
+        r["decision"] == "restarted"
     });
-    let r = agent
-        .restarts()
-        .into_iter()
-        .find(|r| r["decision"] == "restarted")
-        .unwrap();
     assert!(r["drained_seconds"].as_f64().unwrap() >= 3.0, "{r}");
     assert!(r["summary"].as_str().unwrap().contains("drained in"), "{r}");
     // The undrain JSON-RPC call reached the restarted Kamailio (its htable is new).
@@ -782,46 +752,64 @@ impl Drop for Daemon {
     }
 }
 
-#[test]
-fn two_agents_of_a_group_of_three_with_min_up_2_take_turns_by_lease() {
-    let dir = tempfile::tempdir().unwrap();
-    let ks: Vec<Kamailio> = (0..3)
+/// `n` Kamailios (16 MB of shared memory each), each in its own folder under `dir`.
+fn kamailios(dir: &Path, n: usize) -> Vec<Kamailio> {
+    (0..n)
         .map(|i| {
-            let d = dir.path().join(format!("k{i}"));
+            let d = dir.join(format!("k{i}"));
             std::fs::create_dir_all(&d).unwrap();
             Kamailio::start(&d, 16)
         })
-        .collect();
-    let token = dir.path().join("token");
-    std::fs::write(&token, "s3cret-token-for-agents\n").unwrap();
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
+        .collect()
+}
+
+/// The daemon (`sipwatch run`, its log in `dir/daemon.log`) probing every 1 s the Kamailios as
+/// the targets `GROUP-1`, `GROUP-2`, ... of `group` (`min_up`), down after `fail_threshold`
+/// failures, agents admitted with the token written in `token`.
+fn start_daemon(
+    dir: &Path,
+    ks: &[Kamailio],
+    (group, min_up): (&str, usize),
+    fail_threshold: u32,
+    token: &Path,
+) -> Daemon {
+    let listen = format!("127.0.0.1:{}", free_port());
     let mut cfg = format!(
-        "[http]\nlisten = \"{listen}\"\n[store]\npath = \"{}\"\n[agents]\ntoken_file = \"{}\"\n[defaults]\ninterval = \"1s\"\ntimeout = \"1s\"\nfail_threshold = 1\nok_threshold = 1\n[[group]]\nname = \"fe\"\nmin_up = 2\n",
-        dir.path().join("state.db").display(),
+        "[http]\nlisten = \"{listen}\"\n[store]\npath = \"{}\"\n[agents]\ntoken_file = \"{}\"\n[defaults]\ninterval = \"1s\"\ntimeout = \"1s\"\nfail_threshold = {fail_threshold}\nok_threshold = 1\n[[group]]\nname = \"{group}\"\nmin_up = {min_up}\n",
+        dir.join("state.db").display(),
         token.display()
     );
     for (i, k) in ks.iter().enumerate() {
         cfg.push_str(&format!(
-            "[[target]]\nname = \"fe-{}\"\nuri = \"sip:127.0.0.1:{}\"\ngroup = \"fe\"\n",
+            "[[target]]\nname = \"{group}-{}\"\nuri = \"sip:127.0.0.1:{}\"\ngroup = \"{group}\"\n",
             i + 1,
             k.sip_port
         ));
     }
-    let daemon_cfg = dir.path().join("sipwatch.toml");
+    let daemon_cfg = dir.join("sipwatch.toml");
     std::fs::write(&daemon_cfg, cfg).unwrap();
-    let daemon_log = dir.path().join("daemon.log");
-    let daemon = Daemon {
+    Daemon {
         child: Command::new(env!("CARGO_BIN_EXE_sipwatch"))
             .args(["run", "-c"])
             .arg(&daemon_cfg)
             .env("SIPWATCH_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&daemon_log).unwrap())
+            .stderr(std::fs::File::create(dir.join("daemon.log")).unwrap())
             .spawn()
             .unwrap(),
-        listen: listen.clone(),
-    };
+        listen,
+    }
+}
+
+#[test]
+fn two_agents_of_a_group_of_three_with_min_up_2_take_turns_by_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let ks = kamailios(dir.path(), 3);
+    let token = dir.path().join("token");
+    std::fs::write(&token, "s3cret-token-for-agents\n").unwrap();
+    let daemon = start_daemon(dir.path(), &ks, ("fe", 2), 1, &token);
+    let listen = daemon.listen.clone();
+    let daemon_log = dir.path().join("daemon.log");
     wait_until("the daemon sees all three up", T, || {
         std::net::TcpStream::connect(&daemon.listen).is_ok() && {
             let (_, body) = agent_http_get(&daemon.listen, "/api/v2/components.json");
@@ -852,9 +840,7 @@ fn two_agents_of_a_group_of_three_with_min_up_2_take_turns_by_lease() {
         })
         .collect();
     for a in &agents {
-        wait_until("the agent watching", T, || {
-            a.gauge("kamailio_shm").is_some()
-        });
+        a.wait_watching();
     }
     // Both ask at once.
     append_log(&ks[0], "ERROR: WATCHDOG-TEST both");
@@ -949,9 +935,7 @@ fn forecast_restart_planned_into_a_window_before_exhaustion() {
     )
     .replace("within = \"20s\"", "within = \"20s\"\nmemory_drop = \"40%\"\ngauge = \"kamailio_shm\"");
     let agent = Agent::start(dir.path(), &body);
-    wait_until("the agent watching", T, || {
-        agent.gauge("kamailio_shm").is_some()
-    });
+    agent.wait_watching();
     // A steady leak: 30 stored OPTIONS a second.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flooder = {
@@ -1039,40 +1023,11 @@ fn forecast_restart_planned_into_a_window_before_exhaustion() {
 #[test]
 fn probe_failure_reported_by_the_daemon_restarts_the_service() {
     let dir = tempfile::tempdir().unwrap();
-    let ks: Vec<Kamailio> = (0..2)
-        .map(|i| {
-            let d = dir.path().join(format!("k{i}"));
-            std::fs::create_dir_all(&d).unwrap();
-            Kamailio::start(&d, 16)
-        })
-        .collect();
+    let ks = kamailios(dir.path(), 2);
     let token = dir.path().join("token");
     std::fs::write(&token, "another-agent-token\n").unwrap();
-    let listen = format!("127.0.0.1:{}", free_port());
-    let mut cfg = format!(
-        "[http]\nlisten = \"{listen}\"\n[store]\npath = \"{}\"\n[agents]\ntoken_file = \"{}\"\n[defaults]\ninterval = \"1s\"\ntimeout = \"1s\"\nfail_threshold = 2\nok_threshold = 1\n[[group]]\nname = \"rec\"\nmin_up = 1\n",
-        dir.path().join("state.db").display(),
-        token.display()
-    );
-    for (i, k) in ks.iter().enumerate() {
-        cfg.push_str(&format!(
-            "[[target]]\nname = \"rec-{}\"\nuri = \"sip:127.0.0.1:{}\"\ngroup = \"rec\"\n",
-            i + 1,
-            k.sip_port
-        ));
-    }
-    let daemon_cfg = dir.path().join("sipwatch.toml");
-    std::fs::write(&daemon_cfg, cfg).unwrap();
-    let daemon = Daemon {
-        child: Command::new(env!("CARGO_BIN_EXE_sipwatch"))
-            .args(["run", "-c"])
-            .arg(&daemon_cfg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-        listen: listen.clone(),
-    };
+    let daemon = start_daemon(dir.path(), &ks, ("rec", 1), 2, &token);
+    let listen = daemon.listen.clone();
     let status = |name: &str| -> Option<String> {
         let (_, body) = agent_http_get(&daemon.listen, "/api/v2/components.json");
         let v: serde_json::Value = serde_json::from_str(&body).ok()?;
@@ -1093,9 +1048,7 @@ fn probe_failure_reported_by_the_daemon_restarts_the_service() {
         service_toml(&ks[0], "on_probe_failure = true\ntarget = \"rec-1\"")
     );
     let agent = Agent::start(dir.path(), &body);
-    wait_until("the agent watching", T, || {
-        agent.gauge("kamailio_shm").is_some()
-    });
+    agent.wait_watching();
     std::thread::sleep(Duration::from_secs(3));
     assert!(
         agent.restarts().is_empty(),
@@ -1107,17 +1060,9 @@ fn probe_failure_reported_by_the_daemon_restarts_the_service() {
     unsafe {
         libc::kill(pid, libc::SIGTERM);
     }
-    wait_until("the restart on the probe failure", T, || {
-        agent
-            .restarts()
-            .iter()
-            .any(|r| r["decision"] == "restarted")
+    let r = agent.wait_restart("the restart on the probe failure", T, |r| {
+        r["decision"] == "restarted"
     });
-    let r = agent
-        .restarts()
-        .into_iter()
-        .find(|r| r["decision"] == "restarted")
-        .unwrap();
     assert_eq!(
         (r["trigger"].as_str(), r["verify"].as_str()),
         (Some("probe"), Some("ok")),
@@ -1176,21 +1121,11 @@ fn signal_method_with_a_supervisor_that_brings_kamailio_back() {
         .replace("method = \"command\"", "method = \"signal\"")
         .replace(&format!("command = [\"{}\"]\n", k.script.display()), "");
     let agent = Agent::start(dir.path(), &body);
-    wait_until("the agent watching", T, || {
-        agent.gauge("kamailio_shm").is_some()
-    });
+    agent.wait_watching();
     append_log(&k, "ERROR: WATCHDOG-TEST signal");
-    wait_until("the signal restart, verified", T, || {
-        agent
-            .restarts()
-            .iter()
-            .any(|r| r["decision"] == "restarted" || r["decision"] == "failed")
+    let r = agent.wait_restart("the signal restart, verified", T, |r| {
+        r["decision"] == "restarted" || r["decision"] == "failed"
     });
-    let r = agent
-        .restarts()
-        .into_iter()
-        .find(|r| r["decision"] == "restarted" || r["decision"] == "failed")
-        .unwrap();
     std::fs::write(dir.path().join("stop"), "").unwrap();
     assert_eq!(
         (r["decision"].as_str(), r["verify"].as_str()),
@@ -1232,14 +1167,10 @@ fn drain_timeout_gives_up_restarts_nothing_and_undrains() {
             ),
         );
     let agent = Agent::start(dir.path(), &body);
-    wait_until("the agent watching", T, || {
-        agent.gauge("kamailio_shm").is_some()
-    });
+    agent.wait_watching();
     let pid = k.main_pid();
     append_log(&k, "ERROR: WATCHDOG-TEST busy");
-    wait_until("the drain timeout", T, || {
-        agent.restarts().iter().any(|r| r["why"] == "drain_timeout")
-    });
+    agent.wait_restart("the drain timeout", T, |r| r["why"] == "drain_timeout");
     let r = agent
         .restarts()
         .into_iter()
@@ -1252,9 +1183,7 @@ fn drain_timeout_gives_up_restarts_nothing_and_undrains() {
     assert_eq!(k.restarts_done(), 0);
     // The attempt counts for the cooldown: another line does not drain again at once.
     append_log(&k, "ERROR: WATCHDOG-TEST busy again");
-    wait_until("the cooldown", T, || {
-        agent.restarts().iter().any(|r| r["why"] == "cooldown")
-    });
+    agent.wait_restart("the cooldown", T, |r| r["why"] == "cooldown");
     assert_eq!(k.restarts_done(), 0);
 }
 
@@ -1276,15 +1205,10 @@ fn verification_by_register_with_digest() {
         )
     };
     let agent = Agent::start(dir.path(), &body(&pw));
-    wait_until("the agent watching", T, || {
-        agent.gauge("kamailio_shm").is_some()
-    });
+    agent.wait_watching();
     append_log(&k, "ERROR: WATCHDOG-TEST register");
-    wait_until("the restart verified by REGISTER", T, || {
-        agent
-            .restarts()
-            .iter()
-            .any(|r| r["decision"] == "restarted" || r["decision"] == "failed")
+    agent.wait_restart("the restart verified by REGISTER", T, |r| {
+        r["decision"] == "restarted" || r["decision"] == "failed"
     });
     let r = agent.restarts()[0].clone();
     assert_eq!(
@@ -1296,14 +1220,10 @@ fn verification_by_register_with_digest() {
     // A wrong password: the REGISTER is refused, the verification fails.
     let dir2 = tempfile::tempdir().unwrap();
     let agent = Agent::start(dir2.path(), &body(&wrong));
-    wait_until("the agent watching", T, || {
-        agent.gauge("kamailio_shm").is_some()
-    });
+    agent.wait_watching();
     std::thread::sleep(Duration::from_millis(1500));
     append_log(&k, "ERROR: WATCHDOG-TEST register wrong");
-    wait_until("the failed verification", T, || {
-        agent.restarts().iter().any(|r| r["decision"] == "failed")
-    });
+    agent.wait_restart("the failed verification", T, |r| r["decision"] == "failed");
     let f = agent
         .restarts()
         .into_iter()
