@@ -175,6 +175,17 @@ fn closed_tcp_port_is_a_transport_error() {
     assert_eq!(json_lines(&out)[0]["result"], "transport_error");
 }
 
+/// `sipwatch probe --json --timeout 700ms sip:127.0.0.1:PORT`.
+fn probe_briefly(port: u16) -> std::process::Output {
+    sipwatch(&[
+        "probe",
+        "--json",
+        "--timeout",
+        "700ms",
+        &format!("sip:127.0.0.1:{port}"),
+    ])
+}
+
 /// A UDP peer that answers every request with `reply(request)`, from `from` if given.
 fn fake_peer(
     reply: fn(&str) -> Vec<u8>,
@@ -197,25 +208,10 @@ fn fake_peer(
     (port, h)
 }
 
-fn header<'a>(req: &'a str, name: &str) -> &'a str {
-    req.lines()
-        .find(|l| {
-            l.to_ascii_lowercase()
-                .starts_with(&format!("{}:", name.to_ascii_lowercase()))
-        })
-        .unwrap_or("")
-}
-
 #[test]
 fn garbage_answers_are_bad_response_with_a_clear_message() {
     let (port, _h) = fake_peer(|_| b"\x00\x01HELLO garbage \xff\xfe".to_vec(), None);
-    let out = sipwatch(&[
-        "probe",
-        "--json",
-        "--timeout",
-        "700ms",
-        &format!("sip:127.0.0.1:{port}"),
-    ]);
+    let out = probe_briefly(port);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     let line = &json_lines(&out)[0];
     assert_eq!(line["result"], "bad_response");
@@ -226,16 +222,16 @@ fn garbage_answers_are_bad_response_with_a_clear_message() {
 #[test]
 fn truncated_answers_are_bad_response() {
     let (port, _h) = fake_peer(
-        |req| format!("SIP/2.0 200 OK\r\n{}\r\nCSeq: 1 OPT", header(req, "Via")).into_bytes(),
+        |req| {
+            format!(
+                "SIP/2.0 200 OK\r\n{}\r\nCSeq: 1 OPT",
+                sip_header(req, "Via")
+            )
+            .into_bytes()
+        },
         None,
     );
-    let out = sipwatch(&[
-        "probe",
-        "--json",
-        "--timeout",
-        "700ms",
-        &format!("sip:127.0.0.1:{port}"),
-    ]);
+    let out = probe_briefly(port);
     let line = &json_lines(&out)[0];
     assert_eq!(line["result"], "bad_response", "{}", describe(&out));
     assert!(
@@ -251,19 +247,13 @@ fn answers_that_do_not_match_the_transaction_are_never_taken() {
         |req| {
             format!(
                 "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKnotours\r\n{}\r\n{}\r\n{}\r\n{}\r\nContent-Length: 0\r\n\r\n",
-                header(req, "From"), header(req, "To"), header(req, "Call-ID"), header(req, "CSeq")
+                sip_header(req, "From"), sip_header(req, "To"), sip_header(req, "Call-ID"), sip_header(req, "CSeq")
             )
             .into_bytes()
         },
         None,
     );
-    let out = sipwatch(&[
-        "probe",
-        "--json",
-        "--timeout",
-        "700ms",
-        &format!("sip:127.0.0.1:{port}"),
-    ]);
+    let out = probe_briefly(port);
     let line = &json_lines(&out)[0];
     assert_eq!(line["result"], "timeout", "{}", describe(&out));
     assert!(
@@ -279,23 +269,17 @@ fn an_answer_from_another_address_is_ignored() {
         |req| {
             format!(
                 "SIP/2.0 200 OK\r\n{}\r\n{}\r\n{}\r\n{}\r\n{}\r\nContent-Length: 0\r\n\r\n",
-                header(req, "Via"),
-                header(req, "From"),
-                header(req, "To"),
-                header(req, "Call-ID"),
-                header(req, "CSeq")
+                sip_header(req, "Via"),
+                sip_header(req, "From"),
+                sip_header(req, "To"),
+                sip_header(req, "Call-ID"),
+                sip_header(req, "CSeq")
             )
             .into_bytes()
         },
         Some(spoofer),
     );
-    let out = sipwatch(&[
-        "probe",
-        "--json",
-        "--timeout",
-        "700ms",
-        &format!("sip:127.0.0.1:{port}"),
-    ]);
+    let out = probe_briefly(port);
     let line = &json_lines(&out)[0];
     assert_eq!(line["result"], "timeout", "{}", describe(&out));
     assert!(
@@ -498,19 +482,19 @@ fn a_stale_nonce_is_retried_once_with_the_new_nonce() {
             log.lock().unwrap().push(req.clone());
             let common = format!(
                 "{}\r\n{}\r\n{};tag=reg\r\n{}\r\n{}\r\n",
-                header(&req, "Via"),
-                header(&req, "From"),
-                header(&req, "To"),
-                header(&req, "Call-ID"),
-                header(&req, "CSeq")
+                sip_header(&req, "Via"),
+                sip_header(&req, "From"),
+                sip_header(&req, "To"),
+                sip_header(&req, "Call-ID"),
+                sip_header(&req, "CSeq")
             );
-            let expires0 = header(&req, "Expires").contains(": 0");
+            let expires0 = sip_header(&req, "Expires").contains(": 0");
             let answer = match n {
                 0 => format!("SIP/2.0 401 Unauthorized\r\n{common}WWW-Authenticate: Digest realm=\"r\", nonce=\"first\", qop=\"auth\"\r\nContent-Length: 0\r\n\r\n"),
                 1 => format!("SIP/2.0 401 Unauthorized\r\n{common}WWW-Authenticate: Digest realm=\"r\", nonce=\"second\", qop=\"auth\", stale=true\r\nContent-Length: 0\r\n\r\n"),
                 _ if expires0 => format!("SIP/2.0 200 OK\r\n{common}Content-Length: 0\r\n\r\n"),
                 _ => {
-                    let contact = header(&req, "Contact").split_once(':').unwrap().1.trim().to_string();
+                    let contact = sip_header(&req, "Contact").split_once(':').unwrap().1.trim().to_string();
                     format!("SIP/2.0 200 OK\r\n{common}Contact: {contact};expires=60\r\nContent-Length: 0\r\n\r\n")
                 }
             };
@@ -525,25 +509,25 @@ fn a_stale_nonce_is_retried_once_with_the_new_nonce() {
     let reqs = seen.lock().unwrap().clone();
     assert!(reqs.len() >= 3, "{reqs:#?}");
     assert!(
-        header(&reqs[1], "Authorization").contains("nonce=\"first\""),
+        sip_header(&reqs[1], "Authorization").contains("nonce=\"first\""),
         "{}",
         reqs[1]
     );
     assert!(
-        header(&reqs[2], "Authorization").contains("nonce=\"second\""),
+        sip_header(&reqs[2], "Authorization").contains("nonce=\"second\""),
         "{}",
         reqs[2]
     );
     assert!(
-        header(&reqs[2], "Authorization").contains("nc=00000001"),
+        sip_header(&reqs[2], "Authorization").contains("nc=00000001"),
         "nc restarts with a new nonce"
     );
     assert!(
-        header(&reqs[2], "CSeq").contains("3 REGISTER"),
+        sip_header(&reqs[2], "CSeq").contains("3 REGISTER"),
         "{}",
         reqs[2]
     );
-    let call_ids: Vec<&str> = reqs.iter().map(|r| header(r, "Call-ID")).collect();
+    let call_ids: Vec<&str> = reqs.iter().map(|r| sip_header(r, "Call-ID")).collect();
     assert!(
         call_ids.iter().all(|c| *c == call_ids[0]),
         "same Call-ID throughout"

@@ -12,23 +12,20 @@ const DEADLINE: Duration = Duration::from_secs(20);
 
 #[tokio::test]
 async fn pagerduty_trigger_and_resolve_follow_events_api_v2() {
-    let dir = tempfile::tempdir().unwrap();
-    let pd = Recorder::start(202).await;
-    let key_file = write_file(dir.path(), "pd.key", "R0UTING-KEY-0123456789abcdef\n");
-    let (outbox, running) = dispatching(
-        dir.path(),
-        &format!(
-            r#"
-        [[alerting.receiver]]
-        kind = "pagerduty"
-        name = "oncall"
-        routing_key_file = "{}"
-        url = "{}/v2/enqueue"
-        "#,
-            key_file.display(),
-            pd.base
-        ),
-    );
+    let HttpReceiver {
+        recorder: pd,
+        outbox,
+        running,
+        dir: _dir,
+    } = HttpReceiver::start(
+        "pagerduty",
+        "oncall",
+        202,
+        "/v2/enqueue",
+        Some(("routing_key_file", "R0UTING-KEY-0123456789abcdef\n")),
+        "",
+    )
+    .await;
 
     let leak = alert("sipwatch/leak/host1/kamailio/pss", Severity::Critical);
     assert_eq!(
@@ -93,23 +90,20 @@ async fn pagerduty_trigger_and_resolve_follow_events_api_v2() {
 
 #[tokio::test]
 async fn opsgenie_create_and_close_use_alias_and_genie_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let og = Recorder::start(202).await;
-    let key_file = write_file(dir.path(), "og.key", "0PSGENIE-API-KEY\n");
-    let (outbox, running) = dispatching(
-        dir.path(),
-        &format!(
-            r#"
-        [[alerting.receiver]]
-        kind = "opsgenie"
-        name = "genie"
-        api_key_file = "{}"
-        url = "{}/v2/alerts"
-        "#,
-            key_file.display(),
-            og.base
-        ),
-    );
+    let HttpReceiver {
+        recorder: og,
+        outbox,
+        running,
+        dir: _dir,
+    } = HttpReceiver::start(
+        "opsgenie",
+        "genie",
+        202,
+        "/v2/alerts",
+        Some(("api_key_file", "0PSGENIE-API-KEY\n")),
+        "",
+    )
+    .await;
 
     let mut down = alert("sipwatch/probe/edge-1", Severity::Warning);
     down.summary = "edge-1 does not answer OPTIONS ".repeat(10);
@@ -147,24 +141,20 @@ async fn opsgenie_create_and_close_use_alias_and_genie_key() {
 
 #[tokio::test]
 async fn webhook_posts_the_alert_json_with_bearer_token() {
-    let dir = tempfile::tempdir().unwrap();
-    let hook = Recorder::start(200).await;
-    let token = write_file(dir.path(), "hook.token", "B3ARER-T0KEN\n");
-    let (outbox, running) = dispatching(
-        dir.path(),
-        &format!(
-            r#"
-        [[alerting.receiver]]
-        kind = "webhook"
-        name = "chatops"
-        url = "{}/hooks/sipwatch"
-        bearer_token_file = "{}"
-        timeout = "5s"
-        "#,
-            hook.base,
-            token.display()
-        ),
-    );
+    let HttpReceiver {
+        recorder: hook,
+        outbox,
+        running,
+        dir: _dir,
+    } = HttpReceiver::start(
+        "webhook",
+        "chatops",
+        200,
+        "/hooks/sipwatch",
+        Some(("bearer_token_file", "B3ARER-T0KEN\n")),
+        "timeout = \"5s\"",
+    )
+    .await;
     let a = alert("sipwatch/group/edge", Severity::Info);
     outbox.enqueue(&a).unwrap();
     wait_until_async("the webhook receives the alert", DEADLINE, || {
@@ -181,21 +171,13 @@ async fn webhook_posts_the_alert_json_with_bearer_token() {
 
 #[tokio::test]
 async fn retryable_answers_are_retried_until_accepted_and_sent_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let hook = Recorder::start(200).await;
+    let HttpReceiver {
+        recorder: hook,
+        outbox,
+        running,
+        dir: _dir,
+    } = HttpReceiver::start("webhook", "hook", 200, "/h", None, "").await;
     hook.script(&[(500, None), (503, None), (429, None)]);
-    let (outbox, running) = dispatching(
-        dir.path(),
-        &format!(
-            r#"
-        [[alerting.receiver]]
-        kind = "webhook"
-        name = "hook"
-        url = "{}/h"
-        "#,
-            hook.base
-        ),
-    );
 
     outbox.enqueue(&alert("k/one", Severity::Critical)).unwrap();
     wait_until_async(

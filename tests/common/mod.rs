@@ -49,6 +49,16 @@ pub fn probe_register(output: &str, user: &str, port: u16, password: &str) -> Ou
     )
 }
 
+/// The header line `Name: value` of a SIP message (the name matched case-insensitively), or ""
+/// when it has none.
+pub fn sip_header<'a>(message: &'a str, name: &str) -> &'a str {
+    let prefix = format!("{}:", name.to_ascii_lowercase());
+    message
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with(&prefix))
+        .unwrap_or("")
+}
+
 /// The JSON lines of a `probe --json` run.
 pub fn json_lines(out: &Output) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(&out.stdout)

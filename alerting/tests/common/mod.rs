@@ -63,6 +63,51 @@ pub fn open_outbox(
     (outbox, running)
 }
 
+/// One HTTP receiver (`pagerduty`, `opsgenie`, `webhook`) posting to a local [`Recorder`], with
+/// its outbox dispatching.
+pub struct HttpReceiver {
+    pub recorder: Recorder,
+    pub outbox: Outbox,
+    pub running: Running,
+    pub dir: tempfile::TempDir,
+}
+
+impl HttpReceiver {
+    /// A receiver of `kind` named `name` whose `url` is the recorder's `path`; the recorder
+    /// answers `status`. `secret` is a key written to a file the receiver reads (its config key,
+    /// the file's content); `extra` more config lines.
+    pub async fn start(
+        kind: &str,
+        name: &str,
+        status: u16,
+        path: &str,
+        secret: Option<(&str, &str)>,
+        extra: &str,
+    ) -> HttpReceiver {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let recorder = Recorder::start(status).await;
+        let secret = secret
+            .map(|(key, value)| {
+                let file = write_file(dir.path(), &format!("{name}.secret"), value);
+                format!("{key} = \"{}\"", file.display())
+            })
+            .unwrap_or_default();
+        let (outbox, running) = dispatching(
+            dir.path(),
+            &format!(
+                "[[alerting.receiver]]\nkind = \"{kind}\"\nname = \"{name}\"\nurl = \"{}{path}\"\n{secret}\n{extra}\n",
+                recorder.base
+            ),
+        );
+        HttpReceiver {
+            recorder,
+            outbox,
+            running,
+            dir,
+        }
+    }
+}
+
 /// A running dispatcher and the switch that stops it.
 pub struct Running {
     pub stop: watch::Sender<bool>,
