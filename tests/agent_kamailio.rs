@@ -13,8 +13,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use agent_support::{
-    free_port, free_udp_tcp_port, kamailio_binary, kamailio_modules_dir, parse_config, unique_name,
-    wait_until, Driver,
+    free_port, free_udp_tcp_port, kamailio_binary, parse_config, unique_name, wait_until, Driver,
+    RpcKamailioConfig,
 };
 use sipwatch::agent::events::AgentEvent;
 use sipwatch::agent::proc;
@@ -52,42 +52,15 @@ impl Kamailio {
         let cfg = dir.join("kamailio.cfg");
         std::fs::write(
             &cfg,
-            format!(
-                r#"#!KAMAILIO
-debug=2
-log_stderror=yes
-fork=yes
-children=2
-tcp_children=2
-listen=udp:127.0.0.1:{sip_port}
-listen=tcp:127.0.0.1:{http_port}
-mpath="{mpath}/"
-loadmodule "sl.so"
-loadmodule "kex.so"
-loadmodule "pv.so"
-loadmodule "htable.so"
-loadmodule "xhttp.so"
-loadmodule "jsonrpcs.so"
-modparam("jsonrpcs", "transport", 1)
-modparam("htable", "htable", "leak=>size=16;")
-request_route {{
-    if ($rm == "OPTIONS") {{
-        $sht(leak=>$ci) = $mb;
-        sl_send_reply("200", "OK");
-        exit;
-    }}
-    sl_send_reply("404", "Not here");
-}}
-event_route[xhttp:request] {{
-    if ($hu =~ "^/RPC") {{
-        jsonrpc_dispatch();
-    }} else {{
-        xhttp_reply("404", "Not Found", "text/plain", "no");
-    }}
-}}
-"#,
-                mpath = kamailio_modules_dir("xhttp.so")
-            ),
+            RpcKamailioConfig {
+                sip_port,
+                http_port,
+                settings: "",
+                modules: "",
+                route: "",
+                on_options: "$sht(leak=>$ci) = $mb;",
+            }
+            .text(),
         )
         .unwrap();
         let k = Kamailio {

@@ -11,9 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use agent_support::{
-    free_port, free_udp_tcp_port, kamailio_binary, kamailio_modules_dir, wait_until,
-};
+use agent_support::{free_port, free_udp_tcp_port, kamailio_binary, wait_until, RpcKamailioConfig};
 
 const T: Duration = Duration::from_secs(60);
 
@@ -47,47 +45,18 @@ impl Kamailio {
         let cfg = dir.join("kamailio.cfg");
         std::fs::write(
             &cfg,
-            format!(
-                r#"#!KAMAILIO
-debug=2
-log_stderror=yes
-fork=yes
-children=2
-tcp_children=2
-# On TERM the main process waits this long for its children before killing them (default 60 s,
-# which on a loaded machine is longer than the tests' deadlines).
-exit_timeout=5
-listen=udp:127.0.0.1:{sip_port}
-listen=tcp:127.0.0.1:{http_port}
-mpath="{mpath}/"
-loadmodule "sl.so"
-loadmodule "kex.so"
-loadmodule "pv.so"
-loadmodule "htable.so"
-loadmodule "xhttp.so"
-loadmodule "jsonrpcs.so"
-{reg_modules}modparam("jsonrpcs", "transport", 1)
-modparam("htable", "htable", "leak=>size=16;")
-request_route {{
-    {reg_route}if ($rm == "OPTIONS") {{
-        if ($ci =~ "^leak-") {{
-            $sht(leak=>$ci) = $mb;
-        }}
-        sl_send_reply("200", "OK");
-        exit;
-    }}
-    sl_send_reply("404", "Not here");
-}}
-event_route[xhttp:request] {{
-    if ($hu =~ "^/RPC") {{
-        jsonrpc_dispatch();
-    }} else {{
-        xhttp_reply("404", "Not Found", "text/plain", "no");
-    }}
-}}
-"#,
-                mpath = kamailio_modules_dir("xhttp.so")
-            ),
+            RpcKamailioConfig {
+                sip_port,
+                http_port,
+                // On TERM the main process waits this long for its children before killing them
+                // (default 60 s, which on a loaded machine is longer than the tests' deadlines).
+                settings: "exit_timeout=5\n",
+                modules: reg_modules,
+                route: reg_route,
+                on_options:
+                    "if ($ci =~ \"^leak-\") {\n            $sht(leak=>$ci) = $mb;\n        }",
+            }
+            .text(),
         )
         .unwrap();
         let pidfile = dir.join("kamailio.pid");

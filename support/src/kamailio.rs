@@ -299,3 +299,66 @@ impl Drop for Kamailio {
         self.stop();
     }
 }
+
+/// What a Kamailio watched by the agent runs: SIP on UDP `sip_port`, JSON-RPC over HTTP (xhttp +
+/// jsonrpcs) at `http://127.0.0.1:HTTP_PORT/RPC`, and an htable `leak` the route can fill.
+pub struct RpcKamailioConfig<'a> {
+    pub sip_port: u16,
+    pub http_port: u16,
+    /// Top-level settings after the usual ones (e.g. `exit_timeout=5`).
+    pub settings: &'a str,
+    /// More `loadmodule` lines.
+    pub modules: &'a str,
+    /// Route lines before the OPTIONS answer (e.g. a registrar).
+    pub route: &'a str,
+    /// What an OPTIONS does before its 200 (e.g. store it in the htable).
+    pub on_options: &'a str,
+}
+
+impl RpcKamailioConfig<'_> {
+    /// The config file's text.
+    pub fn text(&self) -> String {
+        format!(
+            r#"#!KAMAILIO
+debug=2
+log_stderror=yes
+fork=yes
+children=2
+tcp_children=2
+{settings}listen=udp:127.0.0.1:{sip_port}
+listen=tcp:127.0.0.1:{http_port}
+mpath="{mpath}/"
+loadmodule "sl.so"
+loadmodule "kex.so"
+loadmodule "pv.so"
+loadmodule "htable.so"
+loadmodule "xhttp.so"
+loadmodule "jsonrpcs.so"
+{modules}modparam("jsonrpcs", "transport", 1)
+modparam("htable", "htable", "leak=>size=16;")
+request_route {{
+    {route}if ($rm == "OPTIONS") {{
+        {on_options}
+        sl_send_reply("200", "OK");
+        exit;
+    }}
+    sl_send_reply("404", "Not here");
+}}
+event_route[xhttp:request] {{
+    if ($hu =~ "^/RPC") {{
+        jsonrpc_dispatch();
+    }} else {{
+        xhttp_reply("404", "Not Found", "text/plain", "no");
+    }}
+}}
+"#,
+            settings = self.settings,
+            sip_port = self.sip_port,
+            http_port = self.http_port,
+            mpath = kamailio_modules_dir("xhttp.so"),
+            modules = self.modules,
+            route = self.route,
+            on_options = self.on_options,
+        )
+    }
+}

@@ -32,7 +32,9 @@ pub mod wait;
 
 pub use alertmanager::Alertmanager;
 pub use http::http_get;
-pub use kamailio::{kamailio_binary, kamailio_modules_dir, Kamailio, KamailioSpec, ROUTE_OK};
+pub use kamailio::{
+    kamailio_binary, kamailio_modules_dir, Kamailio, KamailioSpec, RpcKamailioConfig, ROUTE_OK,
+};
 pub use ports::{free_port, free_sip_port, free_udp_tcp_port};
 pub use programs::{require, require_python_module, Background, PYTHON};
 pub use promtool::{assert_promtool_accepts, promtool_check_metrics};
