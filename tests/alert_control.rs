@@ -221,30 +221,13 @@ fn wait_up(d: &Daemon, names: &[String]) {
     );
 }
 
+/// A JSON request to the daemon's API, with the bearer `token` if given.
 fn http(addr: &str, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, body.to_string())
+    let headers = format!("{auth}Content-Type: application/json\r\n");
+    http_request(addr, method, path, &headers, body, Duration::from_secs(60)).unwrap()
 }
 
 fn run_cli(args: &[&str]) -> std::process::Output {
@@ -489,11 +472,7 @@ fn a_silence_through_the_api_and_cli_holds_the_mail_and_its_expiry_releases_it()
     );
     let out = run_cli(&["silence", "expire", "nope", "-c", cfg_arg]);
     assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("no silence has the id"),
-        "{}",
-        describe(&out)
-    );
+    assert_stderr_says(&out, "no silence has the id");
 }
 
 #[test]
@@ -551,7 +530,7 @@ fn alert_test_reports_each_receiver_and_fails_on_a_dead_smtp_port() {
     assert_eq!(received(&smtp).len(), 2);
     let out = run_cli(&["alert", "test", "-c", cfg_arg, "pager"]);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("the receivers are: mail"));
+    assert_stderr_says(&out, "the receivers are: mail");
 }
 
 #[test]
@@ -769,11 +748,7 @@ fn daemons_whose_stores_share_a_folder_get_their_own_outboxes() {
     std::fs::write(&cfg_c, clash).unwrap();
     let out = run_cli(&["check-config", cfg_c.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("is the [store] path too"),
-        "{}",
-        describe(&out)
-    );
+    assert_stderr_says(&out, "is the [store] path too");
 }
 
 #[test]
@@ -996,9 +971,5 @@ timeout = "5s"
         cfg_arg,
     ]);
     assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("no firing notification has the key"),
-        "{}",
-        describe(&out)
-    );
+    assert_stderr_says(&out, "no firing notification has the key");
 }

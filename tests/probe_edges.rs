@@ -68,15 +68,7 @@ fn sipp_uas_that_never_answers_times_out_after_timer_f() {
     let port = free_sip_port();
     let dir = tempfile::tempdir().unwrap();
     let _uas = sipp_uas(dir.path(), port, UAS_SILENT);
-    let out = sipwatch(&[
-        "probe",
-        "--json",
-        "--timeout",
-        "2s",
-        "--t1",
-        "100ms",
-        &format!("sip:127.0.0.1:{port}"),
-    ]);
+    let out = probe_json(port, "2s", &["--t1", "100ms"]);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     let line = &json_lines(&out)[0];
     assert_eq!(line["result"], "timeout");
@@ -109,17 +101,7 @@ fn silent_port_sees_the_rfc3261_retransmission_schedule() {
         }
         branches
     });
-    let out = sipwatch(&[
-        "probe",
-        "--json",
-        "--timeout",
-        "1500ms",
-        "--t1",
-        "100ms",
-        "--t2",
-        "400ms",
-        &format!("sip:127.0.0.1:{port}"),
-    ]);
+    let out = probe_json(port, "1500ms", &["--t1", "100ms", "--t2", "400ms"]);
     let line = &json_lines(&out)[0];
     assert_eq!(line["result"], "timeout", "{}", describe(&out));
     // Sends at 0, 100, 300, 700, 1100 ms (T2 caps the interval at 400 ms); Timer F at 1.5 s.
@@ -143,13 +125,7 @@ fn closed_udp_port_is_a_transport_error_not_a_timeout() {
         .local_addr()
         .unwrap()
         .port();
-    let out = sipwatch(&[
-        "probe",
-        "--json",
-        "--timeout",
-        "10s",
-        &format!("sip:127.0.0.1:{port}"),
-    ]);
+    let out = probe_json(port, "10s", &[]);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     let line = &json_lines(&out)[0];
     assert_eq!(line["result"], "transport_error");
@@ -175,15 +151,13 @@ fn closed_tcp_port_is_a_transport_error() {
     assert_eq!(json_lines(&out)[0]["result"], "transport_error");
 }
 
-/// `sipwatch probe --json --timeout 700ms sip:127.0.0.1:PORT`.
-fn probe_briefly(port: u16) -> std::process::Output {
-    sipwatch(&[
-        "probe",
-        "--json",
-        "--timeout",
-        "700ms",
-        &format!("sip:127.0.0.1:{port}"),
-    ])
+/// `sipwatch probe --json --timeout TIMEOUT [EXTRA...] sip:127.0.0.1:PORT`.
+fn probe_json(port: u16, timeout: &str, extra: &[&str]) -> std::process::Output {
+    let uri = format!("sip:127.0.0.1:{port}");
+    let mut args = vec!["probe", "--json", "--timeout", timeout];
+    args.extend_from_slice(extra);
+    args.push(&uri);
+    sipwatch(&args)
 }
 
 /// A UDP peer that answers every request with `reply(request)`, from `from` if given.
@@ -211,7 +185,7 @@ fn fake_peer(
 #[test]
 fn garbage_answers_are_bad_response_with_a_clear_message() {
     let (port, _h) = fake_peer(|_| b"\x00\x01HELLO garbage \xff\xfe".to_vec(), None);
-    let out = probe_briefly(port);
+    let out = probe_json(port, "700ms", &[]);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     let line = &json_lines(&out)[0];
     assert_eq!(line["result"], "bad_response");
@@ -231,7 +205,7 @@ fn truncated_answers_are_bad_response() {
         },
         None,
     );
-    let out = probe_briefly(port);
+    let out = probe_json(port, "700ms", &[]);
     let line = &json_lines(&out)[0];
     assert_eq!(line["result"], "bad_response", "{}", describe(&out));
     assert!(
@@ -253,7 +227,7 @@ fn answers_that_do_not_match_the_transaction_are_never_taken() {
         },
         None,
     );
-    let out = probe_briefly(port);
+    let out = probe_json(port, "700ms", &[]);
     let line = &json_lines(&out)[0];
     assert_eq!(line["result"], "timeout", "{}", describe(&out));
     assert!(
@@ -279,7 +253,7 @@ fn an_answer_from_another_address_is_ignored() {
         },
         Some(spoofer),
     );
-    let out = probe_briefly(port);
+    let out = probe_json(port, "700ms", &[]);
     let line = &json_lines(&out)[0];
     assert_eq!(line["result"], "timeout", "{}", describe(&out));
     assert!(

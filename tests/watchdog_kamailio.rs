@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use agent_support::{free_port, free_udp_tcp_port, kamailio_binary, wait_until, RpcKamailioConfig};
+use agent_support::{
+    free_port, free_udp_tcp_port, http_get, kamailio_binary, wait_until, RpcKamailioConfig,
+};
 
 const T: Duration = Duration::from_secs(60);
 
@@ -208,7 +210,7 @@ impl Agent {
     }
 
     fn get(&self, path: &str) -> serde_json::Value {
-        let (code, body) = agent_http_get(&self.listen, path);
+        let (code, body) = http_get(&self.listen, path).unwrap();
         assert_eq!(code, 200, "{path}: {body}");
         serde_json::from_str(&body).unwrap()
     }
@@ -272,44 +274,6 @@ impl Drop for Agent {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn agent_http_get(addr: &str, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        let mut out = String::new();
-        let mut rest = body;
-        while let Some((size, after)) = rest.split_once("\r\n") {
-            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-            if n == 0 {
-                break;
-            }
-            out.push_str(&after[..n]);
-            rest = &after[n + 2..];
-        }
-        out
-    } else {
-        body.to_owned()
-    };
-    (code, body)
 }
 
 fn service_toml(k: &Kamailio, restart: &str) -> String {
@@ -408,7 +372,7 @@ fn threshold_restart_before_no_more_shm_verified_by_options() {
     // The pool is fresh: the threshold no longer holds, no second restart.
     let (v, l) = agent.gauge("kamailio_shm").unwrap();
     assert!(v < 0.5 * l, "shm after the restart: {v} of {l}");
-    let metrics = agent_http_get(&agent.listen, "/metrics").1;
+    let metrics = http_get(&agent.listen, "/metrics").unwrap().1;
     assert!(
         metrics.contains("sipwatch_restarts_total{service=\"kamailio\",reason=\"threshold\"} 1"),
         "{metrics}"
@@ -611,7 +575,7 @@ fn deferred_restart_survives_an_agent_restart_and_runs_in_the_window() {
     agent.wait_restart("the deferral", T, |r| {
         r["decision"] == "deferred" && r["why"] == "window"
     });
-    let metrics = agent_http_get(&agent.listen, "/metrics").1;
+    let metrics = http_get(&agent.listen, "/metrics").unwrap().1;
     let next = metrics
         .lines()
         .find_map(|l| {
@@ -781,7 +745,7 @@ fn two_agents_of_a_group_of_three_with_min_up_2_take_turns_by_lease() {
     let daemon_log = dir.path().join("daemon.log");
     wait_until("the daemon sees all three up", T, || {
         std::net::TcpStream::connect(&daemon.listen).is_ok() && {
-            let (_, body) = agent_http_get(&daemon.listen, "/api/v2/components.json");
+            let (_, body) = http_get(&daemon.listen, "/api/v2/components.json").unwrap();
             serde_json::from_str::<serde_json::Value>(&body)
                 .ok()
                 .and_then(|v| v["components"].as_array().cloned())
@@ -860,7 +824,7 @@ fn two_agents_of_a_group_of_three_with_min_up_2_take_turns_by_lease() {
     // The daemon's page shows the restarts the agents reported (both agents run on this one
     // host, so the page shows the latest report of the host: at least one restart).
     wait_until("the Restarts section", T, || {
-        let (_, page) = agent_http_get(&daemon.listen, "/");
+        let (_, page) = http_get(&daemon.listen, "/").unwrap();
         page.contains("id=\"restarts\"") && page.contains("<td>restarted <span")
     });
     let log = std::fs::read_to_string(&daemon_log).unwrap();
@@ -998,7 +962,7 @@ fn probe_failure_reported_by_the_daemon_restarts_the_service() {
     let daemon = start_daemon(dir.path(), &ks, ("rec", 1), 2, &token);
     let listen = daemon.listen.clone();
     let status = |name: &str| -> Option<String> {
-        let (_, body) = agent_http_get(&daemon.listen, "/api/v2/components.json");
+        let (_, body) = http_get(&daemon.listen, "/api/v2/components.json").unwrap();
         let v: serde_json::Value = serde_json::from_str(&body).ok()?;
         v["components"]
             .as_array()?

@@ -20,6 +20,25 @@ fn mails_with_key(server: &Smtp, key: &str) -> usize {
         .count()
 }
 
+/// An SMTP server with a certificate for 127.0.0.1 from a test CA, offering STARTTLS, or
+/// implicit TLS (SMTPS) from the first byte when `implicit`; returned with the CA's file.
+fn tls_server(dir: &std::path::Path, implicit: bool) -> (Smtp, std::path::PathBuf) {
+    let tls = make_tls(dir, &["127.0.0.1"], 30);
+    let pair = Some((tls.cert, tls.key));
+    let options = if implicit {
+        SmtpOptions {
+            smtps: pair,
+            ..SmtpOptions::default()
+        }
+    } else {
+        SmtpOptions {
+            starttls: pair,
+            ..SmtpOptions::default()
+        }
+    };
+    (Smtp::start(free_port(), options), tls.ca)
+}
+
 fn email_config(name: &str, port: u16, extra: &str) -> String {
     format!(
         r#"
@@ -138,17 +157,8 @@ async fn smtp_down_at_first_keeps_the_alert_and_delivers_it_once() {
 async fn starttls_is_required_and_verified_against_the_configured_ca() {
     let logs = LogCapture::global();
     let dir = tempfile::tempdir().unwrap();
-    let tls = make_tls(dir.path(), &["127.0.0.1"], 30);
-    let (cert, key, ca_file) = (tls.cert, tls.key, tls.ca);
-
-    let port = free_port();
-    let server = Smtp::start(
-        port,
-        SmtpOptions {
-            starttls: Some((cert, key)),
-            ..SmtpOptions::default()
-        },
-    );
+    let (server, ca_file) = tls_server(dir.path(), false);
+    let port = server.port;
     let (outbox, running) = dispatching(
         dir.path(),
         &format!(
@@ -200,17 +210,8 @@ async fn starttls_is_required_and_verified_against_the_configured_ca() {
 #[tokio::test]
 async fn implicit_tls_smtps_delivers_over_tls_with_a_message_id() {
     let dir = tempfile::tempdir().unwrap();
-    let tls = make_tls(dir.path(), &["127.0.0.1"], 30);
-    let (cert, key, ca_file) = (tls.cert, tls.key, tls.ca);
-
-    let port = free_port();
-    let server = Smtp::start(
-        port,
-        SmtpOptions {
-            smtps: Some((cert, key)),
-            ..SmtpOptions::default()
-        },
-    );
+    let (server, ca_file) = tls_server(dir.path(), true);
+    let port = server.port;
     // The same server without TLS cannot be talked to: "plain" proves the port is SMTPS only.
     let configs = receivers(&format!(
         "{}\n{}",

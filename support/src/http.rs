@@ -1,4 +1,4 @@
-//! A plain HTTP/1.1 GET on loopback, without a client library: the endpoints must work for the
+//! Plain HTTP/1.1 requests on loopback, without a client library: the endpoints must work for the
 //! simplest client.
 
 use std::io::{Read, Write};
@@ -6,11 +6,30 @@ use std::time::Duration;
 
 /// `GET path` on `addr` (`host:port`); returns (status, body), the body de-chunked.
 pub fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
+    http_request(addr, "GET", path, "", "", Duration::from_secs(10))
+}
+
+/// One HTTP/1.1 request on `addr` (`host:port`), `Connection: close`: `headers` are extra header
+/// lines (each ending in CRLF); any method but GET sends `body` with its `Content-Length`.
+/// Returns (status, body), the body de-chunked; waits at most `read_timeout` for the answer.
+pub fn http_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+    read_timeout: Duration,
+) -> std::io::Result<(u16, String)> {
     let mut s = std::net::TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.set_read_timeout(Some(read_timeout))?;
+    let length = if method == "GET" {
+        String::new()
+    } else {
+        format!("Content-Length: {}\r\n", body.len())
+    };
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}{length}Connection: close\r\n\r\n{body}"
     )?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;

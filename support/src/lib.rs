@@ -8,7 +8,7 @@
 //! | [`wait`] | poll a condition until it holds or a deadline passes (blocking and tokio) |
 //! | [`programs`] | find a real program or fail with the command that installs it; a child killed on drop |
 //! | [`promtool`] | `promtool check metrics` on an exposition |
-//! | [`http`] | a plain HTTP/1.1 GET, the simplest client there is |
+//! | [`http`] | plain HTTP/1.1 requests, the simplest client there is |
 //! | [`tls`] | a CA and a server certificate made for the test |
 //! | [`kamailio`] | a real Kamailio on loopback with a config the test writes |
 //! | [`sipp`] | SIPp as a UAS running a scenario |
@@ -31,7 +31,7 @@ pub mod tls;
 pub mod wait;
 
 pub use alertmanager::Alertmanager;
-pub use http::http_get;
+pub use http::{http_get, http_request};
 pub use kamailio::{
     kamailio_binary, kamailio_modules_dir, Kamailio, KamailioSpec, RpcKamailioConfig, ROUTE_OK,
 };

@@ -77,6 +77,15 @@ pub fn describe(out: &Output) -> String {
     )
 }
 
+/// Fails the test, showing the whole run, unless `out`'s stderr says `needle`.
+pub fn assert_stderr_says(out: &Output, needle: &str) {
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(needle),
+        "stderr does not say {needle:?}:\n{}",
+        describe(out)
+    );
+}
+
 /// The daemon (`sipwatch run`) started by a test, stopped with SIGTERM on drop.
 pub struct Daemon {
     pub child: Option<Child>,
