@@ -698,14 +698,18 @@ fn kamailios(dir: &Path, n: usize) -> Vec<Kamailio> {
 
 /// The daemon (`sipwatch run`, its log in `dir/daemon.log`) probing every 1 s the Kamailios as
 /// the targets `GROUP-1`, `GROUP-2`, ... of `group` (`min_up`), down after `fail_threshold`
-/// failures, agents admitted with the token written in `token`.
+/// failures, agents admitted with `token` (written to the file returned). Returns once the daemon
+/// sees every target up.
 fn start_daemon(
     dir: &Path,
     ks: &[Kamailio],
     (group, min_up): (&str, usize),
     fail_threshold: u32,
-    token: &Path,
-) -> Daemon {
+    token: &str,
+) -> (Daemon, PathBuf) {
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let token = &token_file;
     let listen = format!("127.0.0.1:{}", free_port());
     let mut cfg = format!(
         "[http]\nlisten = \"{listen}\"\n[store]\npath = \"{}\"\n[agents]\ntoken_file = \"{}\"\n[defaults]\ninterval = \"1s\"\ntimeout = \"1s\"\nfail_threshold = {fail_threshold}\nok_threshold = 1\n[[group]]\nname = \"{group}\"\nmin_up = {min_up}\n",
@@ -721,7 +725,7 @@ fn start_daemon(
     }
     let daemon_cfg = dir.join("sipwatch.toml");
     std::fs::write(&daemon_cfg, cfg).unwrap();
-    Daemon {
+    let daemon = Daemon {
         child: Command::new(env!("CARGO_BIN_EXE_sipwatch"))
             .args(["run", "-c"])
             .arg(&daemon_cfg)
@@ -731,35 +735,32 @@ fn start_daemon(
             .spawn()
             .unwrap(),
         listen,
-    }
-}
-
-#[test]
-fn two_agents_of_a_group_of_three_with_min_up_2_take_turns_by_lease() {
-    let dir = tempfile::tempdir().unwrap();
-    let ks = kamailios(dir.path(), 3);
-    let token = dir.path().join("token");
-    std::fs::write(&token, "s3cret-token-for-agents\n").unwrap();
-    let daemon = start_daemon(dir.path(), &ks, ("fe", 2), 1, &token);
-    let listen = daemon.listen.clone();
-    let daemon_log = dir.path().join("daemon.log");
-    wait_until("the daemon sees all three up", T, || {
+    };
+    let names: Vec<String> = (1..=ks.len()).map(|i| format!("{group}-{i}")).collect();
+    wait_until("the daemon sees every target up", T, || {
         std::net::TcpStream::connect(&daemon.listen).is_ok() && {
             let (_, body) = http_get(&daemon.listen, "/api/v2/components.json").unwrap();
             serde_json::from_str::<serde_json::Value>(&body)
                 .ok()
                 .and_then(|v| v["components"].as_array().cloned())
                 .is_some_and(|c| {
-                    c.iter()
-                        .filter(|c| {
-                            c["status"] == "operational"
-                                && c["name"].as_str().is_some_and(|n| n.starts_with("fe-"))
-                        })
-                        .count()
-                        == 3
+                    names.iter().all(|n| {
+                        c.iter()
+                            .any(|c| c["name"] == n.as_str() && c["status"] == "operational")
+                    })
                 })
         }
     });
+    (daemon, token_file)
+}
+
+#[test]
+fn two_agents_of_a_group_of_three_with_min_up_2_take_turns_by_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let ks = kamailios(dir.path(), 3);
+    let (daemon, token) = start_daemon(dir.path(), &ks, ("fe", 2), 1, "s3cret-token-for-agents");
+    let listen = daemon.listen.clone();
+    let daemon_log = dir.path().join("daemon.log");
     let agents: Vec<Agent> = (0..2)
         .map(|i| {
             let d = dir.path().join(format!("agent{i}"));
@@ -957,9 +958,7 @@ fn forecast_restart_planned_into_a_window_before_exhaustion() {
 fn probe_failure_reported_by_the_daemon_restarts_the_service() {
     let dir = tempfile::tempdir().unwrap();
     let ks = kamailios(dir.path(), 2);
-    let token = dir.path().join("token");
-    std::fs::write(&token, "another-agent-token\n").unwrap();
-    let daemon = start_daemon(dir.path(), &ks, ("rec", 1), 2, &token);
+    let (daemon, token) = start_daemon(dir.path(), &ks, ("rec", 1), 2, "another-agent-token");
     let listen = daemon.listen.clone();
     let status = |name: &str| -> Option<String> {
         let (_, body) = http_get(&daemon.listen, "/api/v2/components.json").unwrap();
@@ -970,11 +969,6 @@ fn probe_failure_reported_by_the_daemon_restarts_the_service() {
             .find(|c| c["name"] == name)
             .and_then(|c| c["status"].as_str().map(str::to_owned))
     };
-    wait_until("the daemon sees both up", T, || {
-        std::net::TcpStream::connect(&daemon.listen).is_ok()
-            && status("rec-1").as_deref() == Some("operational")
-            && status("rec-2").as_deref() == Some("operational")
-    });
     let body = format!(
         "[daemon]\nurl = \"http://{listen}\"\ntoken_file = \"{}\"\n\n{}",
         token.display(),

@@ -11,6 +11,10 @@ use crate::programs::require;
 use crate::tls::TlsFiles;
 use crate::wait::wait_until;
 
+/// How every test Kamailio starts: two UDP and two TCP workers, logging to stderr.
+const HEADER: &str =
+    "#!KAMAILIO\ndebug=2\nlog_stderror=yes\nfork=yes\nchildren=2\ntcp_children=2\n";
+
 /// The Kamailio binary; fails with the install command when it is missing.
 pub fn kamailio_binary() -> PathBuf {
     require("kamailio", "kamailio")
@@ -119,13 +123,7 @@ impl Kamailio {
             );
         }
         let cfg = format!(
-            r#"#!KAMAILIO
-debug=2
-log_stderror=yes
-fork=yes
-children=2
-tcp_children=2
-auto_aliases=no
+            r#"{HEADER}auto_aliases=no
 {listen}
 mpath="{mpath}/"
 {tls_mod}
@@ -319,13 +317,7 @@ impl RpcKamailioConfig<'_> {
     /// The config file's text.
     pub fn text(&self) -> String {
         format!(
-            r#"#!KAMAILIO
-debug=2
-log_stderror=yes
-fork=yes
-children=2
-tcp_children=2
-{settings}listen=udp:127.0.0.1:{sip_port}
+            r#"{HEADER}{settings}listen=udp:127.0.0.1:{sip_port}
 listen=tcp:127.0.0.1:{http_port}
 mpath="{mpath}/"
 loadmodule "sl.so"

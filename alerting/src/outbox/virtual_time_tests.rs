@@ -113,11 +113,17 @@ struct Rig {
 }
 
 impl Rig {
-    fn start(retry: RetryPolicy) -> Rig {
+    /// Back-off from `initial` seconds, doubling up to `max`; refused deliveries dropped after
+    /// three attempts.
+    fn start(initial: u64, max: u64) -> Rig {
         let dir = tempfile::tempdir().expect("a temp dir");
         let receiver = Arc::new(Scripted::default());
         let options = OutboxOptions {
-            retry,
+            retry: RetryPolicy {
+                initial: Duration::from_secs(initial),
+                max: Duration::from_secs(max),
+                permanent_attempts: 3,
+            },
             ..OutboxOptions::default()
         };
         let outbox = Outbox::open(
@@ -164,11 +170,7 @@ fn down() -> Result<(), NotifyError> {
 
 #[tokio::test(start_paused = true)]
 async fn a_receiver_that_is_down_is_retried_with_doubling_pauses_up_to_the_cap() {
-    let rig = Rig::start(RetryPolicy {
-        initial: Duration::from_secs(1),
-        max: Duration::from_secs(8),
-        permanent_attempts: 3,
-    });
+    let rig = Rig::start(1, 8);
     for _ in 0..6 {
         rig.receiver.answer("k/down", down());
     }
@@ -188,11 +190,7 @@ async fn a_receiver_that_is_down_is_retried_with_doubling_pauses_up_to_the_cap()
 
 #[tokio::test(start_paused = true)]
 async fn a_paused_receiver_holds_new_alerts_until_the_pause_ends_and_keeps_their_order() {
-    let rig = Rig::start(RetryPolicy {
-        initial: Duration::from_secs(10),
-        max: Duration::from_secs(60),
-        permanent_attempts: 3,
-    });
+    let rig = Rig::start(10, 60);
     rig.receiver.answer("k/first", down());
     let origin = Instant::now();
     rig.outbox.enqueue(&alert("k/first")).expect("enqueue");
@@ -213,11 +211,7 @@ async fn a_paused_receiver_holds_new_alerts_until_the_pause_ends_and_keeps_their
 
 #[tokio::test(start_paused = true)]
 async fn retry_after_lengthens_the_pause_but_never_past_the_cap() {
-    let rig = Rig::start(RetryPolicy {
-        initial: Duration::from_secs(1),
-        max: Duration::from_secs(30),
-        permanent_attempts: 3,
-    });
+    let rig = Rig::start(1, 30);
     let asked = |secs| {
         Err(NotifyError::from_http_status(
             429,
@@ -237,11 +231,7 @@ async fn retry_after_lengthens_the_pause_but_never_past_the_cap() {
 
 #[tokio::test(start_paused = true)]
 async fn a_refused_delivery_backs_off_alone_then_is_dropped_while_others_go_out() {
-    let rig = Rig::start(RetryPolicy {
-        initial: Duration::from_secs(2),
-        max: Duration::from_secs(60),
-        permanent_attempts: 3,
-    });
+    let rig = Rig::start(2, 60);
     for _ in 0..3 {
         rig.receiver.answer(
             "k/refused",
