@@ -63,14 +63,16 @@ fn subject(data: &str) -> String {
     out
 }
 
+/// Waits up to `secs` seconds until the mails received satisfy `ok`, and returns them; a timeout
+/// shows their subjects and the daemon's log.
 fn wait_mails(
     smtp: &Smtp,
-    d: Option<&Daemon>,
+    d: &Daemon,
     what: &str,
-    timeout: Duration,
+    secs: u64,
     mut ok: impl FnMut(&[(String, String, bool)]) -> bool,
 ) -> Vec<(String, String, bool)> {
-    let deadline = Instant::now() + timeout;
+    let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         let mails = received(smtp);
         if ok(&mails) {
@@ -80,7 +82,7 @@ fn wait_mails(
             let subjects: Vec<&String> = mails.iter().map(|m| &m.0).collect();
             panic!(
                 "timed out waiting for {what}; mails: {subjects:#?}\ndaemon log:\n{}",
-                d.map(|d| d.log_text()).unwrap_or_default()
+                d.log_text()
             );
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -268,13 +270,7 @@ fn forty_nodes_down_make_one_grouped_mail_then_one_resolve() {
     wait_up(&d, &names);
 
     f.node.stop();
-    let mails = wait_mails(
-        &smtp,
-        Some(&d),
-        "the grouped mail",
-        Duration::from_secs(40),
-        |m| !m.is_empty(),
-    );
+    let mails = wait_mails(&smtp, &d, "the grouped mail", 40, |m| !m.is_empty());
     // Restart right away: recovery completes well inside the group's 10 s interval.
     let _k2 = f.restart_node();
     let (subject, data, authenticated) = &mails[0];
@@ -295,13 +291,7 @@ fn forty_nodes_down_make_one_grouped_mail_then_one_resolve() {
         "{data}"
     );
 
-    let mails = wait_mails(
-        &smtp,
-        Some(&d),
-        "the resolve",
-        Duration::from_secs(40),
-        |m| m.len() >= 2,
-    );
+    let mails = wait_mails(&smtp, &d, "the resolve", 40, |m| m.len() >= 2);
     assert_eq!(
         mails[1].0, "[RESOLVED] frontends: 40 nodes down",
         "{}",
@@ -350,13 +340,7 @@ fn a_group_below_quorum_pages_once_for_the_group_not_per_node() {
     for k in ks.iter_mut() {
         k.stop();
     }
-    let mails = wait_mails(
-        &smtp,
-        Some(&d),
-        "the group page",
-        Duration::from_secs(40),
-        |m| !m.is_empty(),
-    );
+    let mails = wait_mails(&smtp, &d, "the group page", 40, |m| !m.is_empty());
     let (subject, data, _) = &mails[0];
     assert!(
         subject.starts_with("[FIRING:1] edges: group edges is below quorum"),
@@ -458,13 +442,9 @@ fn a_silence_through_the_api_and_cli_holds_the_mail_and_its_expiry_releases_it()
         "{}",
         describe(&out)
     );
-    let mails = wait_mails(
-        &smtp,
-        Some(&d),
-        "the mail after the silence",
-        Duration::from_secs(40),
-        |m| !m.is_empty(),
-    );
+    let mails = wait_mails(&smtp, &d, "the mail after the silence", 40, |m| {
+        !m.is_empty()
+    });
     assert!(
         mails[0].0.starts_with("[FIRING:1] frontends: fe-2 node"),
         "{}",
@@ -662,13 +642,9 @@ fn a_page_pending_through_a_crash_and_an_smtp_outage_arrives_once_within_30_s_of
     std::thread::sleep(Duration::from_secs(35));
     let mut smtp = start_smtp(smtp_port, "");
     let back = Instant::now();
-    let mails = wait_mails(
-        &smtp,
-        Some(&d),
-        "the page after SMTP returned",
-        Duration::from_secs(60),
-        |m| !m.is_empty(),
-    );
+    let mails = wait_mails(&smtp, &d, "the page after SMTP returned", 60, |m| {
+        !m.is_empty()
+    });
     let waited = back.elapsed();
     eprintln!("the page left {waited:?} after the SMTP server returned");
     assert!(
@@ -879,13 +855,7 @@ timeout = "5s"
     wait_up(&d, &targets.iter().map(|t| t.0.clone()).collect::<Vec<_>>());
     down_a.stop();
     down_b.stop();
-    let mails = wait_mails(
-        &smtp,
-        Some(&d),
-        "both first pages",
-        Duration::from_secs(30),
-        |m| m.len() >= 2,
-    );
+    let mails = wait_mails(&smtp, &d, "both first pages", 30, |m| m.len() >= 2);
     let page_b = mails
         .iter()
         .find(|m| m.0.starts_with("[FIRING:1] gb:"))
@@ -915,13 +885,9 @@ timeout = "5s"
     let (status, _) = http(&s.listen, "POST", "/ack", None, &tampered);
     assert_eq!(status, 403);
 
-    let mails = wait_mails(
-        &smtp,
-        Some(&d),
-        "the escalation",
-        Duration::from_secs(40),
-        |m| m.iter().any(|m| m.0.starts_with("[ESCALATED]")),
-    );
+    let mails = wait_mails(&smtp, &d, "the escalation", 40, |m| {
+        m.iter().any(|m| m.0.starts_with("[ESCALATED]"))
+    });
     let escalated: Vec<_> = mails
         .iter()
         .filter(|m| m.0.starts_with("[ESCALATED]"))
