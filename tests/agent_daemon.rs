@@ -14,53 +14,12 @@ use std::time::Duration;
 
 use common::*;
 
-/// A real SMTP server (Debian's python3-aiosmtpd) storing mail in a Maildir.
-fn smtp_server(dir: &Path) -> (Background, u16) {
-    let python = Path::new("/usr/bin/python3");
-    let check = Command::new(python)
-        .args(["-c", "import aiosmtpd"])
-        .output();
-    assert!(
-        check.map(|o| o.status.success()).unwrap_or(false),
-        "aiosmtpd is not installed: apt-get install -y python3-aiosmtpd"
-    );
-    let port = free_port();
-    let maildir = dir.join("mail");
-    let child = Command::new(python)
-        .args([
-            "-m",
-            "aiosmtpd",
-            "-n",
-            "-l",
-            &format!("127.0.0.1:{port}"),
-            "-c",
-            "aiosmtpd.handlers.Mailbox",
-        ])
-        .arg(&maildir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start aiosmtpd");
-    let bg = Background {
-        child,
-        name: "aiosmtpd".into(),
-    };
-    wait_for("aiosmtpd to listen", Duration::from_secs(10), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    (bg, port)
-}
-
-fn mails(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    for sub in ["new", "cur"] {
-        if let Ok(entries) = std::fs::read_dir(dir.join("mail").join(sub)) {
-            for e in entries.flatten() {
-                out.push(std::fs::read_to_string(e.path()).unwrap_or_default());
-            }
-        }
-    }
-    out
+/// The mails the SMTP server accepted, as received.
+fn mails(smtp: &Smtp) -> Vec<String> {
+    smtp.mails()
+        .iter()
+        .map(|m| m["data"].as_str().unwrap_or("").to_string())
+        .collect()
 }
 
 fn start_agent(config: &Path, log: &Path) -> Background {
@@ -81,19 +40,20 @@ fn start_agent(config: &Path, log: &Path) -> Background {
 #[test]
 fn agent_alerts_reach_email_through_the_daemon_and_its_report_shows_on_the_page() {
     let dir = tempfile::tempdir().unwrap();
-    let (_smtp, smtp_port) = smtp_server(dir.path());
-    let kport = free_port();
+    let smtp_port = free_sip_port();
+    let smtp = Smtp::start(smtp_port, SmtpOptions::default());
+    let kport = free_sip_port();
     let mut kamailio = Some(Kamailio::start(KamailioSpec::new(kport, ROUTE_OK)));
     // The agent follows Kamailio through a pidfile the test keeps up to date across restarts.
     let pidfile = dir.path().join("kamailio.pid");
-    wait_for("kamailio's pidfile", Duration::from_secs(5), || {
+    wait_until("kamailio's pidfile", Duration::from_secs(5), || {
         kamailio.as_ref().unwrap().pidfile.exists()
     });
     std::fs::copy(&kamailio.as_ref().unwrap().pidfile, &pidfile).unwrap();
 
     let token = dir.path().join("agent.token");
     std::fs::write(&token, "s3cret-agent-token\n").unwrap();
-    let listen = format!("127.0.0.1:{}", free_port());
+    let listen = format!("127.0.0.1:{}", free_sip_port());
     let daemon_cfg = dir.path().join("sipwatch.toml");
     std::fs::write(
         &daemon_cfg,
@@ -127,7 +87,7 @@ timeout = "400ms"
     .unwrap();
     let daemon = Daemon::start(&daemon_cfg, &listen, &dir.path().join("daemon.log"));
 
-    let agent_listen = format!("127.0.0.1:{}", free_port());
+    let agent_listen = format!("127.0.0.1:{}", free_sip_port());
     let agent_cfg = dir.path().join("agent.toml");
     std::fs::write(
         &agent_cfg,
@@ -160,7 +120,7 @@ kind = "pss"
     let _agent = start_agent(&agent_cfg, &agent_log);
 
     // The host's report reaches the daemon and its page.
-    wait_for(
+    wait_until(
         "the agent's report at the daemon",
         Duration::from_secs(15),
         || {
@@ -182,19 +142,19 @@ kind = "pss"
 
     // Kamailio dies: the agent's alert goes agent -> daemon -> SMTP.
     kamailio.take().unwrap().stop();
-    wait_for("the 'not running' mail", Duration::from_secs(30), || {
-        mails(dir.path())
+    wait_until("the 'not running' mail", Duration::from_secs(30), || {
+        mails(&smtp)
             .iter()
             .any(|m| m.contains("kamailio on sip-host-1 is not running"))
     });
     // It comes back: the resolution is mailed too, and nothing was sent twice.
     let _k2 = Kamailio::start(KamailioSpec::new(kport, ROUTE_OK));
-    wait_for("the new pidfile", Duration::from_secs(5), || {
+    wait_until("the new pidfile", Duration::from_secs(5), || {
         _k2.pidfile.exists()
     });
     std::fs::copy(&_k2.pidfile, &pidfile).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !mails(dir.path())
+    while !mails(&smtp)
         .iter()
         .any(|m| m.contains("kamailio on sip-host-1 is running"))
     {
@@ -206,7 +166,7 @@ kind = "pss"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let all = mails(dir.path());
+    let all = mails(&smtp);
     let firing = all.iter().filter(|m| m.contains("is not running")).count();
     assert_eq!(
         firing, 1,
@@ -291,14 +251,14 @@ url = "http://127.0.0.1:{hook_port}/alerts"
 name = "ghost"
 pidfile = "{}"
 "#,
-            free_port(),
+            free_sip_port(),
             dir.path().join("state").display(),
             dir.path().join("does-not-exist.pid").display()
         ),
     )
     .unwrap();
     let _agent = start_agent(&cfg, &dir.path().join("agent.log"));
-    wait_for("the webhook alert", Duration::from_secs(20), || {
+    wait_until("the webhook alert", Duration::from_secs(20), || {
         got.lock()
             .unwrap()
             .iter()

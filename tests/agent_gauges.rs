@@ -257,7 +257,7 @@ timeout = "300ms"
         .unwrap_or("")
         .contains("did not finish within"));
     // The whole pipeline was killed, not only the shell.
-    agent_support::wait_until(Duration::from_secs(5), "the hung sleep killed", || {
+    agent_support::wait_until("the hung sleep killed", Duration::from_secs(5), || {
         !std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
             std::fs::read(e.path().join("cmdline"))
                 .map(|c| {

@@ -33,15 +33,6 @@ fn write_history(state: &Path, service: &str, gauge: &str, t0: f64, now: f64) ->
     n
 }
 
-fn promtool() -> &'static str {
-    for p in ["/usr/bin/promtool", "/usr/local/bin/promtool"] {
-        if Path::new(p).exists() {
-            return p;
-        }
-    }
-    panic!("promtool not found; install with: apt-get install prometheus");
-}
-
 async fn get(client: &reqwest::Client, url: &str) -> (u16, String) {
     let r = client
         .get(url)
@@ -217,27 +208,7 @@ async fn agent_serves_metrics_api_and_events_and_replays_a_stored_leak() {
     ] {
         assert!(text.contains(needle), "missing {needle} in:\n{text}");
     }
-    let mut child = std::process::Command::new(promtool())
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics failed:\n{}{}\n---\n{text}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    agent_support::assert_promtool_accepts(&text);
 
     // Shutdown: run() returns.
     stop_tx.send(true).unwrap();

@@ -12,38 +12,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use agent_support::{free_port, free_udp_tcp_port, parse_config, unique_name, wait_until, Driver};
+use agent_support::{
+    free_port, free_udp_tcp_port, kamailio_binary, parse_config, unique_name, wait_until, Driver,
+    RpcKamailioConfig,
+};
 use sipwatch::agent::events::AgentEvent;
 use sipwatch::agent::proc;
 use sipwatch::agent::report::LimitSource;
 
 const T: Duration = Duration::from_secs(30);
-
-fn kamailio_binary() -> PathBuf {
-    for candidate in [
-        "/usr/sbin/kamailio",
-        "/usr/local/sbin/kamailio",
-        "/usr/bin/kamailio",
-    ] {
-        if Path::new(candidate).exists() {
-            return PathBuf::from(candidate);
-        }
-    }
-    panic!("kamailio not found (this test needs a real Kamailio); install with: apt-get install kamailio");
-}
-
-fn modules_dir() -> String {
-    for dir in [
-        "/usr/lib/x86_64-linux-gnu/kamailio/modules",
-        "/usr/lib/aarch64-linux-gnu/kamailio/modules",
-        "/usr/lib/kamailio/modules",
-    ] {
-        if Path::new(dir).join("xhttp.so").exists() {
-            return dir.to_owned();
-        }
-    }
-    panic!("Kamailio modules (xhttp.so) not found; install with: apt-get install kamailio");
-}
 
 /// A Kamailio started by the test.
 struct Kamailio {
@@ -75,42 +52,15 @@ impl Kamailio {
         let cfg = dir.join("kamailio.cfg");
         std::fs::write(
             &cfg,
-            format!(
-                r#"#!KAMAILIO
-debug=2
-log_stderror=yes
-fork=yes
-children=2
-tcp_children=2
-listen=udp:127.0.0.1:{sip_port}
-listen=tcp:127.0.0.1:{http_port}
-mpath="{mpath}/"
-loadmodule "sl.so"
-loadmodule "kex.so"
-loadmodule "pv.so"
-loadmodule "htable.so"
-loadmodule "xhttp.so"
-loadmodule "jsonrpcs.so"
-modparam("jsonrpcs", "transport", 1)
-modparam("htable", "htable", "leak=>size=16;")
-request_route {{
-    if ($rm == "OPTIONS") {{
-        $sht(leak=>$ci) = $mb;
-        sl_send_reply("200", "OK");
-        exit;
-    }}
-    sl_send_reply("404", "Not here");
-}}
-event_route[xhttp:request] {{
-    if ($hu =~ "^/RPC") {{
-        jsonrpc_dispatch();
-    }} else {{
-        xhttp_reply("404", "Not Found", "text/plain", "no");
-    }}
-}}
-"#,
-                mpath = modules_dir()
-            ),
+            RpcKamailioConfig {
+                sip_port,
+                http_port,
+                settings: "",
+                modules: "",
+                route: "",
+                on_options: "$sht(leak=>$ci) = $mb;",
+            }
+            .text(),
         )
         .unwrap();
         let k = Kamailio {
@@ -152,14 +102,14 @@ event_route[xhttp:request] {{
             "kamailio did not start; its log:\n{}",
             std::fs::read_to_string(&self.log).unwrap_or_default()
         );
-        wait_until(T, "kamailio's pidfile", || self.main_pid().is_some());
+        wait_until("kamailio's pidfile", T, || self.main_pid().is_some());
         let addr = format!("127.0.0.1:{}", self.http_port);
-        wait_until(T, "kamailio's HTTP listener", || {
+        wait_until("kamailio's HTTP listener", T, || {
             std::net::TcpStream::connect(&addr).is_ok()
         });
         // All processes forked: the count settles.
         let mut last = 0;
-        wait_until(T, "kamailio's processes forked", || {
+        wait_until("kamailio's processes forked", T, || {
             let n = self.pids().len();
             let settled = n >= 5 && n == last;
             last = n;
@@ -206,7 +156,7 @@ event_route[xhttp:request] {{
                 libc::kill(main, libc::SIGTERM);
             }
         }
-        wait_until(T, "all kamailio processes gone", || {
+        wait_until("all kamailio processes gone", T, || {
             pids.iter().all(|p| proc::read(*p).is_none())
         });
     }

@@ -151,7 +151,7 @@ async fn workers_come_and_go_and_a_restart_is_seen_once() {
     unsafe {
         libc::kill(worker, libc::SIGKILL);
     }
-    wait_until(T, "worker gone", || !svc.live_pids().contains(&worker));
+    wait_until("worker gone", T, || !svc.live_pids().contains(&worker));
     d.tick().await;
     assert_eq!(
         d.last.processes, 2,
@@ -159,7 +159,7 @@ async fn workers_come_and_go_and_a_restart_is_seen_once() {
     );
     // A new worker is found at a later periodic rescan.
     svc.command("fork");
-    wait_until(T, "new worker", || svc.live_pids().len() == 3);
+    wait_until("new worker", T, || svc.live_pids().len() == 3);
     d.tick_until(T, "the new worker", |r| r.processes == 3)
         .await;
     assert_eq!(d.last.restarts_observed, 0);
@@ -356,7 +356,7 @@ fn locator_walks_proc_only_every_n_ticks_or_when_a_pid_vanishes() {
     unsafe {
         libc::kill(worker, libc::SIGKILL);
     }
-    wait_until(T, "worker gone", || !svc.live_pids().contains(&worker));
+    wait_until("worker gone", T, || !svc.live_pids().contains(&worker));
     let located = locator.locate();
     assert!(
         located.scanned,

@@ -5,159 +5,41 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
 
-const PYTHON: &str = "/usr/bin/python3";
 const SMTP_USER: &str = "sipwatch";
 const SMTP_PASSWORD: &str = "s3cret-smtp-pw";
 const API_TOKEN: &str = "test-api-token-0123456789";
 
-/// aiosmtpd with AUTH (LOGIN/PLAIN, allowed without TLS on loopback); RCPT to REJECT is refused
-/// with 550; every accepted message is written to FOLDER/<uuid>.json (headers as sent, body
-/// decoded from its transfer encoding by Python's email package).
-const SMTP_SERVER: &str = r#"
-import email, json, os, sys, time, uuid
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
-
-folder, port, user, password, reject = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
-
-class Handler:
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if reject and address == reject:
-            return "550 5.1.1 <%s>: mailbox unavailable" % address
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server, session, envelope):
-        name = uuid.uuid4().hex
-        tmp = os.path.join(folder, name + ".tmp")
-        with open(tmp, "w") as f:
-            raw = envelope.content.decode("utf8", "replace")
-            head = raw.split("\r\n\r\n", 1)[0]
-            msg = email.message_from_bytes(envelope.content)
-            body = msg.get_payload(decode=True).decode("utf8", "replace")
-            json.dump({
-                "rcpt_tos": envelope.rcpt_tos,
-                "data": head + "\r\n\r\n" + body,
-                "authenticated": bool(session.authenticated),
-                "at": time.time(),
-            }, f)
-        os.rename(tmp, os.path.join(folder, name + ".json"))
-        return "250 OK"
-
-def authenticator(server, session, envelope, mechanism, auth_data):
-    ok = isinstance(auth_data, LoginPassword) and auth_data.login.decode() == user \
-        and auth_data.password.decode() == password
-    return AuthResult(success=ok, handled=False)
-
-controller = Controller(Handler(), hostname="127.0.0.1", port=port,
-                        authenticator=authenticator, auth_required=True,
-                        auth_require_tls=False)
-controller.start()
-print("ready", flush=True)
-while True:
-    time.sleep(3600)
-"#;
-
-/// A running aiosmtpd; killed (by its own pid) when dropped or stopped.
-struct Smtp {
-    child: Option<Child>,
-    port: u16,
-    mails: PathBuf,
-    script: PathBuf,
-    reject: String,
+/// The tests' SMTP server (aiosmtpd): AUTH required (LOGIN/PLAIN, allowed without TLS on
+/// loopback); RCPT to `reject` (unless empty) is refused with 550.
+fn start_smtp(port: u16, reject: &str) -> Smtp {
+    Smtp::start(
+        port,
+        SmtpOptions {
+            auth: Some((SMTP_USER.into(), SMTP_PASSWORD.into())),
+            reject: (!reject.is_empty()).then(|| reject.to_string()),
+            ..SmtpOptions::default()
+        },
+    )
 }
 
-impl Smtp {
-    fn start(dir: &Path, port: u16, reject: &str) -> Smtp {
-        require_program_python();
-        let script = dir.join("smtp_server.py");
-        std::fs::write(&script, SMTP_SERVER).unwrap();
-        let mails = dir.join("mails");
-        std::fs::create_dir_all(&mails).unwrap();
-        let mut s = Smtp {
-            child: None,
-            port,
-            mails,
-            script,
-            reject: reject.to_string(),
-        };
-        s.restart();
-        s
-    }
-
-    fn restart(&mut self) {
-        let child = Command::new(PYTHON)
-            .arg(&self.script)
-            .arg(&self.mails)
-            .arg(self.port.to_string())
-            .args([SMTP_USER, SMTP_PASSWORD, &self.reject])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start aiosmtpd");
-        self.child = Some(child);
-        let port = self.port;
-        wait_for("aiosmtpd to listen", Duration::from_secs(15), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// Accepted mails, oldest first: (subject, whole message, authenticated).
-    fn mails(&self) -> Vec<(String, String, bool)> {
-        let mut list: Vec<(f64, String, String, bool)> = std::fs::read_dir(&self.mails)
-            .map(|rd| {
-                rd.filter_map(|e| e.ok())
-                    .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-                    .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-                    .filter_map(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-                    .map(|v| {
-                        let data = v["data"].as_str().unwrap_or("").replace("\r\n", "\n");
-                        (
-                            v["at"].as_f64().unwrap_or(0.0),
-                            subject(&data),
-                            data,
-                            v["authenticated"].as_bool().unwrap_or(false),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        list.sort_by(|a, b| a.0.total_cmp(&b.0));
-        list.into_iter().map(|(_, s, d, a)| (s, d, a)).collect()
-    }
-}
-
-impl Drop for Smtp {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn require_program_python() {
-    assert!(
-        Path::new(PYTHON).exists(),
-        "{PYTHON} is missing: apt-get install -y python3-aiosmtpd"
-    );
-    let probe = Command::new(PYTHON)
-        .args(["-c", "import aiosmtpd.controller"])
-        .output()
-        .expect("run python3");
-    assert!(
-        probe.status.success(),
-        "aiosmtpd is not importable by {PYTHON}: apt-get install -y python3-aiosmtpd"
-    );
+/// Accepted mails, oldest first: (subject, the message with its body decoded, authenticated).
+fn received(smtp: &Smtp) -> Vec<(String, String, bool)> {
+    smtp.mails()
+        .iter()
+        .map(|m| {
+            let data = m["decoded"].as_str().unwrap_or("").replace("\r\n", "\n");
+            (
+                subject(&data),
+                data,
+                m["authenticated"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect()
 }
 
 /// The Subject header, unfolded (RFC 5322 folding) and decoded when it is an encoded word.
@@ -181,16 +63,18 @@ fn subject(data: &str) -> String {
     out
 }
 
+/// Waits up to `secs` seconds until the mails received satisfy `ok`, and returns them; a timeout
+/// shows their subjects and the daemon's log.
 fn wait_mails(
     smtp: &Smtp,
-    d: Option<&Daemon>,
+    d: &Daemon,
     what: &str,
-    timeout: Duration,
+    secs: u64,
     mut ok: impl FnMut(&[(String, String, bool)]) -> bool,
 ) -> Vec<(String, String, bool)> {
-    let deadline = Instant::now() + timeout;
+    let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
-        let mails = smtp.mails();
+        let mails = received(smtp);
         if ok(&mails) {
             return mails;
         }
@@ -198,7 +82,7 @@ fn wait_mails(
             let subjects: Vec<&String> = mails.iter().map(|m| &m.0).collect();
             panic!(
                 "timed out waiting for {what}; mails: {subjects:#?}\ndaemon log:\n{}",
-                d.map(|d| d.log_text()).unwrap_or_default()
+                d.log_text()
             );
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -214,7 +98,7 @@ impl Setup {
     fn new() -> Setup {
         Setup {
             dir: tempfile::tempdir().unwrap(),
-            listen: format!("127.0.0.1:{}", free_port()),
+            listen: format!("127.0.0.1:{}", free_sip_port()),
         }
     }
 
@@ -286,8 +170,47 @@ timeout = "5s"
     }
 }
 
+/// Two real Kamailios in group `frontends` (min_up 1): `node`, the one a test stops, and
+/// `anchor`, which stays up so the group keeps its quorum.
+struct Frontends {
+    node: Kamailio,
+    anchor: Kamailio,
+}
+
+impl Frontends {
+    fn start() -> Frontends {
+        Frontends {
+            node: Kamailio::start(KamailioSpec::new(free_sip_port(), ROUTE_OK)),
+            anchor: Kamailio::start(KamailioSpec::new(free_sip_port(), ROUTE_OK)),
+        }
+    }
+
+    /// The target `node` on the node and `anchor` on the anchor.
+    fn targets(&self, node: &str, anchor: &str) -> Vec<(String, u16, &'static str)> {
+        vec![
+            (node.to_string(), self.node.port, "frontends"),
+            (anchor.to_string(), self.anchor.port, "frontends"),
+        ]
+    }
+
+    /// The node again, on its port, after the test stopped it.
+    fn restart_node(&self) -> Kamailio {
+        Kamailio::start(KamailioSpec::new(self.node.port, ROUTE_OK))
+    }
+}
+
+/// Waits until the daemon's /metrics satisfy `ok`; a timeout shows the daemon's log.
+fn wait_metrics(s: &Setup, d: &Daemon, what: &str, timeout: Duration, ok: impl Fn(&str) -> bool) {
+    wait_until_or(
+        what,
+        timeout,
+        || d.log_text(),
+        || ok(&http_get(&s.listen, "/metrics").unwrap().1),
+    );
+}
+
 fn wait_up(d: &Daemon, names: &[String]) {
-    wait_for_or(
+    wait_until_or(
         "every target up",
         Duration::from_secs(20),
         || d.log_text(),
@@ -300,30 +223,13 @@ fn wait_up(d: &Daemon, names: &[String]) {
     );
 }
 
+/// A JSON request to the daemon's API, with the bearer `token` if given.
 fn http(addr: &str, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, body.to_string())
+    let headers = format!("{auth}Content-Type: application/json\r\n");
+    http_request(addr, method, path, &headers, body, Duration::from_secs(60)).unwrap()
 }
 
 fn run_cli(args: &[&str]) -> std::process::Output {
@@ -344,17 +250,14 @@ fn metric(metrics: &str, name_and_labels: &str) -> Option<f64> {
 #[test]
 fn forty_nodes_down_make_one_grouped_mail_then_one_resolve() {
     let s = Setup::new();
-    let smtp = Smtp::start(s.dir.path(), free_port(), "");
-    let kport = free_port();
-    let mut k = Kamailio::start(KamailioSpec::new(kport, ROUTE_OK));
-    let anchor_port = free_port();
-    let _anchor = Kamailio::start(KamailioSpec::new(anchor_port, ROUTE_OK));
+    let smtp = start_smtp(free_sip_port(), "");
+    let mut f = Frontends::start();
     // 40 frontends on one Kamailio, plus one on another that stays up: the group keeps its
     // quorum, so the 40 node alerts are what on-call must hear about, in one mail.
     let mut targets: Vec<(String, u16, &str)> = (1..=40)
-        .map(|i| (format!("fe-{i:02}"), kport, "frontends"))
+        .map(|i| (format!("fe-{i:02}"), f.node.port, "frontends"))
         .collect();
-    targets.push(("fe-anchor".into(), anchor_port, "frontends"));
+    targets.push(("fe-anchor".into(), f.anchor.port, "frontends"));
     let cfg = s.config(
         &targets,
         &[("frontends", 1)],
@@ -366,22 +269,16 @@ fn forty_nodes_down_make_one_grouped_mail_then_one_resolve() {
     let names: Vec<String> = targets.iter().map(|t| t.0.clone()).collect();
     wait_up(&d, &names);
 
-    k.stop();
-    let mails = wait_mails(
-        &smtp,
-        Some(&d),
-        "the grouped mail",
-        Duration::from_secs(40),
-        |m| !m.is_empty(),
-    );
+    f.node.stop();
+    let mails = wait_mails(&smtp, &d, "the grouped mail", 40, |m| !m.is_empty());
     // Restart right away: recovery completes well inside the group's 10 s interval.
-    let _k2 = Kamailio::start(KamailioSpec::new(kport, ROUTE_OK));
+    let _k2 = f.restart_node();
     let (subject, data, authenticated) = &mails[0];
     assert_eq!(subject, "[FIRING:40] frontends: 40 nodes down", "{data}");
     assert!(authenticated, "the mail was sent after SMTP AUTH");
     for i in 1..=40 {
         assert!(
-            data.contains(&format!("fe-{i:02} node 127.0.0.1:{kport} is down")),
+            data.contains(&format!("fe-{i:02} node 127.0.0.1:{} is down", f.node.port)),
             "fe-{i:02} listed:\n{data}"
         );
     }
@@ -394,13 +291,7 @@ fn forty_nodes_down_make_one_grouped_mail_then_one_resolve() {
         "{data}"
     );
 
-    let mails = wait_mails(
-        &smtp,
-        Some(&d),
-        "the resolve",
-        Duration::from_secs(40),
-        |m| m.len() >= 2,
-    );
+    let mails = wait_mails(&smtp, &d, "the resolve", 40, |m| m.len() >= 2);
     assert_eq!(
         mails[1].0, "[RESOLVED] frontends: 40 nodes down",
         "{}",
@@ -408,7 +299,7 @@ fn forty_nodes_down_make_one_grouped_mail_then_one_resolve() {
     );
     // Nothing else follows: no per-node mail, no extra update.
     std::thread::sleep(Duration::from_secs(12));
-    let subjects: Vec<String> = smtp.mails().into_iter().map(|m| m.0).collect();
+    let subjects: Vec<String> = received(&smtp).into_iter().map(|m| m.0).collect();
     assert_eq!(subjects.len(), 2, "{subjects:#?}");
 
     let metrics = http_get(&s.listen, "/metrics").unwrap().1;
@@ -426,36 +317,14 @@ fn forty_nodes_down_make_one_grouped_mail_then_one_resolve() {
         "{metrics}"
     );
     // The delivery metrics pass Prometheus' own linter.
-    let promtool = require("promtool", "prometheus");
-    let mut child = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run promtool");
-    {
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(metrics.as_bytes())
-            .unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics: {}",
-        describe(&out)
-    );
+    assert_promtool_accepts(&metrics);
 }
 
 #[test]
 fn a_group_below_quorum_pages_once_for_the_group_not_per_node() {
     let s = Setup::new();
-    let smtp = Smtp::start(s.dir.path(), free_port(), "");
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let smtp = start_smtp(free_sip_port(), "");
+    let ports: Vec<u16> = (0..3).map(|_| free_sip_port()).collect();
     let mut ks: Vec<Kamailio> = ports
         .iter()
         .map(|p| Kamailio::start(KamailioSpec::new(*p, ROUTE_OK)))
@@ -471,13 +340,7 @@ fn a_group_below_quorum_pages_once_for_the_group_not_per_node() {
     for k in ks.iter_mut() {
         k.stop();
     }
-    let mails = wait_mails(
-        &smtp,
-        Some(&d),
-        "the group page",
-        Duration::from_secs(40),
-        |m| !m.is_empty(),
-    );
+    let mails = wait_mails(&smtp, &d, "the group page", 40, |m| !m.is_empty());
     let (subject, data, _) = &mails[0];
     assert!(
         subject.starts_with("[FIRING:1] edges: group edges is below quorum"),
@@ -493,7 +356,7 @@ fn a_group_below_quorum_pages_once_for_the_group_not_per_node() {
     }
     // The node alerts are recorded as inhibited, not sent on their own.
     std::thread::sleep(Duration::from_secs(12));
-    let subjects: Vec<String> = smtp.mails().into_iter().map(|m| m.0).collect();
+    let subjects: Vec<String> = received(&smtp).into_iter().map(|m| m.0).collect();
     assert_eq!(subjects.len(), 1, "{subjects:#?}");
     let page = http_get(&s.listen, "/").unwrap().1;
     assert!(page.contains("inhibited by sipwatch/group/edges"), "{page}");
@@ -502,15 +365,9 @@ fn a_group_below_quorum_pages_once_for_the_group_not_per_node() {
 #[test]
 fn a_silence_through_the_api_and_cli_holds_the_mail_and_its_expiry_releases_it() {
     let s = Setup::new();
-    let smtp = Smtp::start(s.dir.path(), free_port(), "");
-    let kport = free_port();
-    let mut k = Kamailio::start(KamailioSpec::new(kport, ROUTE_OK));
-    let anchor_port = free_port();
-    let _anchor = Kamailio::start(KamailioSpec::new(anchor_port, ROUTE_OK));
-    let targets = vec![
-        ("fe-2".to_string(), kport, "frontends"),
-        ("fe-1".to_string(), anchor_port, "frontends"),
-    ];
+    let smtp = start_smtp(free_sip_port(), "");
+    let mut f = Frontends::start();
+    let targets = f.targets("fe-2", "fe-1");
     let cfg = s.config(
         &targets,
         &[("frontends", 1)],
@@ -553,9 +410,9 @@ fn a_silence_through_the_api_and_cli_holds_the_mail_and_its_expiry_releases_it()
     assert_eq!(v["silences"][0]["id"], id.as_str(), "{v}");
     assert_eq!(v["silences"][0]["comment"], "swapping the PSU");
 
-    k.stop();
+    f.node.stop();
     // The alert fires, is recorded as silenced and shown, and no mail leaves.
-    wait_for_or(
+    wait_until_or(
         "the silenced alert on the status page",
         Duration::from_secs(30),
         || d.log_text(),
@@ -565,7 +422,7 @@ fn a_silence_through_the_api_and_cli_holds_the_mail_and_its_expiry_releases_it()
         },
     );
     std::thread::sleep(Duration::from_secs(6));
-    assert!(smtp.mails().is_empty(), "{:?}", smtp.mails());
+    assert!(received(&smtp).is_empty(), "{:?}", received(&smtp));
 
     // The silence survives a daemon restart (kept in the store).
     drop(d);
@@ -585,13 +442,9 @@ fn a_silence_through_the_api_and_cli_holds_the_mail_and_its_expiry_releases_it()
         "{}",
         describe(&out)
     );
-    let mails = wait_mails(
-        &smtp,
-        Some(&d),
-        "the mail after the silence",
-        Duration::from_secs(40),
-        |m| !m.is_empty(),
-    );
+    let mails = wait_mails(&smtp, &d, "the mail after the silence", 40, |m| {
+        !m.is_empty()
+    });
     assert!(
         mails[0].0.starts_with("[FIRING:1] frontends: fe-2 node"),
         "{}",
@@ -599,18 +452,14 @@ fn a_silence_through_the_api_and_cli_holds_the_mail_and_its_expiry_releases_it()
     );
     let out = run_cli(&["silence", "expire", "nope", "-c", cfg_arg]);
     assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("no silence has the id"),
-        "{}",
-        describe(&out)
-    );
+    assert_stderr_says(&out, "no silence has the id");
 }
 
 #[test]
 fn alert_test_reports_each_receiver_and_fails_on_a_dead_smtp_port() {
     let s = Setup::new();
-    let smtp = Smtp::start(s.dir.path(), free_port(), "");
-    let kport = free_port();
+    let smtp = start_smtp(free_sip_port(), "");
+    let kport = free_sip_port();
     let targets = vec![("fe-1".to_string(), kport, "frontends")];
     let cfg = s.config(
         &targets,
@@ -625,7 +474,7 @@ fn alert_test_reports_each_receiver_and_fails_on_a_dead_smtp_port() {
     let out = run_cli(&["alert", "test", "-c", cfg_arg]);
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "mail: delivered\n");
-    let mails = smtp.mails();
+    let mails = received(&smtp);
     assert_eq!(mails.len(), 1);
     assert!(
         mails[0].0.contains("[TEST] sipwatch test notification"),
@@ -634,7 +483,7 @@ fn alert_test_reports_each_receiver_and_fails_on_a_dead_smtp_port() {
     );
 
     // A dead SMTP port: non-zero, with the reason.
-    let dead = free_port();
+    let dead = free_sip_port();
     let cfg_dead = s.config(&targets, &[("frontends", 1)], dead, "noc@example.net", "");
     let out = run_cli(&["alert", "test", "-c", cfg_dead.to_str().unwrap(), "mail"]);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
@@ -658,26 +507,20 @@ fn alert_test_reports_each_receiver_and_fails_on_a_dead_smtp_port() {
     let out = run_cli(&["alert", "test", "-c", cfg_arg]);
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "mail: delivered\n");
-    assert_eq!(smtp.mails().len(), 2);
+    assert_eq!(received(&smtp).len(), 2);
     let out = run_cli(&["alert", "test", "-c", cfg_arg, "pager"]);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("the receivers are: mail"));
+    assert_stderr_says(&out, "the receivers are: mail");
 }
 
 #[test]
 fn a_refused_mail_is_kept_as_failed_and_a_failing_receiver_is_reported() {
     let s = Setup::new();
-    let smtp_port = free_port();
-    let kport = free_port();
-    let mut k = Kamailio::start(KamailioSpec::new(kport, ROUTE_OK));
-    let anchor_port = free_port();
-    let _anchor = Kamailio::start(KamailioSpec::new(anchor_port, ROUTE_OK));
-    let targets = vec![
-        ("fe-1".to_string(), kport, "frontends"),
-        ("fe-anchor".to_string(), anchor_port, "frontends"),
-    ];
+    let smtp_port = free_sip_port();
+    let mut f = Frontends::start();
+    let targets = f.targets("fe-1", "fe-anchor");
     // The SMTP server refuses the recipient: a permanent failure.
-    let mut smtp = Smtp::start(s.dir.path(), smtp_port, "gone@example.net");
+    let mut smtp = start_smtp(smtp_port, "gone@example.net");
     let cfg = s.config(
         &targets,
         &[("frontends", 1)],
@@ -687,8 +530,8 @@ fn a_refused_mail_is_kept_as_failed_and_a_failing_receiver_is_reported() {
     );
     let d = s.start(&cfg);
     wait_up(&d, &["fe-1".into(), "fe-anchor".into()]);
-    k.stop();
-    wait_for_or(
+    f.node.stop();
+    wait_until_or(
         "the refused notification listed as failed",
         Duration::from_secs(60),
         || d.log_text(),
@@ -703,14 +546,14 @@ fn a_refused_mail_is_kept_as_failed_and_a_failing_receiver_is_reported() {
             status == 200 && body.contains("mailbox unavailable")
         },
     );
-    wait_for_or(
+    wait_metrics(
+        &s,
+        &d,
         "the refusal counted in /metrics",
         Duration::from_secs(10),
-        || http_get(&s.listen, "/metrics").unwrap().1,
-        || {
-            let metrics = http_get(&s.listen, "/metrics").unwrap().1;
+        |metrics| {
             metric(
-                &metrics,
+                metrics,
                 "sipwatch_notifications_total{receiver=\"mail\",outcome=\"failed\"}",
             ) == Some(1.0)
         },
@@ -719,16 +562,16 @@ fn a_refused_mail_is_kept_as_failed_and_a_failing_receiver_is_reported() {
     // Now the server is down altogether: the resolve waits in the outbox, and the receiver
     // has been failing for longer than unhealthy_after.
     smtp.stop();
-    let _k2 = Kamailio::start(KamailioSpec::new(kport, ROUTE_OK));
-    wait_for_or(
+    let _k2 = f.restart_node();
+    wait_metrics(
+        &s,
+        &d,
         "the resolve pending in /metrics for a second or more",
         Duration::from_secs(60),
-        || d.log_text(),
-        || {
-            let metrics = http_get(&s.listen, "/metrics").unwrap().1;
-            metric(&metrics, "sipwatch_outbox_pending{receiver=\"mail\"}") == Some(1.0)
+        |metrics| {
+            metric(metrics, "sipwatch_outbox_pending{receiver=\"mail\"}") == Some(1.0)
                 && metric(
-                    &metrics,
+                    metrics,
                     "sipwatch_outbox_oldest_pending_seconds{receiver=\"mail\"}",
                 )
                 .is_some_and(|v| v >= 1.0)
@@ -764,15 +607,9 @@ fn kill9(d: &mut Daemon) {
 #[test]
 fn a_page_pending_through_a_crash_and_an_smtp_outage_arrives_once_within_30_s_of_smtp_return() {
     let s = Setup::new();
-    let smtp_port = free_port();
-    let kport = free_port();
-    let mut k = Kamailio::start(KamailioSpec::new(kport, ROUTE_OK));
-    let anchor_port = free_port();
-    let _anchor = Kamailio::start(KamailioSpec::new(anchor_port, ROUTE_OK));
-    let targets = vec![
-        ("fe-1".to_string(), kport, "frontends"),
-        ("fe-anchor".to_string(), anchor_port, "frontends"),
-    ];
+    let smtp_port = free_sip_port();
+    let mut f = Frontends::start();
+    let targets = f.targets("fe-1", "fe-anchor");
     let cfg = s.config(
         &targets,
         &[("frontends", 1)],
@@ -783,16 +620,16 @@ fn a_page_pending_through_a_crash_and_an_smtp_outage_arrives_once_within_30_s_of
     let mut d = s.start(&cfg);
     wait_up(&d, &["fe-1".into(), "fe-anchor".into()]);
     // The SMTP server is down when the node dies: the page waits in the outbox.
-    k.stop();
-    wait_for_or(
+    f.node.stop();
+    wait_metrics(
+        &s,
+        &d,
         "the page pending in the outbox",
         Duration::from_secs(30),
-        || d.log_text(),
-        || {
-            let m = http_get(&s.listen, "/metrics").unwrap().1;
-            metric(&m, "sipwatch_outbox_pending{receiver=\"mail\"}") == Some(1.0)
+        |m| {
+            metric(m, "sipwatch_outbox_pending{receiver=\"mail\"}") == Some(1.0)
                 && metric(
-                    &m,
+                    m,
                     "sipwatch_notifications_total{receiver=\"mail\",outcome=\"retried\"}",
                 )
                 .is_some_and(|v| v >= 1.0)
@@ -803,15 +640,11 @@ fn a_page_pending_through_a_crash_and_an_smtp_outage_arrives_once_within_30_s_of
     let d = s.start(&cfg);
     // Long enough for the back-off to reach its cap.
     std::thread::sleep(Duration::from_secs(35));
-    let mut smtp = Smtp::start(s.dir.path(), smtp_port, "");
+    let mut smtp = start_smtp(smtp_port, "");
     let back = Instant::now();
-    let mails = wait_mails(
-        &smtp,
-        Some(&d),
-        "the page after SMTP returned",
-        Duration::from_secs(60),
-        |m| !m.is_empty(),
-    );
+    let mails = wait_mails(&smtp, &d, "the page after SMTP returned", 60, |m| {
+        !m.is_empty()
+    });
     let waited = back.elapsed();
     eprintln!("the page left {waited:?} after the SMTP server returned");
     assert!(
@@ -825,7 +658,7 @@ fn a_page_pending_through_a_crash_and_an_smtp_outage_arrives_once_within_30_s_of
     );
     // Exactly once: no second page from the restart.
     std::thread::sleep(Duration::from_secs(14));
-    let subjects: Vec<String> = smtp.mails().into_iter().map(|m| m.0).collect();
+    let subjects: Vec<String> = received(&smtp).into_iter().map(|m| m.0).collect();
     assert_eq!(subjects.len(), 1, "{subjects:#?}\n{}", d.log_text());
     smtp.stop();
 }
@@ -833,8 +666,8 @@ fn a_page_pending_through_a_crash_and_an_smtp_outage_arrives_once_within_30_s_of
 #[test]
 fn daemons_whose_stores_share_a_folder_get_their_own_outboxes() {
     let s = Setup::new();
-    let smtp = Smtp::start(s.dir.path(), free_port(), "");
-    let kport = free_port();
+    let smtp = start_smtp(free_sip_port(), "");
+    let kport = free_sip_port();
     let _k = Kamailio::start(KamailioSpec::new(kport, ROUTE_OK));
     let targets = vec![("fe-1".to_string(), kport, "frontends")];
     let cfg_a = s.config(
@@ -845,7 +678,7 @@ fn daemons_whose_stores_share_a_folder_get_their_own_outboxes() {
         "",
     );
     let text_a = std::fs::read_to_string(&cfg_a).unwrap();
-    let listen_b = format!("127.0.0.1:{}", free_port());
+    let listen_b = format!("127.0.0.1:{}", free_sip_port());
     let text_b = text_a
         .replace(&s.listen, &listen_b)
         .replace("state.db", "state-b.db");
@@ -891,47 +724,19 @@ fn daemons_whose_stores_share_a_folder_get_their_own_outboxes() {
     std::fs::write(&cfg_c, clash).unwrap();
     let out = run_cli(&["check-config", cfg_c.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("is the [store] path too"),
-        "{}",
-        describe(&out)
-    );
+    assert_stderr_says(&out, "is the [store] path too");
 }
 
 #[test]
 fn two_daemons_make_one_alert_in_a_real_alertmanager() {
     let s = Setup::new();
-    let am = require("prometheus-alertmanager", "prometheus-alertmanager");
-    let am_port = free_port();
-    std::fs::write(
-        s.path("am.yml"),
-        "route:\n  receiver: blackhole\nreceivers:\n  - name: blackhole\n",
-    )
-    .unwrap();
-    let child = Command::new(am)
-        .arg(format!("--config.file={}", s.path("am.yml").display()))
-        .arg(format!("--storage.path={}", s.path("am-data").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
-        .arg("--cluster.listen-address=")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start alertmanager");
-    let _am = Background {
-        child,
-        name: "alertmanager".into(),
-    };
-    let am_addr = format!("127.0.0.1:{am_port}");
-    wait_for("alertmanager to answer", Duration::from_secs(20), || {
-        http_get(&am_addr, "/-/ready")
-            .map(|(s, _)| s == 200)
-            .unwrap_or(false)
-    });
-    let kport = free_port();
+    let am = Alertmanager::start();
+    let am_addr = format!("127.0.0.1:{}", am.port);
+    let kport = free_sip_port();
     let mut k = Kamailio::start(KamailioSpec::new(kport, ROUTE_OK));
     let mut daemons = Vec::new();
     for name in ["prober-a", "prober-b"] {
-        let listen = format!("127.0.0.1:{}", free_port());
+        let listen = format!("127.0.0.1:{}", free_sip_port());
         let cfg = s.path(&format!("{name}.toml"));
         std::fs::write(
             &cfg,
@@ -971,7 +776,7 @@ uri = "sip:127.0.0.1:{kport}"
     }
     k.stop();
     let mut seen = serde_json::Value::Null;
-    wait_for_or(
+    wait_until_or(
         "the SipNodeDown alert from both daemons in Alertmanager",
         Duration::from_secs(30),
         || {
@@ -1006,8 +811,8 @@ uri = "sip:127.0.0.1:{kport}"
 #[test]
 fn an_unacknowledged_page_escalates_and_an_acknowledged_one_does_not() {
     let s = Setup::new();
-    let smtp = Smtp::start(s.dir.path(), free_port(), "");
-    let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
+    let smtp = start_smtp(free_sip_port(), "");
+    let ports: Vec<u16> = (0..4).map(|_| free_sip_port()).collect();
     let mut down_a = Kamailio::start(KamailioSpec::new(ports[0], ROUTE_OK));
     let mut down_b = Kamailio::start(KamailioSpec::new(ports[1], ROUTE_OK));
     let _anchor_a = Kamailio::start(KamailioSpec::new(ports[2], ROUTE_OK));
@@ -1050,13 +855,7 @@ timeout = "5s"
     wait_up(&d, &targets.iter().map(|t| t.0.clone()).collect::<Vec<_>>());
     down_a.stop();
     down_b.stop();
-    let mails = wait_mails(
-        &smtp,
-        Some(&d),
-        "both first pages",
-        Duration::from_secs(30),
-        |m| m.len() >= 2,
-    );
+    let mails = wait_mails(&smtp, &d, "both first pages", 30, |m| m.len() >= 2);
     let page_b = mails
         .iter()
         .find(|m| m.0.starts_with("[FIRING:1] gb:"))
@@ -1086,13 +885,9 @@ timeout = "5s"
     let (status, _) = http(&s.listen, "POST", "/ack", None, &tampered);
     assert_eq!(status, 403);
 
-    let mails = wait_mails(
-        &smtp,
-        Some(&d),
-        "the escalation",
-        Duration::from_secs(40),
-        |m| m.iter().any(|m| m.0.starts_with("[ESCALATED]")),
-    );
+    let mails = wait_mails(&smtp, &d, "the escalation", 40, |m| {
+        m.iter().any(|m| m.0.starts_with("[ESCALATED]"))
+    });
     let escalated: Vec<_> = mails
         .iter()
         .filter(|m| m.0.starts_with("[ESCALATED]"))
@@ -1112,7 +907,7 @@ timeout = "5s"
     );
     // The acknowledged group never escalates.
     std::thread::sleep(Duration::from_secs(10));
-    let mails = smtp.mails();
+    let mails = received(&smtp);
     assert!(
         !mails
             .iter()
@@ -1142,9 +937,5 @@ timeout = "5s"
         cfg_arg,
     ]);
     assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("no firing notification has the key"),
-        "{}",
-        describe(&out)
-    );
+    assert_stderr_says(&out, "no firing notification has the key");
 }

@@ -97,7 +97,7 @@ fn signal_all(k: &Kamailio, sig: i32) {
 /// Waits for the down line and returns how long after `at` it came.
 fn detection(d: &Daemon, target: &str, at: SystemTime, bound: Duration) -> Duration {
     let mut logged = None;
-    wait_for_or(
+    wait_until_or(
         &format!("{target} to be logged down"),
         bound + Duration::from_secs(5),
         || d.log_text(),
@@ -123,17 +123,17 @@ fn probes_with(metrics: &str, target: &str, result: &str) -> f64 {
 
 #[test]
 fn a_dead_node_is_down_within_the_promised_time() {
-    let ports = [free_port(), free_port(), free_port()];
+    let ports = [free_sip_port(), free_sip_port(), free_sip_port()];
     let k: Vec<Kamailio> = ports
         .iter()
         .map(|p| Kamailio::start(KamailioSpec::new(*p, ROUTE_OK)))
         .collect();
     let dir = tempfile::tempdir().unwrap();
-    let listen = format!("127.0.0.1:{}", free_port());
+    let listen = format!("127.0.0.1:{}", free_sip_port());
     let cfg = config(dir.path(), &listen, &ports);
     let log = dir.path().join("daemon.log");
     let d = Daemon::start(&cfg, &listen, &log);
-    wait_for_or(
+    wait_until_or(
         "every node up",
         Duration::from_secs(15),
         || d.log_text(),

@@ -6,11 +6,10 @@
 //! fails the test with the command that installs it.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use quick_xml::events::Event;
 use serde_json::Value;
@@ -22,16 +21,10 @@ use sipwatch::daemon::model::{
     Observation, Snapshot, TargetView, UnixTime,
 };
 use sipwatch_probes::outcome::{ResultKind, Status};
+use sipwatch_test_support::{promtool_check_metrics, unix_now as now};
 use tokio::sync::watch;
 
 const DAY: f64 = 86400.0;
-
-fn now() -> UnixTime {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs_f64()
-}
 
 fn node(addr: &str, transport: &str, state: NodeState, since: UnixTime) -> NodeView {
     let (status, result, code, rtt, reason) = match state {
@@ -542,29 +535,6 @@ async fn atom_feed_is_well_formed_and_escaped() {
     assert!(content.contains("<b>Resolved</b>"), "{content}");
 }
 
-fn promtool_check(text: &str) -> (bool, String) {
-    let mut child = Command::new("/usr/bin/promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool missing: apt-get install -y prometheus");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("write to promtool");
-    let out = child.wait_with_output().expect("promtool ran");
-    let msg = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), msg)
-}
-
 #[tokio::test]
 async fn metrics_pass_promtool() {
     let server = start().await;
@@ -575,7 +545,7 @@ async fn metrics_pass_promtool() {
         "text/plain; version=0.0.4; charset=utf-8"
     );
     let body = resp.text().await.expect("body");
-    let (ok, msg) = promtool_check(&body);
+    let (ok, msg) = promtool_check_metrics(&body);
     assert!(ok && msg.trim().is_empty(), "promtool: {msg}\n{body}");
     for needle in [
         r#"sipwatch_probe_up{target="rec-3",group="recorders"} 0"#,

@@ -69,13 +69,13 @@ fn incident<'a>(incidents: &'a serde_json::Value, needle: &str) -> Option<&'a se
 
 #[test]
 fn group_of_three_kamailios_goes_down_and_recovers_with_incidents() {
-    let ports = [free_port(), free_port(), free_port()];
+    let ports = [free_sip_port(), free_sip_port(), free_sip_port()];
     let mut k: Vec<Option<Kamailio>> = ports
         .iter()
         .map(|p| Some(Kamailio::start(KamailioSpec::new(*p, ROUTE_OK))))
         .collect();
     let dir = tempfile::tempdir().unwrap();
-    let listen = format!("127.0.0.1:{}", free_port());
+    let listen = format!("127.0.0.1:{}", free_sip_port());
     let cfg = config(dir.path(), &listen, &ports, "");
     let log = dir.path().join("daemon.log");
     let check = sipwatch(&["check-config", cfg.to_str().unwrap()]);
@@ -145,7 +145,7 @@ fn group_of_three_kamailios_goes_down_and_recovers_with_incidents() {
     );
     assert!(metrics.contains("sipwatch_probes_total{"));
     assert!(metrics.contains("sipwatch_probe_duration_seconds_bucket{"));
-    promtool_check(&metrics);
+    assert_promtool_accepts(&metrics);
 
     // State survives a daemon restart: k1 and k2 stay down, no spurious recovery or new incident.
     let open_before = d.json("/api/v2/incidents/unresolved.json")["incidents"]
@@ -226,31 +226,6 @@ fn group_of_three_kamailios_goes_down_and_recovers_with_incidents() {
     assert!(dom.contains("<svg"), "no RTT chart on the page");
 }
 
-fn promtool_check(metrics: &str) {
-    use std::io::Write;
-    let promtool = require("promtool", "prometheus");
-    let mut child = std::process::Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(metrics.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn chromium_dom(url: &str) -> String {
     let chromium = require("chromium", "chromium");
     let profile = tempfile::tempdir().unwrap();
@@ -280,13 +255,13 @@ fn chromium_dom(url: &str) -> String {
 
 #[test]
 fn sighup_adds_a_target_and_keeps_the_others_state() {
-    let ports = [free_port(), free_port()];
+    let ports = [free_sip_port(), free_sip_port()];
     let _k: Vec<Kamailio> = ports
         .iter()
         .map(|p| Kamailio::start(KamailioSpec::new(*p, ROUTE_OK)))
         .collect();
     let dir = tempfile::tempdir().unwrap();
-    let listen = format!("127.0.0.1:{}", free_port());
+    let listen = format!("127.0.0.1:{}", free_sip_port());
     let cfg = config(dir.path(), &listen, &ports, "");
     let d = Daemon::start(&cfg, &listen, &dir.path().join("daemon.log"));
     wait_status(
@@ -295,7 +270,7 @@ fn sighup_adds_a_target_and_keeps_the_others_state() {
         Duration::from_secs(10),
         &[("k1", "operational"), ("k2", "operational")],
     );
-    let p3 = free_port();
+    let p3 = free_sip_port();
     let _k3 = Kamailio::start(KamailioSpec::new(p3, ROUTE_OK));
     config(dir.path(), &listen, &[ports[0], ports[1], p3], "");
     d.signal(libc::SIGHUP);
@@ -309,7 +284,7 @@ fn sighup_adds_a_target_and_keeps_the_others_state() {
     // A broken config on SIGHUP is refused and the running one kept.
     std::fs::write(&cfg, "this is = = not toml").unwrap();
     d.signal(libc::SIGHUP);
-    wait_for("the refusal in the log", Duration::from_secs(5), || {
+    wait_until("the refusal in the log", Duration::from_secs(5), || {
         d.log_text().contains("config reload refused")
     });
     let c = d.json("/api/v2/components.json");
@@ -335,10 +310,10 @@ Content-Length: 0
 
 #[test]
 fn an_intermittent_node_is_detected_as_flapping() {
-    let port = free_port();
+    let port = free_sip_port();
     let dir = tempfile::tempdir().unwrap();
     let _uas = sipp_uas(dir.path(), port, UAS_SOMETIMES);
-    let listen = format!("127.0.0.1:{}", free_port());
+    let listen = format!("127.0.0.1:{}", free_sip_port());
     let cfg = dir.path().join("sipwatch.toml");
     std::fs::write(
         &cfg,
@@ -433,44 +408,14 @@ fn bad_configs_are_explained_with_their_line() {
     }
 }
 
-/// Prometheus Alertmanager (Debian `prometheus-alertmanager`) on a loopback port.
-fn alertmanager(dir: &std::path::Path) -> (Background, u16) {
-    let am = require("prometheus-alertmanager", "prometheus-alertmanager");
-    let port = free_port();
-    let cfg = dir.join("am.yml");
-    std::fs::write(
-        &cfg,
-        "route:\n  receiver: blackhole\nreceivers:\n  - name: blackhole\n",
-    )
-    .unwrap();
-    let child = std::process::Command::new(am)
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!("--storage.path={}", dir.join("am-data").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--cluster.listen-address=")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start alertmanager");
-    let bg = Background {
-        child,
-        name: "alertmanager".into(),
-    };
-    wait_for("alertmanager to answer", Duration::from_secs(20), || {
-        http_get(&format!("127.0.0.1:{port}"), "/-/ready")
-            .map(|(s, _)| s == 200)
-            .unwrap_or(false)
-    });
-    (bg, port)
-}
-
 #[test]
 fn a_node_going_down_fires_in_alertmanager_and_resolves() {
     let dir = tempfile::tempdir().unwrap();
-    let (_am, am_port) = alertmanager(dir.path());
-    let kport = free_port();
+    let alertmanager = Alertmanager::start();
+    let am_port = alertmanager.port;
+    let kport = free_sip_port();
     let k = Kamailio::start(KamailioSpec::new(kport, ROUTE_OK));
-    let listen = format!("127.0.0.1:{}", free_port());
+    let listen = format!("127.0.0.1:{}", free_sip_port());
     let cfg = dir.path().join("sipwatch.toml");
     std::fs::write(
         &cfg,
@@ -508,7 +453,7 @@ ok_threshold = 2
     let am = format!("127.0.0.1:{am_port}");
     let mut seen = serde_json::Value::Null;
     let log = d.log.clone();
-    wait_for_or(
+    wait_until_or(
         "the SipNodeDown alert in Alertmanager",
         Duration::from_secs(20),
         || std::fs::read_to_string(&log).unwrap_or_default(),
@@ -526,7 +471,7 @@ ok_threshold = 2
         },
     );
     let _k2 = Kamailio::start(KamailioSpec::new(kport, ROUTE_OK));
-    wait_for(
+    wait_until(
         "the alert to resolve in Alertmanager",
         Duration::from_secs(20),
         || {
@@ -541,13 +486,13 @@ ok_threshold = 2
 
 #[test]
 fn an_unwritable_store_is_reported_loudly_while_probing_goes_on() {
-    let kport = free_port();
+    let kport = free_sip_port();
     let _k = Kamailio::start(KamailioSpec::new(kport, ROUTE_OK));
     let dir = tempfile::tempdir().unwrap();
     // The store's directory is a regular file: nothing can be created there, even by root.
     let blocker = dir.path().join("not-a-dir");
     std::fs::write(&blocker, "x").unwrap();
-    let listen = format!("127.0.0.1:{}", free_port());
+    let listen = format!("127.0.0.1:{}", free_sip_port());
     let cfg = dir.path().join("sipwatch.toml");
     std::fs::write(
         &cfg,
@@ -558,7 +503,7 @@ fn an_unwritable_store_is_reported_loudly_while_probing_goes_on() {
     )
     .unwrap();
     let d = Daemon::start(&cfg, &listen, &dir.path().join("daemon.log"));
-    wait_for(
+    wait_until(
         "probes counted while the store is broken",
         Duration::from_secs(10),
         || {

@@ -12,7 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::{
-    free_port, http_get, make_tls, require, wait_for_or, Daemon, Kamailio, KamailioSpec, ROUTE_OK,
+    free_sip_port, http_get, make_tls, require, unix_now, wait_until_or, Daemon, Kamailio,
+    KamailioSpec, ROUTE_OK,
 };
 
 fn examples() -> &'static Path {
@@ -103,12 +104,12 @@ fn every_metric_of_the_rules_and_the_dashboard_is_served() {
 
     // The daemon: a TLS Kamailio (certificate metrics) in a group, and a dead port (down).
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = free_sip_port();
     let tls = make_tls(dir.path(), &["127.0.0.1"], 30);
     let mut spec = KamailioSpec::new(port, ROUTE_OK);
     spec.tls = Some(tls.clone());
     let _k = Kamailio::start(spec);
-    let listen = format!("127.0.0.1:{}", free_port());
+    let listen = format!("127.0.0.1:{}", free_sip_port());
     let config = dir.path().join("sipwatch.toml");
     std::fs::write(
         &config,
@@ -139,19 +140,16 @@ min_up = 2
             store = dir.path().join("state.db").display(),
             tls_port = port + 1,
             ca = tls.ca.display(),
-            dead = free_port(),
+            dead = free_sip_port(),
         ),
     )
     .unwrap();
     let daemon = Daemon::start(&config, &listen, &dir.path().join("daemon.log"));
 
     // The agent: this test process, a memory limit, and six hours of a stored leak replayed.
-    let agent_listen = format!("127.0.0.1:{}", free_port());
+    let agent_listen = format!("127.0.0.1:{}", free_sip_port());
     let state = dir.path().join("agent-state");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64();
+    let now = unix_now();
     let t0 = (now - 6.0 * 3600.0).floor();
     std::fs::create_dir_all(state.join("app")).unwrap();
     let mut history = String::new();
@@ -220,7 +218,7 @@ pidfile = "{dir}/ghost.pid"
             .cloned()
             .collect::<Vec<_>>()
     };
-    wait_for_or(
+    wait_until_or(
         "every metric of the rules and the dashboard on /metrics",
         Duration::from_secs(60),
         || {

@@ -174,7 +174,7 @@ fn a_wrong_daemon_token_keeps_the_alert_and_says_so() {
             .spawn()
             .unwrap(),
     );
-    agent_support::wait_until(Duration::from_secs(20), "the daemon listening", || {
+    agent_support::wait_until("the daemon listening", Duration::from_secs(20), || {
         std::net::TcpStream::connect(&listen).is_ok()
     });
     let state = dir.path().join("agent-state");
@@ -207,8 +207,8 @@ fn a_wrong_daemon_token_keeps_the_alert_and_says_so() {
     // dropped it) after its third attempt, 3 s in. Wait for the refusal to be logged, then well
     // past that point.
     agent_support::wait_until(
-        Duration::from_secs(30),
         "the token refusal in the log",
+        Duration::from_secs(30),
         || {
             std::fs::read_to_string(&agent_log)
                 .unwrap_or_default()

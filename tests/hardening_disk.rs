@@ -218,7 +218,7 @@ fn a_full_disk_neither_multiplies_nor_loses_alerts() {
             names.push(name);
         }
     }
-    let listen = format!("127.0.0.1:{}", free_port());
+    let listen = format!("127.0.0.1:{}", free_sip_port());
     let cfg = dir.path().join("sipwatch.toml");
     // group_wait 0: each target's notification is queued the moment it goes down, so the disk
     // is full exactly while group b's are queued and group a's delivery is recorded.
@@ -234,7 +234,7 @@ fn a_full_disk_neither_multiplies_nor_loses_alerts() {
     )
     .unwrap();
     let daemon = Daemon::start(&cfg, &listen, &dir.path().join("daemon.log"));
-    wait_for("every target up", Duration::from_secs(20), || {
+    wait_until("every target up", Duration::from_secs(20), || {
         let v = daemon.json("/api/v2/components.json");
         names
             .iter()
@@ -244,7 +244,7 @@ fn a_full_disk_neither_multiplies_nor_loses_alerts() {
     // Group a goes down with room on the disk: queued; the first delivery is held in flight.
     receiver.hold.store(true, Ordering::SeqCst);
     up_a.store(false, Ordering::SeqCst);
-    wait_for("group a down", Duration::from_secs(20), || {
+    wait_until("group a down", Duration::from_secs(20), || {
         let v = daemon.json("/api/v2/components.json");
         names[..20]
             .iter()
@@ -257,7 +257,7 @@ fn a_full_disk_neither_multiplies_nor_loses_alerts() {
     fill(&filler);
     up_b.store(false, Ordering::SeqCst);
     receiver.hold.store(false, Ordering::SeqCst);
-    wait_for(
+    wait_until(
         "the full outbox reported on /healthz",
         Duration::from_secs(30),
         || {
@@ -282,7 +282,7 @@ fn a_full_disk_neither_multiplies_nor_loses_alerts() {
 
     // Space comes back: everything held is written and delivered.
     std::fs::remove_file(&filler).unwrap();
-    wait_for_or(
+    wait_until_or(
         "every down target delivered",
         Duration::from_secs(60),
         || {
@@ -299,7 +299,7 @@ fn a_full_disk_neither_multiplies_nor_loses_alerts() {
         },
         || names.iter().all(|n| receiver.firing(n) >= 1),
     );
-    wait_for("the outbox healthy again", Duration::from_secs(30), || {
+    wait_until("the outbox healthy again", Duration::from_secs(30), || {
         http_get(&listen, "/healthz").is_ok_and(|(_, body)| !body.contains("alert outbox"))
     });
     std::thread::sleep(Duration::from_secs(3));

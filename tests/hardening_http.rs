@@ -16,7 +16,7 @@ const TOKEN: &str = "the-real-agent-token";
 fn start_daemon(dir: &std::path::Path) -> Daemon {
     let token = dir.join("agent.token");
     std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
-    let listen = format!("127.0.0.1:{}", free_port());
+    let listen = format!("127.0.0.1:{}", free_sip_port());
     let cfg = dir.join("sipwatch.toml");
     std::fs::write(
         &cfg,
@@ -35,7 +35,7 @@ timeout = "1s"
 "#,
             db = dir.join("state.db").display(),
             token = token.display(),
-            port = free_port(),
+            port = free_sip_port(),
         ),
     )
     .unwrap();
@@ -188,7 +188,7 @@ fn slow_headers_idle_connections_and_floods_are_bounded() {
     );
 
     // /healthz answers within the header timeout (10 s) plus a generous margin.
-    wait_for(
+    wait_until(
         "/healthz during a connection flood",
         Duration::from_secs(25),
         || http_get(&daemon.listen, "/healthz").is_ok_and(|(s, _)| s == 200),

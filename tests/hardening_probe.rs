@@ -10,15 +10,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn header<'a>(req: &'a str, name: &str) -> &'a str {
-    req.lines()
-        .find(|l| {
-            l.to_ascii_lowercase()
-                .starts_with(&format!("{}:", name.to_ascii_lowercase()))
-        })
-        .unwrap_or("")
-}
-
 /// A UDP peer on 127.0.0.1 that answers every request with `answer(request)`; returns its port
 /// and the requests it saw.
 fn peer(answer: fn(&str, &str) -> String) -> (u16, Arc<Mutex<Vec<String>>>) {
@@ -35,11 +26,11 @@ fn peer(answer: fn(&str, &str) -> String) -> (u16, Arc<Mutex<Vec<String>>>) {
             log.lock().unwrap().push(req.clone());
             let common = format!(
                 "{}\r\n{}\r\n{};tag=peer\r\n{}\r\n{}\r\n",
-                header(&req, "Via"),
-                header(&req, "From"),
-                header(&req, "To"),
-                header(&req, "Call-ID"),
-                header(&req, "CSeq")
+                sip_header(&req, "Via"),
+                sip_header(&req, "From"),
+                sip_header(&req, "To"),
+                sip_header(&req, "Call-ID"),
+                sip_header(&req, "CSeq")
             );
             let _ = sock.send_to(answer(&req, &common).as_bytes(), from);
         }
@@ -81,7 +72,7 @@ fn a_challenge_for_another_realm_gets_no_credentials() {
     assert!(!reqs.is_empty(), "the registrar saw the REGISTER");
     for r in &reqs {
         assert!(
-            header(r, "Authorization").is_empty(),
+            sip_header(r, "Authorization").is_empty(),
             "credentials sent to a hostile realm:\n{r}"
         );
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::*;
 
 fn start(dir: &std::path::Path) -> (Daemon, std::path::PathBuf) {
-    let listen = format!("127.0.0.1:{}", free_port());
+    let listen = format!("127.0.0.1:{}", free_sip_port());
     let db = dir.join("state.db");
     let cfg = dir.join("sipwatch.toml");
     std::fs::write(
@@ -19,7 +19,7 @@ fn start(dir: &std::path::Path) -> (Daemon, std::path::PathBuf) {
             "[http]\nlisten = \"{listen}\"\n[store]\npath = \"{}\"\n[[target]]\nname = \"t\"\n\
              uri = \"sip:127.0.0.1:{}\"\ninterval = \"1s\"\ntimeout = \"500ms\"\n",
             db.display(),
-            free_port()
+            free_sip_port()
         ),
     )
     .unwrap();
@@ -38,12 +38,12 @@ fn store_ok(listen: &str) -> Option<String> {
 fn a_deleted_store_is_noticed_and_a_new_file_started() {
     let dir = tempfile::tempdir().unwrap();
     let (daemon, db) = start(dir.path());
-    wait_for("the store file", Duration::from_secs(10), || db.exists());
+    wait_until("the store file", Duration::from_secs(10), || db.exists());
     assert_eq!(store_ok(&daemon.listen).as_deref(), Some("1"));
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
     }
-    wait_for_or(
+    wait_until_or(
         "the deletion on /healthz",
         Duration::from_secs(30),
         || daemon.log_text(),
@@ -58,14 +58,14 @@ fn a_deleted_store_is_noticed_and_a_new_file_started() {
         page.contains("was deleted while in use"),
         "the page says so"
     );
-    wait_for("a new store file", Duration::from_secs(15), || db.exists());
+    wait_until("a new store file", Duration::from_secs(15), || db.exists());
 }
 
 #[test]
 fn an_overwritten_store_fails_its_integrity_check() {
     let dir = tempfile::tempdir().unwrap();
     let (daemon, db) = start(dir.path());
-    wait_for("the store file", Duration::from_secs(10), || db.exists());
+    wait_until("the store file", Duration::from_secs(10), || db.exists());
     // Page 1 and the write-ahead log overwritten in place (same inode).
     for (file, len) in [(db.clone(), 4096), (db.with_extension("db-wal"), 65536)] {
         if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(&file) {
@@ -74,13 +74,13 @@ fn an_overwritten_store_fails_its_integrity_check() {
             f.sync_all().unwrap();
         }
     }
-    wait_for_or(
+    wait_until_or(
         "the damage on /healthz",
         Duration::from_secs(30),
         || daemon.log_text(),
         || http_get(&daemon.listen, "/healthz").is_ok_and(|(_, b)| b.contains("store: error")),
     );
-    wait_for("sipwatch_store_ok 0", Duration::from_secs(3), || {
+    wait_until("sipwatch_store_ok 0", Duration::from_secs(3), || {
         store_ok(&daemon.listen).as_deref() == Some("0")
     });
     let (_, health) = http_get(&daemon.listen, "/healthz").unwrap();

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{describe, free_port, http_get, require, wait_for_or};
+use common::{describe, free_sip_port, http_get, require, wait_until_or};
 
 fn run(cmd: &mut Command) -> Output {
     let shown = format!("{cmd:?}");
@@ -227,7 +227,7 @@ fn the_deb_installs_and_runs() {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
-    let listen = format!("127.0.0.1:{}", free_port());
+    let listen = format!("127.0.0.1:{}", free_sip_port());
     let store = format!("/var/lib/sipwatch/deb-test-{}.db", std::process::id());
     let config = run_dir.path().join("sipwatch.toml");
     std::fs::write(
@@ -235,7 +235,7 @@ fn the_deb_installs_and_runs() {
         format!(
             "[http]\nlisten = \"{listen}\"\n[store]\npath = \"{store}\"\n\
              [[target]]\nname = \"nothing\"\nuri = \"sip:127.0.0.1:{}\"\ninterval = \"1s\"\ntimeout = \"500ms\"\n",
-            free_port()
+            free_sip_port()
         ),
     )
     .unwrap();
@@ -255,7 +255,7 @@ fn the_deb_installs_and_runs() {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .expect("start the installed daemon");
-    wait_for_or(
+    wait_until_or(
         "the installed daemon's /healthz",
         Duration::from_secs(20),
         || std::fs::read_to_string(&log).unwrap_or_default(),

@@ -47,7 +47,7 @@ const UAS_SILENT: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
 
 #[test]
 fn sipp_uas_sends_100_then_a_late_200() {
-    let port = free_port();
+    let port = free_sip_port();
     let dir = tempfile::tempdir().unwrap();
     let _uas = sipp_uas(dir.path(), port, UAS_LATE_200);
     let out = sipwatch(&["probe", "--json", &format!("sip:127.0.0.1:{port}")]);
@@ -65,18 +65,10 @@ fn sipp_uas_sends_100_then_a_late_200() {
 
 #[test]
 fn sipp_uas_that_never_answers_times_out_after_timer_f() {
-    let port = free_port();
+    let port = free_sip_port();
     let dir = tempfile::tempdir().unwrap();
     let _uas = sipp_uas(dir.path(), port, UAS_SILENT);
-    let out = sipwatch(&[
-        "probe",
-        "--json",
-        "--timeout",
-        "2s",
-        "--t1",
-        "100ms",
-        &format!("sip:127.0.0.1:{port}"),
-    ]);
+    let out = probe_json(port, "2s", &["--t1", "100ms"]);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     let line = &json_lines(&out)[0];
     assert_eq!(line["result"], "timeout");
@@ -109,17 +101,7 @@ fn silent_port_sees_the_rfc3261_retransmission_schedule() {
         }
         branches
     });
-    let out = sipwatch(&[
-        "probe",
-        "--json",
-        "--timeout",
-        "1500ms",
-        "--t1",
-        "100ms",
-        "--t2",
-        "400ms",
-        &format!("sip:127.0.0.1:{port}"),
-    ]);
+    let out = probe_json(port, "1500ms", &["--t1", "100ms", "--t2", "400ms"]);
     let line = &json_lines(&out)[0];
     assert_eq!(line["result"], "timeout", "{}", describe(&out));
     // Sends at 0, 100, 300, 700, 1100 ms (T2 caps the interval at 400 ms); Timer F at 1.5 s.
@@ -143,13 +125,7 @@ fn closed_udp_port_is_a_transport_error_not_a_timeout() {
         .local_addr()
         .unwrap()
         .port();
-    let out = sipwatch(&[
-        "probe",
-        "--json",
-        "--timeout",
-        "10s",
-        &format!("sip:127.0.0.1:{port}"),
-    ]);
+    let out = probe_json(port, "10s", &[]);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     let line = &json_lines(&out)[0];
     assert_eq!(line["result"], "transport_error");
@@ -175,6 +151,15 @@ fn closed_tcp_port_is_a_transport_error() {
     assert_eq!(json_lines(&out)[0]["result"], "transport_error");
 }
 
+/// `sipwatch probe --json --timeout TIMEOUT [EXTRA...] sip:127.0.0.1:PORT`.
+fn probe_json(port: u16, timeout: &str, extra: &[&str]) -> std::process::Output {
+    let uri = format!("sip:127.0.0.1:{port}");
+    let mut args = vec!["probe", "--json", "--timeout", timeout];
+    args.extend_from_slice(extra);
+    args.push(&uri);
+    sipwatch(&args)
+}
+
 /// A UDP peer that answers every request with `reply(request)`, from `from` if given.
 fn fake_peer(
     reply: fn(&str) -> Vec<u8>,
@@ -197,25 +182,10 @@ fn fake_peer(
     (port, h)
 }
 
-fn header<'a>(req: &'a str, name: &str) -> &'a str {
-    req.lines()
-        .find(|l| {
-            l.to_ascii_lowercase()
-                .starts_with(&format!("{}:", name.to_ascii_lowercase()))
-        })
-        .unwrap_or("")
-}
-
 #[test]
 fn garbage_answers_are_bad_response_with_a_clear_message() {
     let (port, _h) = fake_peer(|_| b"\x00\x01HELLO garbage \xff\xfe".to_vec(), None);
-    let out = sipwatch(&[
-        "probe",
-        "--json",
-        "--timeout",
-        "700ms",
-        &format!("sip:127.0.0.1:{port}"),
-    ]);
+    let out = probe_json(port, "700ms", &[]);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     let line = &json_lines(&out)[0];
     assert_eq!(line["result"], "bad_response");
@@ -226,16 +196,16 @@ fn garbage_answers_are_bad_response_with_a_clear_message() {
 #[test]
 fn truncated_answers_are_bad_response() {
     let (port, _h) = fake_peer(
-        |req| format!("SIP/2.0 200 OK\r\n{}\r\nCSeq: 1 OPT", header(req, "Via")).into_bytes(),
+        |req| {
+            format!(
+                "SIP/2.0 200 OK\r\n{}\r\nCSeq: 1 OPT",
+                sip_header(req, "Via")
+            )
+            .into_bytes()
+        },
         None,
     );
-    let out = sipwatch(&[
-        "probe",
-        "--json",
-        "--timeout",
-        "700ms",
-        &format!("sip:127.0.0.1:{port}"),
-    ]);
+    let out = probe_json(port, "700ms", &[]);
     let line = &json_lines(&out)[0];
     assert_eq!(line["result"], "bad_response", "{}", describe(&out));
     assert!(
@@ -251,19 +221,13 @@ fn answers_that_do_not_match_the_transaction_are_never_taken() {
         |req| {
             format!(
                 "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKnotours\r\n{}\r\n{}\r\n{}\r\n{}\r\nContent-Length: 0\r\n\r\n",
-                header(req, "From"), header(req, "To"), header(req, "Call-ID"), header(req, "CSeq")
+                sip_header(req, "From"), sip_header(req, "To"), sip_header(req, "Call-ID"), sip_header(req, "CSeq")
             )
             .into_bytes()
         },
         None,
     );
-    let out = sipwatch(&[
-        "probe",
-        "--json",
-        "--timeout",
-        "700ms",
-        &format!("sip:127.0.0.1:{port}"),
-    ]);
+    let out = probe_json(port, "700ms", &[]);
     let line = &json_lines(&out)[0];
     assert_eq!(line["result"], "timeout", "{}", describe(&out));
     assert!(
@@ -279,23 +243,17 @@ fn an_answer_from_another_address_is_ignored() {
         |req| {
             format!(
                 "SIP/2.0 200 OK\r\n{}\r\n{}\r\n{}\r\n{}\r\n{}\r\nContent-Length: 0\r\n\r\n",
-                header(req, "Via"),
-                header(req, "From"),
-                header(req, "To"),
-                header(req, "Call-ID"),
-                header(req, "CSeq")
+                sip_header(req, "Via"),
+                sip_header(req, "From"),
+                sip_header(req, "To"),
+                sip_header(req, "Call-ID"),
+                sip_header(req, "CSeq")
             )
             .into_bytes()
         },
         Some(spoofer),
     );
-    let out = sipwatch(&[
-        "probe",
-        "--json",
-        "--timeout",
-        "700ms",
-        &format!("sip:127.0.0.1:{port}"),
-    ]);
+    let out = probe_json(port, "700ms", &[]);
     let line = &json_lines(&out)[0];
     assert_eq!(line["result"], "timeout", "{}", describe(&out));
     assert!(
@@ -376,7 +334,7 @@ fn bad_input_is_unknown_with_a_message() {
 /// dnsmasq on a loopback port serving the records a test gives.
 fn dnsmasq(dir: &std::path::Path, records: &[String]) -> (Background, u16) {
     let dnsmasq = require("dnsmasq", "dnsmasq-base");
-    let port = free_port();
+    let port = free_sip_port();
     let hosts = dir.join("hosts");
     std::fs::write(
         &hosts,
@@ -403,7 +361,7 @@ fn dnsmasq(dir: &std::path::Path, records: &[String]) -> (Background, u16) {
         child,
         name: "dnsmasq".into(),
     };
-    wait_for("dnsmasq to listen", Duration::from_secs(10), || {
+    wait_until("dnsmasq to listen", Duration::from_secs(10), || {
         UdpSocket::bind(("127.0.0.1", port)).is_err()
     });
     (bg, port)
@@ -411,9 +369,9 @@ fn dnsmasq(dir: &std::path::Path, records: &[String]) -> (Background, u16) {
 
 #[test]
 fn rfc3263_srv_naptr_and_several_a_records_are_all_probed() {
-    let p1 = free_port();
+    let p1 = free_sip_port();
     let _k1 = Kamailio::start(KamailioSpec::new(p1, ROUTE_OK));
-    let p2 = free_port();
+    let p2 = free_sip_port();
     let _k2 = Kamailio::start(KamailioSpec::new(p2, ROUTE_OK));
     let mut spec = KamailioSpec::new(p1, ROUTE_OK);
     spec.ip = "127.0.0.2".into();
@@ -498,19 +456,19 @@ fn a_stale_nonce_is_retried_once_with_the_new_nonce() {
             log.lock().unwrap().push(req.clone());
             let common = format!(
                 "{}\r\n{}\r\n{};tag=reg\r\n{}\r\n{}\r\n",
-                header(&req, "Via"),
-                header(&req, "From"),
-                header(&req, "To"),
-                header(&req, "Call-ID"),
-                header(&req, "CSeq")
+                sip_header(&req, "Via"),
+                sip_header(&req, "From"),
+                sip_header(&req, "To"),
+                sip_header(&req, "Call-ID"),
+                sip_header(&req, "CSeq")
             );
-            let expires0 = header(&req, "Expires").contains(": 0");
+            let expires0 = sip_header(&req, "Expires").contains(": 0");
             let answer = match n {
                 0 => format!("SIP/2.0 401 Unauthorized\r\n{common}WWW-Authenticate: Digest realm=\"r\", nonce=\"first\", qop=\"auth\"\r\nContent-Length: 0\r\n\r\n"),
                 1 => format!("SIP/2.0 401 Unauthorized\r\n{common}WWW-Authenticate: Digest realm=\"r\", nonce=\"second\", qop=\"auth\", stale=true\r\nContent-Length: 0\r\n\r\n"),
                 _ if expires0 => format!("SIP/2.0 200 OK\r\n{common}Content-Length: 0\r\n\r\n"),
                 _ => {
-                    let contact = header(&req, "Contact").split_once(':').unwrap().1.trim().to_string();
+                    let contact = sip_header(&req, "Contact").split_once(':').unwrap().1.trim().to_string();
                     format!("SIP/2.0 200 OK\r\n{common}Contact: {contact};expires=60\r\nContent-Length: 0\r\n\r\n")
                 }
             };
@@ -525,25 +483,25 @@ fn a_stale_nonce_is_retried_once_with_the_new_nonce() {
     let reqs = seen.lock().unwrap().clone();
     assert!(reqs.len() >= 3, "{reqs:#?}");
     assert!(
-        header(&reqs[1], "Authorization").contains("nonce=\"first\""),
+        sip_header(&reqs[1], "Authorization").contains("nonce=\"first\""),
         "{}",
         reqs[1]
     );
     assert!(
-        header(&reqs[2], "Authorization").contains("nonce=\"second\""),
+        sip_header(&reqs[2], "Authorization").contains("nonce=\"second\""),
         "{}",
         reqs[2]
     );
     assert!(
-        header(&reqs[2], "Authorization").contains("nc=00000001"),
+        sip_header(&reqs[2], "Authorization").contains("nc=00000001"),
         "nc restarts with a new nonce"
     );
     assert!(
-        header(&reqs[2], "CSeq").contains("3 REGISTER"),
+        sip_header(&reqs[2], "CSeq").contains("3 REGISTER"),
         "{}",
         reqs[2]
     );
-    let call_ids: Vec<&str> = reqs.iter().map(|r| header(r, "Call-ID")).collect();
+    let call_ids: Vec<&str> = reqs.iter().map(|r| sip_header(r, "Call-ID")).collect();
     assert!(
         call_ids.iter().all(|c| *c == call_ids[0]),
         "same Call-ID throughout"

@@ -8,7 +8,7 @@ use common::*;
 
 #[test]
 fn options_over_udp_tcp_and_tls() {
-    let port = free_port();
+    let port = free_sip_port();
     let dir = tempfile::tempdir().unwrap();
     let tls = make_tls(dir.path(), &["localhost", "127.0.0.1"], 200);
     let mut spec = KamailioSpec::new(port, ROUTE_OK);
@@ -55,7 +55,7 @@ fn options_over_udp_tcp_and_tls() {
 
 #[test]
 fn tls_verification_fails_without_the_ca_and_insecure_still_reports_the_cert() {
-    let port = free_port();
+    let port = free_sip_port();
     let dir = tempfile::tempdir().unwrap();
     // The certificate names another host and expires in 5 days.
     let tls = make_tls(dir.path(), &["sip.example.org"], 5);
@@ -87,7 +87,7 @@ fn tls_verification_fails_without_the_ca_and_insecure_still_reports_the_cert() {
     // The right CA and a matching name, but close to expiry: WARNING.
     let tls_ok = make_tls(dir.path(), &["127.0.0.1"], 10);
     drop(_k);
-    let port2 = free_port();
+    let port2 = free_sip_port();
     let mut spec = KamailioSpec::new(port2, ROUTE_OK);
     spec.tls = Some(tls_ok.clone());
     let _k2 = Kamailio::start(spec);
@@ -101,7 +101,7 @@ fn tls_verification_fails_without_the_ca_and_insecure_still_reports_the_cert() {
 
 #[test]
 fn register_with_digest_succeeds_confirms_the_binding_and_unregisters() {
-    let port = free_port();
+    let port = free_sip_port();
     let _k = Kamailio::start(KamailioSpec::new(port, ROUTE_OK));
     let dir = tempfile::tempdir().unwrap();
     let pw = dir.path().join("pw");
@@ -155,7 +155,7 @@ fn register_with_digest_succeeds_confirms_the_binding_and_unregisters() {
 
 #[test]
 fn register_with_a_wrong_password_is_auth_failed() {
-    let port = free_port();
+    let port = free_sip_port();
     let _k = Kamailio::start(KamailioSpec::new(port, ROUTE_OK));
     let out = probe_register("--json", "alice", port, "wrong-password");
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
@@ -168,7 +168,7 @@ fn register_with_a_wrong_password_is_auth_failed() {
 
 #[test]
 fn register_with_sha256_digest() {
-    let port = free_port();
+    let port = free_sip_port();
     let mut spec = KamailioSpec::new(port, ROUTE_OK);
     spec.modules = "modparam(\"auth\", \"algorithm\", \"SHA-256\")".into();
     let _k = Kamailio::start(spec);
@@ -180,7 +180,7 @@ fn register_with_sha256_digest() {
 
 #[test]
 fn maintenance_503_is_a_warning_and_expect_makes_it_critical() {
-    let port = free_port();
+    let port = free_sip_port();
     let _k = Kamailio::start(KamailioSpec::new(
         port,
         r#"sl_send_reply("503", "Maintenance"); exit;"#,
@@ -203,7 +203,7 @@ fn maintenance_503_is_a_warning_and_expect_makes_it_critical() {
 
 #[test]
 fn max_forwards_zero_probes_the_first_hop() {
-    let port = free_port();
+    let port = free_sip_port();
     let _k = Kamailio::start(KamailioSpec::new(port, ROUTE_OK));
     let out = sipwatch(&[
         "probe",
@@ -220,7 +220,7 @@ fn max_forwards_zero_probes_the_first_hop() {
 
 #[test]
 fn count_repeats_like_ping_and_the_worst_status_wins() {
-    let port = free_port();
+    let port = free_sip_port();
     let _k = Kamailio::start(KamailioSpec::new(port, ROUTE_OK));
     let up = format!("sip:127.0.0.1:{port}");
     let out = sipwatch(&["probe", "--count", "3", "--interval", "50ms", &up]);
@@ -239,7 +239,7 @@ fn count_repeats_like_ping_and_the_worst_status_wins() {
     );
 
     // One node up, one port closed: CRITICAL wins.
-    let closed = format!("sip:127.0.0.1:{}", free_port());
+    let closed = format!("sip:127.0.0.1:{}", free_sip_port());
     let out = sipwatch(&["probe", &up, &closed]);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     // ... and the first line says so, although the first URI is OK.
@@ -255,7 +255,7 @@ fn count_repeats_like_ping_and_the_worst_status_wins() {
 
 #[test]
 fn register_answers_a_407_proxy_challenge() {
-    let port = free_port();
+    let port = free_sip_port();
     let route = r#"
   if (is_method("REGISTER")) {
     if (!pv_proxy_authenticate("$td", "secret", "0")) { proxy_challenge("$td", "1"); exit; }

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{free_port, require, wait_for_or, Background, Kamailio, KamailioSpec, ROUTE_OK};
+use common::{free_sip_port, require, wait_until_or, Background, Kamailio, KamailioSpec, ROUTE_OK};
 
 /// The service blocks of a Nagios status.dat: service_description -> key -> value.
 fn services(status: &str) -> HashMap<String, HashMap<String, String>> {
@@ -74,10 +74,10 @@ fn write_config(dir: &Path, checks: &[(&str, String)]) -> std::path::PathBuf {
 #[test]
 fn nagios_core_reads_status_perfdata_and_long_output() {
     let nagios = require("nagios4", "nagios4-core");
-    let port = free_port();
+    let port = free_sip_port();
     let _k = Kamailio::start(KamailioSpec::new(port, ROUTE_OK));
     let up = format!("sip:127.0.0.1:{port}");
-    let closed = format!("sip:127.0.0.1:{}", free_port());
+    let closed = format!("sip:127.0.0.1:{}", free_sip_port());
 
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(
@@ -106,7 +106,7 @@ fn nagios_core_reads_status_perfdata_and_long_output() {
     };
     let status_path = dir.path().join("status.dat");
     let log_path = dir.path().join("nagios.log");
-    wait_for_or(
+    wait_until_or(
         "Nagios to run the three checks",
         Duration::from_secs(60),
         || std::fs::read_to_string(&log_path).unwrap_or_default(),

@@ -9,7 +9,8 @@ use std::path::Path;
 use std::process::Command;
 
 use common::{
-    describe, free_port, json_lines, require, sipwatch, Kamailio, KamailioSpec, TlsFiles, ROUTE_OK,
+    describe, free_sip_port, json_lines, require, sipwatch, Kamailio, KamailioSpec, TlsFiles,
+    ROUTE_OK,
 };
 
 /// `openssl req -x509` as a user types it: a self-signed certificate for `san`.
@@ -59,7 +60,7 @@ fn openssl_self_signed(dir: &Path, name: &str, san: &str, days: &str) -> TlsFile
 fn a_pinned_self_signed_ca_true_certificate_is_accepted_and_still_checked() {
     let dir = tempfile::tempdir().unwrap();
     let tls = openssl_self_signed(dir.path(), "server", "IP:127.0.0.1", "30");
-    let port = free_port();
+    let port = free_sip_port();
     let mut spec = KamailioSpec::new(port, ROUTE_OK);
     spec.tls = Some(tls.clone());
     let _k = Kamailio::start(spec);

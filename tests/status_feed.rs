@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use chrono::{TimeZone, Timelike};
-use common::{free_port, wait_for_or, Daemon};
+use common::{free_sip_port, wait_until_or, Daemon};
 
 #[test]
 fn maintenances_zone_and_incident_words() {
@@ -20,7 +20,7 @@ fn maintenances_zone_and_incident_words() {
     let later = (now.hour() + 3) % 24;
     let later_at = format!("daily {later:02}:00");
     let dir = tempfile::tempdir().unwrap();
-    let listen = format!("127.0.0.1:{}", free_port());
+    let listen = format!("127.0.0.1:{}", free_sip_port());
     let config = dir.path().join("sipwatch.toml");
     std::fs::write(
         &config,
@@ -57,8 +57,8 @@ duration = "30m"
 groups = ["edges"]
 "#,
             store = dir.path().join("state.db").display(),
-            dead = free_port(),
-            dead2 = free_port(),
+            dead = free_sip_port(),
+            dead2 = free_sip_port(),
         ),
     )
     .unwrap();
@@ -107,7 +107,7 @@ groups = ["edges"]
     assert_eq!(feed["scheduled_maintenances"].as_array().unwrap().len(), 2);
 
     // The edge's only node is down: an incident in words, in the page's zone.
-    wait_for_or(
+    wait_until_or(
         "an incident for edge",
         Duration::from_secs(20),
         || daemon.log_text(),
@@ -171,7 +171,7 @@ impl<Tz: chrono::TimeZone> Ymd for chrono::DateTime<Tz> {
 #[test]
 fn probe_up_is_absent_until_the_first_verdict() {
     let dir = tempfile::tempdir().unwrap();
-    let listen = format!("127.0.0.1:{}", free_port());
+    let listen = format!("127.0.0.1:{}", free_sip_port());
     let config = dir.path().join("sipwatch.toml");
     std::fs::write(
         &config,
@@ -180,7 +180,7 @@ fn probe_up_is_absent_until_the_first_verdict() {
              [[target]]\nname = \"dead\"\nuri = \"sip:127.0.0.1:{}\"\ninterval = \"1s\"\n\
              timeout = \"300ms\"\nfail_threshold = 3\n",
             dir.path().join("state.db").display(),
-            free_port()
+            free_sip_port()
         ),
     )
     .unwrap();
@@ -191,7 +191,7 @@ fn probe_up_is_absent_until_the_first_verdict() {
     assert!(body.contains("sipwatch_build_info{"), "{body}");
     assert!(!body.contains("sipwatch_probe_up{"), "{body}");
     assert!(!body.contains("sipwatch_node_up{"), "{body}");
-    wait_for_or(
+    wait_until_or(
         "sipwatch_probe_up 0 after three failures",
         Duration::from_secs(20),
         || daemon.log_text(),

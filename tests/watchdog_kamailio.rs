@@ -11,35 +11,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use agent_support::{free_port, free_udp_tcp_port, wait_until};
+use agent_support::{
+    free_port, free_udp_tcp_port, http_get, kamailio_binary, wait_until, RpcKamailioConfig,
+};
 
 const T: Duration = Duration::from_secs(60);
-
-fn kamailio_binary() -> PathBuf {
-    for c in [
-        "/usr/sbin/kamailio",
-        "/usr/local/sbin/kamailio",
-        "/usr/bin/kamailio",
-    ] {
-        if Path::new(c).exists() {
-            return PathBuf::from(c);
-        }
-    }
-    panic!("kamailio not found (this test needs a real Kamailio); install with: apt-get install kamailio");
-}
-
-fn modules_dir() -> String {
-    for dir in [
-        "/usr/lib/x86_64-linux-gnu/kamailio/modules",
-        "/usr/lib/aarch64-linux-gnu/kamailio/modules",
-        "/usr/lib/kamailio/modules",
-    ] {
-        if Path::new(dir).join("xhttp.so").exists() {
-            return dir.to_owned();
-        }
-    }
-    panic!("Kamailio modules (xhttp.so) not found; install with: apt-get install kamailio");
-}
 
 /// A Kamailio the test starts, with a restart script for the agent's command method.
 struct Kamailio {
@@ -71,47 +47,18 @@ impl Kamailio {
         let cfg = dir.join("kamailio.cfg");
         std::fs::write(
             &cfg,
-            format!(
-                r#"#!KAMAILIO
-debug=2
-log_stderror=yes
-fork=yes
-children=2
-tcp_children=2
-# On TERM the main process waits this long for its children before killing them (default 60 s,
-# which on a loaded machine is longer than the tests' deadlines).
-exit_timeout=5
-listen=udp:127.0.0.1:{sip_port}
-listen=tcp:127.0.0.1:{http_port}
-mpath="{mpath}/"
-loadmodule "sl.so"
-loadmodule "kex.so"
-loadmodule "pv.so"
-loadmodule "htable.so"
-loadmodule "xhttp.so"
-loadmodule "jsonrpcs.so"
-{reg_modules}modparam("jsonrpcs", "transport", 1)
-modparam("htable", "htable", "leak=>size=16;")
-request_route {{
-    {reg_route}if ($rm == "OPTIONS") {{
-        if ($ci =~ "^leak-") {{
-            $sht(leak=>$ci) = $mb;
-        }}
-        sl_send_reply("200", "OK");
-        exit;
-    }}
-    sl_send_reply("404", "Not here");
-}}
-event_route[xhttp:request] {{
-    if ($hu =~ "^/RPC") {{
-        jsonrpc_dispatch();
-    }} else {{
-        xhttp_reply("404", "Not Found", "text/plain", "no");
-    }}
-}}
-"#,
-                mpath = modules_dir()
-            ),
+            RpcKamailioConfig {
+                sip_port,
+                http_port,
+                // On TERM the main process waits this long for its children before killing them
+                // (default 60 s, which on a loaded machine is longer than the tests' deadlines).
+                settings: "exit_timeout=5\n",
+                modules: reg_modules,
+                route: reg_route,
+                on_options:
+                    "if ($ci =~ \"^leak-\") {\n            $sht(leak=>$ci) = $mb;\n        }",
+            }
+            .text(),
         )
         .unwrap();
         let pidfile = dir.join("kamailio.pid");
@@ -154,9 +101,9 @@ event_route[xhttp:request] {{
             std::fs::read_to_string(&k.log).unwrap_or_default()
         );
         let _ = std::fs::remove_file(dir.join("restarts.txt"));
-        wait_until(T, "kamailio's pidfile", || k.main_pid().is_some());
+        wait_until("kamailio's pidfile", T, || k.main_pid().is_some());
         let addr = format!("127.0.0.1:{}", k.http_port);
-        wait_until(T, "kamailio's HTTP listener", || {
+        wait_until("kamailio's HTTP listener", T, || {
             std::net::TcpStream::connect(&addr).is_ok()
         });
         k
@@ -235,13 +182,7 @@ impl Agent {
     }
 
     fn launch(config: PathBuf, listen: String, dir: &Path) -> Agent {
-        let stderr = dir.join(format!(
-            "agent-{}.log",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
+        let stderr = dir.join(format!("agent-{:.6}.log", agent_support::unix_now()));
         let child = Command::new(env!("CARGO_BIN_EXE_sipwatch"))
             .args(["agent", "-c"])
             .arg(&config)
@@ -256,7 +197,7 @@ impl Agent {
             config,
             stderr,
         };
-        wait_until(T, "the agent's HTTP listener", || {
+        wait_until("the agent's HTTP listener", T, || {
             std::net::TcpStream::connect(&a.listen).is_ok()
         });
         a
@@ -269,7 +210,7 @@ impl Agent {
     }
 
     fn get(&self, path: &str) -> serde_json::Value {
-        let (code, body) = agent_http_get(&self.listen, path);
+        let (code, body) = http_get(&self.listen, path).unwrap();
         assert_eq!(code, 200, "{path}: {body}");
         serde_json::from_str(&body).unwrap()
     }
@@ -279,6 +220,28 @@ impl Agent {
             .as_array()
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// Waits until the agent has read Kamailio's shared memory: it watches the service.
+    fn wait_watching(&self) {
+        wait_until("the agent watching", T, || {
+            self.gauge("kamailio_shm").is_some()
+        });
+    }
+
+    /// Waits up to `timeout` for a decision in the audit for which `matches` holds; returns it.
+    fn wait_restart(
+        &self,
+        what: &str,
+        timeout: Duration,
+        matches: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let mut found = None;
+        wait_until(what, timeout, || {
+            found = self.restarts().into_iter().find(|r| matches(r));
+            found.is_some()
+        });
+        found.unwrap_or_default()
     }
 
     fn gauge(&self, name: &str) -> Option<(f64, f64)> {
@@ -311,44 +274,6 @@ impl Drop for Agent {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn agent_http_get(addr: &str, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        let mut out = String::new();
-        let mut rest = body;
-        while let Some((size, after)) = rest.split_once("\r\n") {
-            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-            if n == 0 {
-                break;
-            }
-            out.push_str(&after[..n]);
-            rest = &after[n + 2..];
-        }
-        out
-    } else {
-        body.to_owned()
-    };
-    (code, body)
 }
 
 fn service_toml(k: &Kamailio, restart: &str) -> String {
@@ -399,7 +324,7 @@ fn threshold_restart_before_no_more_shm_verified_by_options() {
         dir.path(),
         &service_toml(&k, "threshold = \"kamailio_shm > 60% for 2s\"\ncooldown = \"1h\"\nmax_restarts = \"2 per 1d\""),
     );
-    wait_until(T, "the shm gauge read", || {
+    wait_until("the shm gauge read", T, || {
         agent.gauge("kamailio_shm").is_some()
     });
     // Leak in steps until the pool is past the threshold, then stop and watch.
@@ -417,11 +342,8 @@ fn threshold_restart_before_no_more_shm_verified_by_options() {
         sent += 300;
         std::thread::sleep(Duration::from_millis(400));
     };
-    wait_until(T, "a verified restart in the audit", || {
-        agent
-            .restarts()
-            .iter()
-            .any(|r| r["decision"] == "restarted")
+    agent.wait_restart("a verified restart in the audit", T, |r| {
+        r["decision"] == "restarted"
     });
     let took = crossed.elapsed();
     let records = agent.restarts();
@@ -450,7 +372,7 @@ fn threshold_restart_before_no_more_shm_verified_by_options() {
     // The pool is fresh: the threshold no longer holds, no second restart.
     let (v, l) = agent.gauge("kamailio_shm").unwrap();
     assert!(v < 0.5 * l, "shm after the restart: {v} of {l}");
-    let metrics = agent_http_get(&agent.listen, "/metrics").1;
+    let metrics = http_get(&agent.listen, "/metrics").unwrap().1;
     assert!(
         metrics.contains("sipwatch_restarts_total{service=\"kamailio\",reason=\"threshold\"} 1"),
         "{metrics}"
@@ -481,18 +403,13 @@ fn log_line_restart_then_cooldown_and_dry_run() {
         dir.path(),
         &service_toml(&k, "on_log = [\"shm_exhausted\"]\ncooldown = \"1h\""),
     );
-    wait_until(T, "the agent watching", || {
-        agent.gauge("kamailio_shm").is_some()
-    });
+    agent.wait_watching();
     append_log(
         &k,
         "ERROR: WATCHDOG-TEST no more shm memory (simulated line)",
     );
-    wait_until(T, "a restart on the log line", || {
-        agent
-            .restarts()
-            .iter()
-            .any(|r| r["decision"] == "restarted")
+    agent.wait_restart("a restart on the log line", T, |r| {
+        r["decision"] == "restarted"
     });
     let r = agent.restarts()[0].clone();
     assert_eq!(
@@ -502,9 +419,7 @@ fn log_line_restart_then_cooldown_and_dry_run() {
     );
     // A second line within the cooldown: recorded, skipped, nothing restarted.
     append_log(&k, "ERROR: WATCHDOG-TEST again");
-    wait_until(T, "the cooldown decision", || {
-        agent.restarts().iter().any(|r| r["why"] == "cooldown")
-    });
+    agent.wait_restart("the cooldown decision", T, |r| r["why"] == "cooldown");
     assert_eq!(k.restarts_done(), 1);
     let s = agent
         .restarts()
@@ -529,19 +444,13 @@ fn log_line_restart_then_cooldown_and_dry_run() {
         );
     };
     run(&["restart", "now", "kamailio"]);
-    wait_until(T, "the manual request refused by the cooldown", || {
-        agent
-            .restarts()
-            .iter()
-            .any(|r| r["trigger"] == "manual" && r["why"] == "cooldown")
+    agent.wait_restart("the manual request refused by the cooldown", T, |r| {
+        r["trigger"] == "manual" && r["why"] == "cooldown"
     });
     assert_eq!(k.restarts_done(), 1);
     run(&["restart", "now", "kamailio", "--force"]);
-    wait_until(T, "the forced restart", || {
-        agent
-            .restarts()
-            .iter()
-            .any(|r| r["trigger"] == "manual" && r["decision"] == "restarted")
+    agent.wait_restart("the forced restart", T, |r| {
+        r["trigger"] == "manual" && r["decision"] == "restarted"
     });
     let f = agent
         .restarts()
@@ -562,17 +471,10 @@ fn log_line_restart_then_cooldown_and_dry_run() {
         dir2.path(),
         &service_toml(&k, "on_log = [\"shm_exhausted\"]\ndry_run = true"),
     );
-    wait_until(T, "the agent watching", || {
-        agent.gauge("kamailio_shm").is_some()
-    });
+    agent.wait_watching();
     std::thread::sleep(Duration::from_millis(1500));
     append_log(&k, "ERROR: WATCHDOG-TEST dry");
-    wait_until(T, "would_restart", || {
-        agent
-            .restarts()
-            .iter()
-            .any(|r| r["decision"] == "would_restart")
-    });
+    agent.wait_restart("would_restart", T, |r| r["decision"] == "would_restart");
     assert_eq!(k.main_pid(), pid, "dry run restarts nothing");
     assert_eq!(k.restarts_done(), 2);
 }
@@ -590,13 +492,9 @@ fn failed_verification_gives_one_critical_alert_and_no_loop() {
         )
         .replace("within = \"20s\"", "within = \"4s\"");
     let agent = Agent::start(dir.path(), &body);
-    wait_until(T, "the agent watching", || {
-        agent.gauge("kamailio_shm").is_some()
-    });
+    agent.wait_watching();
     append_log(&k, "ERROR: WATCHDOG-TEST first");
-    wait_until(T, "the failed verification", || {
-        agent.restarts().iter().any(|r| r["decision"] == "failed")
-    });
+    agent.wait_restart("the failed verification", T, |r| r["decision"] == "failed");
     let f = agent
         .restarts()
         .iter()
@@ -618,7 +516,7 @@ fn failed_verification_gives_one_critical_alert_and_no_loop() {
     for i in 0..3 {
         append_log(&k, &format!("ERROR: WATCHDOG-TEST more {i}"));
     }
-    wait_until(T, "paused decisions", || {
+    wait_until("paused decisions", T, || {
         agent
             .restarts()
             .iter()
@@ -640,10 +538,8 @@ fn failed_verification_gives_one_critical_alert_and_no_loop() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    wait_until(T, "resumed in the audit", || {
-        agent.restarts().iter().any(|r| r["why"] == "resumed")
-    });
-    wait_until(T, "the failure alert resolved", || {
+    agent.wait_restart("resumed in the audit", T, |r| r["why"] == "resumed");
+    wait_until("the failure alert resolved", T, || {
         agent
             .log_text()
             .contains("watchdog resumed after a failed restart")
@@ -674,17 +570,12 @@ fn deferred_restart_survives_an_agent_restart_and_runs_in_the_window() {
             &format!("on_log = [\"shm_exhausted\"]\nwindows = [\"{window}\"]"),
         ),
     );
-    wait_until(T, "the agent watching", || {
-        agent.gauge("kamailio_shm").is_some()
-    });
+    agent.wait_watching();
     append_log(&k, "ERROR: WATCHDOG-TEST deferred");
-    wait_until(T, "the deferral", || {
-        agent
-            .restarts()
-            .iter()
-            .any(|r| r["decision"] == "deferred" && r["why"] == "window")
+    agent.wait_restart("the deferral", T, |r| {
+        r["decision"] == "deferred" && r["why"] == "window"
     });
-    let metrics = agent_http_get(&agent.listen, "/metrics").1;
+    let metrics = http_get(&agent.listen, "/metrics").unwrap().1;
     let next = metrics
         .lines()
         .find_map(|l| {
@@ -712,17 +603,9 @@ fn deferred_restart_survives_an_agent_restart_and_runs_in_the_window() {
     let agent = agent.restart_process(dir.path());
     assert_eq!(k.restarts_done(), 0);
     let deadline = Duration::from_secs(100);
-    wait_until(deadline, "the deferred restart, in the window", || {
-        agent
-            .restarts()
-            .iter()
-            .any(|r| r["decision"] == "restarted")
+    let r = agent.wait_restart("the deferred restart, in the window", deadline, |r| {
+        r["decision"] == "restarted"
     });
-    let r = agent
-        .restarts()
-        .into_iter()
-        .find(|r| r["decision"] == "restarted")
-        .unwrap();
     assert_eq!(r["trigger"], "log", "{r}");
     let at = chrono::DateTime::parse_from_rfc3339(r["at"].as_str().unwrap()).unwrap();
     assert!(at >= open, "not before the window opened: {at} < {open}");
@@ -748,31 +631,21 @@ fn drain_waits_for_a_gauge_the_test_controls_then_undrains() {
         &format!("[[service.gauge]]\nkind = \"command\"\nname = \"active_dialogs\"\ncommand = \"cat {}\"\ndetect = false\n[service.restart]", active.display()),
     );
     let agent = Agent::start(dir.path(), &body);
-    wait_until(T, "the agent watching", || {
-        agent.gauge("kamailio_shm").is_some()
-    });
+    agent.wait_watching();
     append_log(&k, "ERROR: WATCHDOG-TEST drain");
-    wait_until(T, "the drain command", || drained.exists());
+    wait_until("the drain command", T, || drained.exists());
     let pid = k.main_pid();
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(k.main_pid(), pid, "no restart while dialogs are active");
     assert!(!rpc(&k, "htable.get", r#"["leak", "undrained"]"#).contains("yes"));
     std::fs::write(&active, "0\n").unwrap();
-    wait_until(T, "the restart after draining", || {
-        agent
-            .restarts()
-            .iter()
-            .any(|r| r["decision"] == "restarted")
+    let r = agent.wait_restart("the restart after draining", T, |r| {
+        r["decision"] == "restarted"
     });
-    let r = agent
-        .restarts()
-        .into_iter()
-        .find(|r| r["decision"] == "restarted")
-        .unwrap();
     assert!(r["drained_seconds"].as_f64().unwrap() >= 3.0, "{r}");
     assert!(r["summary"].as_str().unwrap().contains("drained in"), "{r}");
     // The undrain JSON-RPC call reached the restarted Kamailio (its htable is new).
-    wait_until(T, "undrained by JSON-RPC after the verification", || {
+    wait_until("undrained by JSON-RPC after the verification", T, || {
         rpc(&k, "htable.get", r#"["leak", "undrained"]"#).contains("yes")
     });
 }
@@ -812,63 +685,82 @@ impl Drop for Daemon {
     }
 }
 
-#[test]
-fn two_agents_of_a_group_of_three_with_min_up_2_take_turns_by_lease() {
-    let dir = tempfile::tempdir().unwrap();
-    let ks: Vec<Kamailio> = (0..3)
+/// `n` Kamailios (16 MB of shared memory each), each in its own folder under `dir`.
+fn kamailios(dir: &Path, n: usize) -> Vec<Kamailio> {
+    (0..n)
         .map(|i| {
-            let d = dir.path().join(format!("k{i}"));
+            let d = dir.join(format!("k{i}"));
             std::fs::create_dir_all(&d).unwrap();
             Kamailio::start(&d, 16)
         })
-        .collect();
-    let token = dir.path().join("token");
-    std::fs::write(&token, "s3cret-token-for-agents\n").unwrap();
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
+        .collect()
+}
+
+/// The daemon (`sipwatch run`, its log in `dir/daemon.log`) probing every 1 s the Kamailios as
+/// the targets `GROUP-1`, `GROUP-2`, ... of `group` (`min_up`), down after `fail_threshold`
+/// failures, agents admitted with `token` (written to the file returned). Returns once the daemon
+/// sees every target up.
+fn start_daemon(
+    dir: &Path,
+    ks: &[Kamailio],
+    (group, min_up): (&str, usize),
+    fail_threshold: u32,
+    token: &str,
+) -> (Daemon, PathBuf) {
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let token = &token_file;
+    let listen = format!("127.0.0.1:{}", free_port());
     let mut cfg = format!(
-        "[http]\nlisten = \"{listen}\"\n[store]\npath = \"{}\"\n[agents]\ntoken_file = \"{}\"\n[defaults]\ninterval = \"1s\"\ntimeout = \"1s\"\nfail_threshold = 1\nok_threshold = 1\n[[group]]\nname = \"fe\"\nmin_up = 2\n",
-        dir.path().join("state.db").display(),
+        "[http]\nlisten = \"{listen}\"\n[store]\npath = \"{}\"\n[agents]\ntoken_file = \"{}\"\n[defaults]\ninterval = \"1s\"\ntimeout = \"1s\"\nfail_threshold = {fail_threshold}\nok_threshold = 1\n[[group]]\nname = \"{group}\"\nmin_up = {min_up}\n",
+        dir.join("state.db").display(),
         token.display()
     );
     for (i, k) in ks.iter().enumerate() {
         cfg.push_str(&format!(
-            "[[target]]\nname = \"fe-{}\"\nuri = \"sip:127.0.0.1:{}\"\ngroup = \"fe\"\n",
+            "[[target]]\nname = \"{group}-{}\"\nuri = \"sip:127.0.0.1:{}\"\ngroup = \"{group}\"\n",
             i + 1,
             k.sip_port
         ));
     }
-    let daemon_cfg = dir.path().join("sipwatch.toml");
+    let daemon_cfg = dir.join("sipwatch.toml");
     std::fs::write(&daemon_cfg, cfg).unwrap();
-    let daemon_log = dir.path().join("daemon.log");
     let daemon = Daemon {
         child: Command::new(env!("CARGO_BIN_EXE_sipwatch"))
             .args(["run", "-c"])
             .arg(&daemon_cfg)
             .env("SIPWATCH_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&daemon_log).unwrap())
+            .stderr(std::fs::File::create(dir.join("daemon.log")).unwrap())
             .spawn()
             .unwrap(),
-        listen: listen.clone(),
+        listen,
     };
-    wait_until(T, "the daemon sees all three up", || {
+    let names: Vec<String> = (1..=ks.len()).map(|i| format!("{group}-{i}")).collect();
+    wait_until("the daemon sees every target up", T, || {
         std::net::TcpStream::connect(&daemon.listen).is_ok() && {
-            let (_, body) = agent_http_get(&daemon.listen, "/api/v2/components.json");
+            let (_, body) = http_get(&daemon.listen, "/api/v2/components.json").unwrap();
             serde_json::from_str::<serde_json::Value>(&body)
                 .ok()
                 .and_then(|v| v["components"].as_array().cloned())
                 .is_some_and(|c| {
-                    c.iter()
-                        .filter(|c| {
-                            c["status"] == "operational"
-                                && c["name"].as_str().is_some_and(|n| n.starts_with("fe-"))
-                        })
-                        .count()
-                        == 3
+                    names.iter().all(|n| {
+                        c.iter()
+                            .any(|c| c["name"] == n.as_str() && c["status"] == "operational")
+                    })
                 })
         }
     });
+    (daemon, token_file)
+}
+
+#[test]
+fn two_agents_of_a_group_of_three_with_min_up_2_take_turns_by_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let ks = kamailios(dir.path(), 3);
+    let (daemon, token) = start_daemon(dir.path(), &ks, ("fe", 2), 1, "s3cret-token-for-agents");
+    let listen = daemon.listen.clone();
+    let daemon_log = dir.path().join("daemon.log");
     let agents: Vec<Agent> = (0..2)
         .map(|i| {
             let d = dir.path().join(format!("agent{i}"));
@@ -882,16 +774,14 @@ fn two_agents_of_a_group_of_three_with_min_up_2_take_turns_by_lease() {
         })
         .collect();
     for a in &agents {
-        wait_until(T, "the agent watching", || {
-            a.gauge("kamailio_shm").is_some()
-        });
+        a.wait_watching();
     }
     // Both ask at once.
     append_log(&ks[0], "ERROR: WATCHDOG-TEST both");
     append_log(&ks[1], "ERROR: WATCHDOG-TEST both");
     wait_until(
-        Duration::from_secs(120),
         "both restarted, one after the other",
+        Duration::from_secs(120),
         || {
             agents
                 .iter()
@@ -934,8 +824,8 @@ fn two_agents_of_a_group_of_three_with_min_up_2_take_turns_by_lease() {
     assert_eq!(ks[2].restarts_done(), 0);
     // The daemon's page shows the restarts the agents reported (both agents run on this one
     // host, so the page shows the latest report of the host: at least one restart).
-    wait_until(T, "the Restarts section", || {
-        let (_, page) = agent_http_get(&daemon.listen, "/");
+    wait_until("the Restarts section", T, || {
+        let (_, page) = http_get(&daemon.listen, "/").unwrap();
         page.contains("id=\"restarts\"") && page.contains("<td>restarted <span")
     });
     let log = std::fs::read_to_string(&daemon_log).unwrap();
@@ -979,9 +869,7 @@ fn forecast_restart_planned_into_a_window_before_exhaustion() {
     )
     .replace("within = \"20s\"", "within = \"20s\"\nmemory_drop = \"40%\"\ngauge = \"kamailio_shm\"");
     let agent = Agent::start(dir.path(), &body);
-    wait_until(T, "the agent watching", || {
-        agent.gauge("kamailio_shm").is_some()
-    });
+    agent.wait_watching();
     // A steady leak: 30 stored OPTIONS a second.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flooder = {
@@ -1069,42 +957,11 @@ fn forecast_restart_planned_into_a_window_before_exhaustion() {
 #[test]
 fn probe_failure_reported_by_the_daemon_restarts_the_service() {
     let dir = tempfile::tempdir().unwrap();
-    let ks: Vec<Kamailio> = (0..2)
-        .map(|i| {
-            let d = dir.path().join(format!("k{i}"));
-            std::fs::create_dir_all(&d).unwrap();
-            Kamailio::start(&d, 16)
-        })
-        .collect();
-    let token = dir.path().join("token");
-    std::fs::write(&token, "another-agent-token\n").unwrap();
-    let listen = format!("127.0.0.1:{}", free_port());
-    let mut cfg = format!(
-        "[http]\nlisten = \"{listen}\"\n[store]\npath = \"{}\"\n[agents]\ntoken_file = \"{}\"\n[defaults]\ninterval = \"1s\"\ntimeout = \"1s\"\nfail_threshold = 2\nok_threshold = 1\n[[group]]\nname = \"rec\"\nmin_up = 1\n",
-        dir.path().join("state.db").display(),
-        token.display()
-    );
-    for (i, k) in ks.iter().enumerate() {
-        cfg.push_str(&format!(
-            "[[target]]\nname = \"rec-{}\"\nuri = \"sip:127.0.0.1:{}\"\ngroup = \"rec\"\n",
-            i + 1,
-            k.sip_port
-        ));
-    }
-    let daemon_cfg = dir.path().join("sipwatch.toml");
-    std::fs::write(&daemon_cfg, cfg).unwrap();
-    let daemon = Daemon {
-        child: Command::new(env!("CARGO_BIN_EXE_sipwatch"))
-            .args(["run", "-c"])
-            .arg(&daemon_cfg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-        listen: listen.clone(),
-    };
+    let ks = kamailios(dir.path(), 2);
+    let (daemon, token) = start_daemon(dir.path(), &ks, ("rec", 1), 2, "another-agent-token");
+    let listen = daemon.listen.clone();
     let status = |name: &str| -> Option<String> {
-        let (_, body) = agent_http_get(&daemon.listen, "/api/v2/components.json");
+        let (_, body) = http_get(&daemon.listen, "/api/v2/components.json").unwrap();
         let v: serde_json::Value = serde_json::from_str(&body).ok()?;
         v["components"]
             .as_array()?
@@ -1112,20 +969,13 @@ fn probe_failure_reported_by_the_daemon_restarts_the_service() {
             .find(|c| c["name"] == name)
             .and_then(|c| c["status"].as_str().map(str::to_owned))
     };
-    wait_until(T, "the daemon sees both up", || {
-        std::net::TcpStream::connect(&daemon.listen).is_ok()
-            && status("rec-1").as_deref() == Some("operational")
-            && status("rec-2").as_deref() == Some("operational")
-    });
     let body = format!(
         "[daemon]\nurl = \"http://{listen}\"\ntoken_file = \"{}\"\n\n{}",
         token.display(),
         service_toml(&ks[0], "on_probe_failure = true\ntarget = \"rec-1\"")
     );
     let agent = Agent::start(dir.path(), &body);
-    wait_until(T, "the agent watching", || {
-        agent.gauge("kamailio_shm").is_some()
-    });
+    agent.wait_watching();
     std::thread::sleep(Duration::from_secs(3));
     assert!(
         agent.restarts().is_empty(),
@@ -1137,24 +987,16 @@ fn probe_failure_reported_by_the_daemon_restarts_the_service() {
     unsafe {
         libc::kill(pid, libc::SIGTERM);
     }
-    wait_until(T, "the restart on the probe failure", || {
-        agent
-            .restarts()
-            .iter()
-            .any(|r| r["decision"] == "restarted")
+    let r = agent.wait_restart("the restart on the probe failure", T, |r| {
+        r["decision"] == "restarted"
     });
-    let r = agent
-        .restarts()
-        .into_iter()
-        .find(|r| r["decision"] == "restarted")
-        .unwrap();
     assert_eq!(
         (r["trigger"].as_str(), r["verify"].as_str()),
         (Some("probe"), Some("ok")),
         "{r}"
     );
     assert!(r["summary"].as_str().unwrap().contains("rec-1 down"), "{r}");
-    wait_until(T, "rec-1 up again in the daemon", || {
+    wait_until("rec-1 up again in the daemon", T, || {
         status("rec-1").as_deref() == Some("operational")
     });
 }
@@ -1171,7 +1013,7 @@ fn signal_method_with_a_supervisor_that_brings_kamailio_back() {
     }
     // Gone, or a zombie: the daemonized process's parent is PID 1, which in a container may
     // not reap it at once. Kamailio kills children that do not exit within `exit_timeout`.
-    wait_until(T, "the daemonized kamailio gone", || {
+    wait_until("the daemonized kamailio gone", T, || {
         std::fs::read_to_string(format!("/proc/{pid0}/stat"))
             .map(|s| s.contains(") Z "))
             .unwrap_or(true)
@@ -1197,7 +1039,7 @@ fn signal_method_with_a_supervisor_that_brings_kamailio_back() {
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
-    wait_until(T, "kamailio under the supervisor", || {
+    wait_until("kamailio under the supervisor", T, || {
         k.main_pid().is_some_and(|p| p != pid0)
             && std::net::TcpStream::connect(("127.0.0.1", k.http_port)).is_ok()
     });
@@ -1206,21 +1048,11 @@ fn signal_method_with_a_supervisor_that_brings_kamailio_back() {
         .replace("method = \"command\"", "method = \"signal\"")
         .replace(&format!("command = [\"{}\"]\n", k.script.display()), "");
     let agent = Agent::start(dir.path(), &body);
-    wait_until(T, "the agent watching", || {
-        agent.gauge("kamailio_shm").is_some()
-    });
+    agent.wait_watching();
     append_log(&k, "ERROR: WATCHDOG-TEST signal");
-    wait_until(T, "the signal restart, verified", || {
-        agent
-            .restarts()
-            .iter()
-            .any(|r| r["decision"] == "restarted" || r["decision"] == "failed")
+    let r = agent.wait_restart("the signal restart, verified", T, |r| {
+        r["decision"] == "restarted" || r["decision"] == "failed"
     });
-    let r = agent
-        .restarts()
-        .into_iter()
-        .find(|r| r["decision"] == "restarted" || r["decision"] == "failed")
-        .unwrap();
     std::fs::write(dir.path().join("stop"), "").unwrap();
     assert_eq!(
         (r["decision"].as_str(), r["verify"].as_str()),
@@ -1262,14 +1094,10 @@ fn drain_timeout_gives_up_restarts_nothing_and_undrains() {
             ),
         );
     let agent = Agent::start(dir.path(), &body);
-    wait_until(T, "the agent watching", || {
-        agent.gauge("kamailio_shm").is_some()
-    });
+    agent.wait_watching();
     let pid = k.main_pid();
     append_log(&k, "ERROR: WATCHDOG-TEST busy");
-    wait_until(T, "the drain timeout", || {
-        agent.restarts().iter().any(|r| r["why"] == "drain_timeout")
-    });
+    agent.wait_restart("the drain timeout", T, |r| r["why"] == "drain_timeout");
     let r = agent
         .restarts()
         .into_iter()
@@ -1282,9 +1110,7 @@ fn drain_timeout_gives_up_restarts_nothing_and_undrains() {
     assert_eq!(k.restarts_done(), 0);
     // The attempt counts for the cooldown: another line does not drain again at once.
     append_log(&k, "ERROR: WATCHDOG-TEST busy again");
-    wait_until(T, "the cooldown", || {
-        agent.restarts().iter().any(|r| r["why"] == "cooldown")
-    });
+    agent.wait_restart("the cooldown", T, |r| r["why"] == "cooldown");
     assert_eq!(k.restarts_done(), 0);
 }
 
@@ -1306,15 +1132,10 @@ fn verification_by_register_with_digest() {
         )
     };
     let agent = Agent::start(dir.path(), &body(&pw));
-    wait_until(T, "the agent watching", || {
-        agent.gauge("kamailio_shm").is_some()
-    });
+    agent.wait_watching();
     append_log(&k, "ERROR: WATCHDOG-TEST register");
-    wait_until(T, "the restart verified by REGISTER", || {
-        agent
-            .restarts()
-            .iter()
-            .any(|r| r["decision"] == "restarted" || r["decision"] == "failed")
+    agent.wait_restart("the restart verified by REGISTER", T, |r| {
+        r["decision"] == "restarted" || r["decision"] == "failed"
     });
     let r = agent.restarts()[0].clone();
     assert_eq!(
@@ -1326,14 +1147,10 @@ fn verification_by_register_with_digest() {
     // A wrong password: the REGISTER is refused, the verification fails.
     let dir2 = tempfile::tempdir().unwrap();
     let agent = Agent::start(dir2.path(), &body(&wrong));
-    wait_until(T, "the agent watching", || {
-        agent.gauge("kamailio_shm").is_some()
-    });
+    agent.wait_watching();
     std::thread::sleep(Duration::from_millis(1500));
     append_log(&k, "ERROR: WATCHDOG-TEST register wrong");
-    wait_until(T, "the failed verification", || {
-        agent.restarts().iter().any(|r| r["decision"] == "failed")
-    });
+    agent.wait_restart("the failed verification", T, |r| r["decision"] == "failed");
     let f = agent
         .restarts()
         .into_iter()

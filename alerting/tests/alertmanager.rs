@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -11,66 +10,15 @@ use serde_json::Value;
 use sipwatch_alerting::{build, Enqueued, Outbox, Severity};
 
 const DEADLINE: Duration = Duration::from_secs(30);
-const ALERTMANAGER: &str = "/usr/bin/prometheus-alertmanager";
 
-const CONFIG: &str = "
-route:
-  receiver: blackhole
-  group_wait: 1s
-receivers:
-  - name: blackhole
-";
-
-/// A running Alertmanager; killed (by its own pid) when dropped.
-struct Alertmanager {
-    child: Child,
-    base: String,
-    _dir: tempfile::TempDir,
+/// Alertmanager's API, as the tests read it.
+trait Api {
+    /// `GET /api/v2/alerts` filtered on the `key` label.
+    async fn alerts(&self, key: &str) -> Vec<Value>;
+    async fn wait_for(&self, key: &str, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value>;
 }
 
-impl Alertmanager {
-    async fn start() -> Alertmanager {
-        require_program(ALERTMANAGER, "prometheus-alertmanager");
-        let dir = tempfile::tempdir().unwrap();
-        let config = write_file(dir.path(), "alertmanager.yml", CONFIG);
-        let port = free_port();
-        let mut child = Command::new(ALERTMANAGER)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--cluster.listen-address=")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start prometheus-alertmanager");
-        let base = format!("http://127.0.0.1:{port}");
-        let client = reqwest::Client::new();
-        let start = std::time::Instant::now();
-        loop {
-            let ready = client.get(format!("{base}/-/ready")).send().await;
-            if ready.is_ok_and(|r| r.status().is_success()) {
-                break;
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("prometheus-alertmanager exited ({status}) before it was ready");
-            }
-            assert!(
-                start.elapsed() < DEADLINE,
-                "prometheus-alertmanager was not ready within {DEADLINE:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Alertmanager {
-            child,
-            base,
-            _dir: dir,
-        }
-    }
-
-    /// `GET /api/v2/alerts` filtered on the `key` label.
+impl Api for Alertmanager {
     async fn alerts(&self, key: &str) -> Vec<Value> {
         let response = reqwest::Client::new()
             .get(format!("{}/api/v2/alerts", self.base))
@@ -81,9 +29,7 @@ impl Alertmanager {
         assert!(response.status().is_success(), "{}", response.status());
         response.json().await.expect("alerts JSON")
     }
-}
 
-impl Alertmanager {
     /// Polls the alerts of `key` until `done` holds for them; panics with `what` at the deadline.
     async fn wait_for(&self, key: &str, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
         let start = std::time::Instant::now();
@@ -98,13 +44,6 @@ impl Alertmanager {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-    }
-}
-
-impl Drop for Alertmanager {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -129,18 +68,11 @@ fn ends_at(alert: &Value) -> chrono::DateTime<chrono::FixedOffset> {
 
 #[tokio::test]
 async fn alert_fires_stays_active_by_resend_and_resolves() {
-    let am = Alertmanager::start().await;
+    let am = Alertmanager::start();
     let dir = tempfile::tempdir().unwrap();
     // An HA pair where the second instance is down: one accepting instance is enough.
     let down = format!("http://127.0.0.1:{}", free_port());
-    let configs = receivers(&config("am", &[&am.base, &down]));
-    let outbox = Outbox::open(
-        dir.path().join("outbox.db"),
-        build(&configs).unwrap(),
-        fast_options(),
-    )
-    .unwrap();
-    let running = Running::start(&outbox);
+    let (outbox, running) = dispatching(dir.path(), &config("am", &[&am.base, &down]));
 
     let key = "sipwatch/leak/host1/kamailio/pss";
     let leak = alert(key, Severity::Critical);
@@ -169,7 +101,7 @@ async fn alert_fires_stays_active_by_resend_and_resolves() {
 
     // resend = 1s, so endsAt is ~4s ahead: past it, the alert is still active only because
     // the outbox re-sent it (and moved endsAt).
-    wait_until(DEADLINE, "the first endsAt has passed", || {
+    wait_until_async("the first endsAt has passed", DEADLINE, || {
         chrono::Utc::now() > first_end + chrono::Duration::seconds(1)
     })
     .await;
@@ -181,7 +113,7 @@ async fn alert_fires_stays_active_by_resend_and_resolves() {
         "endsAt moved by re-sends"
     );
 
-    outbox.enqueue(&leak.resolved_at(now())).unwrap();
+    outbox.enqueue(&leak.resolved_at(unix_now())).unwrap();
     am.wait_for(
         key,
         "Alertmanager no longer lists the alert as active",
@@ -190,7 +122,7 @@ async fn alert_fires_stays_active_by_resend_and_resolves() {
     .await;
     // Re-sends stop once resolved: the alert does not come back.
     let resolved_at = chrono::Utc::now();
-    wait_until(DEADLINE, "three resend intervals pass", || {
+    wait_until_async("three resend intervals pass", DEADLINE, || {
         chrono::Utc::now() > resolved_at + chrono::Duration::seconds(3)
     })
     .await;
@@ -207,7 +139,7 @@ async fn alert_fires_stays_active_by_resend_and_resolves() {
 
 #[tokio::test]
 async fn two_daemons_raising_the_same_key_show_one_alert() {
-    let am = Alertmanager::start().await;
+    let am = Alertmanager::start();
     let dir = tempfile::tempdir().unwrap();
     let configs = receivers(&config("am", &[&am.base]));
     let daemon_a = Outbox::open(
@@ -237,7 +169,7 @@ async fn two_daemons_raising_the_same_key_show_one_alert() {
         daemon_b.enqueue(&seen_by_b).unwrap(),
         Enqueued::Queued { .. }
     ));
-    wait_until(DEADLINE, "both daemons delivered", || {
+    wait_until_async("both daemons delivered", DEADLINE, || {
         daemon_a.stats().totals().0 == 1 && daemon_b.stats().totals().0 == 1
     })
     .await;

@@ -8,24 +8,18 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use sipwatch_alerting::{build, Outbox, Severity};
+use sipwatch_alerting::{Outbox, Severity};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
 async fn deliver(configs: &str, alerts: &[sipwatch_alerting::Alert]) -> Outbox {
     let dir = tempfile::tempdir().unwrap();
-    let outbox = Outbox::open(
-        dir.path().join("outbox.db"),
-        build(&receivers(configs)).unwrap(),
-        fast_options(),
-    )
-    .unwrap();
-    let running = Running::start(&outbox);
+    let (outbox, running) = dispatching(dir.path(), configs);
     for a in alerts {
         outbox.enqueue(a).unwrap();
     }
     let want = alerts.len() as u64;
-    wait_until(DEADLINE, "every alert delivered or given up", || {
+    wait_until_async("every alert delivered or given up", DEADLINE, || {
         outbox
             .stats()
             .receivers
@@ -48,7 +42,7 @@ async fn slack_gets_one_text_field_with_subject_body_and_link() {
         &format!("{}/services/T000/B000/XXXXSECRET\n", chat.base),
     );
     let firing = alert("sipwatch/probe/fe-2/10.0.0.2:5060", Severity::Critical);
-    let resolved = firing.resolved_at(now());
+    let resolved = firing.resolved_at(unix_now());
     deliver(
         &format!(
             "[[alerting.receiver]]\nkind = \"slack\"\nname = \"chat\"\nurl_file = \"{}\"\n",
@@ -240,7 +234,7 @@ async fn the_webhook_signature_checks_out_with_openssl() {
     let timestamp = r.headers["x-sipwatch-timestamp"].to_str().unwrap();
     let ts: f64 = timestamp.parse().unwrap();
     assert!(
-        (now() - ts).abs() < 60.0,
+        (unix_now() - ts).abs() < 60.0,
         "a current timestamp: {timestamp}"
     );
     let signature = r.headers["x-sipwatch-signature"].to_str().unwrap();

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use sipwatch_alerting::{build, Outbox, Severity};
+use sipwatch_alerting::Severity;
 
 const QUERY_TOKEN: &str = "T0KEN-query-secret";
 const AM_PASSWORD: &str = "s3cr3t-am-pw";
@@ -35,8 +35,10 @@ async fn echoed_url_and_header_secrets_are_scrubbed() {
         )),
     );
     let port = am.base.rsplit(':').next().unwrap().to_string();
-    let configs = receivers(&format!(
-        r#"
+    let (outbox, running) = dispatching(
+        dir.path(),
+        &format!(
+            r#"
         [[alerting.receiver]]
         kind = "webhook"
         name = "hook"
@@ -47,19 +49,13 @@ async fn echoed_url_and_header_secrets_are_scrubbed() {
         name = "am"
         url = ["http://am:{AM_PASSWORD}@127.0.0.1:{port}/"]
         "#,
-        base = hook.base,
-    ));
-    let outbox = Outbox::open(
-        dir.path().join("outbox.db"),
-        build(&configs).unwrap(),
-        fast_options(),
-    )
-    .unwrap();
-    let running = Running::start(&outbox);
+            base = hook.base,
+        ),
+    );
     outbox
         .enqueue(&alert("k/echo", Severity::Critical))
         .unwrap();
-    wait_until(Duration::from_secs(30), "both receivers gave up", || {
+    wait_until_async("both receivers gave up", Duration::from_secs(30), || {
         let s = outbox.stats();
         // Refused for good: kept in the outbox as failed (with the scrubbed reason).
         s.receiver("hook").unwrap().refused == 1 && s.receiver("am").unwrap().refused == 1

@@ -6,51 +6,44 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use sipwatch_alerting::{build, Enqueued, Outbox, Severity};
+use sipwatch_alerting::{build, Enqueued, Severity};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
 #[tokio::test]
 async fn pagerduty_trigger_and_resolve_follow_events_api_v2() {
-    let dir = tempfile::tempdir().unwrap();
-    let pd = Recorder::start(202).await;
-    let key_file = write_file(dir.path(), "pd.key", "R0UTING-KEY-0123456789abcdef\n");
-    let configs = receivers(&format!(
-        r#"
-        [[alerting.receiver]]
-        kind = "pagerduty"
-        name = "oncall"
-        routing_key_file = "{}"
-        url = "{}/v2/enqueue"
-        "#,
-        key_file.display(),
-        pd.base
-    ));
-    let outbox = Outbox::open(
-        dir.path().join("outbox.db"),
-        build(&configs).unwrap(),
-        fast_options(),
+    let HttpReceiver {
+        recorder: pd,
+        outbox,
+        running,
+        dir: _dir,
+    } = HttpReceiver::start(
+        "pagerduty",
+        "oncall",
+        202,
+        "/v2/enqueue",
+        Some(("routing_key_file", "R0UTING-KEY-0123456789abcdef\n")),
+        "",
     )
-    .unwrap();
-    let running = Running::start(&outbox);
+    .await;
 
     let leak = alert("sipwatch/leak/host1/kamailio/pss", Severity::Critical);
     assert_eq!(
         outbox.enqueue(&leak).unwrap(),
         Enqueued::Queued { deliveries: 1 }
     );
-    wait_until(DEADLINE, "PagerDuty receives the trigger", || {
+    wait_until_async("PagerDuty receives the trigger", DEADLINE, || {
         pd.count() == 1
     })
     .await;
     // Raised again by a second evaluation while still firing: not sent again.
     assert_eq!(outbox.enqueue(&leak).unwrap(), Enqueued::AlreadyFiring);
-    let resolved = leak.resolved_at(now());
+    let resolved = leak.resolved_at(unix_now());
     assert_eq!(
         outbox.enqueue(&resolved).unwrap(),
         Enqueued::Queued { deliveries: 1 }
     );
-    wait_until(DEADLINE, "PagerDuty receives the resolve", || {
+    wait_until_async("PagerDuty receives the resolve", DEADLINE, || {
         pd.count() == 2
     })
     .await;
@@ -97,33 +90,26 @@ async fn pagerduty_trigger_and_resolve_follow_events_api_v2() {
 
 #[tokio::test]
 async fn opsgenie_create_and_close_use_alias_and_genie_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let og = Recorder::start(202).await;
-    let key_file = write_file(dir.path(), "og.key", "0PSGENIE-API-KEY\n");
-    let configs = receivers(&format!(
-        r#"
-        [[alerting.receiver]]
-        kind = "opsgenie"
-        name = "genie"
-        api_key_file = "{}"
-        url = "{}/v2/alerts"
-        "#,
-        key_file.display(),
-        og.base
-    ));
-    let outbox = Outbox::open(
-        dir.path().join("outbox.db"),
-        build(&configs).unwrap(),
-        fast_options(),
+    let HttpReceiver {
+        recorder: og,
+        outbox,
+        running,
+        dir: _dir,
+    } = HttpReceiver::start(
+        "opsgenie",
+        "genie",
+        202,
+        "/v2/alerts",
+        Some(("api_key_file", "0PSGENIE-API-KEY\n")),
+        "",
     )
-    .unwrap();
-    let running = Running::start(&outbox);
+    .await;
 
     let mut down = alert("sipwatch/probe/edge-1", Severity::Warning);
     down.summary = "edge-1 does not answer OPTIONS ".repeat(10);
     outbox.enqueue(&down).unwrap();
-    outbox.enqueue(&down.resolved_at(now())).unwrap();
-    wait_until(DEADLINE, "Opsgenie receives create and close", || {
+    outbox.enqueue(&down.resolved_at(unix_now())).unwrap();
+    wait_until_async("Opsgenie receives create and close", DEADLINE, || {
         og.count() == 2
     })
     .await;
@@ -155,31 +141,23 @@ async fn opsgenie_create_and_close_use_alias_and_genie_key() {
 
 #[tokio::test]
 async fn webhook_posts_the_alert_json_with_bearer_token() {
-    let dir = tempfile::tempdir().unwrap();
-    let hook = Recorder::start(200).await;
-    let token = write_file(dir.path(), "hook.token", "B3ARER-T0KEN\n");
-    let configs = receivers(&format!(
-        r#"
-        [[alerting.receiver]]
-        kind = "webhook"
-        name = "chatops"
-        url = "{}/hooks/sipwatch"
-        bearer_token_file = "{}"
-        timeout = "5s"
-        "#,
-        hook.base,
-        token.display()
-    ));
-    let outbox = Outbox::open(
-        dir.path().join("outbox.db"),
-        build(&configs).unwrap(),
-        fast_options(),
+    let HttpReceiver {
+        recorder: hook,
+        outbox,
+        running,
+        dir: _dir,
+    } = HttpReceiver::start(
+        "webhook",
+        "chatops",
+        200,
+        "/hooks/sipwatch",
+        Some(("bearer_token_file", "B3ARER-T0KEN\n")),
+        "timeout = \"5s\"",
     )
-    .unwrap();
-    let running = Running::start(&outbox);
+    .await;
     let a = alert("sipwatch/group/edge", Severity::Info);
     outbox.enqueue(&a).unwrap();
-    wait_until(DEADLINE, "the webhook receives the alert", || {
+    wait_until_async("the webhook receives the alert", DEADLINE, || {
         hook.count() == 1
     })
     .await;
@@ -193,36 +171,24 @@ async fn webhook_posts_the_alert_json_with_bearer_token() {
 
 #[tokio::test]
 async fn retryable_answers_are_retried_until_accepted_and_sent_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let hook = Recorder::start(200).await;
+    let HttpReceiver {
+        recorder: hook,
+        outbox,
+        running,
+        dir: _dir,
+    } = HttpReceiver::start("webhook", "hook", 200, "/h", None, "").await;
     hook.script(&[(500, None), (503, None), (429, None)]);
-    let configs = receivers(&format!(
-        r#"
-        [[alerting.receiver]]
-        kind = "webhook"
-        name = "hook"
-        url = "{}/h"
-        "#,
-        hook.base
-    ));
-    let outbox = Outbox::open(
-        dir.path().join("outbox.db"),
-        build(&configs).unwrap(),
-        fast_options(),
-    )
-    .unwrap();
-    let running = Running::start(&outbox);
 
     outbox.enqueue(&alert("k/one", Severity::Critical)).unwrap();
-    wait_until(
-        DEADLINE,
+    wait_until_async(
         "the alert is accepted after 500, 503, 429",
+        DEADLINE,
         || hook.accepted().len() == 1,
     )
     .await;
     // A second alert queued behind it: when it arrives, any duplicate of the first would have too.
     outbox.enqueue(&alert("k/two", Severity::Critical)).unwrap();
-    wait_until(DEADLINE, "the second alert arrives", || {
+    wait_until_async("the second alert arrives", DEADLINE, || {
         hook.accepted().len() == 2
     })
     .await;
@@ -279,8 +245,7 @@ async fn permanent_refusal_is_dropped_after_attempts_and_the_key_never_logged() 
     ));
     let notifiers = build(&configs).unwrap();
     assert!(!format!("{notifiers:?}").contains("WR0NG-ROUTING-KEY"));
-    let outbox = Outbox::open(dir.path().join("outbox.db"), notifiers, fast_options()).unwrap();
-    let running = Running::start(&outbox);
+    let (outbox, running) = open_outbox(dir.path(), notifiers);
 
     outbox
         .enqueue(&alert("k/refused", Severity::Critical))
@@ -288,9 +253,9 @@ async fn permanent_refusal_is_dropped_after_attempts_and_the_key_never_logged() 
     outbox
         .enqueue(&alert("k/later", Severity::Critical))
         .unwrap();
-    wait_until(
-        DEADLINE,
+    wait_until_async(
         "the refused alert is dropped and the next one delivered",
+        DEADLINE,
         || {
             let s = outbox.stats();
             let r = s.receiver("oncall").unwrap();

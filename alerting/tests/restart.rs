@@ -41,7 +41,7 @@ async fn pending_deliveries_are_sent_after_a_restart_and_firing_state_survives()
             outbox.enqueue(&leak).unwrap(),
             Enqueued::Queued { deliveries: 1 }
         );
-        wait_until(DEADLINE, "the receiver refused it twice", || {
+        wait_until_async("the receiver refused it twice", DEADLINE, || {
             broken.count() >= 2
         })
         .await;
@@ -65,14 +65,14 @@ async fn pending_deliveries_are_sent_after_a_restart_and_firing_state_survives()
     assert_eq!(outbox.enqueue(&leak).unwrap(), Enqueued::AlreadyFiring);
 
     let running = Running::start(&outbox);
-    wait_until(
-        DEADLINE,
+    wait_until_async(
         "the pending alert is delivered after the restart",
+        DEADLINE,
         || fixed.accepted().len() == 1,
     )
     .await;
-    outbox.enqueue(&leak.resolved_at(now())).unwrap();
-    wait_until(DEADLINE, "the resolve follows", || {
+    outbox.enqueue(&leak.resolved_at(unix_now())).unwrap();
+    wait_until_async("the resolve follows", DEADLINE, || {
         fixed.accepted().len() == 2
     })
     .await;

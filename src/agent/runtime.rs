@@ -187,10 +187,7 @@ impl Agent {
                     _ = stopped(&mut shutdown) => return,
                 };
                 shared.set(index, watch.initial_report());
-                let period = watch.interval();
-                let mut interval = tokio::time::interval_at(first_tick(origin, period), period);
-                // A late tick (a slow gauge) is not made up for; the next one is on the grid.
-                interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
+                let mut interval = tick_grid(origin, watch.interval());
                 loop {
                     tokio::select! {
                         _ = interval.tick() => {
@@ -293,6 +290,15 @@ fn spawn_watchdogs(
     }
 }
 
+/// The ticks of one service: at once, then on the grid `origin + k * period`. A late tick (a
+/// slow gauge) is not made up for: one tick stands for all that were missed, and the next one is
+/// on the grid again.
+fn tick_grid(origin: tokio::time::Instant, period: Duration) -> tokio::time::Interval {
+    let mut interval = tokio::time::interval_at(first_tick(origin, period), period);
+    interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    interval
+}
+
 /// The grid point `origin + k * period` at or just before now: an interval started there (with
 /// [`MissedTickBehavior::Skip`]) ticks at once, then on the grid.
 fn first_tick(origin: tokio::time::Instant, period: Duration) -> tokio::time::Instant {
@@ -313,3 +319,7 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "runtime_tests.rs"]
+mod tests;

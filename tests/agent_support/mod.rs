@@ -1,13 +1,15 @@
 //! Shared parts of the agent's integration tests: a real multi-process "service" (Python, forking
-//! workers that grow memory, open descriptors and start threads on command), condition-with-deadline
-//! waits, free ports, and driving a `ServiceWatch` tick by tick.
+//! workers that grow memory, open descriptors and start threads on command) and driving a
+//! `ServiceWatch` tick by tick; the workspace's shared test support (free ports, waits with a
+//! deadline, real programs) is re-exported.
 #![allow(dead_code)]
+
+pub use sipwatch_test_support::*;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sipwatch::agent::clock::unix_now;
 use sipwatch::agent::config::{self, AgentConfig};
 use sipwatch::agent::events::{AgentEvent, EventSink};
 use sipwatch::agent::locator::detect_cgroup_root;
@@ -15,15 +17,6 @@ use sipwatch::agent::metrics::AgentMetrics;
 use sipwatch::agent::report::ServiceReport;
 use sipwatch::agent::service::ServiceWatch;
 use tokio::sync::mpsc;
-
-/// The Python interpreter (Debian's, so that `comm` tricks behave the same everywhere).
-pub fn python() -> &'static str {
-    if Path::new("/usr/bin/python3").exists() {
-        "/usr/bin/python3"
-    } else {
-        "python3"
-    }
-}
 
 const SERVICE_PY: &str = r#"
 import os, sys, time, threading
@@ -105,7 +98,7 @@ impl PyService {
         let _ = std::fs::remove_file(&self.pidfile);
         std::fs::write(&self.ctl, self.commands.join(" ")).unwrap();
         use std::os::unix::process::CommandExt;
-        let child = Command::new(python())
+        let child = Command::new(PYTHON)
             .arg(&script)
             .arg(&self.name)
             .arg(&self.pidfile)
@@ -116,10 +109,10 @@ impl PyService {
             .spawn()
             .expect("start python3");
         self.child = Some(child);
-        wait_until(Duration::from_secs(10), "the service's pidfile", || {
+        wait_until("the service's pidfile", Duration::from_secs(10), || {
             self.pidfile.exists()
         });
-        wait_until(Duration::from_secs(10), "all workers named", || {
+        wait_until("all workers named", Duration::from_secs(10), || {
             self.live_pids().len() == self.workers + 1
         });
     }
@@ -169,8 +162,8 @@ impl PyService {
             let _ = child.wait();
         }
         wait_until(
-            Duration::from_secs(10),
             "all service processes gone",
+            Duration::from_secs(10),
             || self.live_pids().is_empty(),
         );
     }
@@ -190,38 +183,6 @@ impl Drop for PyService {
                 libc::kill(-(child.id() as i32), libc::SIGKILL);
             }
             let _ = child.wait();
-        }
-    }
-}
-
-/// Polls `cond` until it holds; panics with `what` after `timeout`.
-pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// A TCP port free at the time of the call.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A UDP+TCP port pair free at the time of the call (same number on both).
-pub fn free_udp_tcp_port() -> u16 {
-    loop {
-        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = tcp.local_addr().unwrap().port();
-        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
         }
     }
 }

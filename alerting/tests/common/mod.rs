@@ -1,14 +1,15 @@
-//! Shared helpers for the scenario tests: alerts, fast outbox options, free ports, waits with a
-//! deadline, real programs (or a failure that says which package to install), and a recording
-//! HTTP receiver that answers a scripted list of statuses.
+//! Shared helpers for the scenario tests: alerts, fast outbox options, a running dispatcher, and a
+//! recording HTTP receiver that answers a scripted list of statuses; the workspace's shared test
+//! support (free ports, waits with a deadline, real programs or a failure that says which package
+//! to install) is re-exported.
 #![allow(dead_code)]
 
+pub use sipwatch_test_support::*;
+
 use std::collections::{BTreeMap, VecDeque};
-use std::future::Future;
-use std::net::TcpListener as StdListener;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
@@ -16,13 +17,6 @@ use axum::response::IntoResponse;
 use sipwatch_alerting::{Alert, AlertStatus, Outbox, OutboxOptions, RetryPolicy, Severity};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-
-pub fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
 
 pub fn alert(key: &str, severity: Severity) -> Alert {
     Alert {
@@ -33,7 +27,7 @@ pub fn alert(key: &str, severity: Severity) -> Alert {
         description: format!("details about {key}"),
         source: "host1".to_string(),
         labels: BTreeMap::from([("service".to_string(), "kamailio".to_string())]),
-        at: now(),
+        at: unix_now(),
         url: Some("http://status.example/sipwatch".to_string()),
     }
 }
@@ -50,45 +44,67 @@ pub fn fast_options() -> OutboxOptions {
     }
 }
 
-/// A port nobody listens on right now.
-pub fn free_port() -> u16 {
-    let listener = StdListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local addr").port()
+/// An outbox in `dir` for the receivers of `toml_text` (written as a user would, under
+/// `[alerting]`), with the fast back-off, and its dispatcher running.
+pub fn dispatching(dir: &Path, toml_text: &str) -> (Outbox, Running) {
+    let notifiers = sipwatch_alerting::build(&receivers(toml_text))
+        .unwrap_or_else(|e| panic!("test receivers rejected: {e}"));
+    open_outbox(dir, notifiers)
 }
 
-/// Polls `condition` until it holds; panics with `what` after `deadline`.
-pub async fn wait_until<F: FnMut() -> bool>(deadline: Duration, what: &str, mut condition: F) {
-    let start = Instant::now();
-    while !condition() {
-        if start.elapsed() > deadline {
-            panic!("timed out after {deadline:?} waiting for: {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// An outbox in `dir` for these notifiers, with the fast back-off, and its dispatcher running.
+pub fn open_outbox(
+    dir: &Path,
+    notifiers: Vec<Arc<dyn sipwatch_alerting::Notifier>>,
+) -> (Outbox, Running) {
+    let outbox = Outbox::open(dir.join("outbox.db"), notifiers, fast_options())
+        .unwrap_or_else(|e| panic!("cannot open the test outbox: {e}"));
+    let running = Running::start(&outbox);
+    (outbox, running)
 }
 
-/// Like [`wait_until`] with an async condition.
-pub async fn wait_until_async<F, Fut>(deadline: Duration, what: &str, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !condition().await {
-        if start.elapsed() > deadline {
-            panic!("timed out after {deadline:?} waiting for: {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+/// One HTTP receiver (`pagerduty`, `opsgenie`, `webhook`) posting to a local [`Recorder`], with
+/// its outbox dispatching.
+pub struct HttpReceiver {
+    pub recorder: Recorder,
+    pub outbox: Outbox,
+    pub running: Running,
+    pub dir: tempfile::TempDir,
 }
 
-/// Fails the test with the install command when a real program is missing.
-pub fn require_program(path: &str, apt_package: &str) {
-    if !Path::new(path).exists() {
-        panic!(
-            "{path} is missing; this test needs the real program: \
-             apt-get install -y {apt_package}"
+impl HttpReceiver {
+    /// A receiver of `kind` named `name` whose `url` is the recorder's `path`; the recorder
+    /// answers `status`. `secret` is a key written to a file the receiver reads (its config key,
+    /// the file's content); `extra` more config lines.
+    pub async fn start(
+        kind: &str,
+        name: &str,
+        status: u16,
+        path: &str,
+        secret: Option<(&str, &str)>,
+        extra: &str,
+    ) -> HttpReceiver {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let recorder = Recorder::start(status).await;
+        let secret = secret
+            .map(|(key, value)| {
+                let file = write_file(dir.path(), &format!("{name}.secret"), value);
+                format!("{key} = \"{}\"", file.display())
+            })
+            .unwrap_or_default();
+        let (outbox, running) = dispatching(
+            dir.path(),
+            &format!(
+                "[[alerting.receiver]]\nkind = \"{kind}\"\nname = \"{name}\"\nurl = \"{}{path}\"\n{secret}\n{extra}\n",
+                recorder.base
+            ),
         );
+        HttpReceiver {
+            recorder,
+            outbox,
+            running,
+            dir,
+        }
     }
 }
 
