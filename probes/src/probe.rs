@@ -156,7 +156,7 @@ impl Prober {
         conn: &mut W,
         mut o: ProbeOutcome,
     ) -> ProbeOutcome {
-        let clock = Instant::now();
+        let clock = clock_now();
         o.started_at = unix_now();
         let mut run = Exchange {
             conn: &mut *conn,
@@ -199,6 +199,13 @@ impl Prober {
         o.result = verdict.result;
         o
     }
+}
+
+/// The transactions' clock: tokio's, as a std `Instant`. On a running runtime it is
+/// `Instant::now()`; under a paused test clock it follows virtual time, so Timer F, the
+/// retransmissions and the RTT do too (the daemon's scheduler is tested that way).
+fn clock_now() -> Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 /// An outcome with nothing observed yet, for [`Prober::probe_on`].
@@ -507,8 +514,11 @@ impl<W: Wire> Exchange<'_, W> {
         }
     }
 
-    fn log(&mut self, sent: bool, text: String) {
+    /// Keeps a copy of a message sent or received when the spec asks for the exchange (text made
+    /// only then: a probe of the daemon records nothing and copies nothing).
+    fn log(&mut self, sent: bool, bytes: &[u8]) {
         if self.spec.record_exchange {
+            let text = String::from_utf8_lossy(bytes).into_owned();
             self.outcome.exchange.push(ExchangedMessage {
                 sent,
                 peer: self.conn.peer_addr().to_string(),
@@ -537,7 +547,7 @@ impl<W: Wire> Exchange<'_, W> {
         } else {
             Reliability::Unreliable
         };
-        let start = Instant::now();
+        let start = clock_now();
         let mut tx: ClientTransaction<ResponseHead> =
             ClientTransaction::new(key, bytes, reliability, self.spec.timers, start);
         let mut first_send: Option<Instant> = None;
@@ -545,11 +555,11 @@ impl<W: Wire> Exchange<'_, W> {
         let mut garbage_count = 0u32;
         loop {
             while let Some(out) = tx.poll_transmit() {
-                let now = Instant::now();
+                let now = clock_now();
                 first_send.get_or_insert(now);
-                self.log(true, String::from_utf8_lossy(&out).into_owned());
+                self.log(true, &out);
                 if let Err(e) = self.conn.send(&out).await {
-                    tx.handle_transport_error(Instant::now(), e.to_string());
+                    tx.handle_transport_error(clock_now(), e.to_string());
                 }
             }
             while let Some(event) = tx.poll_event() {
@@ -590,10 +600,10 @@ impl<W: Wire> Exchange<'_, W> {
             };
             tokio::select! {
                 received = self.conn.recv() => {
-                    let now = Instant::now();
+                    let now = clock_now();
                     match received {
                         Ok(bytes) => {
-                            self.log(false, String::from_utf8_lossy(&bytes).into_owned());
+                            self.log(false, &bytes);
                             match parse_response(&bytes) {
                                 Ok(head) => {
                                     let rkey = ResponseKey {
@@ -620,7 +630,7 @@ impl<W: Wire> Exchange<'_, W> {
                     }
                 }
                 _ = tokio::time::sleep_until(deadline.into()) => {
-                    tx.handle_timeout(Instant::now());
+                    tx.handle_timeout(clock_now());
                 }
             }
         }
