@@ -670,7 +670,9 @@ mod virtual_time {
 
     async fn start(t: TargetSettings) -> Run {
         let (tx, rx) = mpsc::channel(64);
-        let mut sched = Scheduler::new(1, 16, tx).await.expect("the scheduler starts");
+        let mut sched = Scheduler::new(1, 16, tx)
+            .await
+            .expect("the scheduler starts");
         let grid0 = sched.shared.epoch + phase(&t.name, t.interval);
         let interval = t.interval;
         sched.apply(&[t]);
@@ -715,7 +717,10 @@ mod virtual_time {
         let mut run = start(target(&node, "1s", "300ms")).await;
         let first = run.report().await;
         let k0 = run.tick(first.scheduled);
-        assert!(k0 <= 1, "the first tick is the first grid instant, not tick {k0}");
+        assert!(
+            k0 <= 1,
+            "the first tick is the first grid instant, not tick {k0}"
+        );
         assert_eq!(first.lateness, Duration::ZERO);
         for k in k0 + 1..k0 + 6 {
             let r = run.report().await;
