@@ -12,7 +12,7 @@ use crate::digest::{self, Credentials};
 use crate::locate::{Destination, Locator};
 use crate::message::{
     self, build_request, contact_uri, parse_response, same_contact, AuthHeader, Method,
-    RequestSpec, ResponseHead, TargetUri, Transport,
+    RequestSpec, RequestTemplate, ResponseHead, TargetUri, Transport,
 };
 use crate::outcome::{ExchangedMessage, Policy, ProbeOutcome, ResultKind, Status, Verdict};
 use crate::transaction::{
@@ -41,6 +41,36 @@ pub struct ProbeSpec {
     pub keep_binding: bool,
     /// Keep the messages exchanged for `--verbose`.
     pub record_exchange: bool,
+    /// OPTIONS: the request rendered last, reused with new identifiers (a clone starts empty).
+    pub request_template: TemplateCache,
+}
+
+/// The [`RequestTemplate`] of a spec's OPTIONS requests, learnt from the first one rendered.
+#[derive(Default)]
+pub struct TemplateCache(std::sync::Mutex<Option<RequestTemplate>>);
+
+impl TemplateCache {
+    fn render(&self, req: &RequestSpec) -> Option<Vec<u8>> {
+        self.0.lock().ok()?.as_ref()?.render(req)
+    }
+
+    fn learn(&self, req: &RequestSpec, text: &str) {
+        if let Ok(mut t) = self.0.lock() {
+            *t = RequestTemplate::learn(req, text);
+        }
+    }
+}
+
+impl Clone for TemplateCache {
+    fn clone(&self) -> Self {
+        TemplateCache::default()
+    }
+}
+
+impl std::fmt::Debug for TemplateCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TemplateCache")
+    }
 }
 
 impl ProbeSpec {
@@ -59,6 +89,7 @@ impl ProbeSpec {
             expires: 60,
             keep_binding: false,
             record_exchange: false,
+            request_template: TemplateCache::default(),
         }
     }
 }
@@ -533,15 +564,25 @@ impl<W: Wire> Exchange<'_, W> {
 
     /// Runs one client transaction to its end.
     async fn transact(&mut self, req: &RequestSpec) -> TxEnd {
-        let request = match build_request(req) {
-            Ok(r) => r,
-            Err(e) => return TxEnd::Transport(format!("cannot build the request: {e}")),
+        // An OPTIONS ping is the same request every time but for its identifiers: after the
+        // first, a copy of the rendering with the new ones written in (see `RequestTemplate`).
+        let bytes = match self.spec.request_template.render(req) {
+            Some(b) => bytes::Bytes::from(b),
+            None => {
+                let request = match build_request(req) {
+                    Ok(r) => r,
+                    Err(e) => return TxEnd::Transport(format!("cannot build the request: {e}")),
+                };
+                // Rendered into room for a whole OPTIONS request at once (`to_string` grew the
+                // text by doubling). Below 1 KB, glibc's small-chunk size.
+                let mut text = String::with_capacity(REQUEST_CAPACITY);
+                let _ = std::fmt::Write::write_fmt(&mut text, format_args!("{request}"));
+                if req.method == Method::Options {
+                    self.spec.request_template.learn(req, &text);
+                }
+                bytes::Bytes::from(text)
+            }
         };
-        // Rendered into room for a whole OPTIONS request at once (`to_string` grew the text by
-        // doubling: about seven reallocations per probe). Below 1 KB, glibc's small-chunk size.
-        let mut text = String::with_capacity(REQUEST_CAPACITY);
-        let _ = std::fmt::Write::write_fmt(&mut text, format_args!("{request}"));
-        let bytes = bytes::Bytes::from(text);
         self.conn.expect_branch(&req.branch);
         let key = TransactionKey {
             branch: req.branch.clone(),

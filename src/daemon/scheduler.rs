@@ -199,6 +199,7 @@ pub fn spec_for(t: &TargetSettings) -> ProbeSpec {
         expires: 60,
         keep_binding: false,
         record_exchange: false,
+        request_template: Default::default(),
     }
 }
 
