@@ -663,6 +663,8 @@ mod virtual_time {
     /// One target running in a scheduler, and its reports.
     struct Run {
         _sched: Scheduler,
+        /// The node probed, kept bound for the run.
+        _node: Option<std::net::UdpSocket>,
         rx: mpsc::Receiver<SchedulerMsg>,
         /// `epoch + phase`: the target's ticks are this plus whole intervals.
         grid0: Instant,
@@ -679,6 +681,7 @@ mod virtual_time {
         sched.apply(&[t]);
         Run {
             _sched: sched,
+            _node: None,
             rx,
             grid0,
             interval,
@@ -712,23 +715,39 @@ mod virtual_time {
         }
     }
 
+    /// A silent node probed every `interval` with `timeout`: the run, its first report and tick.
+    async fn first_tick(interval: &str, timeout: &str) -> (Run, ProbeReport, u128) {
+        let node = silent_node();
+        let mut run = start(target(&node, interval, timeout)).await;
+        run._node = Some(node);
+        let first = run.report().await;
+        assert_eq!(first.outcome.result, ResultKind::Timeout);
+        let k0 = run.tick(first.scheduled);
+        (run, first, k0)
+    }
+
+    impl Run {
+        /// The next reports are of ticks `ticks`, each started on time and timed out.
+        async fn expect_ticks(&mut self, ticks: std::ops::Range<u128>, why: &str) {
+            for k in ticks {
+                let r = self.report().await;
+                assert_eq!(r.outcome.result, ResultKind::Timeout);
+                assert_eq!(self.tick(r.scheduled), k, "{why}");
+                assert_eq!(r.lateness, Duration::ZERO, "tick {k} started late");
+            }
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn ticks_land_on_the_interval_grid_every_interval() {
-        let node = silent_node();
-        let mut run = start(target(&node, "1s", "300ms")).await;
-        let first = run.report().await;
-        let k0 = run.tick(first.scheduled);
+        let (mut run, first, k0) = first_tick("1s", "300ms").await;
         assert!(
             k0 <= 1,
             "the first tick is the first grid instant, not tick {k0}"
         );
         assert_eq!(first.lateness, Duration::ZERO);
-        for k in k0 + 1..k0 + 6 {
-            let r = run.report().await;
-            assert_eq!(run.tick(r.scheduled), k, "ticks follow each other");
-            assert_eq!(r.lateness, Duration::ZERO, "tick {k} started late");
-            assert_eq!(r.outcome.result, ResultKind::Timeout);
-        }
+        run.expect_ticks(k0 + 1..k0 + 6, "ticks follow each other")
+            .await;
     }
 
     /// The detection-time rule: a probe of a dead node runs to its timeout (here the whole
@@ -736,21 +755,12 @@ mod virtual_time {
     /// and is down `fail_threshold x interval + timeout` after it died at the latest.
     #[tokio::test(start_paused = true)]
     async fn a_probe_running_to_its_timeout_does_not_skip_the_next_tick() {
-        let node = silent_node();
-        let mut run = start(target(&node, "1s", "1s")).await;
-        let first = run.report().await;
-        assert_eq!(first.outcome.result, ResultKind::Timeout);
-        let k0 = run.tick(first.scheduled);
-        for k in k0 + 1..k0 + 5 {
-            let r = run.report().await;
-            assert_eq!(r.outcome.result, ResultKind::Timeout);
-            assert_eq!(
-                run.tick(r.scheduled),
-                k,
-                "a tick was skipped while the previous probe ran to its timeout"
-            );
-            assert_eq!(r.lateness, Duration::ZERO, "tick {k} started late");
-        }
+        let (mut run, _, k0) = first_tick("1s", "1s").await;
+        run.expect_ticks(
+            k0 + 1..k0 + 5,
+            "a tick was skipped while the previous probe ran to its timeout",
+        )
+        .await;
     }
 
     /// A tick that comes late (the thread was held up past it) still runs, once, with its
@@ -758,10 +768,7 @@ mod virtual_time {
     /// one is back on the grid.
     #[tokio::test(start_paused = true)]
     async fn a_late_tick_runs_once_and_the_missed_ones_are_skipped() {
-        let node = silent_node();
-        let mut run = start(target(&node, "1s", "300ms")).await;
-        let first = run.report().await;
-        let k0 = run.tick(first.scheduled);
+        let (mut run, first, k0) = first_tick("1s", "300ms").await;
         // The report came at the probe's timeout, 300 ms after its tick: jump 2.5 s at once,
         // past ticks k0+1 and k0+2.
         assert_eq!(Instant::now() - first.scheduled, Duration::from_millis(300));
