@@ -12,6 +12,7 @@
    20 clients load pages back to back for --load seconds (default 30).
 
 Usage: bench/daemon_scale.py [--n1 2000] [--n2 10000] [--duration 60] [--duration2 60] [--load 30]
+       [--skip1 | --skip2] [--binary PATH]
 Needs: kamailio, sipp (tests/install-deps.sh); builds sipwatch in release mode (honours
 CARGO_TARGET_DIR).
 """
@@ -259,6 +260,7 @@ def main():
     ap.add_argument("--load", type=int, default=30)
     ap.add_argument("--binary", help="use this sipwatch binary instead of building one")
     ap.add_argument("--skip1", action="store_true", help="only part 2")
+    ap.add_argument("--skip2", action="store_true", help="only part 1")
     args = ap.parse_args()
     if args.binary:
         binary = args.binary
@@ -276,6 +278,9 @@ def main():
         # Part 1: N1 targets at 1 s, and SIPp at the same rate next to it, same window.
         if not args.skip1:
             out.extend(part1(args, binary, work, kport))
+        if args.skip2:
+            print("\n".join(out))
+            return
         # Part 2: N2 targets at 10 s.
         small = max(1, args.n2 // 10)
         rss_small = memory_run(binary, work, kport, small, 25)

@@ -217,6 +217,7 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<i32> {
             expires: args.expires,
             keep_binding: args.keep_binding,
             record_exchange: args.verbose,
+            request_template: Default::default(),
         })
         .collect();
 

@@ -12,7 +12,7 @@ use crate::digest::{self, Credentials};
 use crate::locate::{Destination, Locator};
 use crate::message::{
     self, build_request, contact_uri, parse_response, same_contact, AuthHeader, Method,
-    RequestSpec, ResponseHead, TargetUri, Transport,
+    RequestSpec, RequestTemplate, ResponseHead, TargetUri, Transport,
 };
 use crate::outcome::{ExchangedMessage, Policy, ProbeOutcome, ResultKind, Status, Verdict};
 use crate::transaction::{
@@ -41,6 +41,36 @@ pub struct ProbeSpec {
     pub keep_binding: bool,
     /// Keep the messages exchanged for `--verbose`.
     pub record_exchange: bool,
+    /// OPTIONS: the request rendered last, reused with new identifiers (a clone starts empty).
+    pub request_template: TemplateCache,
+}
+
+/// The [`RequestTemplate`] of a spec's OPTIONS requests, learnt from the first one rendered.
+#[derive(Default)]
+pub struct TemplateCache(std::sync::Mutex<Option<RequestTemplate>>);
+
+impl TemplateCache {
+    fn render(&self, req: &RequestSpec) -> Option<Vec<u8>> {
+        self.0.lock().ok()?.as_ref()?.render(req)
+    }
+
+    fn learn(&self, req: &RequestSpec, text: &str) {
+        if let Ok(mut t) = self.0.lock() {
+            *t = RequestTemplate::learn(req, text);
+        }
+    }
+}
+
+impl Clone for TemplateCache {
+    fn clone(&self) -> Self {
+        TemplateCache::default()
+    }
+}
+
+impl std::fmt::Debug for TemplateCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TemplateCache")
+    }
 }
 
 impl ProbeSpec {
@@ -59,6 +89,7 @@ impl ProbeSpec {
             expires: 60,
             keep_binding: false,
             record_exchange: false,
+            request_template: TemplateCache::default(),
         }
     }
 }
@@ -156,7 +187,7 @@ impl Prober {
         conn: &mut W,
         mut o: ProbeOutcome,
     ) -> ProbeOutcome {
-        let clock = Instant::now();
+        let clock = clock_now();
         o.started_at = unix_now();
         let mut run = Exchange {
             conn: &mut *conn,
@@ -199,6 +230,16 @@ impl Prober {
         o.result = verdict.result;
         o
     }
+}
+
+/// Room reserved for a rendered request: an OPTIONS ping is 350 to 500 bytes.
+const REQUEST_CAPACITY: usize = 768;
+
+/// The transactions' clock: tokio's, as a std `Instant`. On a running runtime it is
+/// `Instant::now()`; under a paused test clock it follows virtual time, so Timer F, the
+/// retransmissions and the RTT do too (the daemon's scheduler is tested that way).
+fn clock_now() -> Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 /// An outcome with nothing observed yet, for [`Prober::probe_on`].
@@ -507,8 +548,11 @@ impl<W: Wire> Exchange<'_, W> {
         }
     }
 
-    fn log(&mut self, sent: bool, text: String) {
+    /// Keeps a copy of a message sent or received when the spec asks for the exchange (text made
+    /// only then: a probe of the daemon records nothing and copies nothing).
+    fn log(&mut self, sent: bool, bytes: &[u8]) {
         if self.spec.record_exchange {
+            let text = String::from_utf8_lossy(bytes).into_owned();
             self.outcome.exchange.push(ExchangedMessage {
                 sent,
                 peer: self.conn.peer_addr().to_string(),
@@ -520,11 +564,25 @@ impl<W: Wire> Exchange<'_, W> {
 
     /// Runs one client transaction to its end.
     async fn transact(&mut self, req: &RequestSpec) -> TxEnd {
-        let request = match build_request(req) {
-            Ok(r) => r,
-            Err(e) => return TxEnd::Transport(format!("cannot build the request: {e}")),
+        // An OPTIONS ping is the same request every time but for its identifiers: after the
+        // first, a copy of the rendering with the new ones written in (see `RequestTemplate`).
+        let bytes = match self.spec.request_template.render(req) {
+            Some(b) => bytes::Bytes::from(b),
+            None => {
+                let request = match build_request(req) {
+                    Ok(r) => r,
+                    Err(e) => return TxEnd::Transport(format!("cannot build the request: {e}")),
+                };
+                // Rendered into room for a whole OPTIONS request at once (`to_string` grew the
+                // text by doubling). Below 1 KB, glibc's small-chunk size.
+                let mut text = String::with_capacity(REQUEST_CAPACITY);
+                let _ = std::fmt::Write::write_fmt(&mut text, format_args!("{request}"));
+                if req.method == Method::Options {
+                    self.spec.request_template.learn(req, &text);
+                }
+                bytes::Bytes::from(text)
+            }
         };
-        let bytes = bytes::Bytes::from(request.to_string());
         self.conn.expect_branch(&req.branch);
         let key = TransactionKey {
             branch: req.branch.clone(),
@@ -537,7 +595,7 @@ impl<W: Wire> Exchange<'_, W> {
         } else {
             Reliability::Unreliable
         };
-        let start = Instant::now();
+        let start = clock_now();
         let mut tx: ClientTransaction<ResponseHead> =
             ClientTransaction::new(key, bytes, reliability, self.spec.timers, start);
         let mut first_send: Option<Instant> = None;
@@ -545,11 +603,11 @@ impl<W: Wire> Exchange<'_, W> {
         let mut garbage_count = 0u32;
         loop {
             while let Some(out) = tx.poll_transmit() {
-                let now = Instant::now();
+                let now = clock_now();
                 first_send.get_or_insert(now);
-                self.log(true, String::from_utf8_lossy(&out).into_owned());
+                self.log(true, &out);
                 if let Err(e) = self.conn.send(&out).await {
-                    tx.handle_transport_error(Instant::now(), e.to_string());
+                    tx.handle_transport_error(clock_now(), e.to_string());
                 }
             }
             while let Some(event) = tx.poll_event() {
@@ -590,10 +648,10 @@ impl<W: Wire> Exchange<'_, W> {
             };
             tokio::select! {
                 received = self.conn.recv() => {
-                    let now = Instant::now();
+                    let now = clock_now();
                     match received {
                         Ok(bytes) => {
-                            self.log(false, String::from_utf8_lossy(&bytes).into_owned());
+                            self.log(false, &bytes);
                             match parse_response(&bytes) {
                                 Ok(head) => {
                                     let rkey = ResponseKey {
@@ -620,7 +678,7 @@ impl<W: Wire> Exchange<'_, W> {
                     }
                 }
                 _ = tokio::time::sleep_until(deadline.into()) => {
-                    tx.handle_timeout(Instant::now());
+                    tx.handle_timeout(clock_now());
                 }
             }
         }

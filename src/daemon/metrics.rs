@@ -21,7 +21,7 @@
 //! This module only records and encodes; it decides nothing about states (that is the state
 //! board's job) and holds no clock.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
 
@@ -99,6 +99,13 @@ struct StateLabels {
 
 type F64Gauge = Gauge<f64, AtomicU64>;
 
+/// A target's per-probe series, kept once created (clones share the series' storage).
+#[derive(Default)]
+struct TargetHandles {
+    results: Vec<(Box<str>, Counter)>,
+    duration: Option<Histogram>,
+}
+
 fn probe_duration_histogram() -> Histogram {
     Histogram::new(PROBE_DURATION_BUCKETS)
 }
@@ -116,8 +123,9 @@ pub struct Metrics {
     lateness: Histogram,
     targets: Gauge,
     nodes: Family<StateLabels, Gauge>,
-    /// `result` label values seen per target, so `remove_target` can drop every series.
-    results_seen: Mutex<BTreeMap<String, BTreeSet<String>>>,
+    /// Per target, the handles of its `sipwatch_probes_total` series (one per `result` seen, so
+    /// `remove_target` can drop every series) and of its duration histogram.
+    handles: Mutex<HashMap<Box<str>, TargetHandles>>,
     node_up: Family<TargetNodeLabels, Gauge>,
     /// Nodes with a `sipwatch_node_up` series, per target (nodes come and go with DNS).
     nodes_seen: Mutex<BTreeMap<String, BTreeSet<String>>>,
@@ -231,7 +239,7 @@ impl Metrics {
             lateness,
             targets,
             nodes,
-            results_seen: Mutex::new(BTreeMap::new()),
+            handles: Mutex::new(HashMap::new()),
             node_up,
             nodes_seen: Mutex::new(BTreeMap::new()),
             cert_not_after,
@@ -243,22 +251,39 @@ impl Metrics {
 
     /// A probe of `target` finished with `result` (`ok`, `timeout`, ...). `rtt_secs` is the round
     /// trip when the node answered; unanswered probes only count.
+    ///
+    /// Called once per probe: the target's counter and histogram handles are kept after their
+    /// first use, so a probe costs one lookup by `&str` and no allocation (building the owned
+    /// label sets per probe was a measurable share of the daemon's CPU).
     pub fn probe_finished(&self, target: &str, result: &str, rtt_secs: Option<f64>) {
-        self.probes
-            .get_or_create(&TargetResultLabels {
-                target: target.to_owned(),
-                result: result.to_owned(),
-            })
-            .inc();
-        if let Ok(mut seen) = self.results_seen.lock() {
-            seen.entry(target.to_owned())
-                .or_default()
-                .insert(result.to_owned());
+        let Ok(mut handles) = self.handles.lock() else {
+            return;
+        };
+        if !handles.contains_key(target) {
+            handles.insert(target.into(), TargetHandles::default());
+        }
+        let Some(h) = handles.get_mut(target) else {
+            return;
+        };
+        match h.results.iter().find(|(r, _)| &**r == result) {
+            Some((_, counter)) => {
+                counter.inc();
+            }
+            None => {
+                let counter = self.probes.get_or_create_owned(&TargetResultLabels {
+                    target: target.to_owned(),
+                    result: result.to_owned(),
+                });
+                counter.inc();
+                h.results.push((result.into(), counter));
+            }
         }
         if let Some(rtt) = rtt_secs.filter(|r| r.is_finite() && *r >= 0.0) {
-            self.probe_duration
-                .get_or_create(&TargetLabels {
-                    target: target.to_owned(),
+            h.duration
+                .get_or_insert_with(|| {
+                    self.probe_duration.get_or_create_owned(&TargetLabels {
+                        target: target.to_owned(),
+                    })
                 })
                 .observe(rtt);
         }
@@ -384,16 +409,16 @@ impl Metrics {
         if let Ok(mut seen) = self.nodes_seen.lock() {
             seen.remove(target);
         }
-        let results = self
-            .results_seen
+        let handles = self
+            .handles
             .lock()
             .ok()
-            .and_then(|mut seen| seen.remove(target))
+            .and_then(|mut h| h.remove(target))
             .unwrap_or_default();
-        for result in results {
+        for (result, _) in handles.results {
             self.probes.remove(&TargetResultLabels {
                 target: target.to_owned(),
-                result,
+                result: result.into(),
             });
         }
     }

@@ -61,6 +61,8 @@ pub struct ProbeReport {
     pub outcome: ProbeOutcome,
     /// How long after its scheduled instant the probe actually started.
     pub lateness: Duration,
+    /// The tick this probe belongs to (on the target's grid `epoch + phase + k x interval`).
+    pub scheduled: Instant,
 }
 
 /// Shared by every worker.
@@ -197,6 +199,7 @@ pub fn spec_for(t: &TargetSettings) -> ProbeSpec {
         expires: 60,
         keep_binding: false,
         record_exchange: false,
+        request_template: Default::default(),
     }
 }
 
@@ -519,6 +522,7 @@ async fn probe_node(
         node,
         outcome,
         lateness,
+        scheduled,
     });
     done
 }
@@ -533,7 +537,9 @@ async fn probe_on_path(
     slot_ip: &mut Option<IpAddr>,
     slot_conn: &mut Option<Box<Connection>>,
 ) -> ProbeOutcome {
-    let blank = blank_outcome(spec, dest.transport, Some(dest));
+    // Without `remote` and `located_by`: the daemon names the node itself (`ProbeReport::node`)
+    // and never reads them, and spelling a socket address per probe is not free.
+    let blank = blank_outcome(spec, dest.transport, None);
     match dest.transport {
         Transport::Udp => {
             let local_ip = match *slot_ip {
@@ -625,5 +631,157 @@ mod tests {
             "{buckets:?}"
         );
         assert_eq!(phase("edge-1", interval), phase("edge-1", interval));
+    }
+}
+
+/// The scheduler's ticks under tokio's paused clock: time moves only when every task waits, and
+/// then jumps straight to the next timer, so every instant below is exact (no margins).
+#[cfg(test)]
+mod virtual_time {
+    use super::*;
+    use crate::daemon::config::DaemonConfig;
+    use std::path::Path;
+
+    /// A node that never answers: the port is bound (so no ICMP error) and never read.
+    fn silent_node() -> std::net::UdpSocket {
+        std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a loopback UDP port")
+    }
+
+    fn target(node: &std::net::UdpSocket, interval: &str, timeout: &str) -> TargetSettings {
+        let port = node.local_addr().expect("bound").port();
+        let src = format!(
+            "[http]\nlisten = \"127.0.0.1:9\"\n[store]\npath = \"unused.db\"\n\
+             [[target]]\nname = \"t\"\nuri = \"sip:probe@127.0.0.1:{port}\"\n\
+             interval = \"{interval}\"\ntimeout = \"{timeout}\"\n"
+        );
+        DaemonConfig::from_source(Path::new("sipwatch.toml"), &src)
+            .expect("a valid config")
+            .targets
+            .remove(0)
+    }
+
+    /// One target running in a scheduler, and its reports.
+    struct Run {
+        _sched: Scheduler,
+        /// The node probed, kept bound for the run.
+        _node: Option<std::net::UdpSocket>,
+        rx: mpsc::Receiver<SchedulerMsg>,
+        /// `epoch + phase`: the target's ticks are this plus whole intervals.
+        grid0: Instant,
+        interval: Duration,
+    }
+
+    async fn start(t: TargetSettings) -> Run {
+        let (tx, rx) = mpsc::channel(64);
+        let mut sched = Scheduler::new(1, 16, tx)
+            .await
+            .expect("the scheduler starts");
+        let grid0 = sched.shared.epoch + phase(&t.name, t.interval);
+        let interval = t.interval;
+        sched.apply(&[t]);
+        Run {
+            _sched: sched,
+            _node: None,
+            rx,
+            grid0,
+            interval,
+        }
+    }
+
+    impl Run {
+        /// The next probe report (node lists skipped).
+        async fn report(&mut self) -> ProbeReport {
+            loop {
+                match self.rx.recv().await.expect("the scheduler is running") {
+                    SchedulerMsg::Probe(r) => return *r,
+                    SchedulerMsg::Nodes { .. } => {}
+                    other => panic!("unexpected message {other:?}"),
+                }
+            }
+        }
+
+        /// Which tick of the target's grid `at` is; fails when `at` is off the grid.
+        fn tick(&self, at: Instant) -> u128 {
+            let off = at
+                .checked_duration_since(self.grid0)
+                .expect("a tick before the target's first grid instant");
+            assert_eq!(
+                off.as_nanos() % self.interval.as_nanos(),
+                0,
+                "a tick {off:?} after the grid's start is off the {:?} grid",
+                self.interval
+            );
+            off.as_nanos() / self.interval.as_nanos()
+        }
+    }
+
+    /// A silent node probed every `interval` with `timeout`: the run, its first report and tick.
+    async fn first_tick(interval: &str, timeout: &str) -> (Run, ProbeReport, u128) {
+        let node = silent_node();
+        let mut run = start(target(&node, interval, timeout)).await;
+        run._node = Some(node);
+        let first = run.report().await;
+        assert_eq!(first.outcome.result, ResultKind::Timeout);
+        let k0 = run.tick(first.scheduled);
+        (run, first, k0)
+    }
+
+    impl Run {
+        /// The next reports are of ticks `ticks`, each started on time and timed out.
+        async fn expect_ticks(&mut self, ticks: std::ops::Range<u128>, why: &str) {
+            for k in ticks {
+                let r = self.report().await;
+                assert_eq!(r.outcome.result, ResultKind::Timeout);
+                assert_eq!(self.tick(r.scheduled), k, "{why}");
+                assert_eq!(r.lateness, Duration::ZERO, "tick {k} started late");
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ticks_land_on_the_interval_grid_every_interval() {
+        let (mut run, first, k0) = first_tick("1s", "300ms").await;
+        assert!(
+            k0 <= 1,
+            "the first tick is the first grid instant, not tick {k0}"
+        );
+        assert_eq!(first.lateness, Duration::ZERO);
+        run.expect_ticks(k0 + 1..k0 + 6, "ticks follow each other")
+            .await;
+    }
+
+    /// The detection-time rule: a probe of a dead node runs to its timeout (here the whole
+    /// interval), and the next tick still starts on time, so a dead node is probed every interval
+    /// and is down `fail_threshold x interval + timeout` after it died at the latest.
+    #[tokio::test(start_paused = true)]
+    async fn a_probe_running_to_its_timeout_does_not_skip_the_next_tick() {
+        let (mut run, _, k0) = first_tick("1s", "1s").await;
+        run.expect_ticks(
+            k0 + 1..k0 + 5,
+            "a tick was skipped while the previous probe ran to its timeout",
+        )
+        .await;
+    }
+
+    /// A tick that comes late (the thread was held up past it) still runs, once, with its
+    /// lateness reported; the ticks missed meanwhile are skipped, not bunched up, and the next
+    /// one is back on the grid.
+    #[tokio::test(start_paused = true)]
+    async fn a_late_tick_runs_once_and_the_missed_ones_are_skipped() {
+        let (mut run, first, k0) = first_tick("1s", "300ms").await;
+        // The report came at the probe's timeout, 300 ms after its tick: jump 2.5 s at once,
+        // past ticks k0+1 and k0+2.
+        assert_eq!(Instant::now() - first.scheduled, Duration::from_millis(300));
+        tokio::time::advance(Duration::from_millis(2500)).await;
+        let late = run.report().await;
+        assert_eq!(run.tick(late.scheduled), k0 + 1, "the late tick runs");
+        assert_eq!(late.lateness, Duration::from_millis(1800));
+        let next = run.report().await;
+        assert_eq!(
+            run.tick(next.scheduled),
+            k0 + 3,
+            "tick k0+2, already past when the late one ran, is skipped and the next is on the grid"
+        );
+        assert_eq!(next.lateness, Duration::ZERO);
     }
 }
