@@ -4,12 +4,12 @@
 //! public and must not be renamed. [`Policy`] turns a raw observation (a final code, an RTT, a
 //! certificate's age) into a [`Status`] and a [`ResultKind`]. Pure: no I/O, no clock.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::message::{Method, Transport};
 
 /// Nagios plugin status. Ordered so that the worst one is the maximum.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Ok,
@@ -46,7 +46,7 @@ impl Status {
 }
 
 /// Why the status is what it is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ResultKind {
     /// A final answer that proves the node alive and well.

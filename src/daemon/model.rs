@@ -43,10 +43,8 @@ impl NodeState {
 pub struct Observation {
     pub at: UnixTime,
     /// The probe's [`Status`]: `ok`, `warning`, `critical`, `unknown` in JSON and the store.
-    #[serde(with = "StatusDef")]
     pub status: Status,
     /// The probe's [`ResultKind`]: `ok`, `timeout`, `transport_error`, ... in JSON and the store.
-    #[serde(with = "ResultKindDef")]
     pub result: ResultKind,
     pub code: Option<u16>,
     pub rtt_ms: Option<f64>,
@@ -65,34 +63,6 @@ impl Observation {
     pub fn is_failure(&self) -> bool {
         !self.is_ok() && !self.is_warning()
     }
-}
-
-// The probe crate's enums serialize (`probe --json`) but do not deserialize; the daemon reads
-// observations back from its store. These mirrors give them the same names both ways: serde's
-// remote derive matches every variant, so a variant added to the probe crate fails to compile
-// here instead of being stored under a wrong name.
-#[derive(Serialize, Deserialize)]
-#[serde(remote = "Status", rename_all = "lowercase")]
-enum StatusDef {
-    Ok,
-    Warning,
-    Unknown,
-    Critical,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(remote = "ResultKind", rename_all = "snake_case")]
-enum ResultKindDef {
-    Ok,
-    Timeout,
-    AuthFailed,
-    ErrorResponse,
-    TransportError,
-    DnsError,
-    Slow,
-    CertProblem,
-    BindingMissing,
-    BadResponse,
 }
 
 /// A node changed state (after hysteresis). `notify` is false when alerts are held (flapping,

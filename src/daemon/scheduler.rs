@@ -11,7 +11,7 @@
 //! that comes too late because the runtime was starved is skipped, not bunched up. Results go to
 //! the state task over a bounded channel.
 //!
-//! Not here: deciding what a result means (state.rs) or keeping it (store.rs).
+//! Not here: deciding what a result means (`state/`) or keeping it (store.rs).
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
