@@ -10,7 +10,7 @@
 //! - [`daemon`]: the prober daemon (`sipwatch run`): scheduler, board, store, HTTP, paging.
 //! - [`agent`]: the node agent (`sipwatch agent`): finds services, samples their gauges (one file
 //!   per gauge kind), runs the leak detector, reports to the daemon.
-//! - [`watchdog`]: the agent's restart watchdog (policy, executor, audit, `sipwatch restart`).
+//!   Its restart watchdog (policy, executor, audit, `sipwatch restart`) is `agent::watchdog`.
 //!
 //! Shared pieces, leaves that import nothing above them:
 //! - [`leak`]: the online leak detector (pure: samples in, verdicts out).
@@ -36,4 +36,3 @@ pub mod manual;
 pub mod metrics_text;
 pub mod notify;
 pub mod probe_cmd;
-pub mod watchdog;

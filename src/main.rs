@@ -41,7 +41,7 @@ enum Command {
     /// The restart watchdog: `plan` shows what it would do; `now`, `pause`, `resume` command it.
     Restart {
         #[command(subcommand)]
-        command: sipwatch::watchdog::commands::RestartCommand,
+        command: sipwatch::agent::watchdog::commands::RestartCommand,
     },
     /// Silence alerts in the running daemon for a while (add, list, expire).
     Silence {
@@ -220,7 +220,7 @@ fn main() {
                     EXIT_CONFIG
                 }
             },
-            Command::Restart { command } => sipwatch::watchdog::commands::run(command).await,
+            Command::Restart { command } => sipwatch::agent::watchdog::commands::run(command).await,
             Command::CheckConfig { file } => check_config(&file),
             Command::Generate { what } => match sipwatch::manual::run(Cli::command(), &what) {
                 Ok(()) => 0,

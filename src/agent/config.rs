@@ -84,7 +84,7 @@ pub struct ServiceConfig {
     /// The gauges sampled and fed to the leak detector.
     pub gauges: Vec<GaugeConfig>,
     /// `[service.restart]`: the watchdog's policy (none: never restarted by sipwatch).
-    pub restart: Option<crate::watchdog::config::RestartConfig>,
+    pub restart: Option<crate::agent::watchdog::config::RestartConfig>,
 }
 
 /// How the processes of a service are found.
@@ -174,7 +174,7 @@ struct RawService {
     leak: DetectorConfig,
     #[serde(default)]
     gauge: Vec<Spanned<RawGauge>>,
-    restart: Option<Spanned<crate::watchdog::config::RawRestart>>,
+    restart: Option<Spanned<crate::agent::watchdog::config::RawRestart>>,
 }
 
 // ---- validation ----
@@ -487,7 +487,7 @@ fn validate_service(
         };
         let names: Vec<String> = gauges.iter().map(|g| g.name.clone()).collect();
         let mut errors = Vec::new();
-        let checked = crate::watchdog::config::validate(
+        let checked = crate::agent::watchdog::config::validate(
             r.into_inner(),
             span,
             &name,

@@ -88,7 +88,7 @@ pub struct DecisionLabels {
     pub decision: String,
 }
 
-/// The watchdog's metrics (registered with the agent's; fed by `crate::watchdog::task`).
+/// The watchdog's metrics (registered with the agent's; fed by `crate::agent::watchdog::task`).
 #[derive(Clone, Default)]
 pub struct WatchdogMetrics {
     /// `sipwatch_restart_decisions_total{service,decision}`.

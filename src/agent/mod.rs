@@ -12,10 +12,13 @@
 //! - [`history`]: gauge history on disk, replayed at start; [`gauge`]: sample -> limit -> history ->
 //!   detector -> events; [`service`]: one service's tick.
 //! - [`events`]: what alerting is told; [`alert_rules`]: which events page someone, with which
-//!   key; [`report`]: what the API serves; [`metrics`]: Prometheus (the watchdog's too).
+//!   key; [`report`]: what the API serves; [`summary`]: what the daemon is sent; [`metrics`]: Prometheus (the watchdog's too).
 //! - [`clock`]: Unix seconds now; [`shared`]: what the tasks and the endpoints share; [`http`]:
 //!   the endpoints; [`runtime`]: tasks, listener, shutdown; [`uplink`]: alerts and reports to
 //!   the daemon or to the agent's own receivers.
+//! - [`watchdog`]: the restart watchdog the agent runs (policy, executor, audit, `sipwatch
+//!   restart`), a folder of its own; its `config` and `audit` are leaves that [`config`] and
+//!   [`report`] read, the rest builds on the agent's files above.
 //!
 //! For the binary: [`check_config`] and [`run`]; to receive events, [`Agent::bind`] with a channel,
 //! then [`Agent::run`].
@@ -39,8 +42,10 @@ pub mod sampler;
 pub mod samplers;
 pub mod service;
 pub mod shared;
+pub mod summary;
 pub mod units;
 pub mod uplink;
+pub mod watchdog;
 
 use std::path::Path;
 

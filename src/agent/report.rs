@@ -13,7 +13,7 @@ pub struct Report {
     pub generated_at: f64,
     pub services: Vec<ServiceReport>,
     /// The restart watchdog's newest decisions (all of them at `GET /api/v1/restarts`).
-    pub restarts: Vec<crate::watchdog::audit::RestartRecord>,
+    pub restarts: Vec<crate::agent::watchdog::audit::RestartRecord>,
 }
 
 /// Who reports.

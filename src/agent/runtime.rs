@@ -80,7 +80,9 @@ impl Agent {
             .unwrap_or_default();
         let shared = Arc::new(Shared {
             metrics,
-            audit: Arc::new(crate::watchdog::audit::AuditLog::open(&config.state_dir)),
+            audit: Arc::new(crate::agent::watchdog::audit::AuditLog::open(
+                &config.state_dir,
+            )),
             progress: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             services: RwLock::new(
                 config
@@ -260,7 +262,7 @@ fn spawn_watchdogs(
 ) {
     let host = shared.info.host.clone();
     let leases = config.daemon.as_ref().and_then(|link| {
-        crate::watchdog::leases::LeaseClient::new(link, &host)
+        crate::agent::watchdog::leases::LeaseClient::new(link, &host)
             .map_err(|e| tracing::error!(error = %e, "cannot build the lease client"))
             .ok()
     });
@@ -269,7 +271,7 @@ fn spawn_watchdogs(
             continue;
         };
         let view_shared = shared.clone();
-        let task = crate::watchdog::task::WatchdogTask {
+        let task = crate::agent::watchdog::task::WatchdogTask {
             service: service.name.clone(),
             place: restart.target.clone().unwrap_or_else(|| host.clone()),
             config: restart,

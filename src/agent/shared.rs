@@ -12,7 +12,7 @@ use super::report::{AgentInfo, Report, ServiceReport};
 pub struct Shared {
     pub metrics: AgentMetrics,
     /// The restart watchdog's decisions (`GET /api/v1/restarts`).
-    pub audit: Arc<crate::watchdog::audit::AuditLog>,
+    pub audit: Arc<crate::agent::watchdog::audit::AuditLog>,
     /// Bumped by every service and watchdog loop turn (the systemd watchdog feeds on progress).
     pub progress: Arc<std::sync::atomic::AtomicU64>,
     pub(super) services: RwLock<Vec<ServiceReport>>,

@@ -20,7 +20,7 @@ use super::config::{AgentConfig, DaemonLink};
 use super::events::AgentEvent;
 use super::report::Report;
 use super::runtime::ReportHandle;
-use crate::daemon::model::{AgentSummary, GaugeSummary, ServiceSummary};
+use super::summary::{AgentSummary, GaugeSummary, ServiceSummary};
 use crate::leak::VerdictState;
 
 /// Delivers alerts to a `sipwatch run` daemon (`POST /api/v1/agents/alert`, bearer token).

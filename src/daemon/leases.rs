@@ -13,12 +13,12 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::watchdog::leases::{Lease, Refusal};
+use crate::agent::watchdog::leases::{Lease, Refusal};
 
 /// What an agent asks of the book (through the state task).
 #[derive(Debug)]
 pub enum LeaseOp {
-    Acquire(crate::watchdog::leases::LeaseRequest),
+    Acquire(crate::agent::watchdog::leases::LeaseRequest),
     Renew { id: String, ttl_seconds: f64 },
     Release { id: String },
 }

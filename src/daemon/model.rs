@@ -286,43 +286,8 @@ pub struct AlertStateView {
     pub by: Option<String>,
 }
 
-/// What a node agent last reported about its host (`POST /api/v1/agents/report`), shown on the
-/// status page as the node's memory health.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct AgentSummary {
-    pub host: String,
-    /// When the daemon received it (its own clock).
-    #[serde(default)]
-    pub received_at: UnixTime,
-    pub services: Vec<ServiceSummary>,
-    /// The restart watchdog's newest decisions on this host (newest first).
-    #[serde(default)]
-    pub restarts: Vec<crate::watchdog::audit::RestartRecord>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct ServiceSummary {
-    pub name: String,
-    pub up: bool,
-    pub processes: usize,
-    /// Summed PSS of the service's processes, bytes.
-    pub pss_bytes: Option<u64>,
-    pub restarts_observed: u64,
-    pub gauges: Vec<GaugeSummary>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct GaugeSummary {
-    pub name: String,
-    pub unit: String,
-    pub value: Option<f64>,
-    pub limit: Option<f64>,
-    /// `leak`, `no_leak`, `learning`, or empty when the gauge is not watched for leaks.
-    pub verdict: String,
-    pub slope_per_hour: Option<f64>,
-    pub eta_seconds: Option<f64>,
-    pub error: Option<String>,
-}
+/// What an agent posts (`POST /api/v1/agents/report`): the agent owns the format.
+pub use crate::agent::summary::{AgentSummary, GaugeSummary, ServiceSummary};
 
 #[cfg(test)]
 mod tests {

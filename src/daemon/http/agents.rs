@@ -173,7 +173,7 @@ async fn lease_op(
 
 pub(super) async fn lease_acquire(State(state): State<HttpState>, request: Request) -> Response {
     lease_op(&state, request, move |body| {
-        serde_json::from_slice::<crate::watchdog::leases::LeaseRequest>(body)
+        serde_json::from_slice::<crate::agent::watchdog::leases::LeaseRequest>(body)
             .map(crate::daemon::leases::LeaseOp::Acquire)
             .map_err(|e| {
                 format!(

@@ -651,7 +651,7 @@ fn render_agents(out: &mut String, agents: &[crate::daemon::model::AgentSummary]
 
 /// "Restarts": the watchdog decisions each agent last reported, newest first.
 fn render_restarts(out: &mut String, agents: &[crate::daemon::model::AgentSummary]) {
-    let mut rows: Vec<(&str, &crate::watchdog::audit::RestartRecord)> = agents
+    let mut rows: Vec<(&str, &crate::agent::watchdog::audit::RestartRecord)> = agents
         .iter()
         .flat_map(|a| a.restarts.iter().map(move |r| (a.host.as_str(), r)))
         .collect();

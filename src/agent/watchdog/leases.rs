@@ -1,6 +1,6 @@
 //! The agent's side of quorum leases: asks the daemon (`[daemon] url`, bearer token) for a restart
 //! lease on the target that stands for the service, keeps it renewed while the restart runs, and
-//! releases it after the verification passed. The daemon decides (`crate::daemon::leases`).
+//! releases it after the verification passed. The daemon decides (its `leases` module, behind `POST /api/v1/leases`).
 //!
 //! `POST /api/v1/leases` `{"target","holder","ttl_seconds"}` -> 200 `{"id","target","expires_at"}`
 //! or 409 `{"why","reason"}` (`why`: `quorum`, `lease`, `unknown_target`);

@@ -864,8 +864,8 @@ impl RestartPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::watchdog::config::{Cap, Condition, Method, VerifyConfig};
-    use crate::watchdog::schedule::{Schedule, Window, Windows};
+    use crate::agent::watchdog::config::{Cap, Condition, Method, VerifyConfig};
+    use crate::agent::watchdog::schedule::{Schedule, Window, Windows};
     use chrono_tz::Tz;
 
     fn at(s: &str) -> Unix {
