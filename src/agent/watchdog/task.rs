@@ -16,7 +16,7 @@ use super::audit::{self, AuditLog, RestartRecord};
 use super::config::RestartConfig;
 use super::executor::{Executed, Executor, ServiceView};
 use super::leases::LeaseClient;
-use super::policy::{DecisionKind, GaugeObs, Input, Manual, Output, RestartPolicy};
+use super::policy::{Decision, DecisionKind, GaugeObs, Input, Manual, Output, RestartPolicy};
 use crate::agent::clock::unix_now;
 use crate::agent::events::{AgentEvent, EventSink};
 use crate::agent::metrics::{DecisionLabels, RestartLabels, WatchdogMetrics};
@@ -98,6 +98,18 @@ async fn target_down(client: &reqwest::Client, url: &str, target: &str) -> Optio
 }
 
 impl WatchdogTask {
+    /// A decision of the policy that restarts nothing, into the audit.
+    fn record_decision(&self, now: f64, d: Decision) {
+        self.record(RestartRecord::decision(
+            &self.service,
+            now,
+            d.trigger,
+            d.decision,
+            &d.why,
+            d.summary,
+        ));
+    }
+
     fn record(&self, record: RestartRecord) {
         self.metrics
             .decisions
@@ -240,14 +252,7 @@ impl WatchdogTask {
                                 summary: d.summary.clone(),
                             });
                         }
-                        self.record(RestartRecord::decision(
-                            &self.service,
-                            now,
-                            d.trigger,
-                            d.decision,
-                            &d.why,
-                            d.summary,
-                        ));
+                        self.record_decision(now, d);
                     }
                     Output::Restart(order) => {
                         tracing::warn!(
@@ -306,14 +311,7 @@ impl WatchdogTask {
         }
         for output in outputs {
             if let Output::Record(d) = output {
-                self.record(RestartRecord::decision(
-                    &self.service,
-                    now,
-                    d.trigger,
-                    d.decision,
-                    &d.why,
-                    d.summary,
-                ));
+                self.record_decision(now, d);
             }
         }
         self.save(policy);
