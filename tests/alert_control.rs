@@ -826,7 +826,7 @@ fn an_unacknowledged_page_escalates_and_an_acknowledged_one_does_not() {
     let extra = format!(
         r#"[[alerting.route]]
 receivers = ["mail"]
-escalate = [{{ after = "8s", receivers = ["secondary"] }}]
+escalate = [{{ after = "20s", receivers = ["secondary"] }}]
 [[alerting.receiver]]
 kind = "email"
 name = "secondary"
@@ -885,14 +885,19 @@ timeout = "5s"
     let (status, _) = http(&s.listen, "POST", "/ack", None, &tampered);
     assert_eq!(status, 403);
 
-    let mails = wait_mails(&smtp, &d, "the escalation", 40, |m| {
+    let mails = wait_mails(&smtp, &d, "the escalation", 60, |m| {
         m.iter().any(|m| m.0.starts_with("[ESCALATED]"))
     });
     let escalated: Vec<_> = mails
         .iter()
         .filter(|m| m.0.starts_with("[ESCALATED]"))
         .collect();
-    assert_eq!(escalated.len(), 1, "{mails:#?}");
+    assert_eq!(
+        escalated.len(),
+        1,
+        "{mails:#?}\ndaemon log:\n{}",
+        d.log_text()
+    );
     assert!(
         escalated[0]
             .0
