@@ -208,7 +208,7 @@ fn route_icmp_errors(
 
 /// One entry of the error queue: the length of the original datagram copied into `buf` and the
 /// errno of the ICMP error (ECONNREFUSED for port unreachable). None when the queue is empty.
-fn recv_error(socket: &UdpSocket, buf: &mut [u8]) -> Option<(usize, i32)> {
+pub fn recv_error(socket: &UdpSocket, buf: &mut [u8]) -> Option<(usize, i32)> {
     use std::os::fd::AsRawFd;
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr() as *mut libc::c_void,
@@ -276,10 +276,10 @@ pub fn top_via_branch(msg: &[u8]) -> Option<&str> {
 }
 
 /// How often a send is repeated when the socket reports another datagram's ICMP error.
-const SEND_RETRIES: u32 = 16;
+pub const SEND_RETRIES: u32 = 16;
 
 /// An error the kernel reports on a socket call for an earlier datagram's ICMP answer.
-fn is_async_icmp_error(e: &std::io::Error) -> bool {
+pub fn is_async_icmp_error(e: &std::io::Error) -> bool {
     matches!(
         e.raw_os_error(),
         Some(libc::ECONNREFUSED | libc::EHOSTUNREACH | libc::ENETUNREACH | libc::EHOSTDOWN)

@@ -8,6 +8,7 @@
 //! - [`locate`]: RFC 3263 server location (NAPTR, SRV, A/AAAA) with hickory-resolver.
 //! - [`outcome`]: what a probe found, its status and result, and the Nagios exit code.
 //! - [`endpoint`]: a UDP socket shared by many probes, answers routed by Via branch.
+//! - [`mmsg`]: batched `sendmmsg`/`recvmmsg` on one UDP socket (the daemon's UDP lane).
 //! - [`probe`]: runs one probe (OPTIONS ping or REGISTER) against every located address.
 //! - [`text`]: text from the network made safe to print (control characters escaped).
 //!
@@ -18,6 +19,7 @@ pub mod digest;
 pub mod endpoint;
 pub mod locate;
 pub mod message;
+pub mod mmsg;
 pub mod outcome;
 pub mod probe;
 pub mod text;

@@ -439,6 +439,34 @@ impl RequestTemplate {
         })
     }
 
+    /// Writes the request with these identifiers into `out` (cleared first); false, and `out`
+    /// left empty, when an identifier's length differs from the template's.
+    pub fn fill(&self, out: &mut Vec<u8>, branch: &str, from_tag: &str, call_id: &str) -> bool {
+        out.clear();
+        let ids = [
+            (self.branch, branch),
+            (self.tag, from_tag),
+            (self.call_id, call_id),
+        ];
+        if ids.iter().any(|((_, len), v)| v.len() != *len) {
+            return false;
+        }
+        out.extend_from_slice(&self.bytes);
+        for ((at, len), value) in ids {
+            out[at..at + len].copy_from_slice(value.as_bytes());
+        }
+        true
+    }
+
+    /// The rendered request's length in bytes.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
     /// The request for `spec` (of the spec the template was learnt from), when the socket and the
     /// identifiers' lengths are the same.
     pub fn render(&self, spec: &RequestSpec) -> Option<Vec<u8>> {
@@ -451,14 +479,8 @@ impl RequestTemplate {
         if !fits {
             return None;
         }
-        let mut out = self.bytes.clone();
-        for ((at, len), value) in [
-            (self.branch, &spec.branch),
-            (self.tag, &spec.from_tag),
-            (self.call_id, &spec.call_id),
-        ] {
-            out[at..at + len].copy_from_slice(value.as_bytes());
-        }
+        let mut out = Vec::with_capacity(self.bytes.len());
+        self.fill(&mut out, &spec.branch, &spec.from_tag, &spec.call_id);
         debug_assert!(
             build_request(spec).is_ok_and(|r| r.to_string().as_bytes() == out.as_slice()),
             "a request of this spec differs from its template in more than its identifiers"

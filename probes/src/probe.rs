@@ -232,6 +232,91 @@ impl Prober {
     }
 }
 
+/// The OPTIONS ping of `target` sent from `local` over `transport`, with fresh identifiers (RFC
+/// 3261 §11: To and From are the target's address of record, `sipwatch` when it names no user).
+/// The daemon's UDP lane builds its pings here too, so both send the very same request.
+pub fn options_request(
+    target: &TargetUri,
+    transport: Transport,
+    local: std::net::SocketAddr,
+    max_forwards: u8,
+) -> RequestSpec {
+    let aor = format!(
+        "{}:{}@{}",
+        if target.secure { "sips" } else { "sip" },
+        target.user.as_deref().unwrap_or("sipwatch"),
+        message::host_for_uri(&target.host)
+    );
+    RequestSpec {
+        method: Method::Options,
+        request_uri: target.request_uri(true),
+        aor,
+        transport,
+        local,
+        branch: message::new_branch(),
+        from_tag: message::new_tag(),
+        call_id: message::new_call_id(local.ip()),
+        cseq: 1,
+        max_forwards,
+        contact: None,
+        expires: None,
+        authorization: None,
+        user_agent: message::user_agent(),
+    }
+}
+
+/// Writes a final answer's code, reason, RTT and `Server` into `o`.
+pub fn record_final(o: &mut ProbeOutcome, head: &ResponseHead, rtt: Duration) {
+    o.code = Some(head.code);
+    o.reason.clone_from(&head.reason);
+    o.rtt_ms = Some(rtt.as_secs_f64() * 1e3);
+    if head.server.is_some() {
+        o.server.clone_from(&head.server);
+    }
+}
+
+/// An OPTIONS ping's final answer: recorded into `o`, and judged by its code and RTT.
+pub fn judge_options_final(
+    o: &mut ProbeOutcome,
+    policy: &Policy,
+    head: &ResponseHead,
+    rtt: Duration,
+) -> Verdict {
+    record_final(o, head, rtt);
+    let v = policy.judge_options(head.code);
+    policy.judge_rtt(v, rtt.as_secs_f64() * 1e3)
+}
+
+/// Why a probe timed out: Timer F, the retransmissions sent, and datagrams from elsewhere.
+pub fn timeout_reason(
+    peer: std::net::SocketAddr,
+    timer_f: Duration,
+    retransmissions: u32,
+    foreign: u32,
+) -> String {
+    let mut reason = format!(
+        "no final answer from {peer} within {timer_f:?} ({retransmissions} retransmissions)"
+    );
+    if foreign > 0 {
+        reason.push_str(&format!(
+            "; {foreign} datagram(s) from other addresses ignored"
+        ));
+    }
+    reason
+}
+
+/// Why a probe that heard only garbage failed (`bad_response`): how much, and the first error.
+pub fn garbage_reason(
+    peer: std::net::SocketAddr,
+    timer_f: Duration,
+    count: u32,
+    first: &str,
+) -> String {
+    format!(
+        "no valid answer from {peer} within {timer_f:?}: {count} unparseable response(s) dropped, first: {first}"
+    )
+}
+
 /// Room reserved for a rendered request: an OPTIONS ping is 350 to 500 bytes.
 const REQUEST_CAPACITY: usize = 768;
 
@@ -248,11 +333,21 @@ pub fn blank_outcome(
     transport: Transport,
     dest: Option<&Destination>,
 ) -> ProbeOutcome {
+    let mut o = nothing_observed(spec.method, transport);
+    o.target.clone_from(&spec.target.original);
+    o.remote = dest.map(|d| d.addr.to_string());
+    o.located_by = dest.map(|d| d.located_by.to_string());
+    o
+}
+
+/// An outcome with nothing observed and nothing named (no target, no remote), started now: the
+/// daemon names the node itself and never reads those.
+pub fn nothing_observed(method: Method, transport: Transport) -> ProbeOutcome {
     ProbeOutcome {
-        target: spec.target.original.clone(),
-        method: spec.method,
+        target: String::new(),
+        method,
         transport,
-        remote: dest.map(|d| d.addr.to_string()),
+        remote: None,
         status: Status::Unknown,
         result: ResultKind::TransportError,
         code: None,
@@ -265,7 +360,7 @@ pub fn blank_outcome(
         cert_not_after: None,
         mismatched_responses: 0,
         provisional: Vec::new(),
-        located_by: dest.map(|d| d.located_by.to_string()),
+        located_by: None,
         binding_confirmed: None,
         unregistered: None,
         started_at: unix_now(),
@@ -273,7 +368,8 @@ pub fn blank_outcome(
     }
 }
 
-fn unix_now() -> f64 {
+/// Now, in Unix seconds (0 if the clock is before 1970).
+pub fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
@@ -329,33 +425,15 @@ impl<W: Wire> Exchange<'_, W> {
     }
 
     async fn options(&mut self) -> Verdict {
-        let ids = Ids {
-            call_id: message::new_call_id(self.conn.local_addr().ip()),
-            from_tag: message::new_tag(),
-            cseq: 1,
-        };
-        let user = self
-            .spec
-            .target
-            .user
-            .clone()
-            .unwrap_or_else(|| "sipwatch".into());
-        let aor = format!(
-            "{}:{}@{}",
-            if self.spec.target.secure {
-                "sips"
-            } else {
-                "sip"
-            },
-            user,
-            message::host_for_uri(&self.spec.target.host)
+        let req = options_request(
+            &self.spec.target,
+            self.conn.transport(),
+            self.conn.local_addr(),
+            self.spec.max_forwards,
         );
-        let req = self.request_spec(&ids, Method::Options, &aor);
         match self.transact(&req).await {
             TxEnd::Final { head, rtt } => {
-                self.record_final(&head, rtt);
-                let v = self.spec.policy.judge_options(head.code);
-                self.spec.policy.judge_rtt(v, rtt.as_secs_f64() * 1e3)
+                judge_options_final(self.outcome, &self.spec.policy, &head, rtt)
             }
             end => self.failure(end),
         }
@@ -511,36 +589,24 @@ impl<W: Wire> Exchange<'_, W> {
     }
 
     fn record_final(&mut self, head: &ResponseHead, rtt: Duration) {
-        self.outcome.code = Some(head.code);
-        self.outcome.reason = head.reason.clone();
-        self.outcome.rtt_ms = Some(rtt.as_secs_f64() * 1e3);
-        if head.server.is_some() {
-            self.outcome.server = head.server.clone();
-        }
+        record_final(self.outcome, head, rtt);
     }
 
     fn failure(&mut self, end: TxEnd) -> Verdict {
         let (result, reason) = match end {
             TxEnd::Timeout => (
                 ResultKind::Timeout,
-                format!(
-                    "no final answer from {} within {:?} ({} retransmissions)",
+                timeout_reason(
                     self.conn.peer_addr(),
                     self.spec.timers.timer_f,
-                    self.outcome.retransmissions
+                    self.outcome.retransmissions,
+                    self.conn.foreign_datagrams(),
                 ),
             ),
             TxEnd::Transport(e) => (ResultKind::TransportError, e),
             TxEnd::Garbage(e) => (ResultKind::BadResponse, e),
             TxEnd::Final { .. } => (ResultKind::Ok, String::new()),
         };
-        let mut reason = reason;
-        if result == ResultKind::Timeout && self.conn.foreign_datagrams() > 0 {
-            reason.push_str(&format!(
-                "; {} datagram(s) from other addresses ignored",
-                self.conn.foreign_datagrams()
-            ));
-        }
         self.outcome.reason = reason;
         Verdict {
             status: Status::Critical,
@@ -628,10 +694,11 @@ impl<W: Wire> Exchange<'_, W> {
                         self.outcome.retransmissions += tx.retransmissions();
                         self.outcome.mismatched_responses += tx.mismatched();
                         if let Some(g) = garbage {
-                            return TxEnd::Garbage(format!(
-                                "no valid answer from {} within {:?}: {garbage_count} unparseable response(s) dropped, first: {g}",
+                            return TxEnd::Garbage(garbage_reason(
                                 self.conn.peer_addr(),
-                                self.spec.timers.timer_f
+                                self.spec.timers.timer_f,
+                                garbage_count,
+                                &g,
                             ));
                         }
                         return TxEnd::Timeout;

@@ -52,7 +52,7 @@ pub enum TransportError {
 }
 
 impl TransportError {
-    pub(crate) fn io(peer: SocketAddr, source: std::io::Error) -> TransportError {
+    pub fn io(peer: SocketAddr, source: std::io::Error) -> TransportError {
         if source.kind() == std::io::ErrorKind::ConnectionRefused {
             TransportError::Refused(peer)
         } else {
@@ -425,7 +425,7 @@ pub async fn route_ip(peer: SocketAddr) -> std::io::Result<IpAddr> {
 
 /// Asks the kernel to report ICMP errors (port unreachable) on this unconnected socket, so a
 /// closed UDP port is a fast `transport_error` instead of a Timer F timeout.
-pub(crate) fn enable_icmp_errors(socket: &UdpSocket, v6: bool) {
+pub fn enable_icmp_errors(socket: &UdpSocket, v6: bool) {
     use std::os::fd::AsRawFd;
     let one: libc::c_int = 1;
     let (level, name) = if v6 {

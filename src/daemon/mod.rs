@@ -5,7 +5,11 @@
 //! - [`alert_rules`]: which board events and silent agents page someone, with which key (pure).
 //! - [`model`]: shared vocabulary (states, observations with the probe's typed status and
 //!   result, incidents, snapshot).
-//! - [`scheduler`]: one worker per target, phase-spread ticks, shared UDP sockets, DNS TTL.
+//! - [`scheduler`]: which targets the UDP lane drives and which get a worker of their own (REGISTER,
+//!   TCP, TLS), phase-spread ticks, shared UDP sockets, DNS TTL.
+//! - [`lane`]: every UDP OPTIONS target driven by one task: timer heap, batched sends and
+//!   receives, RFC 3261 transactions per probe, ICMP errors.
+//! - [`ticks`]: the reports the probe side sends the state task, and the grid ticks follow.
 //! - [`state`]: the board (pure), a folder: `node` (hysteresis, flapping, notify), `target`,
 //!   `group` (quorum), `incident`, `maintenance`, `reconcile` (config reloads); `Board` in front.
 //! - [`store`]: SQLite persistence of events, incidents, node state and per-minute rollups
@@ -25,6 +29,7 @@ pub mod config;
 pub mod delivery_metrics;
 pub mod history;
 pub mod http;
+pub mod lane;
 pub mod leases;
 pub mod metrics;
 pub mod model;
@@ -34,4 +39,5 @@ pub mod scheduler;
 pub mod state;
 pub mod store;
 pub mod store_watch;
+pub mod ticks;
 pub mod timefmt;

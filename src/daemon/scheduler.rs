@@ -1,6 +1,7 @@
-//! The probe scheduler: one lightweight task per target, each ticking at its own interval with a
-//! phase derived from the target's name so thousands of targets spread over the interval instead
-//! of firing together.
+//! The probe scheduler. Every OPTIONS-over-UDP target goes to the UDP lane (`lane.rs`: one task
+//! for all of them); every other one (REGISTER, TCP, TLS, a name that may locate to either) gets
+//! a lightweight task of its own, each ticking at its own interval with a phase derived from the
+//! target's name so thousands of targets spread over the interval instead of firing together.
 //!
 //! On each tick a target worker re-resolves its name when the DNS answer has expired (RFC 3263, TTL
 //! floored at 5 s), reports node-set changes, then probes every node at once: UDP over a small pool
@@ -33,37 +34,9 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::time::Instant;
 
 use super::config::TargetSettings;
-
-/// What the scheduler tells the state task.
-#[derive(Debug)]
-pub enum SchedulerMsg {
-    /// One probe of one node finished.
-    Probe(Box<ProbeReport>),
-    /// The target's nodes (after DNS) are now these `(ip:port, transport)`.
-    Nodes {
-        target: String,
-        nodes: Vec<(String, String)>,
-    },
-    /// The target's name could not be resolved (nodes are kept from the last good answer).
-    DnsError {
-        target: String,
-        error: String,
-    },
-    DnsOk {
-        target: String,
-    },
-}
-
-#[derive(Debug)]
-pub struct ProbeReport {
-    pub target: Arc<str>,
-    pub node: Arc<str>,
-    pub outcome: ProbeOutcome,
-    /// How long after its scheduled instant the probe actually started.
-    pub lateness: Duration,
-    /// The tick this probe belongs to (on the target's grid `epoch + phase + k x interval`).
-    pub scheduled: Instant,
-}
+use super::lane::{self, Lane};
+use super::ticks::{first_tick, next_tick, phase};
+pub use super::ticks::{ProbeReport, SchedulerMsg};
 
 /// Shared by every worker.
 struct Shared {
@@ -83,10 +56,14 @@ struct Worker {
     task: tokio::task::JoinHandle<()>,
 }
 
-/// All target workers.
+/// All targets: the UDP lane's, and a worker for each of the others.
 pub struct Scheduler {
     shared: Arc<Shared>,
     workers: HashMap<String, Worker>,
+    /// Started with the first target it takes.
+    lane: Option<Lane>,
+    /// The lane's targets, as configured (a reload compares against them).
+    lane_targets: HashMap<String, TargetSettings>,
 }
 
 impl Scheduler {
@@ -111,6 +88,8 @@ impl Scheduler {
                 epoch: Instant::now(),
             }),
             workers: HashMap::new(),
+            lane: None,
+            lane_targets: HashMap::new(),
         })
     }
 
@@ -123,8 +102,8 @@ impl Scheduler {
         self
     }
 
-    /// Starts workers for new targets, stops those removed, restarts those whose probe changed;
-    /// unchanged targets keep running undisturbed.
+    /// Starts new targets (in the UDP lane, or a worker each), stops those removed, restarts
+    /// those whose probe changed; unchanged targets keep running undisturbed.
     pub fn apply(&mut self, targets: &[TargetSettings]) {
         let wanted: HashMap<&str, &TargetSettings> =
             targets.iter().map(|t| (t.name.as_str(), t)).collect();
@@ -140,9 +119,28 @@ impl Scheduler {
                 }
             }
         }
+        let names: Vec<String> = self.lane_targets.keys().cloned().collect();
+        for name in names {
+            let keep = wanted
+                .get(name.as_str())
+                .is_some_and(|t| self.lane_targets[&name].same_probe_as(t));
+            if !keep {
+                self.lane_targets.remove(&name);
+                if let Some(lane) = &self.lane {
+                    lane.remove(&name);
+                }
+            }
+        }
         for t in targets {
-            if self.workers.contains_key(&t.name) {
+            if self.workers.contains_key(&t.name) || self.lane_targets.contains_key(&t.name) {
                 continue;
+            }
+            if lane::takes(t) {
+                if let Some(lane) = self.lane() {
+                    lane.add(t);
+                    self.lane_targets.insert(t.name.clone(), t.clone());
+                    continue;
+                }
             }
             let (stop_tx, stop_rx) = watch::channel(false);
             let shared = self.shared.clone();
@@ -159,13 +157,36 @@ impl Scheduler {
         }
     }
 
+    /// The UDP lane, started on first use; None (its targets get workers) if it cannot start.
+    fn lane(&mut self) -> Option<&Lane> {
+        if self.lane.is_none() {
+            match Lane::start(
+                self.shared.tx.clone(),
+                self.shared.epoch,
+                self.shared.locator.clone(),
+                self.shared.permits.clone(),
+            ) {
+                Ok(lane) => self.lane = Some(lane),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the UDP lane; a worker per target instead");
+                }
+            }
+        }
+        self.lane.as_ref()
+    }
+
     pub fn targets(&self) -> usize {
-        self.workers.len()
+        self.workers.len() + self.lane_targets.len()
     }
 
     /// Datagrams on the shared sockets that no probe was waiting for.
     pub fn unrouted(&self) -> u64 {
-        self.shared.endpoints.iter().map(|e| e.unrouted()).sum()
+        self.shared
+            .endpoints
+            .iter()
+            .map(|e| e.unrouted())
+            .sum::<u64>()
+            + self.lane.as_ref().map_or(0, |l| l.unrouted())
     }
 
     /// Stops every worker and waits for them.
@@ -175,6 +196,9 @@ impl Scheduler {
         }
         for (_, w) in self.workers {
             let _ = tokio::time::timeout(Duration::from_secs(2), w.task).await;
+        }
+        if let Some(lane) = self.lane {
+            lane.shutdown().await;
         }
     }
 }
@@ -201,26 +225,6 @@ pub fn spec_for(t: &TargetSettings) -> ProbeSpec {
         record_exchange: false,
         request_template: Default::default(),
     }
-}
-
-/// Phases are multiples of this. Targets whose ticks fall in the same slot of the grid wake the
-/// probe thread once between them and send back to back, and their answers come back while it
-/// is still awake: at 2,000 probes a second, 20 probes per wake-up instead of 2, which is most of
-/// what the thread's sleeping and waking cost per probe. Far below any lateness that matters.
-const PHASE_GRID_MS: u64 = 10;
-
-/// The offset of a target inside its interval, stable across restarts and reloads: a multiple
-/// of [`PHASE_GRID_MS`] (or of 1 ms for intervals shorter than 20 grid steps).
-fn phase(name: &str, interval: Duration) -> Duration {
-    let mut h = DefaultHasher::new();
-    name.hash(&mut h);
-    let ms = interval.as_millis().max(1) as u64;
-    let grid = if ms >= 20 * PHASE_GRID_MS {
-        PHASE_GRID_MS
-    } else {
-        1
-    };
-    Duration::from_millis((h.finish() % (ms / grid).max(1)) * grid)
 }
 
 fn tls_for(shared: &Shared, t: &TargetSettings) -> Option<TlsContext> {
@@ -300,15 +304,7 @@ fn target_worker(
         let mut nodes: Vec<NodeSlot> = Vec::new();
         let mut dns_valid_until: Option<Instant> = None;
         let mut dns_failing = false;
-        let since_epoch = shared.epoch.elapsed();
-        // The first tick: the next instant `epoch + phase + k x interval`, the very same instant for
-        // every target in the same slot (so they share one timer wake-up).
-        let k = if since_epoch < ph {
-            0
-        } else {
-            (since_epoch - ph).as_nanos() / interval.as_nanos() + 1
-        };
-        let mut next = shared.epoch + ph + interval * (k.min(u128::from(u32::MAX)) as u32);
+        let mut next = first_tick(shared.epoch, ph, interval);
         let mut seq: u64 = 0;
         // Probes in flight run inside this task (no task per probe). A tick never waits for the
         // previous tick's probes: a node that stopped answering is probed every interval while its
@@ -389,13 +385,7 @@ fn target_worker(
             }
 
             // Next tick; skip the ticks we are already past instead of bunching them.
-            next = scheduled + interval;
-            let now = Instant::now();
-            if next <= now {
-                let behind = now - next;
-                let skip = (behind.as_nanos() / interval.as_nanos().max(1)) as u32 + 1;
-                next += interval * skip;
-            }
+            next = next_tick(scheduled, interval, Instant::now());
             sleep.as_mut().reset(next);
         }
     }
