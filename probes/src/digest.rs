@@ -342,6 +342,14 @@ impl Credentials {
     }
 }
 
+/// Hashes what `Eq` compares (a changed password makes a different probe); never printed.
+impl std::hash::Hash for Credentials {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.username.hash(state);
+        self.password.hash(state);
+    }
+}
+
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Credentials")

@@ -8,8 +8,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
-
-use socket2::SockAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The most datagrams one call sends or receives.
 pub const BATCH: usize = 32;
@@ -21,32 +20,50 @@ pub fn send_batch(fd: RawFd, msgs: &[(SocketAddr, &[u8])]) -> io::Result<usize> 
     if n == 0 {
         return Ok(0);
     }
-    let addrs: Vec<SockAddr> = msgs[..n]
-        .iter()
-        .map(|(to, _)| SockAddr::from(*to))
-        .collect();
-    // SAFETY: iovec and mmsghdr are plain C structs; all-zero is a valid empty value.
+    // SAFETY: iovec, mmsghdr and sockaddr_in6 are plain C structs; all-zero is a valid empty value.
     let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
     // SAFETY: as above.
     let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
-    for (i, (_, bytes)) in msgs[..n].iter().enumerate() {
+    // SAFETY: as above. On the stack: a batch allocates nothing.
+    let mut names: [libc::sockaddr_in6; BATCH] = unsafe { std::mem::zeroed() };
+    for (i, (to, bytes)) in msgs[..n].iter().enumerate() {
         iov[i] = libc::iovec {
             iov_base: bytes.as_ptr() as *mut libc::c_void,
             iov_len: bytes.len(),
         };
-        hdrs[i].msg_hdr.msg_name = addrs[i].as_ptr() as *mut libc::c_void;
-        hdrs[i].msg_hdr.msg_namelen = addrs[i].len();
+        hdrs[i].msg_hdr.msg_name = &mut names[i] as *mut _ as *mut libc::c_void;
+        hdrs[i].msg_hdr.msg_namelen = write_socket_addr(*to, &mut names[i]);
         hdrs[i].msg_hdr.msg_iov = &mut iov[i];
         hdrs[i].msg_hdr.msg_iovlen = 1;
     }
     // SAFETY: `fd` is a socket the caller owns; every pointer in `hdrs` points into `iov`,
-    // `addrs` or `msgs`, which outlive the call, with the lengths stated.
+    // `names` or `msgs`, which outlive the call, with the lengths stated.
     let sent =
         unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), n as libc::c_uint, libc::MSG_DONTWAIT) };
     if sent < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(sent as usize)
+}
+
+/// Asks the kernel to stamp every datagram with the time it arrived (`SO_TIMESTAMPNS`), so a
+/// reader that reads late still knows when each answer came.
+pub fn enable_timestamps(fd: RawFd) -> io::Result<()> {
+    let one: libc::c_int = 1;
+    // SAFETY: a valid fd owned by the caller, a pointer to a live c_int and its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            &one as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Room for one `recvmmsg(2)`: [`BATCH`] buffers of `size` bytes each (pages are touched only as
@@ -56,6 +73,7 @@ pub struct RecvBatch {
     lens: [usize; BATCH],
     from: [Option<SocketAddr>; BATCH],
     truncated: [bool; BATCH],
+    stamps: [Option<SystemTime>; BATCH],
     count: usize,
 }
 
@@ -66,6 +84,7 @@ impl RecvBatch {
             lens: [0; BATCH],
             from: [None; BATCH],
             truncated: [false; BATCH],
+            stamps: [None; BATCH],
             count: 0,
         }
     }
@@ -79,11 +98,15 @@ impl RecvBatch {
         let mut names: [libc::sockaddr_storage; BATCH] = unsafe { std::mem::zeroed() };
         // SAFETY: as above.
         let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+        // Room for one timestamp message each (with alignment slack).
+        let mut control = [[0u64; 8]; BATCH];
         for i in 0..BATCH {
             iov[i] = libc::iovec {
                 iov_base: self.bufs[i].as_mut_ptr() as *mut libc::c_void,
                 iov_len: self.bufs[i].len(),
             };
+            hdrs[i].msg_hdr.msg_control = control[i].as_mut_ptr() as *mut libc::c_void;
+            hdrs[i].msg_hdr.msg_controllen = std::mem::size_of_val(&control[i]) as _;
             hdrs[i].msg_hdr.msg_name = &mut names[i] as *mut _ as *mut libc::c_void;
             hdrs[i].msg_hdr.msg_namelen =
                 std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
@@ -110,20 +133,80 @@ impl RecvBatch {
             self.lens[i] = hdrs[i].msg_len as usize;
             self.truncated[i] = hdrs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
             self.from[i] = socket_addr(&names[i]);
+            self.stamps[i] = arrival(&hdrs[i].msg_hdr);
         }
         Ok(self.count)
     }
 
-    /// The datagrams of the last [`receive`](Self::receive): bytes, source, and whether the
-    /// datagram was longer than the buffer (then cut).
-    pub fn datagrams(&self) -> impl Iterator<Item = (&[u8], Option<SocketAddr>, bool)> {
-        (0..self.count).map(|i| {
-            (
-                &self.bufs[i][..self.lens[i]],
-                self.from[i],
-                self.truncated[i],
-            )
+    /// The datagrams of the last [`receive`](Self::receive).
+    pub fn datagrams(&self) -> impl Iterator<Item = Datagram<'_>> {
+        (0..self.count).map(|i| Datagram {
+            bytes: &self.bufs[i][..self.lens[i]],
+            from: self.from[i],
+            cut: self.truncated[i],
+            arrived: self.stamps[i],
         })
+    }
+}
+
+/// One datagram read by [`RecvBatch::receive`].
+pub struct Datagram<'a> {
+    pub bytes: &'a [u8],
+    pub from: Option<SocketAddr>,
+    /// Longer than the buffer, so cut.
+    pub cut: bool,
+    /// When the kernel received it (with [`enable_timestamps`]).
+    pub arrived: Option<SystemTime>,
+}
+
+/// The `SCM_TIMESTAMPNS` of a received message, if the kernel attached one.
+fn arrival(msg: &libc::msghdr) -> Option<SystemTime> {
+    // SAFETY: the CMSG macros walk the control buffer the kernel filled, within msg_controllen.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                let ts = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::timespec);
+                let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
+                let nanos = u32::try_from(ts.tv_nsec).unwrap_or(0).min(999_999_999);
+                return Some(UNIX_EPOCH + Duration::new(secs, nanos));
+            }
+            c = libc::CMSG_NXTHDR(msg, c);
+        }
+    }
+    None
+}
+
+/// Writes `addr` as the kernel wants it into `room` (a sockaddr_in fits in a sockaddr_in6);
+/// returns its length.
+fn write_socket_addr(addr: SocketAddr, room: &mut libc::sockaddr_in6) -> libc::socklen_t {
+    match addr {
+        SocketAddr::V4(a) => {
+            let v4 = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: a sockaddr_in is smaller than the sockaddr_in6 it is written over, and both
+            // are plain C structs.
+            unsafe { std::ptr::write(room as *mut _ as *mut libc::sockaddr_in, v4) };
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t
+        }
+        SocketAddr::V6(a) => {
+            *room = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: a.flowinfo(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: a.scope_id(),
+            };
+            std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t
+        }
     }
 }
 
@@ -162,6 +245,8 @@ mod tests {
         let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let to = b.local_addr().unwrap();
+        enable_timestamps(b.as_raw_fd()).unwrap();
+        let sent_at = SystemTime::now() - Duration::from_millis(1);
         let payloads: Vec<Vec<u8>> = (0..40)
             .map(|i| format!("datagram {i}").into_bytes())
             .collect();
@@ -187,9 +272,12 @@ mod tests {
             match batch.receive(b.as_raw_fd()) {
                 Ok(n) => {
                     assert!(n <= BATCH);
-                    for (bytes, from, cut) in batch.datagrams() {
-                        assert_eq!(from, Some(a.local_addr().unwrap()));
-                        seen.push((bytes.to_vec(), cut));
+                    for d in batch.datagrams() {
+                        assert_eq!(d.from, Some(a.local_addr().unwrap()));
+                        // Stamped by the kernel on arrival, before we read it.
+                        let stamp = d.arrived.expect("a kernel timestamp");
+                        assert!(stamp >= sent_at && stamp <= SystemTime::now());
+                        seen.push((d.bytes.to_vec(), d.cut));
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {

@@ -225,6 +225,37 @@ impl TargetSettings {
             && self.ca == other.ca
             && self.insecure == other.insecure
     }
+
+    /// A digest of everything [`same_probe_as`](Self::same_probe_as) compares: the scheduler
+    /// keeps this for the UDP lane's targets instead of a copy of their settings (a reload
+    /// compares it; two different settings share one with odds of 2^-64).
+    pub fn probe_fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (
+            &self.name,
+            &self.uri,
+            self.method,
+            self.transport,
+            self.interval,
+            self.timeout,
+            &self.group,
+            &self.credentials,
+        )
+            .hash(&mut h);
+        (
+            &self.domain,
+            &self.realm,
+            &self.expect,
+            self.warn_rtt,
+            self.crit_rtt,
+            self.max_forwards,
+            &self.ca,
+            self.insecure,
+        )
+            .hash(&mut h);
+        h.finish()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -449,7 +480,7 @@ impl DaemonConfig {
         group_lines: &HashMap<String, usize>,
         base_dir: &Path,
     ) -> (Vec<TargetSettings>, HashMap<String, usize>) {
-        let mut targets = Vec::new();
+        let mut targets = Vec::with_capacity(raw.targets.len());
         let mut target_lines: HashMap<String, usize> = HashMap::new();
         for t in &raw.targets {
             let name = t.name.get_ref().clone();

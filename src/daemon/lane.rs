@@ -40,7 +40,7 @@ use sipwatch_probes::locate::{Located, Locator};
 use sipwatch_probes::message::{
     build_request, parse_response, Method, RequestTemplate, ResponseHead, TargetUri, Transport,
 };
-use sipwatch_probes::mmsg::{send_batch, RecvBatch};
+use sipwatch_probes::mmsg::{enable_timestamps, send_batch, RecvBatch};
 use sipwatch_probes::outcome::{Policy, ProbeOutcome, ResultKind, Status};
 use sipwatch_probes::probe::{
     garbage_reason, judge_options_final, nothing_observed, options_request, timeout_reason,
@@ -72,6 +72,11 @@ pub fn takes(t: &TargetSettings) -> bool {
 /// The branch prefix (RFC 3261 magic cookie) and the hex digits after it: 8 of target id, 8 of
 /// probe sequence, 8 random; as long as `message::new_branch`'s, which the template was made with.
 const COOKIE: &str = "z9hG4bK";
+
+/// How long after the first answer wakes the lane it reads: answers to the pings of one slot
+/// come back within about a millisecond on a LAN, and are then read in one system call and one
+/// wake-up instead of one each. RTTs do not grow: they end at the kernel's arrival stamp.
+const READ_COALESCE: Duration = Duration::from_millis(1);
 const BRANCH_HEX: usize = 24;
 
 /// The lane, as its owner (the scheduler) sees it.
@@ -104,6 +109,7 @@ impl Lane {
         std_socket.set_nonblocking(true)?;
         let socket = UdpSocket::from_std(std_socket)?;
         enable_icmp_errors(&socket, false);
+        enable_timestamps(socket.as_raw_fd())?;
         let port = socket.local_addr()?.port();
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let unrouted = Arc::new(AtomicU64::new(0));
@@ -248,11 +254,18 @@ impl LaneTask {
         let far = Duration::from_secs(3600);
         let sleep = tokio::time::sleep(far);
         tokio::pin!(sleep);
+        // When to read the answers that woke us: a moment later, so the answers to a slot's
+        // pings are read in one go (their arrival times come from the kernel's stamps).
+        let mut read_at: Option<Instant> = None;
         loop {
             let next = self.timers.peek().map(|Reverse(d)| d.at);
+            let wake = match (next, read_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             sleep
                 .as_mut()
-                .reset(next.unwrap_or_else(|| Instant::now() + far));
+                .reset(wake.unwrap_or_else(|| Instant::now() + far));
             tokio::select! {
                 cmd = self.cmds.recv() => {
                     let Some(cmd) = cmd else { return };
@@ -260,21 +273,30 @@ impl LaneTask {
                     while let Ok(cmd) = self.cmds.try_recv() {
                         self.command(cmd);
                     }
+                    // After a burst of targets (start-up, a reload), no doubling slack.
+                    if self.targets.capacity() > self.targets.len() + self.targets.len() / 8 + 16 {
+                        self.targets.shrink_to_fit();
+                        self.gens.shrink_to_fit();
+                    }
                 }
-                ready = self.socket.ready(Interest::READABLE | Interest::ERROR) => {
+                ready = self.socket.ready(Interest::READABLE | Interest::ERROR), if read_at.is_none() => {
                     match ready {
                         Ok(r) => {
                             if r.is_error() {
                                 self.read_errors();
                             }
                             if r.is_readable() {
-                                self.read_answers(&mut batch);
+                                read_at = Some(Instant::now() + READ_COALESCE);
                             }
                         }
                         Err(e) => tracing::debug!(error = %e, "UDP lane socket error"),
                     }
                 }
                 _ = &mut sleep => {}
+            }
+            if read_at.is_some_and(|at| at <= Instant::now()) {
+                read_at = None;
+                self.read_answers(&mut batch);
             }
             self.fire_due();
             self.start_waiting();
@@ -415,6 +437,7 @@ impl LaneTask {
                     if changed {
                         let mut old: HashMap<SocketAddr, Node> =
                             t.nodes.drain(..).map(|n| (n.addr, n)).collect();
+                        t.nodes = Vec::with_capacity(wanted.len());
                         for addr in wanted {
                             let node = old.remove(&addr).unwrap_or_else(|| {
                                 new_node(&t.uri, t.max_forwards, addr, port, &mut routes)
@@ -588,6 +611,8 @@ impl LaneTask {
             self.sends.push((addr, out, id, seq));
         }
         let deadline = probe.tx.poll_timeout();
+        // Room for one: most nodes have at most one probe out, and none between ticks.
+        n.probes.reserve_exact(1);
         n.probes.push(probe);
         if let Some(at) = deadline {
             self.timers.push(Reverse(Due {
@@ -674,6 +699,10 @@ impl LaneTask {
             return;
         };
         let probe = node.probes.swap_remove(pi);
+        if node.probes.is_empty() {
+            // An idle node keeps no room for probes (a probe is half a kilobyte).
+            node.probes = Vec::new();
+        }
         let stale = probe.seq < node.reported && node.reported - probe.seq < u32::MAX / 2;
         if !stale {
             node.reported = probe.seq;
@@ -731,9 +760,15 @@ impl LaneTask {
         loop {
             match self.socket.try_io(Interest::READABLE, || batch.receive(fd)) {
                 Ok(_) => {
-                    let now = Instant::now();
-                    for (bytes, from, cut) in batch.datagrams() {
-                        self.answer(bytes, from, cut, now);
+                    let (now, wall) = (Instant::now(), std::time::SystemTime::now());
+                    for d in batch.datagrams() {
+                        // When it arrived, by the kernel's stamp (read up to a moment later).
+                        let at = d
+                            .arrived
+                            .and_then(|a| wall.duration_since(a).ok())
+                            .and_then(|ago| now.checked_sub(ago))
+                            .unwrap_or(now);
+                        self.answer(d.bytes, d.from, d.cut, at);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,

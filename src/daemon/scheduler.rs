@@ -62,8 +62,8 @@ pub struct Scheduler {
     workers: HashMap<String, Worker>,
     /// Started with the first target it takes.
     lane: Option<Lane>,
-    /// The lane's targets, as configured (a reload compares against them).
-    lane_targets: HashMap<String, TargetSettings>,
+    /// The lane's targets and the fingerprints of their settings (a reload compares them).
+    lane_targets: HashMap<String, u64>,
 }
 
 impl Scheduler {
@@ -123,7 +123,7 @@ impl Scheduler {
         for name in names {
             let keep = wanted
                 .get(name.as_str())
-                .is_some_and(|t| self.lane_targets[&name].same_probe_as(t));
+                .is_some_and(|t| self.lane_targets[&name] == t.probe_fingerprint());
             if !keep {
                 self.lane_targets.remove(&name);
                 if let Some(lane) = &self.lane {
@@ -138,7 +138,8 @@ impl Scheduler {
             if lane::takes(t) {
                 if let Some(lane) = self.lane() {
                     lane.add(t);
-                    self.lane_targets.insert(t.name.clone(), t.clone());
+                    self.lane_targets
+                        .insert(t.name.clone(), t.probe_fingerprint());
                     continue;
                 }
             }
