@@ -620,9 +620,10 @@ fn header_name(name: &str) -> HeaderName {
         ("min-expires", HeaderName::MinExpires),
         ("retry-after", HeaderName::RetryAfter),
     ];
+    // Most names are of other lengths than the ones read: compare those only.
     NAMES
         .into_iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .find(|(n, _)| n.len() == name.len() && n.eq_ignore_ascii_case(name))
         .map_or(HeaderName::Other, |(_, h)| h)
 }
 
@@ -699,10 +700,7 @@ fn short(s: &str) -> String {
 }
 
 fn find_head_end(bytes: &[u8]) -> Option<usize> {
-    bytes
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|p| p + 4)
+    memchr::memmem::find(bytes, b"\r\n\r\n").map(|p| p + 4)
 }
 
 /// The header names a probe reads, with compact forms folded in.

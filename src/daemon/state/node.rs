@@ -139,7 +139,8 @@ impl NodeTracker {
                 self.consecutive_oks = 0;
             }
         }
-        let what = describe(obs);
+        // Spelt only for a transition (not once per probe).
+        let what = || describe(obs);
         match self.state {
             NodeState::Unknown | NodeState::Up | NodeState::Degraded
                 if obs.is_failure() && self.consecutive_failures >= fail =>
@@ -147,7 +148,7 @@ impl NodeTracker {
                 let n = self.consecutive_failures;
                 Some((
                     NodeState::Down,
-                    format!("{n} consecutive failures; last: {what}"),
+                    format!("{n} consecutive failures; last: {}", what()),
                 ))
             }
             NodeState::Unknown | NodeState::Down
@@ -159,18 +160,21 @@ impl NodeTracker {
                 } else {
                     NodeState::Degraded
                 };
-                Some((to, format!("{n} consecutive answers; last: {what}")))
+                Some((to, format!("{n} consecutive answers; last: {}", what())))
             }
             NodeState::Up if obs.is_warning() && self.consecutive_warnings >= ok => {
                 let n = self.consecutive_warnings;
                 Some((
                     NodeState::Degraded,
-                    format!("{n} consecutive warnings; last: {what}"),
+                    format!("{n} consecutive warnings; last: {}", what()),
                 ))
             }
             NodeState::Degraded if obs.is_ok() && self.consecutive_oks >= ok => {
                 let n = self.consecutive_oks;
-                Some((NodeState::Up, format!("{n} consecutive oks; last: {what}")))
+                Some((
+                    NodeState::Up,
+                    format!("{n} consecutive oks; last: {}", what()),
+                ))
             }
             _ => None,
         }
