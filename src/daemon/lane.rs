@@ -326,7 +326,10 @@ impl LaneTask {
                         self.gens.shrink_to_fit();
                     }
                 }
-                ready = self.socket.ready(Interest::READABLE | Interest::ERROR), if read_at.is_none() => {
+                // Not while a read is pending, nor when the lane wakes within a slot anyway (it
+                // reads then): with targets in every slot, one wake-up per slot.
+                ready = self.socket.ready(Interest::READABLE | Interest::ERROR),
+                    if read_at.is_none() && next.is_none_or(|at| at > Instant::now() + READ_COALESCE) => {
                     match ready {
                         Ok(r) => {
                             if r.is_error() {
@@ -343,9 +346,15 @@ impl LaneTask {
             }
             let now = Instant::now();
             let timer_due = self.timers.next().is_some_and(|at| at <= now);
-            if read_at.is_some_and(|at| at <= now || timer_due) {
+            if read_at.is_some_and(|at| at <= now) || timer_due {
                 read_at = None;
                 self.read_answers(&mut batch);
+            }
+            // ICMP errors wait in the error queue; ask whether any came without waiting.
+            if let Some(Ok(r)) = self.socket.ready(Interest::ERROR).now_or_never() {
+                if r.is_error() {
+                    self.read_errors();
+                }
             }
             self.fire_due();
             self.start_waiting();
@@ -628,7 +637,14 @@ impl LaneTask {
             call_id: ids.call_id().to_string(),
             from_tag: ids.tag().to_string(),
         };
-        let start = now.into_std();
+        // The transaction's clock starts on the grid instant (when on time, give or take a
+        // slot), so its Timer E and F land on the grid too and wake the lane together with
+        // the ticks due then, not once more each. What was sent when is `first_send`.
+        let start = if now.saturating_duration_since(scheduled) < READ_COALESCE {
+            scheduled.into_std()
+        } else {
+            now.into_std()
+        };
         let mut tx = ClientTransaction::new(
             key,
             bytes::Bytes::from(bytes),
@@ -655,7 +671,7 @@ impl LaneTask {
             },
         };
         while let Some(out) = probe.tx.poll_transmit() {
-            probe.first_send.get_or_insert(start);
+            probe.first_send.get_or_insert(now.into_std());
             self.sends.push((addr, out, id, seq));
         }
         let deadline = probe.tx.poll_timeout();
@@ -935,6 +951,7 @@ impl LaneTask {
         let fd = self.socket.as_raw_fd();
         let mut done = 0;
         let mut retries = 0;
+        let mut icmp = false;
         while done < sends.len() {
             let chunk: Vec<(SocketAddr, &[u8])> = sends[done..]
                 .iter()
@@ -956,7 +973,10 @@ impl LaneTask {
                 }
                 // An ICMP error for an earlier datagram, reported by this call: the error
                 // queue routes it; send again.
-                Err(e) if is_async_icmp_error(&e) && retries < SEND_RETRIES => retries += 1,
+                Err(e) if is_async_icmp_error(&e) && retries < SEND_RETRIES => {
+                    retries += 1;
+                    icmp = true;
+                }
                 Err(e) => {
                     // The first of the chunk could not be sent: its transaction fails.
                     let (to, _, id, seq) = &sends[done];
@@ -980,6 +1000,9 @@ impl LaneTask {
         let mut sends = sends;
         sends.clear();
         self.sends = sends;
+        if icmp {
+            self.read_errors();
+        }
     }
 }
 
