@@ -69,8 +69,8 @@ fn target(
     group: Option<&str>,
     status: ComponentStatus,
     nodes: Vec<NodeView>,
-) -> TargetView {
-    TargetView {
+) -> Arc<TargetView> {
+    Arc::new(TargetView {
         name: name.to_owned(),
         uri: format!("sip:{name}.voice.example.net"),
         method: "OPTIONS".to_owned(),
@@ -79,7 +79,7 @@ fn target(
         status,
         in_maintenance: false,
         dns_error: None,
-    }
+    })
 }
 
 fn open_incident(t: UnixTime) -> Incident {
@@ -402,7 +402,7 @@ async fn feeds_follow_the_published_snapshot() {
     assert_eq!(before["status"]["indicator"], "critical");
     let mut healed = snapshot(server.t + 60.0);
     for t in &mut healed.targets {
-        t.status = ComponentStatus::Operational;
+        Arc::make_mut(t).status = ComponentStatus::Operational;
     }
     healed.groups[0].status = ComponentStatus::Operational;
     healed.open_incidents.clear();

@@ -21,16 +21,17 @@
 //! This module only records and encodes; it decides nothing about states (that is the state
 //! board's job) and holds no clock.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicU64;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::text::encode as encode_openmetrics_text;
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
 use super::model::NodeState;
@@ -59,32 +60,36 @@ const NODE_STATES: [NodeState; 4] = [
     NodeState::Down,
 ];
 
+/// A label value kept once and shared by every series that carries it (a target's name is in
+/// five families; 10,000 targets made those copies a measurable share of the daemon's memory).
+type Name = Arc<str>;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TargetGroupLabels {
-    target: String,
-    group: String,
+    target: Name,
+    group: Name,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TargetLabels {
-    target: String,
+    target: Name,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TargetResultLabels {
-    target: String,
-    result: String,
+    target: Name,
+    result: Name,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct GroupLabels {
-    group: String,
+    group: Name,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TargetNodeLabels {
-    target: String,
-    node: String,
+    target: Name,
+    node: Name,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -94,27 +99,139 @@ struct VersionLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
-    state: String,
+    state: &'static str,
 }
 
 type F64Gauge = Gauge<f64, AtomicU64>;
 
-/// A target's per-probe series, kept once created (clones share the series' storage).
+/// A target's series, kept once created (clones share the series' storage), so that a probe or
+/// a publish updates them without building label sets, and `remove_target` finds them all. The
+/// target's name is the key it is kept under (the `target` label of every series below).
 #[derive(Default)]
 struct TargetHandles {
-    results: Vec<(Box<str>, Counter)>,
-    duration: Option<Histogram>,
+    /// `sipwatch_probes_total`, one per `result` seen.
+    results: Box<[(Name, Counter)]>,
+    duration: Option<DurationHistogram>,
+    /// `sipwatch_probe_up` and its `group` label, while the target has a verdict.
+    up: Option<(Name, Gauge)>,
+    /// `sipwatch_node_up` of the nodes that have a verdict.
+    nodes: Box<[(Name, Gauge)]>,
 }
 
-fn probe_duration_histogram() -> Histogram {
-    Histogram::new(PROBE_DURATION_BUCKETS)
+/// What [`Metrics`] keeps between calls, behind one lock.
+#[derive(Default)]
+struct Kept {
+    targets: HashMap<Name, TargetHandles>,
+    /// Label values other than target names (`result`s, groups, `""`), each kept once.
+    values: HashSet<Name>,
+}
+
+/// The target's kept name and handles, created at its first use.
+fn handles<'a>(
+    targets: &'a mut HashMap<Name, TargetHandles>,
+    target: &str,
+) -> (Name, &'a mut TargetHandles) {
+    let name = match targets.get_key_value(target) {
+        Some((name, _)) => name.clone(),
+        None => {
+            let name: Name = target.into();
+            targets.insert(name.clone(), TargetHandles::default());
+            name
+        }
+    };
+    let h = targets
+        .get_mut(target)
+        .expect("inserted above when missing");
+    (name, h)
+}
+
+/// The shared copy of a label value.
+fn value(values: &mut HashSet<Name>, v: &str) -> Name {
+    if let Some(kept) = values.get(v) {
+        return kept.clone();
+    }
+    let kept: Name = v.into();
+    values.insert(kept.clone());
+    kept
+}
+
+/// Appends to a list that holds one or two entries for the daemon's lifetime (a boxed slice
+/// keeps no spare room and no capacity field, once per target).
+fn push_kept<T>(list: &mut Box<[T]>, item: T) {
+    let mut v = std::mem::take(list).into_vec();
+    v.push(item);
+    *list = v.into_boxed_slice();
+}
+
+/// Removes entry `i` of such a list (order is not kept).
+fn remove_kept<T>(list: &mut Box<[T]>, i: usize) -> T {
+    let mut v = std::mem::take(list).into_vec();
+    let item = v.swap_remove(i);
+    *list = v.into_boxed_slice();
+    item
+}
+
+/// One target's `sipwatch_probe_duration_seconds`: the buckets of [`PROBE_DURATION_BUCKETS`]
+/// and the exposition of prometheus-client's [`Histogram`], in 160 bytes instead of about 460
+/// (its bucket bounds kept per series in a `Vec`, and a slot for native histograms), once per
+/// target.
+#[derive(Clone, Debug, Default)]
+struct DurationHistogram(Arc<Mutex<DurationCounts>>);
+
+#[derive(Debug, Default)]
+struct DurationCounts {
+    sum: f64,
+    count: u64,
+    /// Observations per bucket (not cumulative), the last one `+Inf`.
+    buckets: [u64; PROBE_DURATION_BUCKETS.len() + 1],
+}
+
+impl DurationHistogram {
+    fn observe(&self, v: f64) {
+        let Ok(mut c) = self.0.lock() else {
+            return;
+        };
+        c.sum += v;
+        c.count += 1;
+        // As prometheus-client does: the first bucket whose bound is at least `v`.
+        let i = PROBE_DURATION_BUCKETS
+            .iter()
+            .position(|&bound| bound >= v)
+            .unwrap_or(PROBE_DURATION_BUCKETS.len());
+        c.buckets[i] += 1;
+    }
+}
+
+impl TypedMetric for DurationHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for DurationHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let (sum, count, counts) = match self.0.lock() {
+            Ok(c) => (c.sum, c.count, c.buckets),
+            Err(_) => return Err(std::fmt::Error),
+        };
+        let mut buckets = [(f64::INFINITY, 0u64); PROBE_DURATION_BUCKETS.len() + 1];
+        for (i, slot) in buckets.iter_mut().enumerate() {
+            *slot = (
+                PROBE_DURATION_BUCKETS.get(i).copied().unwrap_or(f64::INFINITY),
+                counts[i],
+            );
+        }
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
 }
 
 /// The daemon's metrics. `Send + Sync`; share it as `Arc<Metrics>`.
 pub struct Metrics {
     registry: Registry,
     probe_up: Family<TargetGroupLabels, Gauge>,
-    probe_duration: Family<TargetLabels, Histogram, fn() -> Histogram>,
+    probe_duration: Family<TargetLabels, DurationHistogram>,
     probes: Family<TargetResultLabels, Counter>,
     group_up: Family<GroupLabels, Gauge>,
     cert_expiry: Family<TargetLabels, F64Gauge>,
@@ -123,12 +240,9 @@ pub struct Metrics {
     lateness: Histogram,
     targets: Gauge,
     nodes: Family<StateLabels, Gauge>,
-    /// Per target, the handles of its `sipwatch_probes_total` series (one per `result` seen, so
-    /// `remove_target` can drop every series) and of its duration histogram.
-    handles: Mutex<HashMap<Box<str>, TargetHandles>>,
+    /// Per target, the handles of its series (see [`TargetHandles`]).
+    kept: Mutex<Kept>,
     node_up: Family<TargetNodeLabels, Gauge>,
-    /// Nodes with a `sipwatch_node_up` series, per target (nodes come and go with DNS).
-    nodes_seen: Mutex<BTreeMap<String, BTreeSet<String>>>,
     cert_not_after: Family<TargetLabels, Gauge>,
     /// Alert delivery health (`sipwatch_notifications_total`, `sipwatch_outbox_*`).
     pub delivery: super::delivery_metrics::DeliveryMetrics,
@@ -149,10 +263,7 @@ impl Metrics {
             "Whether the target is serving (1) or not (0), after hysteresis; group is empty when the target has none",
             probe_up.clone(),
         );
-        let probe_duration =
-            Family::<TargetLabels, Histogram, fn() -> Histogram>::new_with_constructor(
-                probe_duration_histogram,
-            );
+        let probe_duration = Family::<TargetLabels, DurationHistogram>::default();
         registry.register(
             "sipwatch_probe_duration_seconds",
             "Round-trip time of answered SIP probes, in seconds",
@@ -239,9 +350,8 @@ impl Metrics {
             lateness,
             targets,
             nodes,
-            handles: Mutex::new(HashMap::new()),
+            kept: Mutex::new(Kept::default()),
             node_up,
-            nodes_seen: Mutex::new(BTreeMap::new()),
             cert_not_after,
         };
         // Every state series exists from the first scrape.
@@ -256,34 +366,30 @@ impl Metrics {
     /// first use, so a probe costs one lookup by `&str` and no allocation (building the owned
     /// label sets per probe was a measurable share of the daemon's CPU).
     pub fn probe_finished(&self, target: &str, result: &str, rtt_secs: Option<f64>) {
-        let Ok(mut handles) = self.handles.lock() else {
+        let Ok(mut kept) = self.kept.lock() else {
             return;
         };
-        if !handles.contains_key(target) {
-            handles.insert(target.into(), TargetHandles::default());
-        }
-        let Some(h) = handles.get_mut(target) else {
-            return;
-        };
+        let Kept { targets, values } = &mut *kept;
+        let (name, h) = handles(targets, target);
         match h.results.iter().find(|(r, _)| &**r == result) {
             Some((_, counter)) => {
                 counter.inc();
             }
             None => {
+                let result = value(values, result);
                 let counter = self.probes.get_or_create_owned(&TargetResultLabels {
-                    target: target.to_owned(),
-                    result: result.to_owned(),
+                    target: name.clone(),
+                    result: result.clone(),
                 });
                 counter.inc();
-                h.results.push((result.into(), counter));
+                push_kept(&mut h.results, (result, counter));
             }
         }
         if let Some(rtt) = rtt_secs.filter(|r| r.is_finite() && *r >= 0.0) {
             h.duration
                 .get_or_insert_with(|| {
-                    self.probe_duration.get_or_create_owned(&TargetLabels {
-                        target: target.to_owned(),
-                    })
+                    self.probe_duration
+                        .get_or_create_owned(&TargetLabels { target: name })
                 })
                 .observe(rtt);
         }
@@ -291,74 +397,119 @@ impl Metrics {
 
     /// The target's serving state after hysteresis.
     pub fn set_target_up(&self, target: &str, group: Option<&str>, up: bool) {
-        self.probe_up
-            .get_or_create(&target_group(target, group))
-            .set(i64::from(up));
+        let Ok(mut kept) = self.kept.lock() else {
+            return;
+        };
+        let group = group.unwrap_or("");
+        let Kept { targets, values } = &mut *kept;
+        let (name, h) = handles(targets, target);
+        if let Some((_, gauge)) = h.up.as_ref().filter(|(g, _)| &**g == group) {
+            gauge.set(i64::from(up));
+            return;
+        }
+        // First verdict, or another group after a reload (the old group's series stays, as
+        // the label set differs).
+        let group = value(values, group);
+        let gauge = self.probe_up.get_or_create_owned(&TargetGroupLabels {
+            target: name,
+            group: group.clone(),
+        });
+        gauge.set(i64::from(up));
+        h.up = Some((group, gauge));
     }
 
     /// The group's quorum state.
     pub fn set_group_up(&self, group: &str, up: bool) {
+        let Ok(mut kept) = self.kept.lock() else {
+            return;
+        };
+        let group = value(&mut kept.values, group);
         self.group_up
-            .get_or_create(&GroupLabels {
-                group: group.to_owned(),
-            })
+            .get_or_create(&GroupLabels { group })
             .set(i64::from(up));
     }
 
     /// Seconds until the target's TLS certificate expires (negative once expired).
     pub fn set_cert_expiry(&self, target: &str, secs: f64) {
-        self.cert_expiry
-            .get_or_create(&TargetLabels {
-                target: target.to_owned(),
-            })
-            .set(secs);
+        if let Some(labels) = self.target_labels(target) {
+            self.cert_expiry.get_or_create(&labels).set(secs);
+        }
     }
 
     /// The `notAfter` (unix seconds) of the target's TLS certificate.
     pub fn set_cert_not_after(&self, target: &str, unix_secs: i64) {
-        self.cert_not_after
-            .get_or_create(&TargetLabels {
-                target: target.to_owned(),
-            })
-            .set(unix_secs);
+        if let Some(labels) = self.target_labels(target) {
+            self.cert_not_after.get_or_create(&labels).set(unix_secs);
+        }
+    }
+
+    /// `{target}` with the target's kept name.
+    fn target_labels(&self, target: &str) -> Option<TargetLabels> {
+        let mut kept = self.kept.lock().ok()?;
+        let (name, _) = handles(&mut kept.targets, target);
+        Some(TargetLabels { target: name })
     }
 
     /// The target has no verdict yet (every node unknown): no `sipwatch_probe_up` series, so an
     /// `== 0` rule cannot fire on a daemon that just started.
     pub fn clear_target_up(&self, target: &str, group: Option<&str>) {
-        self.probe_up.remove(&target_group(target, group));
+        let Ok(mut kept) = self.kept.lock() else {
+            return;
+        };
+        let Kept { targets, values } = &mut *kept;
+        let group = value(values, group.unwrap_or(""));
+        let (name, h) = handles(targets, target);
+        if h.up.as_ref().is_some_and(|(g, _)| *g == group) {
+            h.up = None;
+        }
+        self.probe_up.remove(&TargetGroupLabels {
+            target: name,
+            group,
+        });
     }
 
     /// Per-node serving state of a target: `Some(up)` once the node has a verdict, `None` before
     /// (no series). Nodes not in `nodes` (gone from DNS) lose their series.
     pub fn set_node_states(&self, target: &str, nodes: &[(&str, Option<bool>)]) {
-        let Ok(mut seen) = self.nodes_seen.lock() else {
+        let Ok(mut kept) = self.kept.lock() else {
             return;
         };
-        let entry = seen.entry(target.to_owned()).or_default();
-        let mut now_seen = BTreeSet::new();
+        let (name, h) = handles(&mut kept.targets, target);
+        // Series of nodes gone from DNS or back to no verdict go first.
+        let mut i = 0;
+        while i < h.nodes.len() {
+            let node = &h.nodes[i].0;
+            let verdict = nodes
+                .iter()
+                .find(|(n, _)| *n == &**node)
+                .and_then(|(_, v)| *v);
+            if verdict.is_none() {
+                let (node, _) = remove_kept(&mut h.nodes, i);
+                self.node_up.remove(&TargetNodeLabels {
+                    target: name.clone(),
+                    node,
+                });
+            } else {
+                i += 1;
+            }
+        }
         for (node, up) in nodes {
-            let labels = TargetNodeLabels {
-                target: target.to_owned(),
-                node: (*node).to_owned(),
-            };
-            match up {
-                Some(up) => {
-                    self.node_up.get_or_create(&labels).set(i64::from(*up));
-                    now_seen.insert((*node).to_owned());
+            let Some(up) = up else { continue };
+            match h.nodes.iter().find(|(n, _)| &**n == *node) {
+                Some((_, gauge)) => {
+                    gauge.set(i64::from(*up));
                 }
                 None => {
-                    self.node_up.remove(&labels);
+                    let node: Name = (*node).into();
+                    let gauge = self.node_up.get_or_create_owned(&TargetNodeLabels {
+                        target: name.clone(),
+                        node: node.clone(),
+                    });
+                    gauge.set(i64::from(*up));
+                    push_kept(&mut h.nodes, (node, gauge));
                 }
             }
         }
-        for gone in entry.difference(&now_seen) {
-            self.node_up.remove(&TargetNodeLabels {
-                target: target.to_owned(),
-                node: gone.clone(),
-            });
-        }
-        *entry = now_seen;
     }
 
     pub fn store_error(&self) {
@@ -386,7 +537,7 @@ impl Metrics {
                 .sum();
             self.nodes
                 .get_or_create(&StateLabels {
-                    state: state.as_str().to_owned(),
+                    state: state.as_str(),
                 })
                 .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
@@ -398,27 +549,37 @@ impl Metrics {
 
     /// Drop every series of a target that left the configuration (on reload).
     pub fn remove_target(&self, target: &str, group: Option<&str>) {
-        self.probe_up.remove(&target_group(target, group));
+        let Ok(mut kept) = self.kept.lock() else {
+            return;
+        };
+        let Kept { targets, values } = &mut *kept;
+        let group = value(values, group.unwrap_or(""));
+        let (name, _) = handles(targets, target);
+        let Some(h) = targets.remove(target) else {
+            return;
+        };
+        for group in h.up.map(|(g, _)| g).into_iter().chain([group]) {
+            self.probe_up.remove(&TargetGroupLabels {
+                target: name.clone(),
+                group,
+            });
+        }
         let labels = TargetLabels {
-            target: target.to_owned(),
+            target: name.clone(),
         };
         self.probe_duration.remove(&labels);
         self.cert_expiry.remove(&labels);
         self.cert_not_after.remove(&labels);
-        self.set_node_states(target, &[]);
-        if let Ok(mut seen) = self.nodes_seen.lock() {
-            seen.remove(target);
+        for (node, _) in h.nodes {
+            self.node_up.remove(&TargetNodeLabels {
+                target: name.clone(),
+                node,
+            });
         }
-        let handles = self
-            .handles
-            .lock()
-            .ok()
-            .and_then(|mut h| h.remove(target))
-            .unwrap_or_default();
-        for (result, _) in handles.results {
+        for (result, _) in h.results {
             self.probes.remove(&TargetResultLabels {
-                target: target.to_owned(),
-                result: result.into(),
+                target: name.clone(),
+                result,
             });
         }
     }
@@ -426,7 +587,7 @@ impl Metrics {
     /// Drop the series of a group that left the configuration (on reload).
     pub fn remove_group(&self, group: &str) {
         self.group_up.remove(&GroupLabels {
-            group: group.to_owned(),
+            group: group.into(),
         });
     }
 
@@ -444,13 +605,6 @@ impl Metrics {
     /// [`PROMETHEUS_TEXT_CONTENT_TYPE`].
     pub fn encode(&self) -> String {
         crate::metrics_text::openmetrics_to_prometheus_text(&self.encode_openmetrics())
-    }
-}
-
-fn target_group(target: &str, group: Option<&str>) -> TargetGroupLabels {
-    TargetGroupLabels {
-        target: target.to_owned(),
-        group: group.unwrap_or("").to_owned(),
     }
 }
 
@@ -575,6 +729,30 @@ mod tests {
         let text = m.encode();
         assert!(!text.contains("10.0.0.1:5060"), "{text}");
         assert!(text.contains(r#"node="10.0.0.9:5060"} 1"#), "{text}");
+    }
+
+    /// The compact duration histogram writes what prometheus-client's `Histogram` writes for the
+    /// same observations (bounds themselves included: a bucket counts values up to its bound).
+    #[test]
+    fn duration_histogram_encodes_like_prometheus_clients() {
+        let values = [0.0, 0.0005, 0.0007, 0.001, 0.012, 0.25, 0.3, 4.99, 5.0, 7.5, 120.0];
+        let ours = DurationHistogram::default();
+        let theirs = Histogram::new(PROBE_DURATION_BUCKETS);
+        for v in values {
+            ours.observe(v);
+            theirs.observe(v);
+        }
+        fn text(metric: impl prometheus_client::registry::Metric) -> String {
+            let mut registry = Registry::default();
+            registry.register("sipwatch_probe_duration_seconds", "help", metric);
+            let mut out = String::new();
+            encode_openmetrics_text(&mut out, &registry).expect("encodes");
+            out
+        }
+        let (ours, theirs) = (text(ours), text(theirs));
+        assert_eq!(ours, theirs);
+        assert!(ours.contains(r#"sipwatch_probe_duration_seconds_bucket{le="0.001"} 4"#), "{ours}");
+        assert!(ours.contains(r#"sipwatch_probe_duration_seconds_bucket{le="+Inf"} 11"#), "{ours}");
     }
 
     #[test]

@@ -165,6 +165,8 @@ struct StateTask {
     store_error: Option<String>,
     metrics: Arc<Metrics>,
     snapshot_tx: watch::Sender<Arc<Snapshot>>,
+    /// The snapshot [`StateTask::refresh_metrics`] saw last (the one published last).
+    metrics_view: Option<Arc<Snapshot>>,
     dirty: bool,
     /// Routes, grouping, inhibition, silences and the durable outbox (None without receivers:
     /// notifications are only logged).
@@ -572,7 +574,7 @@ impl StateTask {
             self.metrics.set_cert_not_after(&r.target, not_after);
         }
         if let Some(store) = self.store.as_mut() {
-            store.record_probe(&r.target, &r.node, &obs);
+            store.record_probe(r.target.clone(), r.node.clone(), &obs);
         } else if self.flushing.is_some() {
             self.backlog.push(Backlogged::Probe(
                 r.target.clone(),
@@ -584,10 +586,29 @@ impl StateTask {
         self.events(events);
     }
 
-    /// Metrics that follow the board: target and group up, node counts.
-    fn refresh_metrics(&self, snap: &Snapshot) {
-        let mut counts = std::collections::HashMap::new();
-        for t in &snap.targets {
+    /// Metrics that follow the board: target and group up, node counts. Targets whose view is
+    /// the very one of the snapshot refreshed last did not change: their series are left alone.
+    fn refresh_metrics(&mut self, snap: &Arc<Snapshot>) {
+        let before = self.metrics_view.replace(snap.clone());
+        let mut counts = [
+            (NodeState::Unknown, 0usize),
+            (NodeState::Up, 0),
+            (NodeState::Degraded, 0),
+            (NodeState::Down, 0),
+        ];
+        for (i, t) in snap.targets.iter().enumerate() {
+            for n in &t.nodes {
+                if let Some((_, c)) = counts.iter_mut().find(|(s, _)| *s == n.state) {
+                    *c += 1;
+                }
+            }
+            let unchanged = before
+                .as_ref()
+                .and_then(|b| b.targets.get(i))
+                .is_some_and(|b| Arc::ptr_eq(b, t));
+            if unchanged {
+                continue;
+            }
             let up = t.nodes.iter().any(|n| n.state.is_serving());
             // No verdict yet (every node unknown): no probe_up series, not a 0.
             if t.nodes.iter().any(|n| n.state != NodeState::Unknown) {
@@ -604,23 +625,11 @@ impl StateTask {
                 })
                 .collect();
             self.metrics.set_node_states(&t.name, &nodes);
-            for n in &t.nodes {
-                *counts.entry(n.state).or_insert(0usize) += 1;
-            }
         }
         for g in &snap.groups {
             self.metrics
                 .set_group_up(&g.name, g.state != super::model::GroupState::Down);
         }
-        let counts: Vec<(NodeState, usize)> = [
-            NodeState::Unknown,
-            NodeState::Up,
-            NodeState::Degraded,
-            NodeState::Down,
-        ]
-        .into_iter()
-        .map(|s| (s, counts.get(&s).copied().unwrap_or(0)))
-        .collect();
         self.metrics.set_node_counts(&counts);
         self.metrics.set_targets(snap.targets.len());
     }
@@ -636,8 +645,9 @@ impl StateTask {
         snap.agents = self.agents.values().cloned().collect();
         snap.scheduled_maintenances = scheduled_maintenances(&self.cfg, now_unix());
         snap.alerting = self.alerting_view.clone();
+        let snap = Arc::new(snap);
         self.refresh_metrics(&snap);
-        let _ = self.snapshot_tx.send(Arc::new(snap));
+        let _ = self.snapshot_tx.send(snap);
     }
 
     fn maintenance(&mut self) {
@@ -728,7 +738,7 @@ impl StateTask {
             match item {
                 Backlogged::Probe(target, node, obs) => {
                     if let Some(store) = self.store.as_mut() {
-                        store.record_probe(&target, &node, &obs);
+                        store.record_probe(target, node, &obs);
                     }
                 }
                 Backlogged::Events(events) => {
@@ -1106,6 +1116,7 @@ pub async fn run(config_path: &Path, mut shutdown: watch::Receiver<bool>) -> any
         store_error,
         metrics,
         snapshot_tx,
+        metrics_view: None,
         dirty: true,
     };
     task.maintenance();

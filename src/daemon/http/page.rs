@@ -730,8 +730,9 @@ mod tests {
     fn user_strings_are_escaped_and_store_error_shown() {
         let mut s = snapshot();
         s.page_name = "<script>alert(1)</script>".to_owned();
-        s.targets[0].name = "<img src=x onerror=alert(1)>".to_owned();
-        if let Some(o) = s.targets[0].nodes[0].last.as_mut() {
+        let t = std::sync::Arc::make_mut(&mut s.targets[0]);
+        t.name = "<img src=x onerror=alert(1)>".to_owned();
+        if let Some(o) = t.nodes[0].last.as_mut() {
             o.reason = "<b>".to_owned();
         }
         s.store_error = Some("disk full <sda1>".to_owned());
@@ -747,7 +748,7 @@ mod tests {
     fn healthy_page_is_green() {
         let mut s = snapshot();
         for t in &mut s.targets {
-            t.status = ComponentStatus::Operational;
+            std::sync::Arc::make_mut(t).status = ComponentStatus::Operational;
         }
         s.groups[0].status = ComponentStatus::Operational;
         s.groups[0].state = GroupState::Up;

@@ -420,6 +420,7 @@ pub fn ungrouped_targets(snapshot: &Snapshot) -> Vec<&TargetView> {
                 .iter()
                 .any(|g| t.group.as_deref() == Some(g.name.as_str()) || g.members.contains(&t.name))
         })
+        .map(|t| &**t)
         .collect()
 }
 
@@ -633,6 +634,7 @@ pub(crate) mod tests {
         GroupState, GroupView, IncidentUpdate, NodeState, NodeView, Observation,
     };
     use serde_json::Value;
+    use std::sync::Arc;
 
     pub(crate) fn node(addr: &str, state: NodeState, since: UnixTime) -> NodeView {
         NodeView {
@@ -660,8 +662,8 @@ pub(crate) mod tests {
         group: Option<&str>,
         status: ComponentStatus,
         nodes: Vec<NodeView>,
-    ) -> TargetView {
-        TargetView {
+    ) -> Arc<TargetView> {
+        Arc::new(TargetView {
             name: name.to_owned(),
             uri: format!("sip:{name}.example.net"),
             method: "OPTIONS".to_owned(),
@@ -670,7 +672,7 @@ pub(crate) mod tests {
             status,
             in_maintenance: false,
             dns_error: None,
-        }
+        })
     }
 
     pub(crate) fn snapshot() -> Snapshot {
@@ -865,9 +867,9 @@ pub(crate) mod tests {
             ),
         ] {
             for t in &mut s.targets {
-                t.status = ComponentStatus::Operational;
+                Arc::make_mut(t).status = ComponentStatus::Operational;
             }
-            s.targets[1].status = target_status;
+            Arc::make_mut(&mut s.targets[1]).status = target_status;
             s.groups[0].status = group_status;
             assert_eq!(
                 page_status(&s).indicator,

@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 
+use super::target::TargetTracker;
 use super::{Board, BoardEvent};
 use crate::daemon::model::UnixTime;
 
@@ -50,6 +51,10 @@ impl Board {
                     active: is,
                 });
             }
+        }
+        if new_targets != self.targets_in_maintenance || new_groups != self.groups_in_maintenance {
+            // Which targets show "under maintenance" changed: render them again.
+            self.targets.iter_mut().for_each(TargetTracker::changed);
         }
         self.targets_in_maintenance = new_targets;
         self.groups_in_maintenance = new_groups;

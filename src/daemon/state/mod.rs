@@ -44,8 +44,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use super::model::{
-    GroupState, GroupView, Incident, NodeState, Observation, Snapshot, StateChange, TargetView,
-    UnixTime,
+    GroupState, GroupView, Incident, NodeState, Observation, Snapshot, StateChange, UnixTime,
 };
 use group::{group_status, GroupTracker};
 use node::NodeTracker;
@@ -222,6 +221,7 @@ impl Board {
                 continue;
             };
             let t = &mut self.targets[ti];
+            t.changed();
             let tracker = NodeTracker::from_record(rec);
             match t.nodes.iter_mut().find(|n| n.node == tracker.node) {
                 Some(existing) => *existing = tracker,
@@ -296,19 +296,7 @@ impl Board {
             .targets
             .iter()
             .enumerate()
-            .map(|(ti, t)| {
-                let in_maintenance = self.target_in_maintenance(ti);
-                TargetView {
-                    name: t.spec.name.clone(),
-                    uri: t.spec.uri.clone(),
-                    method: t.spec.method.clone(),
-                    group: t.spec.group.clone(),
-                    nodes: t.nodes.iter().map(NodeTracker::view).collect(),
-                    status: t.status(in_maintenance),
-                    in_maintenance,
-                    dns_error: t.dns_error.clone(),
-                }
-            })
+            .map(|(ti, t)| t.view(self.target_in_maintenance(ti)))
             .collect();
         let groups = self
             .groups
@@ -348,6 +336,7 @@ impl Board {
     }
 
     fn after_target_change(&mut self, ti: usize, now: UnixTime, ev: &mut Vec<BoardEvent>) {
+        self.targets[ti].changed();
         self.sync_target_incident(ti, now, ev);
         if let Some(gi) = self.targets[ti]
             .spec

@@ -43,6 +43,7 @@ impl Board {
             match old.remove(&spec.name) {
                 Some(mut kept) if kept.spec.uri == spec.uri => {
                     kept.spec = spec;
+                    kept.changed();
                     new_targets.push(kept);
                 }
                 Some(_replaced) => {

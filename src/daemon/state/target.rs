@@ -1,10 +1,12 @@
 //! A target: its nodes, its DNS state, its verdict for group quorum and its status on the page.
 
+use std::cell::OnceCell;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::node::NodeTracker;
 use super::{Board, BoardEvent, TargetSpec};
-use crate::daemon::model::{ComponentStatus, NodeState, UnixTime};
+use crate::daemon::model::{ComponentStatus, NodeState, TargetView, UnixTime};
 
 #[derive(Debug)]
 pub(super) struct TargetTracker {
@@ -12,6 +14,9 @@ pub(super) struct TargetTracker {
     pub(super) nodes: Vec<NodeTracker>,
     pub(super) dns_error: Option<String>,
     pub(super) dns_notified: bool,
+    /// The view [`Board::snapshot`] published last, reused until the target changes (most
+    /// targets do not change between two snapshots): see [`TargetTracker::changed`].
+    pub(super) view: OnceCell<Arc<TargetView>>,
 }
 
 /// A target's contribution to its group's quorum.
@@ -30,7 +35,31 @@ impl TargetTracker {
             nodes: Vec::new(),
             dns_error: None,
             dns_notified: false,
+            view: OnceCell::new(),
         }
+    }
+
+    /// Something the target's view shows may have changed: the next snapshot renders it again.
+    pub(super) fn changed(&mut self) {
+        self.view.take();
+    }
+
+    /// The target as the status page sees it, rendered once per change.
+    pub(super) fn view(&self, in_maintenance: bool) -> Arc<TargetView> {
+        self.view
+            .get_or_init(|| {
+                Arc::new(TargetView {
+                    name: self.spec.name.clone(),
+                    uri: self.spec.uri.clone(),
+                    method: self.spec.method.clone(),
+                    group: self.spec.group.clone(),
+                    nodes: self.nodes.iter().map(NodeTracker::view).collect(),
+                    status: self.status(in_maintenance),
+                    in_maintenance,
+                    dns_error: self.dns_error.clone(),
+                })
+            })
+            .clone()
     }
 
     pub(super) fn dns_outage(&self) -> bool {

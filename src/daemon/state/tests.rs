@@ -80,7 +80,11 @@ fn node_state(b: &Board, t: &str, node: &str, now: f64) -> NodeView {
         .into_iter()
         .find(|x| x.name == t)
         .expect("target");
-    tv.nodes.into_iter().find(|n| n.node == node).expect("node")
+    tv.nodes
+        .iter()
+        .find(|n| n.node == node)
+        .cloned()
+        .expect("node")
 }
 
 fn status_of(b: &Board, t: &str, now: f64) -> ComponentStatus {
