@@ -575,26 +575,32 @@ fn rsip_headers(head: &[u8]) -> Result<Vec<(HeaderName, Cow<'_, str>)>, MessageE
 fn plain_headers(head: &[u8]) -> Option<Vec<(HeaderName, Cow<'_, str>)>> {
     let text = std::str::from_utf8(head).ok()?;
     let mut out = Vec::with_capacity(16);
-    for line in text.split("\r\n").skip(1) {
+    let mut rest = &text[memchr::memchr(b'\n', text.as_bytes())? + 1..];
+    while !rest.is_empty() {
+        let end = memchr::memchr(b'\n', rest.as_bytes()).unwrap_or(rest.len());
+        // Every line ends in CRLF; a bare LF or CR is not plain.
+        let line = rest[..end].strip_suffix('\r')?;
+        rest = &rest[(end + 1).min(rest.len())..];
         if line.is_empty() {
             continue;
         }
-        if line.starts_with([' ', '\t']) || line.contains(['\r', '\n']) {
+        if line.starts_with([' ', '\t']) || memchr::memchr(b'\r', line.as_bytes()).is_some() {
             return None;
         }
-        let (name, value) = line.split_once(':')?;
+        let colon = memchr::memchr(b':', line.as_bytes())?;
+        let name = &line[..colon];
         // No space before the colon either: rsip refuses it, and the two must agree.
         if name.is_empty() || !name.bytes().all(is_token_byte) {
             return None;
         }
-        out.push((header_name(name), Cow::Borrowed(value.trim())));
+        out.push((header_name(name), Cow::Borrowed(line[colon + 1..].trim())));
     }
     Some(out)
 }
 
 /// RFC 3261 §25.1 `token` characters.
 fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
+    matches!(b, b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~')
 }
 
 /// A header's name as the probe reads it, compact forms folded in (case-insensitive).
@@ -760,32 +766,45 @@ pub fn split_list(value: &str) -> Vec<String> {
 
 /// The entries of a comma-separated header value, trimmed, empty ones skipped; commas inside
 /// quotes (a backslash escapes the next character there) and inside `<...>` do not separate.
+/// Lazy: the first entry (a top Via) costs a scan of itself only.
 pub fn list_entries(value: &str) -> impl Iterator<Item = &str> {
-    let mut cuts = Vec::new();
-    let (mut in_quotes, mut in_angle, mut escaped) = (false, false, false);
-    for (i, c) in value.char_indices() {
-        if escaped {
-            escaped = false;
-            continue;
+    let mut rest = Some(value);
+    std::iter::from_fn(move || loop {
+        let text = rest?;
+        let (mut in_quotes, mut in_angle, mut escaped) = (false, false, false);
+        let mut cut = None;
+        for (i, c) in text.char_indices() {
+            if escaped {
+                escaped = false;
+                continue;
+            }
+            match c {
+                '\\' if in_quotes => escaped = true,
+                '"' => in_quotes = !in_quotes,
+                '<' if !in_quotes => in_angle = true,
+                '>' if !in_quotes => in_angle = false,
+                ',' if !in_quotes && !in_angle => {
+                    cut = Some(i);
+                    break;
+                }
+                _ => {}
+            }
         }
-        match c {
-            '\\' if in_quotes => escaped = true,
-            '"' => in_quotes = !in_quotes,
-            '<' if !in_quotes => in_angle = true,
-            '>' if !in_quotes => in_angle = false,
-            ',' if !in_quotes && !in_angle => cuts.push(i),
-            _ => {}
+        let entry = match cut {
+            Some(i) => {
+                rest = Some(&text[i + 1..]);
+                &text[..i]
+            }
+            None => {
+                rest = None;
+                text
+            }
+        };
+        let entry = entry.trim();
+        if !entry.is_empty() {
+            return Some(entry);
         }
-    }
-    cuts.push(value.len());
-    let mut start = 0;
-    cuts.into_iter()
-        .map(move |end| {
-            let entry = value[start..end].trim();
-            start = end + 1;
-            entry
-        })
-        .filter(|e| !e.is_empty())
+    })
 }
 
 /// The value of a `;name=value` header parameter (outside any `<...>` URI), case-insensitive name.

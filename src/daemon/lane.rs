@@ -166,7 +166,8 @@ struct Target {
     name: Arc<str>,
     /// Bumped when the entry is reused for another target: older timers and answers are stale.
     gen: u32,
-    uri: TargetUri,
+    /// Kept while it may be located again: a numeric host is located once and drops it.
+    uri: Option<Box<TargetUri>>,
     transport: Option<Transport>,
     interval: Duration,
     timers: Timers,
@@ -416,7 +417,7 @@ impl LaneTask {
         self.targets[id as usize] = Some(Target {
             name: name.clone(),
             gen,
-            uri: t.uri,
+            uri: Some(Box::new(t.uri)),
             transport: t.transport,
             interval,
             timers: Timers::with_timer_f(t.timeout),
@@ -444,8 +445,10 @@ impl LaneTask {
         let Some(t) = self.target(id, gen) else {
             return;
         };
+        let Some(uri) = t.uri.clone() else {
+            return;
+        };
         t.locating = true;
-        let uri = t.uri.clone();
         let forced = t.transport;
         let locator = self.locator.clone();
         let lookup = async move {
@@ -492,16 +495,20 @@ impl LaneTask {
                         .collect();
                     let changed = wanted.len() != t.nodes.len()
                         || wanted.iter().zip(&t.nodes).any(|(a, n)| *a != n.addr);
-                    if changed {
+                    if let (true, Some(uri)) = (changed, t.uri.as_deref()) {
                         let mut old: HashMap<SocketAddr, Node> =
                             t.nodes.drain(..).map(|n| (n.addr, n)).collect();
                         t.nodes = Vec::with_capacity(wanted.len());
                         for addr in wanted {
                             let node = old.remove(&addr).unwrap_or_else(|| {
-                                new_node(&t.uri, t.max_forwards, addr, port, &mut routes)
+                                new_node(uri, t.max_forwards, addr, port, &mut routes)
                             });
                             t.nodes.push(node);
                         }
+                    }
+                    if t.dns_valid_until.is_none() {
+                        // A numeric host: never located again.
+                        t.uri = None;
                     }
                     let dns_ok = std::mem::replace(&mut t.dns_failing, false);
                     let name = t.name.clone();

@@ -27,6 +27,9 @@ use super::history::History;
 use super::model::{ComponentStatus, GroupState, Incident, NodeState, Observation, UnixTime};
 use super::state::{BoardEvent, NodeRecord};
 
+/// SQLite's page cache per connection, as `PRAGMA cache_size` takes it (negative: KiB).
+const CACHE_KIB: i64 = -1024;
+
 /// Schema version, kept in `PRAGMA user_version`.
 const SCHEMA_VERSION: i32 = 1;
 
@@ -331,6 +334,11 @@ impl Store {
         }
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(sql("setting synchronous=NORMAL"))?;
+        // 1 MiB of page cache instead of SQLite's 2 MiB: the writes are appends and the
+        // file is in the kernel's cache anyway (a third of the daemon's heap at 10,000 targets
+        // went to SQLite's two caches).
+        conn.pragma_update(None, "cache_size", CACHE_KIB)
+            .map_err(sql("setting the cache size"))?;
         if found < SCHEMA_VERSION {
             conn.execute_batch(&format!(
                 "BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
@@ -825,6 +833,8 @@ impl StoreReader {
             .map_err(|e| StoreError::from_sqlite(path, "opening for reading", e))?;
         conn.busy_timeout(Duration::from_secs(5))
             .map_err(|e| StoreError::from_sqlite(path, "setting the busy timeout", e))?;
+        conn.pragma_update(None, "cache_size", CACHE_KIB)
+            .map_err(|e| StoreError::from_sqlite(path, "setting the cache size", e))?;
         let found = user_version(&conn, path)?;
         if found == 0 {
             return Err(StoreError::NotInitialized {
@@ -1478,7 +1488,11 @@ mod tests {
         for s in 0..60 {
             for (i, n) in nodes.iter().enumerate() {
                 let target = format!("t{}", i / 2);
-                store.record_probe(target.as_str(), n.as_str(), &obs(60_000.0 + s as f64, "ok", Some(3.0)));
+                store.record_probe(
+                    target.as_str(),
+                    n.as_str(),
+                    &obs(60_000.0 + s as f64, "ok", Some(3.0)),
+                );
             }
         }
         let recorded = started.elapsed();
