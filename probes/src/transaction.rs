@@ -328,7 +328,9 @@ impl<R> ClientTransaction<R> {
             mismatched: 0,
             absorbed: 0,
             final_code: None,
-            events: VecDeque::new(),
+            // Room for a provisional and the final answer: an event holds the parsed response,
+            // so the queue's default first growth (four) was a block over 1 KB per probe.
+            events: VecDeque::with_capacity(2),
         }
     }
 
