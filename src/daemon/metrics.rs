@@ -215,7 +215,10 @@ impl EncodeMetric for DurationHistogram {
         let mut buckets = [(f64::INFINITY, 0u64); PROBE_DURATION_BUCKETS.len() + 1];
         for (i, slot) in buckets.iter_mut().enumerate() {
             *slot = (
-                PROBE_DURATION_BUCKETS.get(i).copied().unwrap_or(f64::INFINITY),
+                PROBE_DURATION_BUCKETS
+                    .get(i)
+                    .copied()
+                    .unwrap_or(f64::INFINITY),
                 counts[i],
             );
         }
@@ -735,7 +738,9 @@ mod tests {
     /// same observations (bounds themselves included: a bucket counts values up to its bound).
     #[test]
     fn duration_histogram_encodes_like_prometheus_clients() {
-        let values = [0.0, 0.0005, 0.0007, 0.001, 0.012, 0.25, 0.3, 4.99, 5.0, 7.5, 120.0];
+        let values = [
+            0.0, 0.0005, 0.0007, 0.001, 0.012, 0.25, 0.3, 4.99, 5.0, 7.5, 120.0,
+        ];
         let ours = DurationHistogram::default();
         let theirs = Histogram::new(PROBE_DURATION_BUCKETS);
         for v in values {
@@ -751,8 +756,14 @@ mod tests {
         }
         let (ours, theirs) = (text(ours), text(theirs));
         assert_eq!(ours, theirs);
-        assert!(ours.contains(r#"sipwatch_probe_duration_seconds_bucket{le="0.001"} 4"#), "{ours}");
-        assert!(ours.contains(r#"sipwatch_probe_duration_seconds_bucket{le="+Inf"} 11"#), "{ours}");
+        assert!(
+            ours.contains(r#"sipwatch_probe_duration_seconds_bucket{le="0.001"} 4"#),
+            "{ours}"
+        );
+        assert!(
+            ours.contains(r#"sipwatch_probe_duration_seconds_bucket{le="+Inf"} 11"#),
+            "{ours}"
+        );
     }
 
     #[test]

@@ -1478,7 +1478,11 @@ mod tests {
         for s in 0..60 {
             for (i, n) in nodes.iter().enumerate() {
                 let target = format!("t{}", i / 2);
-                store.record_probe(target.as_str(), n.as_str(), &obs(60_000.0 + s as f64, "ok", Some(3.0)));
+                store.record_probe(
+                    target.as_str(),
+                    n.as_str(),
+                    &obs(60_000.0 + s as f64, "ok", Some(3.0)),
+                );
             }
         }
         let recorded = started.elapsed();
