@@ -930,3 +930,60 @@ fn snapshot_lists_open_incidents_newest_first() {
     assert_eq!(ids, vec![2, 1]);
     assert!(snap.store_error.is_none());
 }
+
+/// A snapshot reuses the view of every target no input touched since the previous one (that is
+/// what keeps two snapshots alive at once cheap), and renders again those that changed: a
+/// probe result, a DNS answer, a maintenance window, a reload.
+#[test]
+fn snapshots_share_the_targets_that_did_not_change() {
+    let th = Thresholds::default();
+    let specs = vec![target("a", Some("core"), th), target("b", None, th)];
+    let groups = vec![GroupSpec {
+        name: "core".into(),
+        min_up: 1,
+    }];
+    let mut b = Board::new("Status".into(), specs.clone(), groups.clone());
+    b.set_nodes("a", &nodes(1), 0.0);
+    b.set_nodes("b", &nodes(1), 0.0);
+    let same =
+        |x: &Snapshot, y: &Snapshot, i: usize| std::sync::Arc::ptr_eq(&x.targets[i], &y.targets[i]);
+
+    let s1 = b.snapshot(1.0);
+    let s2 = b.snapshot(2.0);
+    assert!(same(&s1, &s2, 0) && same(&s1, &s2, 1), "nothing changed");
+
+    b.observe("a", &node(1), obs(3.0, "ok"));
+    let s3 = b.snapshot(3.0);
+    assert!(
+        !same(&s2, &s3, 0),
+        "a probe result renders its target again"
+    );
+    assert!(same(&s2, &s3, 1), "the other target is shared");
+    let last = s3.targets[0].nodes[0].last.as_ref().expect("observed");
+    assert_eq!(last.at, 3.0);
+
+    b.set_dns_error("b", Some("NXDOMAIN".into()), 4.0);
+    let s4 = b.snapshot(4.0);
+    assert!(same(&s3, &s4, 0) && !same(&s3, &s4, 1));
+    assert_eq!(s4.targets[1].dns_error.as_deref(), Some("NXDOMAIN"));
+
+    b.set_maintenance(&[], &["core".to_string()], 5.0);
+    let s5 = b.snapshot(5.0);
+    assert!(s5.targets[0].in_maintenance);
+    assert_eq!(s5.targets[0].status, ComponentStatus::UnderMaintenance);
+    b.set_maintenance(&[], &["core".to_string()], 6.0);
+    assert!(
+        same(&s5, &b.snapshot(6.0), 0),
+        "the same window: nothing to render"
+    );
+
+    let mut moved = specs;
+    moved[0].group = None;
+    b.reconfigure(moved, groups, 7.0);
+    let s7 = b.snapshot(7.0);
+    assert_eq!(
+        s7.targets[0].group, None,
+        "a reload renders the target again"
+    );
+    assert!(!s7.targets[0].in_maintenance);
+}
