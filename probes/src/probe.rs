@@ -265,6 +265,23 @@ pub fn options_request(
     }
 }
 
+/// Hands a parsed response to its transaction, the matching keys moved out of it (the
+/// transaction keeps the rest; nothing reads the keys after the match).
+pub fn hand_over(
+    tx: &mut ClientTransaction<ResponseHead>,
+    now: Instant,
+    mut head: ResponseHead,
+) -> crate::transaction::MatchResult {
+    let key = ResponseKey {
+        branch: head.branch.take(),
+        cseq_method: head.cseq_method.take(),
+        call_id: head.call_id.take(),
+        from_tag: head.from_tag.take(),
+    };
+    let code = head.code;
+    tx.handle_response(now, &key, code, head)
+}
+
 /// Writes a final answer's code, reason, RTT and `Server` into `o`.
 pub fn record_final(o: &mut ProbeOutcome, head: &ResponseHead, rtt: Duration) {
     o.code = Some(head.code);
@@ -721,14 +738,7 @@ impl<W: Wire> Exchange<'_, W> {
                             self.log(false, &bytes);
                             match parse_response(&bytes) {
                                 Ok(head) => {
-                                    let rkey = ResponseKey {
-                                        branch: head.branch.clone(),
-                                        cseq_method: head.cseq_method.clone(),
-                                        call_id: head.call_id.clone(),
-                                        from_tag: head.from_tag.clone(),
-                                    };
-                                    let code = head.code;
-                                    let _ = tx.handle_response(now, &rkey, code, head);
+                                    let _ = hand_over(&mut tx, now, head);
                                 }
                                 Err(e) => {
                                     garbage_count += 1;

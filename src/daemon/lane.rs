@@ -43,11 +43,11 @@ use sipwatch_probes::message::{
 use sipwatch_probes::mmsg::{enable_timestamps, send_batch, RecvBatch};
 use sipwatch_probes::outcome::{Policy, ProbeOutcome, ResultKind, Status};
 use sipwatch_probes::probe::{
-    garbage_reason, judge_options_final, nothing_observed, options_request, timeout_reason,
-    unix_now,
+    garbage_reason, hand_over, judge_options_final, nothing_observed, options_request,
+    timeout_reason, unix_now,
 };
 use sipwatch_probes::transaction::{
-    ClientTransaction, Reliability, ResponseKey, Timers, TransactionEvent, TransactionKey,
+    ClientTransaction, Reliability, Timers, TransactionEvent, TransactionKey,
 };
 use sipwatch_probes::transport::{enable_icmp_errors, MAX_MESSAGE};
 use tokio::io::Interest;
@@ -885,15 +885,8 @@ impl LaneTask {
             return;
         }
         match parsed {
-            Ok(mut head) => {
-                let key = ResponseKey {
-                    branch: head.branch.take(),
-                    cseq_method: head.cseq_method.take(),
-                    call_id: head.call_id.take(),
-                    from_tag: head.from_tag.take(),
-                };
-                let code = head.code;
-                let _ = probe.tx.handle_response(now.into_std(), &key, code, head);
+            Ok(head) => {
+                let _ = hand_over(&mut probe.tx, now.into_std(), head);
                 // A provisional answer moves Timer E to T2: re-arm (a final one ends the probe).
                 if let Some(at) = probe
                     .tx
