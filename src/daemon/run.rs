@@ -41,17 +41,6 @@ fn now_unix() -> UnixTime {
         .unwrap_or(0.0)
 }
 
-/// Hands the pages freed inside glibc's heaps back to the kernel (`malloc_trim`): page loads,
-/// `/metrics` and start-up leave freed blocks that glibc keeps resident otherwise. About a
-/// millisecond every 30 s at 10,000 targets.
-fn give_back_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim(3) only releases free memory of the allocator; no pointer is involved.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
 /// Takes the targets out of `cfg` once they are applied, keeping their names and groups.
 fn take_targets(cfg: &mut DaemonConfig) -> Vec<(String, Option<String>)> {
     std::mem::take(&mut cfg.targets)
@@ -1228,9 +1217,6 @@ pub async fn run(config_path: &Path, mut shutdown: watch::Receiver<bool>) -> any
                 }
                 if ticks.is_multiple_of(3600) {
                     task.prune();
-                }
-                if ticks.is_multiple_of(30) {
-                    give_back_freed_memory();
                 }
                 task.check_outbox();
                 task.paging_tick();
