@@ -208,8 +208,7 @@ fn route_icmp_errors(
 
 /// One entry of the error queue: the length of the original datagram copied into `buf` and the
 /// errno of the ICMP error (ECONNREFUSED for port unreachable). None when the queue is empty.
-pub fn recv_error(socket: &UdpSocket, buf: &mut [u8]) -> Option<(usize, i32)> {
-    use std::os::fd::AsRawFd;
+pub fn recv_error(socket: &impl std::os::fd::AsRawFd, buf: &mut [u8]) -> Option<(usize, i32)> {
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr() as *mut libc::c_void,
         iov_len: buf.len(),

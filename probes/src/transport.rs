@@ -425,8 +425,7 @@ pub async fn route_ip(peer: SocketAddr) -> std::io::Result<IpAddr> {
 
 /// Asks the kernel to report ICMP errors (port unreachable) on this unconnected socket, so a
 /// closed UDP port is a fast `transport_error` instead of a Timer F timeout.
-pub fn enable_icmp_errors(socket: &UdpSocket, v6: bool) {
-    use std::os::fd::AsRawFd;
+pub fn enable_icmp_errors(socket: &impl std::os::fd::AsRawFd, v6: bool) {
     let one: libc::c_int = 1;
     let (level, name) = if v6 {
         (libc::SOL_IPV6, libc::IPV6_RECVERR)

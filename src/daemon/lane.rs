@@ -50,8 +50,8 @@ use sipwatch_probes::transaction::{
     ClientTransaction, Reliability, Timers, TransactionEvent, TransactionKey,
 };
 use sipwatch_probes::transport::{enable_icmp_errors, MAX_MESSAGE};
-use tokio::io::Interest;
-use tokio::net::UdpSocket;
+use tokio::io::unix::AsyncFd;
+use tokio::io::{Interest, Ready};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
@@ -109,15 +109,23 @@ impl Lane {
     ) -> io::Result<Lane> {
         let std_socket = std::net::UdpSocket::bind("0.0.0.0:0")?;
         std_socket.set_nonblocking(true)?;
-        let socket = UdpSocket::from_std(std_socket)?;
-        enable_icmp_errors(&socket, false);
-        enable_timestamps(socket.as_raw_fd())?;
-        let port = socket.local_addr()?.port();
+        enable_icmp_errors(&std_socket, false);
+        enable_timestamps(std_socket.as_raw_fd())?;
+        let port = std_socket.local_addr()?.port();
+        // Registered so that an answer arriving does not wake the thread (at 2,000 answers a
+        // second that was three wake-ups per slot); the lane reads on its grid. epoll reports
+        // errors (EPOLLERR: an ICMP message in the error queue) whatever the interest, and
+        // tokio's ERROR interest would add EPOLLIN, so the interest is PRIORITY (EPOLLPRI, which
+        // UDP never raises).
+        // SAFETY: the socket owns its fd, and the lane neither closes nor replaces it while the
+        // AsyncFd holds it (it is dropped with it).
+        let socket = unsafe { AsyncFd::register_with_interest(std_socket, Interest::PRIORITY)? };
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let unrouted = Arc::new(AtomicU64::new(0));
         let run = LaneTask {
             socket,
             port,
+            outstanding: Arc::new(()),
             cmds: cmd_rx,
             self_tx: cmd_tx.clone(),
             tx,
@@ -212,6 +220,8 @@ struct InFlight {
     /// Datagrams with our branch from another address.
     foreign: u32,
     _permit: OwnedSemaphorePermit,
+    /// Counts this probe in [`LaneTask::outstanding`].
+    _outstanding: Arc<()>,
 }
 
 /// A heap entry: at `at`, target `id` of generation `gen` ticks (`seq` 0) or probe `seq`'s
@@ -270,8 +280,11 @@ impl Schedule {
 }
 
 struct LaneTask {
-    socket: UdpSocket,
+    /// Nonblocking; the reactor reports only its errors (ICMP, `IP_RECVERR`).
+    socket: AsyncFd<std::net::UdpSocket>,
     port: u16,
+    /// One clone per probe awaiting its answer: while there is any, the lane reads every slot.
+    outstanding: Arc<()>,
     cmds: mpsc::UnboundedReceiver<Cmd>,
     self_tx: mpsc::UnboundedSender<Cmd>,
     tx: mpsc::Sender<SchedulerMsg>,
@@ -302,8 +315,7 @@ impl LaneTask {
         let far = Duration::from_secs(3600);
         let sleep = tokio::time::sleep(far);
         tokio::pin!(sleep);
-        // When to read the answers that woke us: a moment later, so the answers to a slot's
-        // pings are read in one go (their arrival times come from the kernel's stamps).
+        // When to read next: the next grid slot, while any probe awaits its answer.
         let mut read_at: Option<Instant> = None;
         loop {
             let next = self.timers.next();
@@ -327,22 +339,8 @@ impl LaneTask {
                         self.gens.shrink_to_fit();
                     }
                 }
-                // Not while a read is pending, nor when the lane wakes within a slot anyway (it
-                // reads then): with targets in every slot, one wake-up per slot.
-                ready = self.socket.ready(Interest::READABLE | Interest::ERROR),
-                    if read_at.is_none() && next.is_none_or(|at| at > Instant::now() + READ_COALESCE) => {
-                    match ready {
-                        Ok(r) => {
-                            if r.is_error() {
-                                self.read_errors();
-                            }
-                            if r.is_readable() {
-                                read_at = Some(Instant::now() + READ_COALESCE);
-                            }
-                        }
-                        Err(e) => tracing::debug!(error = %e, "UDP lane socket error"),
-                    }
-                }
+                // An ICMP error: the probe it names fails now, not at its timeout.
+                _ = self.socket.ready(Interest::ERROR) => {}
                 _ = &mut sleep => {}
             }
             let now = Instant::now();
@@ -352,19 +350,44 @@ impl LaneTask {
                 self.read_answers(&mut batch);
             }
             // ICMP errors wait in the error queue; ask whether any came without waiting.
-            if let Some(Ok(r)) = self.socket.ready(Interest::ERROR).now_or_never() {
-                if r.is_error() {
-                    self.read_errors();
-                }
-            }
+            self.check_errors();
             self.fire_due();
             self.start_waiting();
-            self.flush_sends().await;
+            self.flush_sends();
+            // Answers are read on the grid of slots (where the ticks are), so a wake-up to read
+            // is usually one the lane makes for its ticks anyway. The kernel stamps each
+            // answer's arrival, so reading it up to a slot later does not lengthen its RTT.
+            if read_at.is_none() && (Arc::strong_count(&self.outstanding) > 1 || !self.sends.is_empty()) {
+                read_at = Some(self.next_slot(Instant::now()));
+            }
             for msg in self.reports.drain(..) {
                 if self.tx.send(msg).await.is_err() {
                     return;
                 }
             }
+        }
+    }
+
+    /// The first grid slot (`epoch` + a whole number of [`READ_COALESCE`]) after `now`.
+    fn next_slot(&self, now: Instant) -> Instant {
+        let slot = READ_COALESCE.as_nanos();
+        let since = now.saturating_duration_since(self.epoch).as_nanos();
+        let k = since / slot + 1;
+        self.epoch + Duration::from_nanos((k * slot).min(u128::from(u64::MAX)) as u64)
+    }
+
+    /// Reads the error queue when the reactor saw an error on the socket (no waiting).
+    fn check_errors(&mut self) {
+        let seen = match self.socket.ready(Interest::ERROR).now_or_never() {
+            Some(Ok(mut guard)) => {
+                // Cleared before draining: an error queued meanwhile is seen next time.
+                guard.clear_ready_matching(Ready::ERROR);
+                true
+            }
+            _ => false,
+        };
+        if seen {
+            self.read_errors();
         }
     }
 
@@ -670,6 +693,7 @@ impl LaneTask {
             garbage_count: 0,
             foreign: 0,
             _permit: permit,
+            _outstanding: self.outstanding.clone(),
             tx: {
                 if let Err(e) = &built {
                     tx.handle_transport_error(start, format!("cannot build the request: {e}"));
@@ -829,7 +853,7 @@ impl LaneTask {
     fn read_answers(&mut self, batch: &mut RecvBatch) {
         let fd = self.socket.as_raw_fd();
         loop {
-            match self.socket.try_io(Interest::READABLE, || batch.receive(fd)) {
+            match batch.receive(fd) {
                 Ok(_) => {
                     let (now, wall) = (Instant::now(), std::time::SystemTime::now());
                     for d in batch.datagrams() {
@@ -913,12 +937,9 @@ impl LaneTask {
     /// Drains the socket's error queue: each entry fails the probe that sent the datagram.
     fn read_errors(&mut self) {
         let mut buf = vec![0u8; 2048];
-        let _ = self.socket.try_io(Interest::ERROR, || {
-            Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock))
-        });
         // Bounded: the queue is bounded by the receive buffer, but never spin here.
         for _ in 0..1024 {
-            let Some((len, errno)) = recv_error(&self.socket, &mut buf) else {
+            let Some((len, errno)) = recv_error(self.socket.get_ref(), &mut buf) else {
                 break;
             };
             let Some((id, seq)) = top_via_branch(&buf[..len]).and_then(decode_branch) else {
@@ -942,8 +963,10 @@ impl LaneTask {
         }
     }
 
-    /// Sends this turn's requests, as many per system call as the kernel takes.
-    async fn flush_sends(&mut self) {
+    /// Sends this turn's requests, as many per system call as the kernel takes. When the socket's
+    /// send buffer is full the rest wait for the next slot (the lane wakes for it while any
+    /// request waits), in order.
+    fn flush_sends(&mut self) {
         if self.sends.is_empty() {
             return;
         }
@@ -958,19 +981,12 @@ impl LaneTask {
                 .take(sipwatch_probes::mmsg::BATCH)
                 .map(|(to, bytes, _, _)| (*to, bytes.as_ref()))
                 .collect();
-            match self
-                .socket
-                .try_io(Interest::WRITABLE, || send_batch(fd, &chunk))
-            {
+            match send_batch(fd, &chunk) {
                 Ok(n) => {
                     done += n.max(1);
                     retries = 0;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if self.socket.writable().await.is_err() {
-                        break;
-                    }
-                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 // An ICMP error for an earlier datagram, reported by this call: the error
                 // queue routes it; send again.
                 Err(e) if is_async_icmp_error(&e) && retries < SEND_RETRIES => {
@@ -998,7 +1014,7 @@ impl LaneTask {
             }
         }
         let mut sends = sends;
-        sends.clear();
+        sends.drain(..done);
         self.sends = sends;
         if icmp {
             self.read_errors();
