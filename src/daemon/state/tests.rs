@@ -1049,12 +1049,18 @@ fn saves_write_changed_records_every_time_and_every_record_every_minute() {
     );
     feed(&mut b, "edge", &node(2), &mut at, "critical", 1);
     assert_eq!(b.records_to_save(30.0, SaveMode::Changed).1, vec![]);
+    // The third completes the transition to down (no streak starts or ends): written.
+    feed(&mut b, "edge", &node(2), &mut at, "critical", 1);
+    let save = b.records_to_save(35.0, SaveMode::Changed);
+    assert_eq!(saved_nodes(&save), [node(2)]);
+    assert_eq!((save.1[0].state, save.1[0].since), (NodeState::Down, at));
+    feed(&mut b, "edge", &node(2), &mut at, "critical", 1);
 
     // A minute after the last full save, every record with its exact counters.
     let full = b.records_to_save(FULL_NODE_SAVE_EVERY_SECS, SaveMode::Changed);
     assert_eq!(full.0, SaveMode::All);
     assert_eq!(full.1, b.node_records());
-    assert_eq!(full.1[1].consecutive_failures, 2);
+    assert_eq!(full.1[1].consecutive_failures, 4);
     assert_eq!(
         b.records_to_save(FULL_NODE_SAVE_EVERY_SECS + 5.0, SaveMode::Changed),
         (SaveMode::Changed, vec![])
