@@ -30,14 +30,23 @@ fn saved_states(db: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
-fn wait_saved(d: &Daemon, db: &Path, what: &str, timeout: Duration, want: &[(&str, &str)]) {
-    let want: Vec<(String, String)> = want
-        .iter()
-        .map(|(t, s)| (t.to_string(), s.to_string()))
-        .collect();
+/// k1's status on the page.
+fn k1_status(d: &Daemon) -> String {
+    component_status(&d.json("/api/v2/components.json"), "k1")
+}
+
+/// Waits until k1 shows `status` on the page, then until the store holds it as `state`.
+fn wait_shown_then_saved(d: &Daemon, db: &Path, status: &str, state: &str, save: Duration) {
     wait_until_or(
-        what,
-        timeout,
+        &format!("k1 {status}"),
+        Duration::from_secs(10),
+        || d.log_text(),
+        || k1_status(d) == status,
+    );
+    let want = vec![("k1".to_string(), state.to_string())];
+    wait_until_or(
+        &format!("k1 saved {state}"),
+        save,
         || {
             format!(
                 "saved: {:?}\ndaemon log:\n{}",
@@ -74,35 +83,10 @@ fn a_node_going_down_is_saved_within_one_save_and_survives_a_crash() {
     let mut d = Daemon::start(&cfg, &listen, &log);
 
     // Up, and saved by the first save (a save of every record, about 5 s after the start).
-    wait_until_or(
-        "k1 up",
-        Duration::from_secs(10),
-        || d.log_text(),
-        || component_status(&d.json("/api/v2/components.json"), "k1") == "operational",
-    );
-    wait_saved(
-        &d,
-        &db,
-        "k1 saved up",
-        Duration::from_secs(15),
-        &[("k1", "up")],
-    );
-
+    wait_shown_then_saved(&d, &db, "operational", "up", Duration::from_secs(15));
     // Down: saved by the next save of changed records, one 5 s save later (10 s allowed).
     kamailio.stop();
-    wait_until_or(
-        "k1 down",
-        Duration::from_secs(10),
-        || d.log_text(),
-        || component_status(&d.json("/api/v2/components.json"), "k1") == "major_outage",
-    );
-    wait_saved(
-        &d,
-        &db,
-        "k1 saved down",
-        Duration::from_secs(10),
-        &[("k1", "down")],
-    );
+    wait_shown_then_saved(&d, &db, "major_outage", "down", Duration::from_secs(10));
     assert!(
         started.elapsed() < Duration::from_secs(60),
         "the test ran too slowly to tell: the save of every record 60 s after the first one may \
@@ -118,19 +102,11 @@ fn a_node_going_down_is_saved_within_one_save_and_survives_a_crash() {
 
     // The restart resumes with k1 down at once, without finding it down again.
     let d2 = Daemon::start(&cfg, &listen, &log);
-    let first = d2.json("/api/v2/components.json");
-    assert_eq!(
-        component_status(&first, "k1"),
-        "major_outage",
-        "restored at once: {first:#}"
-    );
-    // Three probe intervals: a node restored up would be found down (and logged) by now.
+    // At once, and for three probe intervals: a node restored up would be found down (and
+    // logged) by then.
     let deadline = Instant::now() + Duration::from_secs(3);
     while Instant::now() < deadline {
-        assert_eq!(
-            component_status(&d2.json("/api/v2/components.json"), "k1"),
-            "major_outage"
-        );
+        assert_eq!(k1_status(&d2), "major_outage", "k1 restored down");
         std::thread::sleep(Duration::from_millis(100));
     }
     let new_log = &d2.log_text()[log_len..];

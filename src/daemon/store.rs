@@ -1035,15 +1035,19 @@ mod tests {
             .expect("count")
     }
 
-    /// A board that produced real events: a node down (incident), a group change, a recovery.
-    fn board_events() -> (Board, Vec<BoardEvent>, f64) {
-        let spec = |name: &str| TargetSpec {
+    /// Target `name` of group `core`, default thresholds.
+    fn spec(name: &str) -> TargetSpec {
+        TargetSpec {
             name: name.to_string(),
             uri: format!("sip:{name}.example.net"),
             method: "OPTIONS".to_string(),
             group: Some("core".to_string()),
             thresholds: Thresholds::default(),
-        };
+        }
+    }
+
+    /// A board that produced real events: a node down (incident), a group change, a recovery.
+    fn board_events() -> (Board, Vec<BoardEvent>, f64) {
         let mut b = Board::new(
             "S".into(),
             vec![spec("a"), spec("b")],
@@ -1557,18 +1561,11 @@ mod tests {
             &[("10.0.0.1:5060".to_string(), "udp".to_string())],
             now,
         );
-        let kept = |name: &str| TargetSpec {
-            name: name.to_string(),
-            uri: format!("sip:{name}.example.net"),
-            method: "OPTIONS".to_string(),
-            group: Some("core".to_string()),
-            thresholds: Thresholds::default(),
-        };
         let groups = vec![GroupSpec {
             name: "core".into(),
             min_up: 1,
         }];
-        board.reconfigure(vec![kept("a")], groups, now);
+        board.reconfigure(vec![spec("a")], groups, now);
         assert_eq!(
             save_board(&mut store, &mut board, now + 5.0).expect("save"),
             SaveMode::All
