@@ -29,7 +29,7 @@ use super::model::AgentSummary;
 use super::model::{Incident, MaintenanceView, NodeState, Observation, Snapshot, UnixTime};
 use super::paging::Paging;
 use super::scheduler::{ProbeReport, Scheduler, SchedulerMsg};
-use super::state::{Board, BoardEvent, GroupSpec, TargetSpec, Thresholds};
+use super::state::{Board, BoardEvent, GroupSpec, SaveMode, TargetSpec, Thresholds};
 use super::store::{Store, StoreReader};
 use super::store_watch::StoreWatch;
 use sipwatch_alerting::{Outbox, OutboxOptions};
@@ -675,6 +675,8 @@ impl StateTask {
         self.events(events);
     }
 
+    /// Writes what waits for the store and every node's record, here and now (at shutdown, and
+    /// when the store has to be opened again).
     fn flush(&mut self) {
         self.check_store_identity();
         if self.store.is_none() {
@@ -691,22 +693,28 @@ impl StateTask {
             }
         }
         let now = now_unix();
-        let records = self.board.node_records();
-        let result = self.store.as_mut().map(|s| {
-            s.flush(now)
-                .and_then(|_| s.save_nodes(&records))
-                .map_err(|e| e.to_string())
-        });
+        let Some(store) = self.store.as_mut() else {
+            return;
+        };
+        let (mode, records) = self.board.records_to_save(now, SaveMode::All);
+        let result = store
+            .flush(now)
+            .and_then(|_| store.save_nodes(&records, mode))
+            .map_err(|e| e.to_string());
         match result {
-            Some(Ok(())) => self.store_ok(),
-            Some(Err(e)) => self.store_failed("flushing history", e),
-            None => {}
+            Ok(()) => self.store_ok(),
+            Err(e) => {
+                self.board.node_save_failed();
+                self.store_failed("flushing history", e);
+            }
         }
     }
 
     /// Like [`StateTask::flush`], but the writing (SQLite: tens of milliseconds with 10,000
     /// targets) happens on a blocking thread, so the probe thread keeps its schedule. Probes and
     /// state changes that come meanwhile wait in a backlog; [`StateTask::store_back`] applies them.
+    /// Node records: only those whose durable state changed, and every one now and then (see
+    /// [`SaveMode`]).
     fn flush_away(&mut self) {
         if self.flushing.is_some() {
             return;
@@ -721,30 +729,35 @@ impl StateTask {
             return;
         };
         let now = now_unix();
-        let records = self.board.node_records();
+        let (mode, records) = self.board.records_to_save(now, SaveMode::Changed);
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.flushing = Some(rx);
         tokio::task::spawn_blocking(move || {
             let result = store
                 .flush(now)
-                .and_then(|_| store.save_nodes(&records))
+                .and_then(|_| store.save_nodes(&records, mode))
                 .map_err(|e| e.to_string());
             let _ = tx.send((store, result));
         });
     }
 
-    /// The store is back from a flush: keeps it and applies what waited.
+    /// The store is back from a flush: keeps it and applies what waited. When the flush failed,
+    /// the node records it took are written again by the next one (a save of every record).
     fn store_back(&mut self, back: Result<(Store, Result<(), String>), String>) {
         self.flushing = None;
-        match back {
+        let result = match back {
             Ok((store, result)) => {
                 self.store = Some(store);
-                match result {
-                    Ok(()) => self.store_ok(),
-                    Err(e) => self.store_failed("flushing history", e),
-                }
+                result
             }
-            Err(e) => self.store_failed("flushing history", e),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => self.store_ok(),
+            Err(e) => {
+                self.board.node_save_failed();
+                self.store_failed("flushing history", e);
+            }
         }
         for item in std::mem::take(&mut self.backlog) {
             match item {

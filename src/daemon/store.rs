@@ -25,7 +25,7 @@ mod silences;
 
 use super::history::History;
 use super::model::{ComponentStatus, GroupState, Incident, NodeState, Observation, UnixTime};
-use super::state::{BoardEvent, NodeRecord};
+use super::state::{BoardEvent, NodeRecord, SaveMode};
 
 /// SQLite's page cache per connection, as `PRAGMA cache_size` takes it (negative: KiB).
 const CACHE_KIB: i64 = -1024;
@@ -514,12 +514,16 @@ impl Store {
         Ok(())
     }
 
-    /// Replaces the saved node states with these (one transaction).
-    pub fn save_nodes(&mut self, nodes: &[NodeRecord]) -> Result<(), StoreError> {
+    /// Saves these node states in one transaction: [`SaveMode::All`] replaces every saved one
+    /// (rows of nodes not among them go), [`SaveMode::Changed`] writes these and leaves the other
+    /// rows as they are.
+    pub fn save_nodes(&mut self, nodes: &[NodeRecord], mode: SaveMode) -> Result<(), StoreError> {
         let path = self.path.clone();
         let mut write = || -> rusqlite::Result<()> {
             let tx = self.conn.transaction()?;
-            tx.execute("DELETE FROM nodes", [])?;
+            if mode == SaveMode::All {
+                tx.execute("DELETE FROM nodes", [])?;
+            }
             {
                 let mut stmt = tx.prepare_cached(
                     "INSERT OR REPLACE INTO nodes (target, node, record) VALUES (?1, ?2, ?3)",
@@ -1031,15 +1035,19 @@ mod tests {
             .expect("count")
     }
 
-    /// A board that produced real events: a node down (incident), a group change, a recovery.
-    fn board_events() -> (Board, Vec<BoardEvent>, f64) {
-        let spec = |name: &str| TargetSpec {
+    /// Target `name` of group `core`, default thresholds.
+    fn spec(name: &str) -> TargetSpec {
+        TargetSpec {
             name: name.to_string(),
             uri: format!("sip:{name}.example.net"),
             method: "OPTIONS".to_string(),
             group: Some("core".to_string()),
             thresholds: Thresholds::default(),
-        };
+        }
+    }
+
+    /// A board that produced real events: a node down (incident), a group change, a recovery.
+    fn board_events() -> (Board, Vec<BoardEvent>, f64) {
         let mut b = Board::new(
             "S".into(),
             vec![spec("a"), spec("b")],
@@ -1080,7 +1088,9 @@ mod tests {
         let mut store = Store::open(&path, 86400.0).expect("open");
         let (board, events, now) = board_events();
         store.record_events(&events).expect("record");
-        store.save_nodes(&board.node_records()).expect("save");
+        store
+            .save_nodes(&board.node_records(), SaveMode::All)
+            .expect("save");
         let n_changes = events
             .iter()
             .filter(|e| matches!(e, BoardEvent::Changed(_)))
@@ -1334,7 +1344,7 @@ mod tests {
         );
         assert_eq!(store.backlog().events, events.len());
         assert!(matches!(
-            store.save_nodes(&board.node_records()),
+            store.save_nodes(&board.node_records(), SaveMode::All),
             Err(StoreError::ReadOnly { .. })
         ));
         store.record_probe("edge", "n1", &obs(60.0, "ok", None));
@@ -1454,7 +1464,7 @@ mod tests {
         let mut store = Store::open(&dir.path().join("s.db"), 1.0).expect("open");
         let (board, _, _) = board_events();
         let records = board.node_records();
-        store.save_nodes(&records).expect("save");
+        store.save_nodes(&records, SaveMode::All).expect("save");
         store
             .conn
             .execute("UPDATE nodes SET record = '{' WHERE target = 'b'", [])
@@ -1463,8 +1473,145 @@ mod tests {
         let expected: Vec<NodeRecord> = records.into_iter().filter(|r| r.target != "b").collect();
         assert_eq!(nodes, expected);
         // save_nodes replaces, it does not accumulate.
-        store.save_nodes(&expected[..1]).expect("save");
+        store
+            .save_nodes(&expected[..1], SaveMode::All)
+            .expect("save");
         assert_eq!(store.load().expect("load").0.len(), 1);
+    }
+
+    /// The saved node rows, as stored.
+    fn node_rows(store: &Store) -> BTreeMap<(String, String), String> {
+        let mut stmt = store
+            .conn
+            .prepare("SELECT target, node, record FROM nodes")
+            .expect("prepare");
+        let rows = stmt
+            .query_map([], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))
+            .expect("query");
+        rows.collect::<rusqlite::Result<_>>().expect("rows")
+    }
+
+    fn key(target: &str, node: &str) -> (String, String) {
+        (target.to_string(), node.to_string())
+    }
+
+    /// Takes the board's records for a save at `now` and writes them.
+    fn save_board(store: &mut Store, board: &mut Board, now: f64) -> Result<SaveMode, StoreError> {
+        let (mode, records) = board.records_to_save(now, SaveMode::Changed);
+        store.save_nodes(&records, mode).map(|()| mode)
+    }
+
+    #[test]
+    fn a_changed_save_writes_only_changed_nodes_and_leaves_the_other_rows() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = Store::open(&dir.path().join("s.db"), 86400.0).expect("open");
+        let (mut board, _, now) = board_events();
+        assert_eq!(
+            save_board(&mut store, &mut board, now).expect("save"),
+            SaveMode::All
+        );
+        let before = node_rows(&store);
+        assert_eq!(before.len(), 3);
+
+        // a/1 answers again (its count grows, `last` changes: not durable); a/2, down, answers
+        // (its streak of failures ends: durable).
+        board.observe("a", "10.0.0.1:5060", obs(now + 1.0, "ok", Some(10.0)));
+        board.observe("a", "10.0.0.2:5060", obs(now + 1.0, "ok", Some(10.0)));
+        assert_eq!(
+            save_board(&mut store, &mut board, now + 5.0).expect("save"),
+            SaveMode::Changed
+        );
+        let after = node_rows(&store);
+        let current: BTreeMap<_, _> = board
+            .node_records()
+            .into_iter()
+            .map(|r| ((r.target.clone(), r.node.clone()), r))
+            .collect();
+        let a2 = key("a", "10.0.0.2:5060");
+        assert_ne!(after[&a2], before[&a2]);
+        let saved: NodeRecord = serde_json::from_str(&after[&a2]).expect("decode");
+        assert_eq!(saved, current[&a2]);
+        assert_eq!(saved.consecutive_successes, 1);
+        // The others' rows are untouched, although a/1's record in memory moved on.
+        let a1 = key("a", "10.0.0.1:5060");
+        assert_eq!(after[&a1], before[&a1]);
+        assert_ne!(
+            serde_json::from_str::<NodeRecord>(&before[&a1]).expect("decode"),
+            current[&a1]
+        );
+        let b1 = key("b", "10.0.0.1:5060");
+        assert_eq!(after[&b1], before[&b1]);
+        // A restart loads the three.
+        assert_eq!(store.load().expect("load").0.len(), 3);
+    }
+
+    #[test]
+    fn a_full_save_removes_rows_of_nodes_no_longer_on_the_board() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = Store::open(&dir.path().join("s.db"), 86400.0).expect("open");
+        let (mut board, _, now) = board_events();
+        save_board(&mut store, &mut board, now).expect("save");
+        // A changed-records save deletes nothing.
+        store.save_nodes(&[], SaveMode::Changed).expect("save");
+        assert_eq!(node_rows(&store).len(), 3);
+
+        // a now resolves to one node, and b leaves the configuration.
+        board.set_nodes(
+            "a",
+            &[("10.0.0.1:5060".to_string(), "udp".to_string())],
+            now,
+        );
+        let groups = vec![GroupSpec {
+            name: "core".into(),
+            min_up: 1,
+        }];
+        board.reconfigure(vec![spec("a")], groups, now);
+        assert_eq!(
+            save_board(&mut store, &mut board, now + 5.0).expect("save"),
+            SaveMode::All
+        );
+        let rows: Vec<_> = node_rows(&store).into_keys().collect();
+        assert_eq!(rows, [key("a", "10.0.0.1:5060")]);
+        assert_eq!(store.load().expect("load").0, board.node_records());
+    }
+
+    #[test]
+    fn a_failed_node_save_does_not_lose_the_change() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.db");
+        let mut store = Store::open(&path, 86400.0).expect("open");
+        let (mut board, _, now) = board_events();
+        save_board(&mut store, &mut board, now).expect("save");
+        drop(store);
+
+        // b/1 goes down while the store cannot be written.
+        for i in 1..=3 {
+            board.observe(
+                "b",
+                "10.0.0.1:5060",
+                obs(now + f64::from(i), "critical", None),
+            );
+        }
+        let mut ro = Store::open_with_flags(&path, 86400.0, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("opening read-only");
+        let err = save_board(&mut ro, &mut board, now + 5.0).expect_err("read-only");
+        assert!(matches!(err, StoreError::ReadOnly { .. }), "{err:?}");
+        board.node_save_failed();
+        drop(ro);
+
+        // Writable again: the next save writes it (a save of every record).
+        let mut store = Store::open(&path, 86400.0).expect("reopen");
+        assert_eq!(
+            save_board(&mut store, &mut board, now + 10.0).expect("save"),
+            SaveMode::All
+        );
+        let (nodes, _, _) = store.load().expect("load");
+        let b1 = nodes
+            .iter()
+            .find(|r| r.target == "b")
+            .expect("b's node saved");
+        assert_eq!(b1.state, NodeState::Down);
+        assert_eq!(nodes, board.node_records());
     }
 
     #[test]

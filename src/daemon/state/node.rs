@@ -49,6 +49,9 @@ pub(super) struct NodeTracker {
     /// The state on-call last heard about (or the first verdict, which is never notified).
     pub(super) notified: NodeState,
     pub(super) last: Option<Observation>,
+    /// The node's durable state changed since its record was last taken for saving: the next
+    /// changed-records save writes it (see [`super::SaveMode::Changed`] for the rule).
+    pub(super) unsaved: bool,
 }
 
 impl NodeTracker {
@@ -66,6 +69,8 @@ impl NodeTracker {
             flapping: false,
             notified: NodeState::Unknown,
             last: None,
+            // A new node has no row yet.
+            unsaved: true,
         }
     }
 
@@ -85,6 +90,8 @@ impl NodeTracker {
             // replay it.
             notified: rec.state,
             last: rec.last,
+            // It is what the store holds.
+            unsaved: false,
         }
     }
 
@@ -118,11 +125,22 @@ impl NodeTracker {
         }
     }
 
+    /// Which of the four counters are running (non-zero): the kind of streak the node is in.
+    fn streak(&self) -> [bool; 4] {
+        [
+            self.consecutive_failures > 0,
+            self.consecutive_successes > 0,
+            self.consecutive_oks > 0,
+            self.consecutive_warnings > 0,
+        ]
+    }
+
     /// Counts the observation and returns the hysteresis transition it completes, if any, with
-    /// the reason to show.
+    /// the reason to show. A streak that starts or ends makes the node unsaved.
     fn count(&mut self, obs: &Observation, th: &Thresholds) -> Option<(NodeState, String)> {
         let fail = th.fail.max(1);
         let ok = th.ok.max(1);
+        let streak = self.streak();
         if obs.is_failure() {
             self.consecutive_failures = self.consecutive_failures.saturating_add(1);
             self.consecutive_successes = 0;
@@ -138,6 +156,9 @@ impl NodeTracker {
                 self.consecutive_warnings = self.consecutive_warnings.saturating_add(1);
                 self.consecutive_oks = 0;
             }
+        }
+        if self.streak() != streak {
+            self.unsaved = true;
         }
         // Spelt only for a transition (not once per probe).
         let what = || describe(obs);
@@ -189,9 +210,11 @@ impl NodeTracker {
             .is_some_and(|&t| t <= now - window)
         {
             self.recent_changes.pop_front();
+            self.unsaved = true;
         }
         if self.flapping && self.recent_changes.is_empty() {
             self.flapping = false;
+            self.unsaved = true;
             return true;
         }
         false
@@ -227,6 +250,7 @@ impl NodeTracker {
             let from = self.state;
             self.state = to;
             self.since = now;
+            self.unsaved = true;
             if from != NodeState::Unknown {
                 self.recent_changes.push_back(now);
                 if !self.flapping && self.recent_changes.len() > th.flap_max_changes as usize {

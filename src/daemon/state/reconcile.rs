@@ -47,6 +47,8 @@ impl Board {
                     new_targets.push(kept);
                 }
                 Some(_replaced) => {
+                    // The old URI's nodes' saved rows go with the next save of every record.
+                    self.full_save_due = true;
                     let key = format!("target:{}", spec.name);
                     self.resolve_incident(
                         &key,
@@ -58,6 +60,10 @@ impl Board {
                 }
                 None => new_targets.push(TargetTracker::new(spec)),
             }
+        }
+        if !old.is_empty() {
+            // Removed targets' saved rows go with the next save of every record.
+            self.full_save_due = true;
         }
         for name in old.keys() {
             let key = format!("target:{name}");

@@ -132,6 +132,10 @@ impl Board {
         }
         // Kept for the target's lifetime: no spare capacity (10,000 targets x 3 unused slots).
         t.nodes.shrink_to_fit();
+        if !old.is_empty() {
+            // Vanished nodes' saved rows go with the next save of every record.
+            self.full_save_due = true;
+        }
         self.after_target_change(ti, now, &mut ev);
         ev
     }

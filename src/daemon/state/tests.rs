@@ -987,3 +987,195 @@ fn snapshots_share_the_targets_that_did_not_change() {
     );
     assert!(!s7.targets[0].in_maintenance);
 }
+
+/// The saved table as the store keeps it: a save of every record replaces it, a save of changed
+/// records writes those and leaves the other rows.
+fn apply_save(
+    saved: &mut BTreeMap<(String, String), NodeRecord>,
+    save: (SaveMode, Vec<NodeRecord>),
+) {
+    let (mode, records) = save;
+    if mode == SaveMode::All {
+        saved.clear();
+    }
+    for r in records {
+        saved.insert((r.target.clone(), r.node.clone()), r);
+    }
+}
+
+fn saved_nodes(save: &(SaveMode, Vec<NodeRecord>)) -> Vec<&str> {
+    save.1.iter().map(|r| r.node.as_str()).collect()
+}
+
+#[test]
+fn saves_write_changed_records_every_time_and_every_record_every_minute() {
+    // `now` of the saves (every 5 s) is independent of the probes' times here.
+    let mut b = board_with(3, Thresholds::default());
+    let mut at = 0.0;
+    // Nothing saved yet: everything, whatever was asked.
+    let first = b.records_to_save(0.0, SaveMode::Changed);
+    assert_eq!(first.0, SaveMode::All);
+    assert_eq!(first.1, b.node_records());
+    // Nothing changed since: nothing to write.
+    assert_eq!(
+        b.records_to_save(5.0, SaveMode::Changed),
+        (SaveMode::Changed, vec![])
+    );
+
+    // Node 1 comes up (a state change): the next save writes it, and only it.
+    feed(&mut b, "edge", &node(1), &mut at, "ok", 2);
+    let save = b.records_to_save(10.0, SaveMode::Changed);
+    assert_eq!(save.0, SaveMode::Changed);
+    assert_eq!(saved_nodes(&save), [node(1)]);
+    assert_eq!(save.1[0].state, NodeState::Up);
+    assert_eq!(save.1[0].since, at);
+
+    // More oks only grow its counters and change `last`: not written until the full save.
+    feed(&mut b, "edge", &node(1), &mut at, "ok", 1);
+    assert_eq!(b.records_to_save(15.0, SaveMode::Changed).1, vec![]);
+    // A warning ends its streak of oks: written (a restored count of oks must not outlive it).
+    feed(&mut b, "edge", &node(1), &mut at, "warning", 1);
+    let save = b.records_to_save(20.0, SaveMode::Changed);
+    assert_eq!(saved_nodes(&save), [node(1)]);
+    assert_eq!(
+        (save.1[0].consecutive_oks, save.1[0].consecutive_warnings),
+        (0, 1)
+    );
+    // A first failure starts a streak: written; the second only grows it.
+    feed(&mut b, "edge", &node(2), &mut at, "critical", 1);
+    assert_eq!(
+        saved_nodes(&b.records_to_save(25.0, SaveMode::Changed)),
+        [node(2)]
+    );
+    feed(&mut b, "edge", &node(2), &mut at, "critical", 1);
+    assert_eq!(b.records_to_save(30.0, SaveMode::Changed).1, vec![]);
+    // The third completes the transition to down (no streak starts or ends): written.
+    feed(&mut b, "edge", &node(2), &mut at, "critical", 1);
+    let save = b.records_to_save(35.0, SaveMode::Changed);
+    assert_eq!(saved_nodes(&save), [node(2)]);
+    assert_eq!((save.1[0].state, save.1[0].since), (NodeState::Down, at));
+    feed(&mut b, "edge", &node(2), &mut at, "critical", 1);
+
+    // A minute after the last full save, every record with its exact counters.
+    let full = b.records_to_save(FULL_NODE_SAVE_EVERY_SECS, SaveMode::Changed);
+    assert_eq!(full.0, SaveMode::All);
+    assert_eq!(full.1, b.node_records());
+    assert_eq!(full.1[1].consecutive_failures, 4);
+    assert_eq!(
+        b.records_to_save(FULL_NODE_SAVE_EVERY_SECS + 5.0, SaveMode::Changed),
+        (SaveMode::Changed, vec![])
+    );
+    // Asked for everything (shutdown): everything.
+    let all = b.records_to_save(FULL_NODE_SAVE_EVERY_SECS + 6.0, SaveMode::All);
+    assert_eq!(all, (SaveMode::All, b.node_records()));
+    // A clock that went back does not stop full saves.
+    assert_eq!(b.records_to_save(1.0, SaveMode::Changed).0, SaveMode::All);
+}
+
+#[test]
+fn flapping_and_changes_leaving_the_window_are_saved() {
+    let th = Thresholds {
+        fail: 1,
+        ok: 1,
+        flap_window_secs: 100.0,
+        flap_max_changes: 2,
+    };
+    let mut b = board_with(1, th);
+    let mut at = 0.0;
+    // The saves' `now` (every 5 s) is independent of the probes' times here.
+    b.records_to_save(0.0, SaveMode::All);
+    feed(&mut b, "edge", &node(1), &mut at, "ok", 1);
+    for status in ["critical", "ok", "critical"] {
+        feed(&mut b, "edge", &node(1), &mut at, status, 1);
+    }
+    let save = b.records_to_save(5.0, SaveMode::Changed);
+    assert_eq!(save.0, SaveMode::Changed);
+    assert!(save.1[0].flapping, "{save:?}");
+    assert_eq!(save.1[0].recent_changes.len(), 3);
+    // Stays down; the changes leave the window and flapping ends: saved.
+    feed(&mut b, "edge", &node(1), &mut at, "critical", 10);
+    let save = b.records_to_save(10.0, SaveMode::Changed);
+    assert_eq!(save.0, SaveMode::Changed);
+    assert_eq!(saved_nodes(&save), [node(1)]);
+    assert!(!save.1[0].flapping);
+    assert!(save.1[0].recent_changes.is_empty());
+}
+
+#[test]
+fn a_failed_save_makes_the_next_one_write_every_record() {
+    let mut b = board_with(2, Thresholds::default());
+    let mut at = 0.0;
+    b.records_to_save(at, SaveMode::All);
+    feed(&mut b, "edge", &node(1), &mut at, "critical", 3);
+    let lost = b.records_to_save(at, SaveMode::Changed);
+    assert_eq!(saved_nodes(&lost), [node(1)]);
+    // Writing them failed: the next save must not forget node 1 going down.
+    b.node_save_failed();
+    let again = b.records_to_save(at + 5.0, SaveMode::Changed);
+    assert_eq!(again.0, SaveMode::All);
+    assert_eq!(again.1, b.node_records());
+    assert_eq!(again.1[0].state, NodeState::Down);
+    // Back to normal after that.
+    assert_eq!(
+        b.records_to_save(at + 10.0, SaveMode::Changed),
+        (SaveMode::Changed, vec![])
+    );
+}
+
+#[test]
+fn nodes_or_targets_leaving_the_board_make_the_next_save_full() {
+    let mut b = board_with(3, Thresholds::default());
+    let mut saved = BTreeMap::new();
+    apply_save(&mut saved, b.records_to_save(0.0, SaveMode::Changed));
+    assert_eq!(saved.len(), 3);
+    // DNS now gives two nodes: the third one's row must go.
+    b.set_nodes("edge", &nodes(2), 1.0);
+    let save = b.records_to_save(2.0, SaveMode::Changed);
+    assert_eq!(save.0, SaveMode::All);
+    apply_save(&mut saved, save);
+    assert_eq!(
+        saved.values().cloned().collect::<Vec<_>>(),
+        b.node_records()
+    );
+    assert_eq!(saved.len(), 2);
+    // Same nodes again: nothing left, nothing to write.
+    b.set_nodes("edge", &nodes(2), 3.0);
+    assert_eq!(
+        b.records_to_save(4.0, SaveMode::Changed),
+        (SaveMode::Changed, vec![])
+    );
+    // The target leaves the configuration: its rows go.
+    b.reconfigure(
+        vec![target("core", None, Thresholds::default())],
+        vec![],
+        5.0,
+    );
+    let save = b.records_to_save(6.0, SaveMode::Changed);
+    assert_eq!(save, (SaveMode::All, vec![]));
+    apply_save(&mut saved, save);
+    assert!(saved.is_empty());
+}
+
+#[test]
+fn a_restart_from_changed_saves_never_completes_a_transition_early() {
+    // fail = 3. Two failures, saved by a full save; then an ok and one failure before the next
+    // (changed-records) save. The true streak is one failure: a restart must need two more.
+    let mut b = board_with(1, Thresholds::default());
+    let mut at = 0.0;
+    let mut saved = BTreeMap::new();
+    feed(&mut b, "edge", &node(1), &mut at, "ok", 2);
+    feed(&mut b, "edge", &node(1), &mut at, "critical", 2);
+    apply_save(&mut saved, b.records_to_save(at, SaveMode::All));
+    feed(&mut b, "edge", &node(1), &mut at, "ok", 1);
+    feed(&mut b, "edge", &node(1), &mut at, "critical", 1);
+    let save = b.records_to_save(at, SaveMode::Changed);
+    assert_eq!(save.0, SaveMode::Changed);
+    apply_save(&mut saved, save);
+
+    let mut b2 = board_with(1, Thresholds::default());
+    b2.restore(saved.into_values().collect(), vec![], 1);
+    assert_eq!(node_state(&b2, "edge", &node(1), at).state, NodeState::Up);
+    assert!(changes(&feed(&mut b2, "edge", &node(1), &mut at, "critical", 1)).is_empty());
+    let ev = feed(&mut b2, "edge", &node(1), &mut at, "critical", 1);
+    assert_eq!(changes(&ev)[0].to, NodeState::Down);
+}
