@@ -7,7 +7,7 @@
 //!
 //! - A tick starts one RFC 3261 §17.1.2 client transaction ([`ClientTransaction`]) per node; the
 //!   request is the node's [`RequestTemplate`] with fresh identifiers written in. Every request
-//!   due at the same instant (targets share 10 ms grid slots) goes out in one `sendmmsg`.
+//!   due at the same instant (targets share 20 ms grid slots, `ticks::PHASE_GRID_MS`) goes out in one `sendmmsg`.
 //! - The top Via branch of a request names its target and probe (`z9hG4bK` + id + sequence +
 //!   random), so an answer, read in batches by `recvmmsg`, finds its transaction by index; the
 //!   transaction then checks the whole key (branch, CSeq method, Call-ID, From tag).

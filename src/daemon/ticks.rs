@@ -42,10 +42,14 @@ pub struct ProbeReport {
 }
 
 /// Phases are multiples of this. Targets whose ticks fall in the same slot of the grid wake the
-/// probe thread once between them and send back to back, and their answers come back while it
-/// is still awake: at 2,000 probes a second, 20 probes per wake-up instead of 2, which is most of
-/// what the thread's sleeping and waking cost per probe. Far below any lateness that matters.
-pub const PHASE_GRID_MS: u64 = 10;
+/// probe thread once between them and send back to back, and the UDP lane reads the previous
+/// slot's answers in the same wake-up. A sleep and wake-up of the thread costs tens of
+/// microseconds on a virtual machine, so the slot sets the cost: at 2,000 probes a second the
+/// daemon measured 16.7 and 17.5 us per probe with 10 ms slots, 14.2 and 14.7 us with 20 ms, and
+/// no better with 50 ms (BENCHMARKS.md, fifth pass). 20 ms: 40 requests per burst at 2,000 a
+/// second, and an answer is acted on at most 20 ms after it came (its RTT is the kernel's
+/// arrival stamp, so it does not grow). Far below any lateness or detection time that matters.
+pub const PHASE_GRID_MS: u64 = 20;
 
 /// The offset of a target inside its interval, stable across restarts and reloads: a multiple
 /// of [`PHASE_GRID_MS`] (or of 1 ms for intervals shorter than 20 grid steps).
