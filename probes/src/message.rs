@@ -543,17 +543,20 @@ pub fn parse_response(bytes: &[u8]) -> Result<ResponseHead, MessageError> {
         .and_then(|c| c.parse().ok())
         .filter(|c| (100..=699).contains(c))
         .ok_or_else(|| MessageError::Malformed(format!("bad status line {status_line:?}")))?;
-    let reason = parts.next().unwrap_or("").trim().to_string();
+    let reason = parts.next().unwrap_or("").trim();
 
     // A plain head (one `Name: value` per line, UTF-8) is split here, without building rsip's
     // message: the daemon reads thousands of answers a second and rsip's parse was a sixth of its
     // CPU. Anything else (folded lines, odd names) goes through rsip, which judges it. Both give
     // the same header names and values (a test compares them on a corpus).
-    let headers = match plain_headers(&bytes[..head_end]) {
-        Some(h) => h,
-        None => rsip_headers(&bytes[..head_end])?,
-    };
-    Ok(read_head(code, reason, &headers))
+    match plain_head(code, reason, &bytes[..head_end]) {
+        Some(head) => Ok(head),
+        None => Ok(read_head(
+            code,
+            reason.to_string(),
+            &rsip_headers(&bytes[..head_end])?,
+        )),
+    }
 }
 
 /// The headers of `head` as rsip reads them.
@@ -570,11 +573,27 @@ fn rsip_headers(head: &[u8]) -> Result<Vec<(HeaderName, Cow<'_, str>)>, MessageE
         .collect())
 }
 
+/// A plain head read as it is split, with no list of its headers in between. None for anything
+/// that is not plain ([`plain_headers`]).
+fn plain_head(code: u16, reason: &str, head: &[u8]) -> Option<ResponseHead> {
+    let mut b = HeadBuilder::new(code, reason.to_string());
+    split_plain(head, |name, value| b.header(&name, value))?;
+    Some(b.finish())
+}
+
 /// The headers of a plain head: after the status line, each line `Name: value` with a token
 /// for a name right before the colon, UTF-8, no folding. None for anything else.
+#[cfg(test)]
 fn plain_headers(head: &[u8]) -> Option<Vec<(HeaderName, Cow<'_, str>)>> {
-    let text = std::str::from_utf8(head).ok()?;
     let mut out = Vec::with_capacity(16);
+    split_plain(head, |name, value| out.push((name, Cow::Borrowed(value))))?;
+    Some(out)
+}
+
+/// Hands each header of a plain head to `each`, in order; None (part way through, perhaps)
+/// when the head is not plain.
+fn split_plain<'a>(head: &'a [u8], mut each: impl FnMut(HeaderName, &'a str)) -> Option<()> {
+    let text = std::str::from_utf8(head).ok()?;
     let mut rest = &text[memchr::memchr(b'\n', text.as_bytes())? + 1..];
     while !rest.is_empty() {
         let end = memchr::memchr(b'\n', rest.as_bytes()).unwrap_or(rest.len());
@@ -593,9 +612,9 @@ fn plain_headers(head: &[u8]) -> Option<Vec<(HeaderName, Cow<'_, str>)>> {
         if name.is_empty() || !name.bytes().all(is_token_byte) {
             return None;
         }
-        out.push((header_name(name), Cow::Borrowed(line[colon + 1..].trim())));
+        each(header_name(name), line[colon + 1..].trim());
     }
-    Some(out)
+    Some(())
 }
 
 /// RFC 3261 §25.1 `token` characters.
@@ -635,29 +654,49 @@ fn header_name(name: &str) -> HeaderName {
 
 /// What a probe needs from the headers of a response with this status.
 fn read_head(code: u16, reason: String, headers: &[(HeaderName, Cow<'_, str>)]) -> ResponseHead {
-    let mut head = ResponseHead {
-        code,
-        reason,
-        branch: None,
-        cseq: None,
-        cseq_method: None,
-        call_id: None,
-        from_tag: None,
-        to_tag: None,
-        server: None,
-        www_authenticate: Vec::new(),
-        proxy_authenticate: Vec::new(),
-        bindings: Vec::new(),
-        min_expires: None,
-        retry_after: None,
-    };
-    let mut user_agent = None;
-    let mut via_seen = false;
+    let mut b = HeadBuilder::new(code, reason);
     for (name, value) in headers {
-        let value: &str = value;
+        b.header(name, value);
+    }
+    b.finish()
+}
+
+/// A response head, filled in header by header.
+struct HeadBuilder {
+    head: ResponseHead,
+    user_agent: Option<String>,
+    via_seen: bool,
+}
+
+impl HeadBuilder {
+    fn new(code: u16, reason: String) -> HeadBuilder {
+        HeadBuilder {
+            head: ResponseHead {
+                code,
+                reason,
+                branch: None,
+                cseq: None,
+                cseq_method: None,
+                call_id: None,
+                from_tag: None,
+                to_tag: None,
+                server: None,
+                www_authenticate: Vec::new(),
+                proxy_authenticate: Vec::new(),
+                bindings: Vec::new(),
+                min_expires: None,
+                retry_after: None,
+            },
+            user_agent: None,
+            via_seen: false,
+        }
+    }
+
+    fn header(&mut self, name: &HeaderName, value: &str) {
+        let head = &mut self.head;
         match name {
-            HeaderName::Via if !via_seen => {
-                via_seen = true;
+            HeaderName::Via if !self.via_seen => {
+                self.via_seen = true;
                 // Only the topmost Via counts; a comma-joined list keeps its first entry.
                 let first = list_entries(value).next().unwrap_or_default();
                 head.branch = param_value(first, "branch");
@@ -671,7 +710,7 @@ fn read_head(code: u16, reason: String, headers: &[(HeaderName, Cow<'_, str>)]) 
             HeaderName::From => head.from_tag = param_value(value, "tag"),
             HeaderName::To => head.to_tag = param_value(value, "tag"),
             HeaderName::Server => head.server = Some(value.trim().to_string()),
-            HeaderName::UserAgent => user_agent = Some(value.trim().to_string()),
+            HeaderName::UserAgent => self.user_agent = Some(value.trim().to_string()),
             HeaderName::WwwAuthenticate => head.www_authenticate.push(value.trim().to_string()),
             HeaderName::ProxyAuthenticate => head.proxy_authenticate.push(value.trim().to_string()),
             HeaderName::Contact => {
@@ -691,10 +730,13 @@ fn read_head(code: u16, reason: String, headers: &[(HeaderName, Cow<'_, str>)]) 
             _ => {}
         }
     }
-    if head.server.is_none() {
-        head.server = user_agent;
+
+    fn finish(mut self) -> ResponseHead {
+        if self.head.server.is_none() {
+            self.head.server = self.user_agent;
+        }
+        self.head
     }
-    head
 }
 
 fn short(s: &str) -> String {
@@ -1027,6 +1069,8 @@ mod tests {
             let a = read_head(200, String::new(), &plain);
             let b = read_head(200, String::new(), &rsip);
             assert_eq!(a, b, "{raw}");
+            let streamed = plain_head(200, "", &raw.as_bytes()[..head_end]).expect("plain");
+            assert_eq!(streamed, b, "{raw}");
             assert!(a.branch.is_some() && a.call_id.is_some() && a.cseq_method.is_some());
             assert_eq!(
                 parse_response(raw.as_bytes()).expect("parses").branch,
@@ -1044,6 +1088,10 @@ mod tests {
             let head_end = find_head_end(odd.as_bytes()).expect("a whole head");
             assert!(
                 plain_headers(&odd.as_bytes()[..head_end]).is_none(),
+                "{odd}"
+            );
+            assert!(
+                plain_head(200, "OK", &odd.as_bytes()[..head_end]).is_none(),
                 "{odd}"
             );
         }

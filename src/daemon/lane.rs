@@ -357,7 +357,9 @@ impl LaneTask {
             // Answers are read on the grid of slots (where the ticks are), so a wake-up to read
             // is usually one the lane makes for its ticks anyway. The kernel stamps each
             // answer's arrival, so reading it up to a slot later does not lengthen its RTT.
-            if read_at.is_none() && (Arc::strong_count(&self.outstanding) > 1 || !self.sends.is_empty()) {
+            if read_at.is_none()
+                && (Arc::strong_count(&self.outstanding) > 1 || !self.sends.is_empty())
+            {
                 read_at = Some(self.next_slot(Instant::now()));
             }
             for msg in self.reports.drain(..) {
@@ -844,8 +846,10 @@ impl LaneTask {
         o.status = verdict.status;
         o.result = verdict.result;
         if !stale {
-            self.reports
-                .push(report(t.name.clone(), node.name.clone(), o, &probe));
+            push_probe(
+                &mut self.reports,
+                report(t.name.clone(), node.name.clone(), o, &probe),
+            );
         }
     }
 
@@ -1036,14 +1040,23 @@ fn entry(targets: &mut [Option<Target>], id: u32, gen: u32) -> Option<&mut Targe
         .filter(|t| t.gen == gen)
 }
 
-fn report(target: Arc<str>, node: Arc<str>, outcome: ProbeOutcome, p: &InFlight) -> SchedulerMsg {
-    SchedulerMsg::Probe(Box::new(ProbeReport {
+fn report(target: Arc<str>, node: Arc<str>, outcome: ProbeOutcome, p: &InFlight) -> ProbeReport {
+    ProbeReport {
         target,
         node,
         outcome,
         lateness: p.lateness,
         scheduled: p.scheduled,
-    }))
+    }
+}
+
+/// Appends a probe's report to this turn's messages: to the batch at their end, or in a new one
+/// after a node list or DNS message (so the state task sees them in the order they came).
+fn push_probe(reports: &mut Vec<SchedulerMsg>, r: ProbeReport) {
+    match reports.last_mut() {
+        Some(SchedulerMsg::Probes(batch)) => batch.push(r),
+        _ => reports.push(SchedulerMsg::Probes(vec![r])),
+    }
 }
 
 /// A node of `uri` at `addr`: its local address (cached per destination address) and the

@@ -1202,6 +1202,11 @@ pub async fn run(config_path: &Path, mut shutdown: watch::Receiver<bool>) -> any
                 let Some(msg) = msg else { break };
                 match msg {
                     SchedulerMsg::Probe(r) => task.probe(*r),
+                    SchedulerMsg::Probes(batch) => {
+                        for r in batch {
+                            task.probe(r);
+                        }
+                    }
                     SchedulerMsg::Nodes { target, nodes } => {
                         let events = task.board.set_nodes(&target, &nodes, now_unix());
                         task.events(events);
@@ -1252,8 +1257,12 @@ pub async fn run(config_path: &Path, mut shutdown: watch::Receiver<bool>) -> any
     tracing::info!("stopping: saving state");
     scheduler.shutdown().await;
     task.wait_store().await;
-    while let Ok(SchedulerMsg::Probe(r)) = rx.try_recv() {
-        task.probe(*r);
+    while let Ok(msg) = rx.try_recv() {
+        match msg {
+            SchedulerMsg::Probe(r) => task.probe(*r),
+            SchedulerMsg::Probes(batch) => batch.into_iter().for_each(|r| task.probe(r)),
+            _ => {}
+        }
     }
     task.flush();
     let _ = tokio::task::spawn_blocking(move || http.join()).await;

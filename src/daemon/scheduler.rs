@@ -657,6 +657,8 @@ mod virtual_time {
         /// The node probed, kept bound for the run.
         _node: Option<std::net::UdpSocket>,
         rx: mpsc::Receiver<SchedulerMsg>,
+        /// Reports received in a batch and not yet looked at.
+        pending: std::collections::VecDeque<ProbeReport>,
         /// `epoch + phase`: the target's ticks are this plus whole intervals.
         grid0: Instant,
         interval: Duration,
@@ -674,6 +676,7 @@ mod virtual_time {
             _sched: sched,
             _node: None,
             rx,
+            pending: Default::default(),
             grid0,
             interval,
         }
@@ -683,8 +686,12 @@ mod virtual_time {
         /// The next probe report (node lists skipped).
         async fn report(&mut self) -> ProbeReport {
             loop {
+                if let Some(r) = self.pending.pop_front() {
+                    return r;
+                }
                 match self.rx.recv().await.expect("the scheduler is running") {
                     SchedulerMsg::Probe(r) => return *r,
+                    SchedulerMsg::Probes(batch) => self.pending.extend(batch),
                     SchedulerMsg::Nodes { .. } => {}
                     other => panic!("unexpected message {other:?}"),
                 }

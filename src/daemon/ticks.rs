@@ -15,6 +15,9 @@ use tokio::time::Instant;
 pub enum SchedulerMsg {
     /// One probe of one node finished.
     Probe(Box<ProbeReport>),
+    /// Probes that finished in one turn of the UDP lane, in order: one message (one channel
+    /// hand-over and wake-up of the state task) per grid slot instead of one per probe.
+    Probes(Vec<ProbeReport>),
     /// The target's nodes (after DNS) are now these `(ip:port, transport)`.
     Nodes {
         target: String,
