@@ -73,11 +73,11 @@ pub fn takes(t: &TargetSettings) -> bool {
 /// probe sequence, 8 random; as long as `message::new_branch`'s, which the template was made with.
 const COOKIE: &str = "z9hG4bK";
 
-/// How long after the first answer wakes the lane it reads at the latest: one grid slot. When
-/// the lane wakes earlier for a tick or a timer it reads then, so with targets in every slot the
-/// lane wakes once per slot: it reads the answers to the last slot's pings in one system call,
-/// then sends this slot's in another. RTTs do not grow: they end at the kernel's arrival stamp.
-/// An answer is acted on at most this much later (a detection time of seconds does not notice).
+/// One grid slot. Answers do not wake the lane: while any probe awaits one, it reads at every
+/// slot boundary, which with targets in every slot is the wake-up it makes for its ticks anyway.
+/// It reads the answers to the last slot's pings in one system call, then sends this slot's in
+/// another. RTTs do not grow: they end at the kernel's arrival stamp. An answer is acted on at
+/// most this much later (a detection time of seconds does not notice).
 const READ_COALESCE: Duration = Duration::from_millis(super::ticks::PHASE_GRID_MS);
 const BRANCH_HEX: usize = 24;
 
