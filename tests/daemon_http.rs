@@ -247,6 +247,7 @@ async fn start() -> Server {
         snapshot,
         metrics,
         history: history.clone(),
+        page_history: Default::default(),
         agents: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

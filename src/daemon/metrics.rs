@@ -21,7 +21,7 @@
 //! This module only records and encodes; it decides nothing about states (that is the state
 //! board's job) and holds no clock.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
@@ -121,14 +121,15 @@ struct TargetHandles {
 /// What [`Metrics`] keeps between calls, behind one lock.
 #[derive(Default)]
 struct Kept {
-    targets: HashMap<Name, TargetHandles>,
+    /// FxHash: looked up on every probe; the names come from the config.
+    targets: rustc_hash::FxHashMap<Name, TargetHandles>,
     /// Label values other than target names (`result`s, groups, `""`), each kept once.
     values: HashSet<Name>,
 }
 
 /// The target's kept name and handles, created at its first use.
 fn handles<'a>(
-    targets: &'a mut HashMap<Name, TargetHandles>,
+    targets: &'a mut rustc_hash::FxHashMap<Name, TargetHandles>,
     target: &str,
 ) -> (Name, &'a mut TargetHandles) {
     let name = match targets.get_key_value(target) {

@@ -564,7 +564,8 @@ impl StateTask {
         }
     }
 
-    fn probe(&mut self, r: ProbeReport) {
+    fn probe(&mut self, mut r: ProbeReport) {
+        let reason = std::mem::take(&mut r.outcome.reason);
         let o = &r.outcome;
         let obs = Observation {
             at: o.started_at,
@@ -572,7 +573,7 @@ impl StateTask {
             result: o.result,
             code: o.code,
             rtt_ms: o.rtt_ms,
-            reason: o.reason.clone(),
+            reason,
             cert_days_left: o.cert_days_left,
         };
         self.metrics
@@ -1109,6 +1110,7 @@ pub async fn run(config_path: &Path, mut shutdown: watch::Receiver<bool>) -> any
         snapshot: snapshot_rx,
         metrics: metrics.clone(),
         history,
+        page_history: Default::default(),
         agents: intake,
     })
     .merge(super::http::alert_control::routes(control_api));

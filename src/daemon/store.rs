@@ -243,7 +243,8 @@ struct RowKey {
 
 /// Unwritten rollups, one entry per row: a flat table (72 bytes a row) instead of maps nested
 /// per target and node (about 1 KB a row with their strings and tree nodes).
-type Rollups = HashMap<RowKey, Rollup>;
+/// FxHash: the key (two names from the config and a minute) is hashed on every probe.
+type Rollups = rustc_hash::FxHashMap<RowKey, Rollup>;
 
 /// The writer. Not `Sync`: one task owns it.
 pub struct Store {
@@ -352,7 +353,7 @@ impl Store {
             conn,
             path: path.to_path_buf(),
             retention_secs,
-            rollups: HashMap::new(),
+            rollups: Rollups::default(),
             rollup_rows: 0,
             rows_per_minute: BTreeMap::new(),
             events: VecDeque::new(),

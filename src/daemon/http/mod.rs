@@ -58,6 +58,8 @@ pub struct HttpState {
     pub snapshot: watch::Receiver<Arc<Snapshot>>,
     pub metrics: Arc<Metrics>,
     pub history: Arc<dyn History>,
+    /// The history the status page read last, reused for [`PAGE_HISTORY_TTL_SECS`].
+    pub page_history: Arc<PageHistoryCache>,
     /// Node agents' reports and alerts; None: refused with 403.
     pub agents: Option<agents::AgentIntake>,
 }
@@ -323,13 +325,69 @@ async fn healthz(State(state): State<HttpState>) -> Response {
     with_type("text/plain; charset=utf-8", body)
 }
 
+/// How long the status page reuses the history it read (uptime over 24 h and 7 days, the RTT
+/// chart by minute). The store adds to it every 5 s and the chart's points are minutes, while
+/// reading it for 10,000 targets is two aggregate queries over every rollup row of the week (a
+/// quarter of such a page's time). Node states and last probes come from the live snapshot on
+/// every load; incidents are read on every load too.
+pub const PAGE_HISTORY_TTL_SECS: f64 = 15.0;
+
+/// The status page's last history, for the targets it was read for.
+#[derive(Default)]
+pub struct PageHistoryCache(std::sync::Mutex<Option<CachedHistory>>);
+
+struct CachedHistory {
+    at: UnixTime,
+    /// A fingerprint of the target names it was read for: a reload starts afresh.
+    names: u64,
+    targets: Arc<HashMap<String, page::TargetHistory>>,
+}
+
+impl PageHistoryCache {
+    fn get(&self, names: u64, now: UnixTime) -> Option<Arc<HashMap<String, page::TargetHistory>>> {
+        let kept = self.0.lock().ok()?;
+        let c = kept.as_ref()?;
+        let fresh = now >= c.at && now - c.at < PAGE_HISTORY_TTL_SECS;
+        (c.names == names && fresh).then(|| c.targets.clone())
+    }
+
+    /// Keeps `targets` unless the store failed for any of them (an error is read again).
+    fn put(&self, names: u64, at: UnixTime, targets: &Arc<HashMap<String, page::TargetHistory>>) {
+        let failed = targets
+            .values()
+            .any(|h| h.uptime_24h.is_err() || h.uptime_7d.is_err() || h.rtt_24h.is_err());
+        if let Ok(mut kept) = self.0.lock() {
+            *kept = (!failed).then(|| CachedHistory {
+                at,
+                names,
+                targets: targets.clone(),
+            });
+        }
+    }
+}
+
 async fn status_page(State(state): State<HttpState>) -> Response {
     let snapshot = state.current();
     let now = now();
     let history = state.history.clone();
     let names: Vec<String> = snapshot.targets.iter().map(|t| t.name.clone()).collect();
+    let fingerprint = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        names.hash(&mut h);
+        h.finish()
+    };
+    let cached = state.page_history.get(fingerprint, now);
+    let cache = state.page_history.clone();
     let gathered = blocking(move || {
-        let targets = history.page_history(&names, now);
+        let targets = match cached {
+            Some(t) => t,
+            None => {
+                let t = Arc::new(history.page_history(&names, now));
+                cache.put(fingerprint, now, &t);
+                t
+            }
+        };
         let recent = history.incidents(now - RECENT_INCIDENTS_SECS, 100);
         Ok((targets, recent))
     })
@@ -342,7 +400,7 @@ async fn status_page(State(state): State<HttpState>) -> Response {
         },
         Err(e) => page::PageData {
             now,
-            targets: HashMap::new(),
+            targets: Default::default(),
             recent_incidents: Err(e),
         },
     };
@@ -360,6 +418,40 @@ async fn not_found() -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The page's history is reused for the same targets within the TTL, and read again after
+    /// it, for another set of targets, or when the store failed.
+    #[test]
+    fn page_history_is_reused_for_a_few_seconds_only() {
+        let ok = page::TargetHistory {
+            uptime_24h: Ok(Some(1.0)),
+            uptime_7d: Ok(None),
+            rtt_24h: Ok(vec![(60.0, 1.5)]),
+        };
+        let good = Arc::new(HashMap::from([("edge".to_string(), ok.clone())]));
+        let cache = PageHistoryCache::default();
+        assert!(cache.get(1, 1000.0).is_none());
+        cache.put(1, 1000.0, &good);
+        let hit = cache
+            .get(1, 1000.0 + PAGE_HISTORY_TTL_SECS - 0.5)
+            .expect("within the TTL");
+        assert!(Arc::ptr_eq(&hit, &good));
+        assert!(
+            cache.get(1, 1000.0 + PAGE_HISTORY_TTL_SECS).is_none(),
+            "after the TTL"
+        );
+        assert!(cache.get(2, 1001.0).is_none(), "other targets");
+        assert!(cache.get(1, 999.0).is_none(), "the clock went back");
+        let failed = Arc::new(HashMap::from([(
+            "edge".to_string(),
+            page::TargetHistory {
+                uptime_7d: Err("database is locked".into()),
+                ..ok
+            },
+        )]));
+        cache.put(1, 1002.0, &failed);
+        assert!(cache.get(1, 1002.0).is_none(), "an error is read again");
+    }
 
     #[test]
     fn escape_covers_markup_and_control_characters() {

@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write;
+use std::sync::Arc;
 
 use chrono_tz::Tz;
 
@@ -45,8 +46,9 @@ pub struct TargetHistory {
 #[derive(Clone, Debug, PartialEq)]
 pub struct PageData {
     pub now: UnixTime,
-    /// By target name; a missing target renders "no data".
-    pub targets: HashMap<String, TargetHistory>,
+    /// By target name; a missing target renders "no data". Shared: the page reuses it for a few
+    /// seconds ([`super::PAGE_HISTORY_TTL_SECS`]).
+    pub targets: Arc<HashMap<String, TargetHistory>>,
     /// Incidents of the last 7 days, newest first.
     pub recent_incidents: Result<Vec<Incident>, String>,
 }
@@ -168,6 +170,28 @@ fn group_state_words(s: GroupState) -> (&'static str, &'static str) {
 
 /// The inline SVG of a 24 h RTT series (ms), averaged into buckets; gaps stay gaps. None when the
 /// series holds no usable point.
+/// A number with one decimal, as `{:.1}` writes it (ties to even) but without its exact-decimal
+/// machinery, which was a tenth of a 10,000-target page's time (chart points and RTTs). Values
+/// too large for the shortcut go to `{:.1}`.
+struct Dec1(f64);
+
+impl std::fmt::Display for Dec1 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tenths = (self.0 * 10.0).round_ties_even();
+        if !tenths.is_finite() || tenths.abs() >= 1e15 {
+            return write!(f, "{:.1}", self.0);
+        }
+        let t = tenths as i64;
+        let sign = if t < 0 || (t == 0 && self.0.is_sign_negative()) {
+            "-"
+        } else {
+            ""
+        };
+        let t = t.unsigned_abs();
+        write!(f, "{sign}{}.{}", t / 10, t % 10)
+    }
+}
+
 pub fn rtt_chart(series: &[(UnixTime, f64)], now: UnixTime) -> Option<String> {
     let since = now - DAY;
     let width = DAY / CHART_BUCKETS as f64;
@@ -201,17 +225,22 @@ pub fn rtt_chart(series: &[(UnixTime, f64)], now: UnixTime) -> Option<String> {
         let y = CHART_H - 3.0 - (sum / f64::from(*count)) / top * (CHART_H - 8.0);
         let next_filled = sums.get(i + 1).is_some_and(|b| b.1 > 0);
         if prev {
-            w!(d, "L{x:.1} {y:.1}");
+            w!(d, "L{} {}", Dec1(x), Dec1(y));
         } else if next_filled {
-            w!(d, "M{x:.1} {y:.1}");
+            w!(d, "M{} {}", Dec1(x), Dec1(y));
         } else {
             // An isolated bucket: a short dash so it shows.
-            w!(d, "M{:.1} {y:.1}h2", x - 1.0);
+            w!(d, "M{} {}h2", Dec1(x - 1.0), Dec1(y));
         }
         prev = true;
     }
     let avg = total / f64::from(n);
-    let summary = format!("min {min:.1} · avg {avg:.1} · max {max:.1} ms");
+    let summary = format!(
+        "min {} · avg {} · max {} ms",
+        Dec1(min),
+        Dec1(avg),
+        Dec1(max)
+    );
     let mut svg = String::new();
     w!(
         svg,
@@ -242,7 +271,7 @@ fn last_probe_text(n: &NodeView, now: UnixTime, zone: Tz) -> String {
         )),
     }
     if let Some(rtt) = o.rtt_ms {
-        parts.push(format!("{rtt:.1} ms"));
+        parts.push(format!("{} ms", Dec1(rtt)));
     }
     if let Some(days) = o.cert_days_left {
         parts.push(format!("cert {days} d left"));
@@ -704,7 +733,7 @@ mod tests {
         }
         PageData {
             now,
-            targets,
+            targets: Arc::new(targets),
             recent_incidents: Ok(vec![]),
         }
     }
@@ -771,7 +800,7 @@ mod tests {
         let s = snapshot();
         let mut d = data(s.generated_at);
         d.recent_incidents = Err("database is locked".to_owned());
-        if let Some(h) = d.targets.get_mut("edge") {
+        if let Some(h) = Arc::get_mut(&mut d.targets).and_then(|t| t.get_mut("edge")) {
             h.uptime_7d = Err("no such table".to_owned());
             h.rtt_24h = Ok(vec![]);
         }
@@ -797,6 +826,27 @@ mod tests {
             timefmt::date_time(1_700_000_000.0, "Europe/Berlin".parse().unwrap()),
             "2023-11-14 23:13 CET"
         );
+        // One decimal as `{:.1}` writes it; they may differ only on a value a hair from a tie.
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        for i in 0..200_000u64 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let v = match i % 4 {
+                0 => i as f64 / 100.0,
+                1 => (rng % 10_000_000) as f64 / 1000.0,
+                2 => -((rng % 100_000) as f64) / 997.0,
+                _ => f64::from_bits(rng) % 1e6,
+            };
+            if !v.is_finite() {
+                continue;
+            }
+            let (ours, std) = (Dec1(v).to_string(), format!("{v:.1}"));
+            let near_tie = ((v * 10.0).abs().fract() - 0.5).abs() < 1e-6;
+            assert!(ours == std || near_tie, "{v}: {ours} against {std}");
+        }
+        assert_eq!(Dec1(-0.04).to_string(), format!("{:.1}", -0.04));
+        assert_eq!(Dec1(1e300).to_string(), format!("{:.1}", 1e300));
         assert!(rtt_chart(&[], 1e9).is_none());
         let one = rtt_chart(&[(1e9 - 100.0, 5.0)], 1e9).expect("one point charts");
         assert!(one.contains("h2\""), "{one}");

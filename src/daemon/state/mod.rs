@@ -188,7 +188,8 @@ pub struct Board {
     /// The zone incident texts give times in (`[status] time_zone`; UTC by default).
     zone: chrono_tz::Tz,
     targets: Vec<TargetTracker>,
-    target_index: HashMap<String, usize>,
+    /// FxHash: looked up on every probe; the names come from the config.
+    target_index: rustc_hash::FxHashMap<String, usize>,
     groups: Vec<GroupTracker>,
     group_index: HashMap<String, usize>,
     /// Open incidents by key (`target:NAME`, `group:NAME`).
@@ -213,7 +214,7 @@ impl Board {
             page_name,
             zone: chrono_tz::UTC,
             targets: Vec::new(),
-            target_index: HashMap::new(),
+            target_index: Default::default(),
             groups: Vec::new(),
             group_index: HashMap::new(),
             incidents: BTreeMap::new(),
