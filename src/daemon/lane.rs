@@ -342,8 +342,14 @@ impl LaneTask {
                         self.gens.shrink_to_fit();
                     }
                 }
-                // An ICMP error: the probe it names fails now, not at its timeout.
-                _ = self.socket.ready(Interest::ERROR) => {}
+                // An ICMP error: the probe it names fails now, not at its timeout. An error
+                // here means the reactor is gone (the runtime is shutting down): stop, rather
+                // than spin on a future that is always ready.
+                ready = self.socket.ready(Interest::ERROR) => {
+                    if ready.is_err() {
+                        return;
+                    }
+                }
                 _ = &mut sleep => {}
             }
             let now = Instant::now();
